@@ -1,0 +1,13 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both install what they need first.
+CARGO ?= cargo
+
+.PHONY: demo test setup
+
+setup:
+	./.ci/setup
+
+demo: setup
+	. target/env.sh && $(CARGO) run --release -q -p scripting --bin beamline -- demo
+
+test: setup
+	. target/env.sh && $(CARGO) build --release -p scripting --bin beamline && $(CARGO) test --release --workspace

@@ -1,0 +1,5 @@
+//! Acquisition: the wire protocol, the detector simulator, the receiver, the blosc codec and the NXtomo HDF5
+//! writer — everything between a detector frame and a frame on disk.
+//!
+//! This crate must not reconstruct, script scans or render timelines; it must never decompress and
+//! recompress a frame on the ingest path, and it must never panic on anything that arrives over the wire.

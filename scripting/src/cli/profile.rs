@@ -1,0 +1,39 @@
+//! CLI for this area (placeholder until its issue lands).
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+/// Subcommands of this area.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render run logs into one self-contained HTML timeline.
+    Timeline(Placeholder),
+    /// Reports across many runs.
+    Runs(Placeholder),
+}
+
+/// Benchmarks of this area.
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Cost of tracing per span, memory and page render time.
+    Trace(Placeholder),
+}
+
+/// Arguments of a subcommand that is not implemented yet.
+#[derive(Debug, Args)]
+pub struct Placeholder {}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        anyhow::bail!("not implemented yet: {self:?}")
+    }
+}
+
+impl Bench {
+    /// Runs the benchmark.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        anyhow::bail!("not implemented yet: {self:?}")
+    }
+}

@@ -1,0 +1,37 @@
+//! CLI for this area (placeholder until its issue lands).
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+/// Subcommands of this area.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Rhai scan script on the (simulated) beamline.
+    Scan(Placeholder),
+}
+
+/// Benchmarks of this area.
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Scan engine overhead per point.
+    Scan(Placeholder),
+}
+
+/// Arguments of a subcommand that is not implemented yet.
+#[derive(Debug, Args)]
+pub struct Placeholder {}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        anyhow::bail!("not implemented yet: {self:?}")
+    }
+}
+
+impl Bench {
+    /// Runs the benchmark.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        anyhow::bail!("not implemented yet: {self:?}")
+    }
+}

@@ -1,0 +1,71 @@
+//! `beamline`: one binary, a subcommand for every role.
+
+use clap::{Parser, Subcommand};
+
+use scripting::cli;
+
+/// Synchrotron tomography from the detector to a reconstructed volume.
+#[derive(Debug, Parser)]
+#[command(name = "beamline", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Acquire(cli::acquire::Command),
+    #[command(flatten)]
+    Recon(cli::recon::Command),
+    #[command(flatten)]
+    Gpu(cli::gpu::Command),
+    #[command(flatten)]
+    Scan(cli::scan::Command),
+    #[command(flatten)]
+    Profile(cli::profile::Command),
+    #[command(flatten)]
+    Demo(cli::demo::Command),
+    /// Benchmarks: print figures, and with --json one JSON object on the last line.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    #[command(flatten)]
+    Acquire(cli::acquire::Bench),
+    #[command(flatten)]
+    Recon(cli::recon::Bench),
+    #[command(flatten)]
+    Scan(cli::scan::Bench),
+    #[command(flatten)]
+    Profile(cli::profile::Bench),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Acquire(c) => c.run(),
+        Command::Recon(c) => c.run(),
+        Command::Gpu(c) => c.run(),
+        Command::Scan(c) => c.run(),
+        Command::Profile(c) => c.run(),
+        Command::Demo(c) => c.run(),
+        Command::Bench { which } => match which {
+            Bench::Acquire(b) => b.run(),
+            Bench::Recon(b) => b.run(),
+            Bench::Scan(b) => b.run(),
+            Bench::Profile(b) => b.run(),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

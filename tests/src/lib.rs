@@ -1,0 +1,106 @@
+//! Tests: end-to-end tests and interop tests against independent peers (Python pyzmq, h5py + hdf5plugin,
+//! tifffile, headless Chromium). Helpers here locate the `beamline` binary and the Python peers.
+//!
+//! This crate must not contain product code; it only drives the real binary and real peers. Peers are
+//! required, never skipped: when one is missing the test fails and says to run `make test`, which installs
+//! them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Root of the workspace (the folder holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate sits inside the workspace")
+        .to_path_buf()
+}
+
+/// Path of the `beamline` binary built by the same `cargo test` profile as this test.
+///
+/// Panics with instructions when it has not been built (`make test` builds it first).
+pub fn beamline_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/beamline
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("beamline{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build --release -p scripting` (or run `make test`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `Command` for the `beamline` binary.
+pub fn beamline() -> Command {
+    Command::new(beamline_bin())
+}
+
+/// Python interpreter of the test virtualenv holding numpy, pyzmq, h5py, hdf5plugin and tifffile.
+///
+/// `BEAMLINE_PYTHON` overrides; otherwise `target/pyenv/bin/python`. Panics when missing: run `make test`.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("BEAMLINE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/pyenv/bin/python"));
+    assert!(
+        p.exists(),
+        "Python peers not installed ({}): run `make test` once, which creates the virtualenv",
+        p.display()
+    );
+    p
+}
+
+/// Runs a Python peer script from `tests/py/` with arguments; returns its stdout, panics with its stderr
+/// when it fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let path = workspace_root().join("tests/py").join(script);
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("start python");
+    assert!(
+        out.status.success(),
+        "python {} {:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        script,
+        args,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Headless Chromium (`BEAMLINE_CHROMIUM` overrides `/usr/bin/chromium`). Panics when missing.
+pub fn chromium() -> PathBuf {
+    let p = std::env::var_os("BEAMLINE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(p.exists(), "Chromium not found at {}: run `make test`, which installs it", p.display());
+    p
+}
+
+/// The flags Chromium needs to run headless as root here without touching the network.
+pub const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
+/// A loopback TCP endpoint on a port that was free a moment ago, e.g. `tcp://127.0.0.1:40123`.
+pub fn free_endpoint() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let port = l.local_addr().expect("local addr").port();
+    format!("tcp://127.0.0.1:{port}")
+}
