@@ -68,4 +68,9 @@ pub trait Backend: Send {
     fn name(&self) -> String;
     /// Reconstructs every row of `slab`; returns `[row][y][x]`, `rows.len() * out_size * out_size` values.
     fn reconstruct(&mut self, setup: &ReconSetup, slab: &Slab) -> Result<Vec<f32>, BackendError>;
+    /// How many detector rows this device takes per slab (a GPU sizes this from its free memory).
+    fn preferred_rows(&self, setup: &ReconSetup) -> usize {
+        let _ = setup;
+        16
+    }
 }

@@ -6,3 +6,4 @@
 //! `--memory` budget says otherwise.
 
 pub mod backend;
+pub mod schedule;
