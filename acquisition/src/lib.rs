@@ -4,3 +4,4 @@
 //! This crate must not reconstruct, script scans or render timelines; it must never decompress and
 //! recompress a frame on the ingest path, and it must never panic on anything that arrives over the wire.
 pub mod phantom;
+pub mod vds;
