@@ -1,10 +1,25 @@
-//! Runs a reconstruction over one or many devices: a reader produces slabs, each device's worker pulls the
-//! next slab, results are handed to the writer in slice order.
+//! Runs a reconstruction over one or many devices: a reader thread produces slabs into a bounded queue,
+//! one worker thread per device pulls the next slab (so a faster device simply takes more), and the
+//! caller's thread hands results to the writer strictly in slice order.
 //!
-//! PLACEHOLDER (owned by the GPU engineer, issue 4): this first version is sequential on the first device;
-//! the signature is the contract the pipeline codes against.
+//! Guarantees:
+//! - every row of the requested range is written exactly once, in order, or the run returns an error;
+//! - a device that fails (a [`BackendError::Device`] or a panic inside the backend) is retired for the rest
+//!   of the run and its slab is retried on another device; [`RunReport::retries`] says so;
+//! - memory is bounded: at most [`max_in_flight`] slabs exist at once (read, being reconstructed, or
+//!   waiting in the reorder buffer for a slower device), whatever the relative speed of the devices.
+//!
+//! Slab size is the smallest [`Backend::preferred_rows`] over the devices, so any device can take any slab.
+//! Because a backend's output for a row depends only on that row (the [`Backend`] contract), the volume is
+//! bit-identical to a single-device run whatever the cut and whichever device took which slab.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use tracing::{info_span, trace, warn};
 
 use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 
@@ -13,10 +28,14 @@ use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 pub struct RunReport {
     /// Rows (slices) reconstructed.
     pub rows: usize,
-    /// Slabs reconstructed per device name.
+    /// Slabs reconstructed per device name, in the order the devices were given.
     pub slabs_per_device: Vec<(String, usize)>,
     /// Slabs that failed on a device and were retried on another, with the reason.
     pub retries: Vec<String>,
+    /// Devices retired during the run after a failure (they took no further slab).
+    pub retired: Vec<String>,
+    /// Rows per slab used for this run.
+    pub slab_rows: usize,
 }
 
 /// Why a scheduled run stopped.
@@ -31,11 +50,19 @@ pub enum ScheduleError {
         reason: String,
     },
     /// Every device failed on a slab.
-    #[error("no device could reconstruct rows {rows:?}: {source}")]
+    #[error("no device could reconstruct rows {rows:?} (every device failed and was retired): {source}")]
     AllDevicesFailed {
         /// Rows of the slab.
         rows: Range<usize>,
         /// The last device error.
+        source: BackendError,
+    },
+    /// A device rejected the slab's input as invalid; retrying elsewhere would not help.
+    #[error("rows {rows:?} rejected: {source}")]
+    Rejected {
+        /// Rows of the slab.
+        rows: Range<usize>,
+        /// The backend's reason.
         source: BackendError,
     },
     /// Writing results failed.
@@ -47,15 +74,43 @@ pub enum ScheduleError {
         reason: String,
     },
     /// There is no device to run on.
-    #[error("no device to run on")]
+    #[error("no device to run on: give at least one backend (the CPU backend always works)")]
     NoDevice,
 }
 
+/// How many slabs may exist at once for `devices` devices: two per device (one being reconstructed, one
+/// queued so the device never waits for the reader) plus two for the reader and the writer.
+pub fn max_in_flight(devices: usize) -> usize {
+    2 * devices + 2
+}
+
+/// A slab with its position in the run.
+struct Work {
+    /// Position of the slab in row order (0, 1, 2, ...).
+    seq: usize,
+    slab: Slab,
+}
+
+/// What the reader and the workers tell the caller's thread.
+enum Event {
+    /// A device finished a slab.
+    Done { seq: usize, rows: Range<usize>, device: usize, data: Vec<f32> },
+    /// A device failed on a slab and retired; the slab comes back for another device.
+    Failed { device: usize, work: Work, error: BackendError },
+    /// A device rejected a slab's input.
+    Rejected { rows: Range<usize>, error: BackendError },
+    /// The reader could not read a slab.
+    ReadFailed { rows: Range<usize>, reason: String },
+    /// The reader produced every slab; this many in total.
+    ReaderDone { slabs: usize },
+}
+
 /// Reconstructs `rows` on `devices`. `read` loads the slab for a range of rows (called from a reader
-/// thread, so it must be `Send + Sync`); `write` receives `[row][y][x]` results strictly in row order.
+/// thread, so it must be `Send + Sync`); `write` receives `[row][y][x]` results strictly in row order, on
+/// the caller's thread.
 pub fn run<R, W>(
     setup: &ReconSetup,
-    mut devices: Vec<Box<dyn Backend>>,
+    devices: Vec<Box<dyn Backend>>,
     rows: Range<usize>,
     read: R,
     mut write: W,
@@ -64,22 +119,218 @@ where
     R: Fn(Range<usize>) -> Result<Slab, String> + Send + Sync,
     W: FnMut(Range<usize>, Vec<f32>) -> Result<(), String>,
 {
-    let device = devices.first_mut().ok_or(ScheduleError::NoDevice)?;
-    let step = device.preferred_rows(setup).max(1);
-    let mut report = RunReport::default();
+    let slab_rows = devices
+        .iter()
+        .map(|d| d.preferred_rows(setup).max(1))
+        .min()
+        .ok_or(ScheduleError::NoDevice)?;
+    let names: Vec<String> = devices.iter().map(|d| d.name()).collect();
+    let n_devices = devices.len();
+    let in_flight = max_in_flight(n_devices);
+
+    // Work flows reader -> `work` (bounded) -> workers; failed slabs come back through `retry`.
+    let (work_tx, work_rx) = bounded::<Work>(2 * n_devices);
+    let (retry_tx, retry_rx) = unbounded::<Work>();
+    let (event_tx, event_rx) = unbounded::<Event>();
+    // One token per slab in flight: the reader blocks on a full `credits` channel; the caller's thread
+    // frees a token each time it has written a slab.
+    let (credit_tx, credit_rx) = bounded::<()>(in_flight);
+    let cancel = AtomicBool::new(false);
+
+    let mut report = RunReport {
+        slabs_per_device: names.iter().map(|n| (n.clone(), 0)).collect(),
+        slab_rows,
+        ..RunReport::default()
+    };
+
+    std::thread::scope(|scope| {
+        {
+            let (read, cancel, events, rows) = (&read, &cancel, event_tx.clone(), rows.clone());
+            let spawned = std::thread::Builder::new().name("reader".into()).spawn_scoped(scope, move || {
+                read_slabs(read, rows, slab_rows, cancel, &credit_tx, &work_tx, &events)
+            });
+            spawned.expect("spawning the reader thread");
+        }
+        for (index, device) in devices.into_iter().enumerate() {
+            let (work_rx, retry_rx, events) = (work_rx.clone(), retry_rx.clone(), event_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name(thread_name(&names[index]))
+                .spawn_scoped(scope, move || work(index, device, setup, &work_rx, &retry_rx, &events));
+            spawned.expect("spawning a device worker thread");
+        }
+        drop((work_rx, retry_rx, event_tx));
+        let outcome = collect(&mut report, &names, event_rx, retry_tx, credit_rx, &mut write);
+        // Whatever happened, let the reader stop early; every channel end this thread held is dropped by
+        // now, so the workers drain and exit and the scope can join them.
+        cancel.store(true, Ordering::Relaxed);
+        outcome
+    })?;
+    Ok(report)
+}
+
+/// Thread names must be short enough to show in tools; a device name such as
+/// "cuda:0 NVIDIA A100-SXM4-40GB" keeps its id and model.
+fn thread_name(device: &str) -> String {
+    device.chars().filter(|c| *c != '\0').take(48).collect()
+}
+
+/// The reader thread: cuts `rows` into slabs of `slab_rows` and queues them in order.
+fn read_slabs<R>(
+    read: &R,
+    rows: Range<usize>,
+    slab_rows: usize,
+    cancel: &AtomicBool,
+    credits: &Sender<()>,
+    work: &Sender<Work>,
+    events: &Sender<Event>,
+) where
+    R: Fn(Range<usize>) -> Result<Slab, String>,
+{
+    let mut seq = 0;
     let mut start = rows.start;
-    let mut count = 0;
     while start < rows.end {
-        let r = start..(start + step).min(rows.end);
-        let slab = read(r.clone()).map_err(|reason| ScheduleError::Read { rows: r.clone(), reason })?;
-        let out = device
-            .reconstruct(setup, &slab)
-            .map_err(|source| ScheduleError::AllDevicesFailed { rows: r.clone(), source })?;
-        write(r.clone(), out).map_err(|reason| ScheduleError::Write { rows: r.clone(), reason })?;
-        report.rows += r.len();
-        count += 1;
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let r = start..(start + slab_rows).min(rows.end);
+        if info_span!("wait.in_flight", rows = r.len()).in_scope(|| credits.send(())).is_err() {
+            return;
+        }
+        let slab = info_span!("recon.read", start = r.start, rows = r.len()).in_scope(|| read(r.clone()));
+        let slab = match slab {
+            Ok(slab) => slab,
+            Err(reason) => {
+                let _ = events.send(Event::ReadFailed { rows: r, reason });
+                return;
+            }
+        };
+        let sent = info_span!("wait.queue_push", start = r.start).in_scope(|| work.send(Work { seq, slab }));
+        if sent.is_err() {
+            return;
+        }
+        trace!(counter.slab_queue = work.len() as u64);
+        seq += 1;
         start = r.end;
     }
-    report.slabs_per_device.push((device.name(), count));
-    Ok(report)
+    let _ = events.send(Event::ReaderDone { slabs: seq });
+}
+
+/// One device's worker: takes retried slabs first, then new ones, until the queues close or the device
+/// fails (it then hands its slab back and retires).
+fn work(
+    index: usize,
+    mut device: Box<dyn Backend>,
+    setup: &ReconSetup,
+    work: &Receiver<Work>,
+    retry: &Receiver<Work>,
+    events: &Sender<Event>,
+) {
+    let name = device.name();
+    loop {
+        let next = match retry.try_recv() {
+            Ok(w) => Some(w),
+            Err(_) => info_span!("wait.queue_pop", device = %name).in_scope(|| {
+                select! {
+                    recv(retry) -> w => w.ok(),
+                    recv(work) -> w => w.ok().or_else(|| retry.recv().ok()),
+                }
+            }),
+        };
+        let Some(item) = next else { return };
+        let rows = item.slab.rows.clone();
+        let span = info_span!("recon.slab", device = %name, start = rows.start, rows = rows.len());
+        let result = span.in_scope(|| {
+            catch_unwind(AssertUnwindSafe(|| device.reconstruct(setup, &item.slab))).unwrap_or_else(|panic| {
+                Err(BackendError::Device { device: name.clone(), reason: panic_message(panic.as_ref()) })
+            })
+        });
+        let event = match result {
+            Ok(data) => Event::Done { seq: item.seq, rows, device: index, data },
+            Err(BackendError::Input(reason)) => {
+                // The run ends on this; take no further slab.
+                let _ = events.send(Event::Rejected { rows, error: BackendError::Input(reason) });
+                return;
+            }
+            Err(error) => {
+                warn!(device = %name, start = rows.start, rows = rows.len(), %error, "device failed; retiring it");
+                let _ = events.send(Event::Failed { device: index, work: item, error });
+                return;
+            }
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+/// Text of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("backend panicked: {text}")
+}
+
+/// The caller's thread: reorders results, writes them in slice order, requeues failed slabs.
+fn collect<W>(
+    report: &mut RunReport,
+    names: &[String],
+    events: Receiver<Event>,
+    retry: Sender<Work>,
+    credits: Receiver<()>,
+    write: &mut W,
+) -> Result<(), ScheduleError>
+where
+    W: FnMut(Range<usize>, Vec<f32>) -> Result<(), String>,
+{
+    let mut live = names.len();
+    let mut pending: BTreeMap<usize, (Range<usize>, Vec<f32>)> = BTreeMap::new();
+    let mut next = 0;
+    let mut total = None;
+    while total != Some(next) {
+        let event = info_span!("wait.results", next).in_scope(|| events.recv());
+        // Every sender is gone only if the reader and all workers have exited without finishing, which the
+        // events below rule out; treat it as every device having gone.
+        let Ok(event) = event else {
+            return Err(ScheduleError::AllDevicesFailed {
+                rows: 0..0,
+                source: BackendError::Device { device: "all".into(), reason: "every worker exited".into() },
+            });
+        };
+        match event {
+            Event::Done { seq, rows, device, data } => {
+                report.slabs_per_device[device].1 += 1;
+                pending.insert(seq, (rows, data));
+                trace!(counter.reorder_buffer = pending.len() as u64);
+                while let Some((rows, data)) = pending.remove(&next) {
+                    info_span!("recon.write", start = rows.start, rows = rows.len())
+                        .in_scope(|| write(rows.clone(), data))
+                        .map_err(|reason| ScheduleError::Write { rows: rows.clone(), reason })?;
+                    report.rows += rows.len();
+                    next += 1;
+                    let _ = credits.try_recv();
+                }
+            }
+            Event::Failed { device, work, error } => {
+                live -= 1;
+                let rows = work.slab.rows.clone();
+                report.retired.push(names[device].clone());
+                if live == 0 {
+                    return Err(ScheduleError::AllDevicesFailed { rows, source: error });
+                }
+                report.retries.push(format!(
+                    "rows {}..{}: {error}; {} retired, slab retried on another device",
+                    rows.start, rows.end, names[device]
+                ));
+                // The receiving workers are alive (live > 0), so this cannot fail.
+                let _ = retry.send(work);
+            }
+            Event::Rejected { rows, error } => return Err(ScheduleError::Rejected { rows, source: error }),
+            Event::ReadFailed { rows, reason } => return Err(ScheduleError::Read { rows, reason }),
+            Event::ReaderDone { slabs } => total = Some(slabs),
+        }
+    }
+    Ok(())
 }
