@@ -102,6 +102,29 @@ pub fn rasterize_2d(ellipses: &[Ellipse], n: usize) -> Vec<f32> {
     out
 }
 
+/// Averages the 2-D phantom over each pixel of an `n x n` image with `k x k` point samples per pixel (an
+/// approximation of the pixel-area average that converges as `k` grows); same layout as [`rasterize_2d`].
+pub fn rasterize_2d_area(ellipses: &[Ellipse], n: usize, k: usize) -> Vec<f32> {
+    let k = k.max(1);
+    let ppu = n as f64 / 2.0;
+    let half = (n as f64 - 1.0) / 2.0;
+    let mut out = vec![0f32; n * n];
+    for (row, line) in out.chunks_mut(n.max(1)).enumerate() {
+        for (col, v) in line.iter_mut().enumerate() {
+            let mut sum = 0.0;
+            for i in 0..k {
+                let y = (half - row as f64 + 0.5 - (i as f64 + 0.5) / k as f64) / ppu;
+                for j in 0..k {
+                    let x = (col as f64 - half - 0.5 + (j as f64 + 0.5) / k as f64) / ppu;
+                    sum += ellipses.iter().filter(|e| e.contains(x, y)).map(|e| e.intensity).sum::<f64>();
+                }
+            }
+            *v = (sum / (k * k) as f64) as f32;
+        }
+    }
+    out
+}
+
 /// Exact sinogram of the 2-D phantom, `[angle][col]`, in pixel units: `n_cols` detector columns with the
 /// rotation axis at column `center`, `pixels_per_unit` pixels per phantom unit, angles in radians.
 pub fn sinogram_2d(

@@ -20,8 +20,28 @@ pub struct ReconSetup {
     pub center: f64,
     /// Output slices are `out_size` x `out_size` pixels.
     pub out_size: usize,
-    /// Filter applied to each projection row before backprojection.
+    /// Filter applied to each projection row before backprojection (one of the names in
+    /// [`crate::filter`]: ramp, shepp-logan, cosine, hamming, hann, parzen).
     pub filter: FilterName,
+    /// Vo's sorting-based stripe removal with this median window (columns), or none.
+    pub stripe_size: Option<usize>,
+    /// Zinger removal with this threshold (in `-log` units), or none.
+    pub zinger_threshold: Option<f32>,
+}
+
+impl ReconSetup {
+    /// A setup with the ramp filter and no stripe or zinger removal.
+    pub fn new(angles_rad: Vec<f32>, n_cols: usize, center: f64, out_size: usize) -> ReconSetup {
+        ReconSetup {
+            angles_rad,
+            n_cols,
+            center,
+            out_size,
+            filter: "ramp".to_string(),
+            stripe_size: None,
+            zinger_threshold: None,
+        }
+    }
 }
 
 /// Name of a reconstruction filter (the CPU backend owns their definitions).

@@ -4,6 +4,17 @@
 //!
 //! This crate must not talk to detectors or ZeroMQ, and must never load a whole dataset into memory when a
 //! `--memory` budget says otherwise.
+//!
+//! Entry points: [`pipeline::reconstruct_file`] (a file to a volume on disk) and
+//! [`cpu::SinogramPipeline::reconstruct_minus_log`] (one in-memory sinogram to one slice, for live previews).
 
 pub mod backend;
+pub mod backproject;
+pub mod bench;
+pub mod cpu;
+pub mod filter;
+pub mod geometry;
+pub mod preprocess;
+pub mod preview;
 pub mod schedule;
+pub mod stripes;

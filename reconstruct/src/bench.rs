@@ -1,0 +1,77 @@
+//! Benchmarks of the CPU backend on the exact Shepp-Logan sinogram: seconds per slice and G updates/s
+//! (`out_size^2 x angles / seconds`), for `beamline bench recon`.
+
+use std::time::Instant;
+
+use acquisition::phantom::{shepp_logan_2d, sinogram_2d};
+use serde::Serialize;
+
+use crate::backend::ReconSetup;
+use crate::cpu::SinogramPipeline;
+
+/// One benchmark case and what it measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchCase {
+    /// Slice side (pixels) = detector columns.
+    pub size: usize,
+    /// Projection angles over 180 degrees.
+    pub angles: usize,
+    /// Slices reconstructed per timed repetition.
+    pub slices: usize,
+    /// rayon threads used.
+    pub threads: usize,
+    /// Best seconds per slice over the repetitions (filter + backprojection).
+    pub seconds_per_slice: f64,
+    /// Best seconds per slice for the backprojection alone.
+    pub backproject_seconds_per_slice: f64,
+    /// `size^2 * angles / seconds_per_slice / 1e9`.
+    pub gups: f64,
+    /// The same for the backprojection alone.
+    pub backproject_gups: f64,
+}
+
+/// Times the reconstruction of `slices` slices of `size x size` from `angles` angles, best of `repeats`.
+pub fn run_case(size: usize, angles: usize, slices: usize, repeats: usize) -> BenchCase {
+    let angles_rad: Vec<f64> = (0..angles).map(|i| std::f64::consts::PI * i as f64 / angles as f64).collect();
+    let center = (size as f64 - 1.0) / 2.0;
+    let sino = sinogram_2d(&shepp_logan_2d(), &angles_rad, size, center, size as f64 / 2.0);
+    let setup = ReconSetup::new(angles_rad.iter().map(|&a| a as f32).collect(), size, center, size);
+    let pipe = match SinogramPipeline::new(&setup) {
+        Ok(p) => p,
+        Err(e) => unreachable!("benchmark setup is valid by construction: {e}"),
+    };
+    let sinos: Vec<Vec<f32>> = (0..slices).map(|_| sino.clone()).collect();
+    let counts = crate::cpu::PreprocessCounts::default();
+    let (mut best, mut best_bp) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        let preps: Vec<_> = {
+            use rayon::prelude::*;
+            sinos
+                .par_iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    pipe.minus_log_to_filtered(&mut s, &counts);
+                    pipe.prepare(&s)
+                })
+                .collect()
+        };
+        let t1 = Instant::now();
+        let out = crate::cpu::backproject_all(&preps, size);
+        let t2 = Instant::now();
+        std::hint::black_box(out);
+        best = best.min((t2 - t0).as_secs_f64() / slices as f64);
+        best_bp = best_bp.min((t2 - t1).as_secs_f64() / slices as f64);
+    }
+    let updates = (size * size * angles) as f64;
+    BenchCase {
+        size,
+        angles,
+        slices,
+        threads: rayon::current_num_threads(),
+        seconds_per_slice: best,
+        backproject_seconds_per_slice: best_bp,
+        gups: updates / best / 1e9,
+        backproject_gups: updates / best_bp / 1e9,
+    }
+}
