@@ -1,0 +1,658 @@
+//! The recording layer: spans, instant events and counters go into per-thread buffers; full buffers are
+//! handed to one background writer thread over a bounded channel. When the writer falls behind, whole
+//! batches are dropped and counted — memory never grows without bound.
+//!
+//! Memory bound: `threads × batch_records` records being filled plus `max_batches_in_flight ×
+//! batch_records` waiting for the writer, each about 90 bytes plus its fields.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+use crate::clock;
+use crate::json::{push_str, CounterVisitor, FieldWriter};
+use crate::Error;
+
+/// Sizes of the recording buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Records per thread buffer before it is handed to the writer.
+    pub batch_records: usize,
+    /// Full batches that may wait for the writer; beyond this, batches are dropped and counted.
+    pub max_batches_in_flight: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // 1024 × 64 ≈ 65k records in flight, about 6 MB: enough to absorb seconds of a busy pipeline.
+        Config { batch_records: 1024, max_batches_in_flight: 64 }
+    }
+}
+
+/// What the header of a log says about the run.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// Subcommand name, e.g. `acquire` or `bench trace`.
+    pub command: String,
+    /// Full command line.
+    pub argv: Vec<String>,
+    /// Version of the program.
+    pub version: String,
+}
+
+/// How a run ended, written to the footer of its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command succeeded.
+    Success,
+    /// The command failed with this exit code and error text.
+    Failure {
+        /// Process exit code.
+        exit_code: i32,
+        /// The error as shown to the user.
+        error: String,
+    },
+}
+
+/// Counts of what the recorder saw, returned by [`Guard::finish`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Records written to the log (spans, events, counter samples).
+    pub written: u64,
+    /// Records dropped because the writer could not keep up.
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+enum Rec {
+    Span { id: u64, parent: u64, name: &'static str, start: u64, end: u64, fields: String },
+    Instant { ts: u64, span: u64, level: &'static str, name: String, fields: String },
+    Counter { ts: u64, name: &'static str, value: f64 },
+}
+
+struct ThreadBuf {
+    tid: u64,
+    name: String,
+    recs: Mutex<Vec<Rec>>,
+}
+
+enum Msg {
+    Batch(Arc<ThreadBuf>, Vec<Rec>),
+    Finish(String),
+}
+
+struct Shared {
+    me: Weak<Shared>,
+    key: u64,
+    config: Config,
+    next_span: AtomicU64,
+    dropped: AtomicU64,
+    tx: Sender<Msg>,
+    threads: Mutex<Vec<Arc<ThreadBuf>>>,
+    panic: Arc<OnceLock<String>>,
+}
+
+static NEXT_RECORDER: AtomicU64 = AtomicU64::new(1);
+
+struct Local {
+    shared: Weak<Shared>,
+    key: u64,
+    buf: Arc<ThreadBuf>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // Thread exit: hand over what is left and forget this thread's buffer.
+        if let Some(shared) = self.shared.upgrade() {
+            shared.flush_thread(&self.buf, false);
+            if let Ok(mut ts) = shared.threads.lock() {
+                ts.retain(|t| !Arc::ptr_eq(t, &self.buf));
+            }
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Shared {
+    fn push(&self, rec: Rec) {
+        let pushed = LOCAL.try_with(|locals| {
+            let Ok(mut locals) = locals.try_borrow_mut() else { return false };
+            let i = match locals.iter().position(|l| l.key == self.key) {
+                Some(i) => i,
+                None => {
+                    let buf = Arc::new(ThreadBuf {
+                        tid: clock::thread_id(),
+                        name: std::thread::current().name().unwrap_or("unnamed").to_owned(),
+                        recs: Mutex::new(Vec::with_capacity(self.config.batch_records)),
+                    });
+                    if let Ok(mut ts) = self.threads.lock() {
+                        ts.push(buf.clone());
+                    }
+                    locals.push(Local { shared: self.me.clone(), key: self.key, buf });
+                    locals.len() - 1
+                }
+            };
+            let buf = &locals[i].buf;
+            let Ok(mut recs) = buf.recs.lock() else { return false };
+            recs.push(rec);
+            if recs.len() >= self.config.batch_records {
+                let full = std::mem::replace(&mut *recs, Vec::with_capacity(self.config.batch_records));
+                drop(recs);
+                self.send(buf.clone(), full, false);
+            }
+            true
+        });
+        if !matches!(pushed, Ok(true)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands a batch to the writer; without `block`, a full channel drops the batch (counted).
+    fn send(&self, thread: Arc<ThreadBuf>, recs: Vec<Rec>, block: bool) {
+        if recs.is_empty() {
+            return;
+        }
+        let n = recs.len() as u64;
+        let msg = Msg::Batch(thread, recs);
+        let ok = if block {
+            self.tx.send(msg).is_ok()
+        } else {
+            match self.tx.try_send(msg) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            }
+        };
+        if !ok {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn flush_thread(&self, buf: &Arc<ThreadBuf>, block: bool) {
+        let recs = match buf.recs.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(_) => return,
+        };
+        self.send(buf.clone(), recs, block);
+    }
+
+    fn span_id(&self) -> u64 {
+        self.next_span.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Per-span state kept in the registry between creation and close.
+struct SpanRec {
+    id: u64,
+    parent: u64,
+    start: u64,
+    fields: String,
+}
+
+/// The `tracing` layer that records into a run log. Build it with [`recorder`] or [`record_to_file`]; the
+/// matching [`Guard`] writes the footer and closes the log.
+pub struct RecordingLayer {
+    shared: Arc<Shared>,
+}
+
+impl<S> Layer<S> for RecordingLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let parent = span
+            .parent()
+            .and_then(|p| p.extensions().get::<SpanRec>().map(|r| r.id))
+            .unwrap_or(0);
+        let mut fields = String::new();
+        if !attrs.fields().is_empty() {
+            attrs.record(&mut FieldWriter { out: &mut fields, message: None });
+        }
+        let rec = SpanRec { id: self.shared.span_id(), parent, start: clock::mono_ns(), fields };
+        span.extensions_mut().insert(rec);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(rec) = ext.get_mut::<SpanRec>() {
+            values.record(&mut FieldWriter { out: &mut rec.fields, message: None });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let ts = clock::mono_ns();
+        let meta = event.metadata();
+        if meta.fields().iter().any(|f| f.name().starts_with(crate::COUNTER_PREFIX)) {
+            let mut cv = CounterVisitor::default();
+            event.record(&mut cv);
+            for (name, value) in cv.samples {
+                self.shared.push(Rec::Counter { ts, name, value });
+            }
+            return;
+        }
+        let mut fields = String::new();
+        let mut fw = FieldWriter { out: &mut fields, message: None };
+        event.record(&mut fw);
+        let name = fw.message.take().unwrap_or_else(|| meta.name().to_owned());
+        let span = ctx
+            .event_span(event)
+            .and_then(|s| s.extensions().get::<SpanRec>().map(|r| r.id))
+            .unwrap_or(0);
+        self.shared.push(Rec::Instant { ts, span, level: meta.level().as_str(), name, fields });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let end = clock::mono_ns();
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(rec) = span.extensions_mut().remove::<SpanRec>() else { return };
+        self.shared.push(Rec::Span {
+            id: rec.id,
+            parent: rec.parent,
+            name: span.metadata().name(),
+            start: rec.start,
+            end,
+            fields: rec.fields,
+        });
+    }
+}
+
+/// Closes a run log: flushes every thread's buffer, writes the footer and stops the writer thread.
+///
+/// Call [`Guard::finish`] with the outcome of the run. Dropping the guard without it still writes a footer:
+/// status `panic` (with the panic message) while unwinding, `unknown` otherwise.
+#[must_use = "the log is only complete once the guard is finished or dropped"]
+pub struct Guard {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<std::io::Result<u64>>>,
+    path: Option<std::path::PathBuf>,
+}
+
+impl Guard {
+    /// Path of the log file, when recording to a file.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
+    /// Records dropped so far because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Flushes everything recorded so far, writes the footer with `outcome`, and closes the log.
+    pub fn finish(mut self, outcome: &Outcome) -> Result<Totals, Error> {
+        match outcome {
+            Outcome::Success => self.close("ok", 0, None),
+            Outcome::Failure { exit_code, error } => self.close("error", *exit_code, Some(error)),
+        }
+    }
+
+    fn close(&mut self, status: &str, exit_code: i32, error: Option<&str>) -> Result<Totals, Error> {
+        let Some(writer) = self.writer.take() else { return Ok(Totals::default()) };
+        let threads: Vec<Arc<ThreadBuf>> = match self.shared.threads.lock() {
+            Ok(t) => t.clone(),
+            Err(_) => Vec::new(),
+        };
+        for t in &threads {
+            self.shared.flush_thread(t, true);
+        }
+        let dropped = self.dropped();
+        let _ = self.shared.tx.send(Msg::Finish(footer(status, exit_code, error, dropped)));
+        let written = match writer.join() {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(Error::Write(e)),
+            Err(_) => return Err(Error::WriterPanicked),
+        };
+        Ok(Totals { written, dropped })
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.writer.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            let msg = self.shared.panic.get().cloned().unwrap_or_else(|| "unknown panic".to_owned());
+            let _ = self.close("panic", 101, Some(&format!("panic: {msg}")));
+        } else {
+            let _ = self.close("unknown", -1, Some("the log was closed without an outcome"));
+        }
+    }
+}
+
+fn header(info: &RunInfo, start_unix: u64, start_mono: u64) -> String {
+    let mut h = String::from(r#"{"t":"header","format":"beamline-trace","format_version":1,"version":"#);
+    push_str(&mut h, &info.version);
+    h.push_str(",\"command\":");
+    push_str(&mut h, &info.command);
+    h.push_str(",\"argv\":[");
+    for (i, a) in info.argv.iter().enumerate() {
+        if i > 0 {
+            h.push(',');
+        }
+        push_str(&mut h, a);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let _ = write!(h, "],\"pid\":{},\"host\":", std::process::id());
+    push_str(&mut h, host.trim());
+    let _ = write!(h, ",\"start_unix_ns\":{start_unix},\"start_mono_ns\":{start_mono}}}");
+    h
+}
+
+fn footer(status: &str, exit_code: i32, error: Option<&str>, dropped: u64) -> String {
+    let mut f = String::from(r#"{"t":"footer","status":"#);
+    push_str(&mut f, status);
+    let _ = write!(f, ",\"exit_code\":{exit_code},\"error\":");
+    match error {
+        Some(e) => push_str(&mut f, e),
+        None => f.push_str("null"),
+    }
+    let u = clock::usage();
+    let _ = write!(
+        f,
+        ",\"dropped\":{dropped},\"end_unix_ns\":{},\"end_mono_ns\":{},\"cpu_user_ns\":{},\"cpu_sys_ns\":{},\"max_rss_kib\":{}",
+        clock::unix_ns(),
+        clock::mono_ns(),
+        u.user_ns,
+        u.sys_ns,
+        u.max_rss_kib
+    );
+    f
+}
+
+/// Starts recording into `sink`. Returns the layer to put on a `tracing_subscriber::Registry` and the guard
+/// that finishes the log.
+pub fn recorder(sink: Box<dyn Write + Send>, info: &RunInfo, config: Config) -> (RecordingLayer, Guard) {
+    let (tx, rx) = crossbeam_channel::bounded(config.max_batches_in_flight.max(1));
+    let config = Config { batch_records: config.batch_records.max(1), ..config };
+    let shared = Arc::new_cyclic(|me| Shared {
+        me: me.clone(),
+        key: NEXT_RECORDER.fetch_add(1, Ordering::Relaxed),
+        config,
+        next_span: AtomicU64::new(1),
+        dropped: AtomicU64::new(0),
+        tx,
+        threads: Mutex::new(Vec::new()),
+        panic: Arc::new(OnceLock::new()),
+    });
+    let head = header(info, clock::unix_ns(), clock::mono_ns());
+    let writer = std::thread::Builder::new()
+        .name("trace-writer".into())
+        .spawn(move || write_loop(sink, head, rx))
+        .ok();
+    let guard = Guard { shared: shared.clone(), writer, path: None };
+    (RecordingLayer { shared }, guard)
+}
+
+/// Starts recording into the file at `path` (parent folders are created).
+pub fn record_to_file(
+    path: &std::path::Path,
+    info: &RunInfo,
+    config: Config,
+) -> Result<(RecordingLayer, Guard), Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Create(dir.to_path_buf(), e))?;
+    }
+    let file = std::fs::File::create(path).map_err(|e| Error::Create(path.to_path_buf(), e))?;
+    let sink = Box::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let (layer, mut guard) = recorder(sink, info, config);
+    guard.path = Some(path.to_path_buf());
+    Ok((layer, guard))
+}
+
+/// Records every span of this process into `path` for the rest of its life: installs the global default
+/// subscriber (this layer, plus warnings and errors on stderr; `BEAMLINE_LOG_LEVEL` takes an `EnvFilter`
+/// directive such as `info` to show more) and a panic hook that puts the panic message into the footer.
+///
+/// Fails when the file cannot be created or a global subscriber is already set.
+pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let (layer, guard) = record_to_file(path, info, Config::default())?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BEAMLINE_LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(filter);
+    let subscriber = tracing_subscriber::registry().with(layer).with(stderr);
+    tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::AlreadyInstalled)?;
+    let slot = guard.shared.panic.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "non-string panic payload".to_owned()
+        };
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let _ = slot.set(format!("{msg}{at}"));
+        previous(info);
+    }));
+    Ok(guard)
+}
+
+fn write_loop(mut sink: Box<dyn Write + Send>, header: String, rx: Receiver<Msg>) -> std::io::Result<u64> {
+    let mut line = String::with_capacity(1 << 16);
+    let mut seen: std::collections::HashSet<u64> = Default::default();
+    let mut written = 0u64;
+    let mut failed: Option<std::io::Error> = None;
+    line.push_str(&header);
+    line.push('\n');
+    for msg in rx.iter() {
+        match msg {
+            Msg::Batch(thread, recs) => {
+                if seen.insert(thread.tid) {
+                    let _ = write!(line, "{{\"t\":\"thread\",\"tid\":{},\"name\":", thread.tid);
+                    push_str(&mut line, &thread.name);
+                    line.push_str("}\n");
+                }
+                for rec in &recs {
+                    encode(&mut line, thread.tid, rec);
+                    if line.len() > 1 << 16 {
+                        flush_into(&mut sink, &mut line, &mut failed);
+                    }
+                }
+                // Hand every batch to the sink (a file sink is buffered), so a slow sink shows as
+                // back-pressure on the channel rather than as memory here.
+                flush_into(&mut sink, &mut line, &mut failed);
+                written += recs.len() as u64;
+            }
+            Msg::Finish(footer) => {
+                let _ = writeln!(line, "{footer},\"written\":{written}}}");
+                flush_into(&mut sink, &mut line, &mut failed);
+                if failed.is_none() {
+                    if let Err(e) = sink.flush() {
+                        failed = Some(e);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(written),
+    }
+}
+
+fn flush_into(sink: &mut Box<dyn Write + Send>, line: &mut String, failed: &mut Option<std::io::Error>) {
+    if failed.is_none() {
+        if let Err(e) = sink.write_all(line.as_bytes()) {
+            *failed = Some(e);
+        }
+    }
+    line.clear();
+}
+
+/// One record as one JSON line; see the crate documentation for the format.
+fn encode(out: &mut String, tid: u64, rec: &Rec) {
+    match rec {
+        Rec::Span { id, parent, name, start, end, fields } => {
+            out.push_str("{\"t\":\"span\",\"n\":");
+            push_str(out, name);
+            let _ = write!(out, ",\"id\":{id},\"p\":{parent},\"tid\":{tid},\"s\":{start},\"e\":{end}");
+            push_fields(out, fields);
+        }
+        Rec::Instant { ts, span, level, name, fields } => {
+            out.push_str("{\"t\":\"event\",\"n\":");
+            push_str(out, name);
+            let _ = write!(out, ",\"tid\":{tid},\"ts\":{ts},\"span\":{span},\"level\":\"{level}\"");
+            push_fields(out, fields);
+        }
+        Rec::Counter { ts, name, value } => {
+            out.push_str("{\"t\":\"counter\",\"n\":");
+            push_str(out, name);
+            let _ = write!(out, ",\"tid\":{tid},\"ts\":{ts},\"v\":");
+            if value.is_finite() {
+                let _ = write!(out, "{value}");
+            } else {
+                out.push_str("null");
+            }
+        }
+    }
+    out.push_str("}\n");
+}
+
+fn push_fields(out: &mut String, fields: &str) {
+    if !fields.is_empty() {
+        out.push_str(",\"f\":{");
+        out.push_str(fields);
+        out.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::RunLog;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// A sink shared with the test, optionally blocked until a gate opens.
+    #[derive(Clone)]
+    struct Sink {
+        data: Arc<Mutex<Vec<u8>>>,
+        gate: Option<crossbeam_channel::Receiver<()>>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(g) = self.gate.take() {
+                let _ = g.recv();
+            }
+            self.data.lock().expect("sink").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn info() -> RunInfo {
+        RunInfo { command: "test".into(), argv: vec!["beamline".into(), "</script>".into()], version: "9".into() }
+    }
+
+    fn parse(data: &Arc<Mutex<Vec<u8>>>) -> RunLog {
+        let text = String::from_utf8(data.lock().expect("sink").clone()).expect("utf-8");
+        RunLog::parse(std::path::Path::new("mem"), &text).expect("log parses")
+    }
+
+    #[test]
+    fn records_spans_events_counters_threads_header_footer() {
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: None }), &info(), Config::default());
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let for_worker = dispatch.clone();
+        tracing::dispatcher::with_default(&dispatch, || {
+            let outer = tracing::info_span!("test.outer", frame = 3u64, label = "a\"b").entered();
+            {
+                let _w = tracing::trace_span!("wait.frames").entered();
+                tracing::trace!(counter.queue_depth = 5u64);
+            }
+            tracing::info!(bytes = 7u64, "frame dropped");
+            let h = std::thread::Builder::new()
+                .name("worker".into())
+                .spawn(move || {
+                    tracing::dispatcher::with_default(&for_worker, || {
+                        let s = tracing::info_span!("test.work", rows = tracing::field::Empty);
+                        s.record("rows", 9u64);
+                    })
+                })
+                .expect("spawn");
+            h.join().expect("join");
+            drop(outer);
+        });
+        let totals = guard.finish(&Outcome::Failure { exit_code: 2, error: "bad input: x".into() }).expect("finish");
+        assert_eq!(totals, Totals { written: 5, dropped: 0 });
+        let log = parse(&data);
+        assert_eq!(log.header.command, "test");
+        assert_eq!(log.header.argv[1], "</script>");
+        assert_eq!(log.header.pid, std::process::id());
+        let f = log.footer.as_ref().expect("footer");
+        assert_eq!((f.status.as_str(), f.exit_code, f.error.as_deref(), f.written), ("error", 2, Some("bad input: x"), 5));
+        let names: Vec<&str> = log.spans.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["wait.frames", "test.outer", "test.work"]);
+        let outer = &log.spans[1];
+        assert_eq!(log.spans[0].parent, outer.id);
+        assert_eq!(outer.fields[0].1, 3);
+        assert_eq!(outer.fields[1].1, "a\"b");
+        assert!(outer.end > outer.start && outer.start <= log.spans[0].start && log.spans[0].end <= outer.end);
+        let work = &log.spans[2];
+        assert_eq!(log.thread_name(work.tid), "worker");
+        assert_eq!(work.parent, 0, "a span on another thread has no contextual parent");
+        assert_eq!((&*work.fields[0].0, work.fields[0].1.as_u64()), ("rows", Some(9)));
+        assert_eq!(log.counters[0].name.as_ref(), "queue_depth");
+        assert_eq!(log.counters[0].value, 5.0);
+        assert_eq!(log.events[0].name.as_ref(), "frame dropped");
+        assert_eq!(log.events[0].span, outer.id);
+        assert_eq!(log.threads.len(), 2);
+    }
+
+    #[test]
+    fn slow_writer_drops_and_counts_instead_of_growing() {
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let (open, gate) = crossbeam_channel::bounded(1);
+        let config = Config { batch_records: 16, max_batches_in_flight: 2 };
+        let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: Some(gate) }), &info(), config);
+        let sub = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(sub, || {
+            for i in 0..1000u64 {
+                let _s = tracing::trace_span!("test.span", i).entered();
+            }
+        });
+        // While the sink is blocked, at most: one batch in the writer, two in the channel, one filling.
+        let dropped = guard.dropped();
+        assert!(dropped >= 1000 - 16 * 4, "dropped only {dropped}");
+        open.send(()).expect("open gate");
+        let totals = guard.finish(&Outcome::Success).expect("finish");
+        assert_eq!(totals.written + totals.dropped, 1000);
+        assert_eq!(totals.dropped, dropped);
+        let log = parse(&data);
+        assert_eq!(log.spans.len() as u64, totals.written);
+        let f = log.footer.expect("footer");
+        assert_eq!((f.status.as_str(), f.dropped, f.written), ("ok", dropped, totals.written));
+    }
+
+    #[test]
+    fn dropping_the_guard_writes_an_unknown_footer() {
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let (_layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: None }), &info(), Config::default());
+        drop(guard);
+        assert_eq!(parse(&data).footer.expect("footer").status, "unknown");
+    }
+}

@@ -1,0 +1,234 @@
+//! Stall analysis: where each lane was idle, and what it was waiting for.
+//!
+//! Within a lane's active range (its first span's start to its last span's end), idle time is
+//! - every outermost `wait.*` span (what it waits for is the rest of its name: `wait.frames` → `frames`),
+//! - every gap covered by no span at all ("untraced gap": the thread did something not instrumented, or
+//!   slept outside any span).
+//!
+//! The share of a lane is its idle time over the wall time of its process. Individual stalls (each wait
+//! span and each gap) are ranked by duration.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::timeline::{Lane, Timeline};
+
+/// What a gap not covered by any span is called.
+pub const UNTRACED: &str = "untraced gap";
+
+/// One idle interval.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stall {
+    /// Index of the process in the timeline.
+    pub process: usize,
+    /// Index of the lane in its process.
+    pub lane: usize,
+    /// Lane name.
+    pub lane_name: String,
+    /// Start, ns since the Unix epoch.
+    pub start: u64,
+    /// Duration, ns.
+    pub dur: u64,
+    /// What the lane waited for (`frames`), or [`UNTRACED`].
+    pub what: String,
+    /// One sentence, e.g. `writer waited 412.0 ms for disk`.
+    pub text: String,
+}
+
+/// Idle time of one lane.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LaneIdle {
+    /// Index of the process in the timeline.
+    pub process: usize,
+    /// Index of the lane in its process.
+    pub lane: usize,
+    /// Lane name.
+    pub lane_name: String,
+    /// Idle time, ns.
+    pub idle_ns: u64,
+    /// Idle time over the wall time of the process.
+    pub share: f64,
+    /// Idle time by what was waited for, largest first.
+    pub parts: Vec<(String, u64)>,
+    /// One sentence, e.g. `writer idle 42% of the run, waiting for frames (35%), untraced gaps (7%)`.
+    pub text: String,
+}
+
+/// The analysis of a whole timeline.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Analysis {
+    /// Lanes with idle time, largest share first.
+    pub lanes: Vec<LaneIdle>,
+    /// The biggest individual stalls, longest first (at most [`TOP`]).
+    pub top: Vec<Stall>,
+    /// Per process, per lane: idle intervals `(start, end)` worth highlighting (at least 1/20000 of
+    /// the process wall time; the page shows smaller ones as plain empty space).
+    pub highlight: Vec<Vec<Vec<(u64, u64)>>>,
+}
+
+/// How many individual stalls [`Analysis::top`] keeps.
+pub const TOP: usize = 50;
+
+/// Analyses every lane of `tl`.
+pub fn analyse(tl: &Timeline) -> Analysis {
+    let mut out = Analysis::default();
+    let mut all: Vec<Stall> = Vec::new();
+    for (pi, p) in tl.processes.iter().enumerate() {
+        let wall = p.wall();
+        let min_highlight = wall / 20_000;
+        let mut proc_hl = Vec::new();
+        for (li, lane) in p.lanes.iter().enumerate() {
+            let intervals = idle_intervals(lane);
+            let mut parts: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut hl = Vec::new();
+            let mut lane_top: Vec<Stall> = Vec::new();
+            for (s, e, what) in &intervals {
+                let dur = e - s;
+                *parts.entry(what).or_default() += dur;
+                if dur >= min_highlight.max(1) {
+                    hl.push((*s, *e));
+                }
+                lane_top.push(Stall {
+                    process: pi,
+                    lane: li,
+                    lane_name: lane.name.clone(),
+                    start: *s,
+                    dur,
+                    what: what.to_string(),
+                    text: String::new(),
+                });
+            }
+            // Keep only each lane's biggest stalls before ranking globally (bounded work on huge logs).
+            lane_top.sort_by(|a, b| b.dur.cmp(&a.dur));
+            lane_top.truncate(TOP);
+            all.extend(lane_top);
+            proc_hl.push(hl);
+            let idle_ns: u64 = parts.values().sum();
+            if idle_ns == 0 {
+                continue;
+            }
+            let mut parts: Vec<(String, u64)> = parts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            parts.sort_by(|a, b| b.1.cmp(&a.1));
+            let share = idle_ns as f64 / wall as f64;
+            let text = lane_sentence(&lane.name, share, &parts, wall);
+            out.lanes.push(LaneIdle { process: pi, lane: li, lane_name: lane.name.clone(), idle_ns, share, parts, text });
+        }
+        out.highlight.push(proc_hl);
+    }
+    out.lanes.sort_by(|a, b| b.share.total_cmp(&a.share));
+    all.sort_by(|a, b| b.dur.cmp(&a.dur).then(a.start.cmp(&b.start)));
+    all.truncate(TOP);
+    for s in &mut all {
+        s.text = if s.what == UNTRACED {
+            format!("{} idle {} (no span)", s.lane_name, fmt_ns(s.dur))
+        } else {
+            format!("{} waited {} for {}", s.lane_name, fmt_ns(s.dur), s.what)
+        };
+    }
+    out.top = all;
+    out
+}
+
+fn lane_sentence(lane: &str, share: f64, parts: &[(String, u64)], wall: u64) -> String {
+    let pct = |ns: u64| ns as f64 * 100.0 / wall as f64;
+    let named: Vec<String> = parts
+        .iter()
+        .take(3)
+        .map(|(what, ns)| {
+            let what = if what == UNTRACED { "untraced gaps".to_owned() } else { what.clone() };
+            format!("{what} ({:.0}%)", pct(*ns))
+        })
+        .collect();
+    format!("{lane} idle {:.0}% of the run, waiting for {}", share * 100.0, named.join(", "))
+}
+
+/// Idle intervals of a lane: outermost wait spans and uncovered gaps, sorted by start.
+pub fn idle_intervals(lane: &Lane) -> Vec<(u64, u64, &str)> {
+    let mut out = Vec::new();
+    let mut covered_to: Option<u64> = None; // end of the union of all spans seen so far
+    let mut wait_to: u64 = 0; // end of the current outermost wait span
+    for s in &lane.spans {
+        if let Some(c) = covered_to {
+            if s.start > c {
+                out.push((c, s.start, UNTRACED));
+            }
+        }
+        if s.wait && s.start >= wait_to {
+            let what = s.name.strip_prefix(crate::WAIT_PREFIX).filter(|w| !w.is_empty()).unwrap_or(&s.name);
+            out.push((s.start, s.end, what));
+            wait_to = s.end;
+        }
+        covered_to = Some(covered_to.map_or(s.end, |c| c.max(s.end)));
+    }
+    out.sort_by_key(|i| i.0);
+    out
+}
+
+/// `412.0 ms`, `3.20 s`, `850 ns`.
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        n if n >= 1_000_000_000 => format!("{:.2} s", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} ms", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} µs", n as f64 / 1e3),
+        n => format!("{n} ns"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::tests::log_with;
+
+    #[test]
+    fn wait_spans_and_gaps_are_idle() {
+        let log = log_with(
+            &[(1, "receiver"), (2, "writer")],
+            &[
+                (1, "receive.recv", 0, 100),
+                (2, "hdf5.write_chunk", 0, 10),
+                (2, "wait.frames", 10, 50),
+                (2, "wait.frames.inner", 20, 30), // nested in a wait: not counted twice
+                (2, "hdf5.write_chunk", 50, 60),
+                (2, "hdf5.flush", 80, 90), // gap 60..80
+                (2, "x.outer", 90, 100),
+                (2, "wait.lock", 92, 95), // wait inside work counts
+            ],
+        );
+        let tl = Timeline::from_logs(vec![log]);
+        let a = analyse(&tl);
+        assert_eq!(a.lanes.len(), 1, "receiver never idle");
+        let w = &a.lanes[0];
+        assert_eq!(w.lane_name, "writer");
+        assert_eq!(w.idle_ns, 40 + 20 + 3);
+        assert_eq!(w.parts[0], ("frames".to_owned(), 40));
+        assert_eq!(w.parts[1], (UNTRACED.to_owned(), 20));
+        assert_eq!(w.text, "writer idle 63% of the run, waiting for frames (40%), untraced gaps (20%), lock (3%)");
+        assert_eq!(a.top[0].what, "frames");
+        assert_eq!(a.top[0].dur, 40);
+        assert_eq!(a.top[1].what, UNTRACED);
+        assert_eq!(a.top.len(), 3);
+    }
+
+    #[test]
+    fn injected_stall_ranks_first() {
+        let mut spans = Vec::new();
+        for i in 0..1000u64 {
+            spans.push((1, "wait.queue_pop", i * 100, i * 100 + 30));
+            spans.push((1, "work.step", i * 100 + 30, i * 100 + 100));
+        }
+        spans.push((2, "wait.injected", 5_000, 9_000));
+        let tl = Timeline::from_logs(vec![log_with(&[(1, "a"), (2, "b")], &spans)]);
+        let a = analyse(&tl);
+        assert_eq!(a.top[0].lane_name, "b");
+        assert_eq!(a.top[0].text, "b waited 4.0 µs for injected");
+        assert_eq!(a.lanes[0].lane_name, "a", "a waits 30% of the run, b only 4%");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_ns(850), "850 ns");
+        assert_eq!(fmt_ns(412_000_000), "412.0 ms");
+        assert_eq!(fmt_ns(3_200_000_000), "3.20 s");
+    }
+}
