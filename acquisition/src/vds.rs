@@ -238,6 +238,37 @@ fn compact(owner: &[(usize, u64)], n_sources: usize) -> Vec<Mapping> {
     out
 }
 
+/// Path of the per-frame image keys in an NXtomo file.
+pub const IMAGE_KEY_PATH: &str = "/entry/instrument/detector/image_key";
+
+/// What a receiver's file says it holds: the series length (rows of its frame dataset, one row per
+/// series frame) and, as a [`Source`], the frames whose `image_key` is not
+/// [`crate::protocol::IMAGE_KEY_INVALID`] (the receiver's mark for frames that never reached it).
+pub fn read_claims(path: &Path) -> Result<(u64, Source), StitchError> {
+    if !path.exists() {
+        return Err(StitchError::MissingSource(path.to_path_buf()));
+    }
+    let unreadable = |e: hdf5::Error| StitchError::Unreadable { path: path.to_path_buf(), reason: e.to_string() };
+    let file = File::open(path).map_err(unreadable)?;
+    let rows = file.dataset(DATA_PATH).map_err(unreadable)?.shape().first().copied().unwrap_or(0) as u64;
+    let keys: Vec<i64> = file.dataset(IMAGE_KEY_PATH).map_err(unreadable)?.read_raw().map_err(unreadable)?;
+    if keys.len() as u64 != rows {
+        return Err(StitchError::Inconsistent {
+            path: path.to_path_buf(),
+            reason: format!("{IMAGE_KEY_PATH} has {} entries but {DATA_PATH} has {rows} frames", keys.len()),
+        });
+    }
+    // The receiver's `IMAGE_KEY_INVALID` (protocol module).
+    let invalid = 3i64;
+    let frames = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, &k)| k != invalid)
+        .map(|(i, _)| (SeriesFrame(i as u64), i as u64))
+        .collect();
+    Ok((rows, Source { path: path.to_path_buf(), dataset: DATA_PATH.into(), frames }))
+}
+
 /// What the verified sources look like.
 #[derive(Debug, Clone)]
 pub struct SourceLayout {

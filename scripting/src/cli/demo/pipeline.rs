@@ -1,0 +1,260 @@
+//! The demo driver: scan → receive → reconstruct → accuracy → timeline → summary, each step a child
+//! process of this binary (see [`super::step`]), all inside one run folder.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::run_dir::RunDir;
+use super::step::{arg, Finished, Step};
+use super::DemoArgs;
+
+/// The example tomography scan the demo runs (the scripting engineer's, from `scripting/examples/`).
+const TOMO_SCRIPT: &str = "";
+
+/// Darks and flats the demo asks the scan for.
+const DARKS: u32 = 10;
+const FLATS: u32 = 10;
+
+/// Longest a step may take before the demo gives up on it.
+const STEP_LIMIT: Duration = Duration::from_secs(900);
+
+/// What the demo produced, for the summary.
+#[derive(Debug, Default, serde::Serialize)]
+struct Summary {
+    run_dir: PathBuf,
+    size: u32,
+    angles: u32,
+    scan_file: PathBuf,
+    frames_expected: u64,
+    acquire_seconds: f64,
+    frames_per_second: f64,
+    recon_dir: PathBuf,
+    tiffs: usize,
+    recon_seconds: f64,
+    slices_per_second: f64,
+    rmse_phantom_units: Option<f64>,
+    preview_dir: Option<PathBuf>,
+    timeline: PathBuf,
+    top_stall: Option<String>,
+    total_seconds: f64,
+    steps: Vec<(String, f64)>,
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let run = RunDir::create(args.out.as_deref())?;
+    eprintln!("beamline demo: {}x{} detector, {} projections; everything goes to {}", args.size, args.size, args.angles, run.show(run.root()));
+    let ui = Ui::new();
+    let mut summary = Summary {
+        run_dir: run.root().to_path_buf(),
+        size: args.size,
+        angles: args.angles,
+        frames_expected: u64::from(args.angles + DARKS + FLATS),
+        ..Default::default()
+    };
+
+    let acquired = acquire(&run, &args, &ui).context("acquisition (scan + receiver)")?;
+    summary.scan_file = run.scan_file();
+    summary.acquire_seconds = acquired.elapsed.as_secs_f64();
+    summary.frames_per_second = summary.frames_expected as f64 / summary.acquire_seconds.max(1e-9);
+    summary.steps.push((acquired.name.clone(), summary.acquire_seconds));
+
+    let recon = reconstruct(&run, &args, &ui).context("reconstruction")?;
+    summary.recon_dir = run.recon_dir();
+    summary.recon_seconds = recon.elapsed.as_secs_f64();
+    summary.tiffs = count_tiffs(&run.recon_dir());
+    summary.slices_per_second = summary.tiffs as f64 / summary.recon_seconds.max(1e-9);
+    summary.steps.push((recon.name.clone(), summary.recon_seconds));
+
+    let timeline = render_timeline(&run, &ui).context("timeline")?;
+    summary.timeline = run.timeline();
+    summary.steps.push((timeline.name.clone(), timeline.elapsed.as_secs_f64()));
+    summary.top_stall = top_stall(&run);
+
+    ui.done();
+    summary.total_seconds = t0.elapsed().as_secs_f64();
+    let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;
+    std::fs::write(run.summary(), json).with_context(|| format!("writing {}", run.summary().display()))?;
+    print_summary(&run, &summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The progress line.
+struct Ui {
+    bar: ProgressBar,
+}
+
+impl Ui {
+    fn new() -> Ui {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Ui { bar }
+    }
+
+    fn step(&self, msg: impl Into<String>) {
+        self.bar.set_message(msg.into());
+    }
+
+    fn done(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A loopback endpoint on a port that was free a moment ago.
+fn free_endpoint() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port for the receiver")?;
+    Ok(format!("tcp://127.0.0.1:{}", l.local_addr()?.port()))
+}
+
+/// The beamline configuration of the demo: the built-in simulated beamline with the detector resized and
+/// pushing to `endpoint` (an external receiver) instead of its in-process one.
+fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Result<()> {
+    let printed = Step::new(run, "print-config", &["scan".into(), "--print-config".into()])?.run()?;
+    let mut cfg: toml::Table = printed.stdout.parse().context("`beamline scan --print-config` printed invalid TOML")?;
+    let det = cfg
+        .get_mut("detector")
+        .and_then(toml::Value::as_table_mut)
+        .context("the default beamline has no [detector] table")?;
+    det.insert("rows".into(), toml::Value::Integer(i64::from(size)));
+    det.insert("cols".into(), toml::Value::Integer(i64::from(size)));
+    det.insert("endpoint".into(), toml::Value::String(endpoint.into()));
+    det.remove("output_dir");
+    let text = toml::to_string(&cfg).context("encoding the demo beamline configuration")?;
+    std::fs::write(run.beamline_config(), text)
+        .with_context(|| format!("writing {}", run.beamline_config().display()))
+}
+
+/// Runs the receiver and the example tomography scan; returns when the receiver has closed the file.
+fn acquire(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finished> {
+    let endpoint = free_endpoint()?;
+    write_beamline_config(run, args.size, &endpoint)?;
+    let script = run.root().join("tomo.rhai");
+    std::fs::write(&script, TOMO_SCRIPT).with_context(|| format!("writing {}", script.display()))?;
+
+    ui.step("acquire: starting the receiver");
+    let receiver = Step::new(
+        run,
+        "receive",
+        &["receive".into(), "--bind".into(), endpoint.clone(), "--output".into(), arg(&run.scan_file())],
+    )?
+    .spawn()?;
+    let set = |k: &str, v: u32| ["--set".to_string(), format!("{k}={v}")];
+    let mut scan_args = vec!["scan".to_string(), "--config".into(), arg(&run.beamline_config())];
+    scan_args.extend(set("projections", args.angles));
+    scan_args.extend(set("darks", DARKS));
+    scan_args.extend(set("flats", FLATS));
+    scan_args.push(arg(&script));
+    let mut scan = Step::new(run, "scan", &scan_args)?.spawn()?;
+    while !scan.has_exited() {
+        ui.step(format!("acquire: scanning {} projections of {}x{}", args.angles, args.size, args.size));
+        std::thread::sleep(Duration::from_millis(100));
+        if scan.elapsed() > STEP_LIMIT {
+            break;
+        }
+    }
+    let scanned = scan.wait_timeout(STEP_LIMIT)?;
+    ui.step("acquire: waiting for the receiver to close the file");
+    let received = receiver.wait_timeout(Duration::from_secs(60))?;
+    Ok(Finished { name: "acquire".into(), stdout: received.stdout, elapsed: scanned.elapsed })
+}
+
+/// Reconstructs the scan into a TIFF stack.
+fn reconstruct(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finished> {
+    ui.step(format!("reconstruct: {} slices on backend {}", args.size, args.backend));
+    Step::new(
+        run,
+        "recon",
+        &[
+            "recon".into(),
+            arg(&run.scan_file()),
+            "-o".into(),
+            arg(&run.recon_dir()),
+            "--backend".into(),
+            args.backend.clone(),
+        ],
+    )?
+    .spawn()?
+    .wait_timeout(STEP_LIMIT)
+}
+
+/// Trace logs of every step (and of this process) in the run folder.
+fn trace_logs(run: &RunDir) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(run.logs())
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.retain(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("stdout" | "stderr")));
+    logs.sort();
+    logs
+}
+
+/// Renders the timeline of every step.
+fn render_timeline(run: &RunDir, ui: &Ui) -> anyhow::Result<Finished> {
+    ui.step("timeline: rendering the whole run");
+    let logs = trace_logs(run);
+    if logs.is_empty() {
+        anyhow::bail!("no trace logs in {}: the steps did not record their spans", run.logs().display());
+    }
+    let mut a = vec!["timeline".to_string()];
+    a.extend(logs.iter().map(|p| arg(p)));
+    a.extend(["-o".into(), arg(&run.timeline())]);
+    Step::new(run, "timeline", &a)?.run()
+}
+
+/// The biggest stall of the run, as one sentence.
+fn top_stall(run: &RunDir) -> Option<String> {
+    profiling::top_stall(&trace_logs(run)).ok().flatten()
+}
+
+fn count_tiffs(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| matches!(e.path().extension().and_then(|x| x.to_str()), Some("tif" | "tiff")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn print_summary(run: &RunDir, s: &Summary) {
+    let show = |p: &Path| run.show(p);
+    println!("beamline demo finished in {:.1} s — {}", s.total_seconds, show(&s.run_dir));
+    println!(
+        "  scan       {}  {} frames of {}x{} in {:.1} s ({:.0} frames/s)",
+        show(&s.scan_file),
+        s.frames_expected,
+        s.size,
+        s.size,
+        s.acquire_seconds,
+        s.frames_per_second
+    );
+    println!(
+        "  volume     {}/  {} TIFF slices in {:.1} s ({:.1} slices/s)",
+        show(&s.recon_dir),
+        s.tiffs,
+        s.recon_seconds,
+        s.slices_per_second
+    );
+    match s.rmse_phantom_units {
+        Some(r) => println!("  accuracy   RMSE {r:.4} against the phantom (skull 1.0, brain 0.2)"),
+        None => println!("  accuracy   not measured"),
+    }
+    match &s.preview_dir {
+        Some(p) => println!("  preview    {}/", show(p)),
+        None => println!("  preview    not available"),
+    }
+    println!("  timeline   {}", show(&s.timeline));
+    if let Some(stall) = &s.top_stall {
+        println!("  top stall  {stall}");
+    }
+    println!("  summary    {}", show(&run.summary()));
+    println!("next: open {} in a browser; `beamline demo --size 256 --angles 400` for a bigger run", show(&s.timeline));
+}
