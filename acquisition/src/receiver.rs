@@ -1,0 +1,585 @@
+//! The receiver: a ZeroMQ PULL socket, validation of every message, a bounded crossbeam queue, and an HDF5
+//! writer thread that owns every HDF5 call.
+//!
+//! Use it in-process: [`Receiver::bind`] a [`ReceiverConfig`], then [`Receiver::run`] on the current thread
+//! or [`Receiver::spawn`] a thread; a [`StopHandle`] ends it; the result is a [`ReceiveSummary`].
+//!
+//! Memory is bounded whatever the sender does: at most `queue_frames` accepted payloads wait for the writer,
+//! the socket's receive high-water mark bounds what libzmq buffers, and `max_message_bytes` bounds one part.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, TrySendError};
+
+use crate::blosc::{decompress_validated, validate_chunk, BloscError};
+use crate::protocol::{
+    decode_frame_header, decode_series_end, decode_series_start, Compression, FrameHeader, Kind, ProtocolError,
+    SeriesEnd, SeriesStart,
+};
+use crate::reject::{Reason, Rejections};
+use crate::writer::{NxtomoWriter, Provenance, SeriesSummary, WriteError};
+
+/// Where files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Write one series to this file (overwritten), then stop.
+    File(PathBuf),
+    /// Write each series to `<dir>/<series id>.h5` (never overwriting: `-1`, `-2`, ... are appended) until
+    /// stopped.
+    Dir(PathBuf),
+}
+
+/// Receiver settings.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Endpoint to bind (or connect, with `connect`), default `tcp://127.0.0.1:5555`.
+    pub endpoint: String,
+    /// Connect to a binding sender instead of binding.
+    pub connect: bool,
+    /// Where files go.
+    pub output: Output,
+    /// Accepted frames that may wait for the writer (bounds memory).
+    pub queue_frames: usize,
+    /// ZeroMQ receive high-water mark, in messages.
+    pub rcvhwm: i32,
+    /// Largest message part accepted; larger ones make libzmq drop the connection.
+    pub max_message_bytes: i64,
+    /// Flush the file at least this often while frames arrive.
+    pub flush_interval: Duration,
+    /// Decompress every blosc payload to check it (costs CPU; the header and block table are always checked).
+    pub verify_payload: bool,
+    /// Provenance written into every file.
+    pub provenance: Provenance,
+}
+
+impl ReceiverConfig {
+    /// Defaults: bind `tcp://127.0.0.1:5555`, a 64-frame queue, flush every 500 ms, header-level validation.
+    pub fn new(output: Output) -> ReceiverConfig {
+        ReceiverConfig {
+            endpoint: DEFAULT_ENDPOINT.to_string(),
+            connect: false,
+            output,
+            queue_frames: 64,
+            rcvhwm: 16,
+            max_message_bytes: 1 << 31,
+            flush_interval: Duration::from_millis(500),
+            verify_payload: false,
+            provenance: Provenance {
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+                software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
+            },
+        }
+    }
+}
+
+/// Default endpoint of both ends (loopback only).
+pub const DEFAULT_ENDPOINT: &str = "tcp://127.0.0.1:5555";
+
+/// Errors that end a receiver.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// ZeroMQ failed.
+    #[error("ZeroMQ {op} {endpoint}: {source}{hint}")]
+    Zmq {
+        /// What was attempted.
+        op: &'static str,
+        /// The endpoint.
+        endpoint: String,
+        /// The libzmq error.
+        source: zmq::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The output cannot be written.
+    #[error("cannot write to {path}: {source}. Choose a writable --output / --output-dir")]
+    Output {
+        /// The path tried.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The writer failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A thread could not be started or panicked.
+    #[error("receiver thread: {0}")]
+    Thread(String),
+}
+
+/// Ends a running receiver (from any thread, or a Ctrl-C handler).
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Asks the receiver to stop: an open series is closed as incomplete and the summary returned.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// True once stop was asked.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Counters a running receiver updates (for progress bars).
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    /// Frames accepted in the open (or last) series.
+    pub received: AtomicU64,
+    /// Frames the open (or last) series declared.
+    pub expected: AtomicU64,
+    /// Messages rejected since start.
+    pub rejected: AtomicU64,
+    /// Series finished since start.
+    pub series_done: AtomicU64,
+}
+
+/// Everything a receiver did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReceiveSummary {
+    /// One entry per series file, in order.
+    pub series: Vec<SeriesSummary>,
+    /// Messages rejected while no series was open.
+    pub rejected_outside_series: Rejections,
+}
+
+impl ReceiveSummary {
+    /// All rejections, in and outside series.
+    pub fn rejected_total(&self) -> Rejections {
+        let mut r = self.rejected_outside_series;
+        for s in &self.series {
+            r.merge(&s.rejected);
+        }
+        r
+    }
+}
+
+enum ToWriter {
+    Start(Box<(SeriesStart, PathBuf)>),
+    Frame(FrameHeader, zmq::Message),
+    End(Option<Box<SeriesEnd>>, Rejections),
+}
+
+struct OpenSeries {
+    start: SeriesStart,
+    frame_bytes: usize,
+    seen: Vec<bool>,
+    rejected: Rejections,
+}
+
+/// A bound receiver, ready to run.
+pub struct Receiver {
+    cfg: ReceiverConfig,
+    _ctx: zmq::Context,
+    socket: zmq::Socket,
+    stop: StopHandle,
+    live: Arc<LiveCounters>,
+}
+
+/// A receiver running on its own thread.
+pub struct ReceiverThread {
+    handle: JoinHandle<Result<ReceiveSummary, ReceiveError>>,
+    stop: StopHandle,
+    live: Arc<LiveCounters>,
+}
+
+impl ReceiverThread {
+    /// The stop handle.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Live counters.
+    pub fn live(&self) -> Arc<LiveCounters> {
+        self.live.clone()
+    }
+
+    /// True when the receiver has returned.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Waits for the receiver to return (it returns by itself after one series in `Output::File` mode).
+    pub fn join(self) -> Result<ReceiveSummary, ReceiveError> {
+        self.handle.join().map_err(|_| ReceiveError::Thread("receiver thread panicked".into()))?
+    }
+
+    /// Stops the receiver and waits for its summary.
+    pub fn stop_and_join(self) -> Result<ReceiveSummary, ReceiveError> {
+        self.stop.stop();
+        self.join()
+    }
+}
+
+fn check_output(output: &Output) -> Result<(), ReceiveError> {
+    let oerr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReceiveError::Output { path, source }
+    };
+    match output {
+        Output::File(p) => {
+            let existed = p.exists();
+            std::fs::OpenOptions::new().append(true).create(true).open(p).map_err(oerr(p))?;
+            if !existed {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Output::Dir(d) => {
+            std::fs::create_dir_all(d).map_err(oerr(d))?;
+            let probe = d.join(format!(".beamline-write-test-{}", std::process::id()));
+            std::fs::write(&probe, b"").map_err(oerr(d))?;
+            let _ = std::fs::remove_file(probe);
+        }
+    }
+    Ok(())
+}
+
+fn file_for(output: &Output, series: &str) -> PathBuf {
+    match output {
+        Output::File(p) => p.clone(),
+        Output::Dir(d) => {
+            let mut p = d.join(format!("{series}.h5"));
+            let mut k = 1;
+            while p.exists() {
+                p = d.join(format!("{series}-{k}.h5"));
+                k += 1;
+            }
+            p
+        }
+    }
+}
+
+impl Receiver {
+    /// Checks the output is writable, then binds (or connects) the PULL socket.
+    pub fn bind(cfg: ReceiverConfig) -> Result<Receiver, ReceiveError> {
+        check_output(&cfg.output)?;
+        let ctx = zmq::Context::new();
+        let zerr = |op, source, hint| ReceiveError::Zmq { op, endpoint: cfg.endpoint.clone(), source, hint };
+        let socket = ctx.socket(zmq::PULL).map_err(|e| zerr("socket", e, ""))?;
+        socket.set_rcvhwm(cfg.rcvhwm.max(1)).map_err(|e| zerr("set_rcvhwm", e, ""))?;
+        socket.set_maxmsgsize(cfg.max_message_bytes).map_err(|e| zerr("set_maxmsgsize", e, ""))?;
+        socket.set_rcvtimeo(100).map_err(|e| zerr("set_rcvtimeo", e, ""))?;
+        socket.set_linger(0).map_err(|e| zerr("set_linger", e, ""))?;
+        if cfg.connect {
+            socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the endpoint"))?;
+        } else {
+            socket.bind(&cfg.endpoint).map_err(|e| {
+                zerr("bind", e, ": is another receiver running there? choose another --endpoint")
+            })?;
+        }
+        Ok(Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default(), live: Arc::new(LiveCounters::default()) })
+    }
+
+    /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to the chosen port).
+    pub fn endpoint(&self) -> String {
+        match self.socket.get_last_endpoint() {
+            Ok(Ok(e)) => e,
+            _ => self.cfg.endpoint.clone(),
+        }
+    }
+
+    /// A handle that stops this receiver.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Live counters for progress display.
+    pub fn live(&self) -> Arc<LiveCounters> {
+        self.live.clone()
+    }
+
+    /// Runs on a new thread named `receiver`.
+    pub fn spawn(self) -> Result<ReceiverThread, ReceiveError> {
+        let stop = self.stop.clone();
+        let live = self.live.clone();
+        let handle = std::thread::Builder::new()
+            .name("receiver".into())
+            .spawn(move || self.run())
+            .map_err(|e| ReceiveError::Thread(e.to_string()))?;
+        Ok(ReceiverThread { handle, stop, live })
+    }
+
+    /// Receives until stopped (or, with `Output::File`, until one series ended); returns what happened.
+    pub fn run(self) -> Result<ReceiveSummary, ReceiveError> {
+        let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(self.cfg.queue_frames.max(1));
+        let flush = self.cfg.flush_interval;
+        let prov = self.cfg.provenance.clone();
+        let (stop, live) = (self.stop.clone(), self.live.clone());
+        let writer = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || writer_loop(rx, flush, prov, stop, live))
+            .map_err(|e| ReceiveError::Thread(e.to_string()))?;
+        let mut rejected_outside = Rejections::default();
+        let received = self.receive_loop(&tx, &mut rejected_outside);
+        drop(tx);
+        let written = writer.join().map_err(|_| ReceiveError::Thread("writer thread panicked".into()))?;
+        let series = written?;
+        received?;
+        Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside })
+    }
+
+    fn receive_loop(&self, tx: &ChanTx<ToWriter>, outside: &mut Rejections) -> Result<(), ReceiveError> {
+        let mut p0 = zmq::Message::new();
+        let mut p1 = zmq::Message::new();
+        let mut payload = zmq::Message::new();
+        let mut extra = zmq::Message::new();
+        let mut open: Option<OpenSeries> = None;
+        let mut verify_buf: Vec<u8> = Vec::new();
+        let zerr = |source| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), source, hint: "" };
+        loop {
+            if self.stop.is_stopped() {
+                break;
+            }
+            {
+                let _w = tracing::trace_span!("wait.recv").entered();
+                match self.socket.recv(&mut p0, 0) {
+                    Ok(()) => {}
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => continue,
+                    Err(e) => return Err(zerr(e)),
+                }
+            }
+            let span = tracing::trace_span!("receive.recv", parts = tracing::field::Empty, bytes = tracing::field::Empty);
+            let guard = span.enter();
+            let mut parts = 1usize;
+            let mut more = p0.get_more();
+            if more {
+                self.socket.recv(&mut p1, 0).map_err(zerr)?;
+                parts = 2;
+                more = p1.get_more();
+            }
+            if more {
+                self.socket.recv(&mut payload, 0).map_err(zerr)?;
+                parts = 3;
+                more = payload.get_more();
+            }
+            while more {
+                self.socket.recv(&mut extra, 0).map_err(zerr)?;
+                parts += 1;
+                more = extra.get_more();
+            }
+            span.record("parts", parts);
+            span.record("bytes", if parts >= 3 { payload.len() } else { 0 });
+            drop(guard);
+            let _v = tracing::trace_span!("receive.validate").entered();
+            let verdict = match Kind::parse(&p0) {
+                None => Err((Reason::UnknownKind, "part 0 names no known message kind".to_string())),
+                Some(kind) if kind.parts() != parts => {
+                    Err((Reason::Parts, format!("{kind:?} needs {} parts, got {parts}", kind.parts())))
+                }
+                Some(Kind::SeriesStart) => self.on_start(&p1, &mut open, tx),
+                Some(Kind::Frame) => self.on_frame(&p1, &mut payload, &mut open, tx, &mut verify_buf),
+                Some(Kind::SeriesEnd) => self.on_end(&p1, &mut open, tx),
+            };
+            match verdict {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::SeriesDone) => {
+                    if matches!(self.cfg.output, Output::File(_)) {
+                        return Ok(());
+                    }
+                }
+                Ok(Flow::WriterGone) => return Ok(()),
+                Err((reason, detail)) => {
+                    let tally = match open.as_mut() {
+                        Some(s) => &mut s.rejected,
+                        None => &mut *outside,
+                    };
+                    tally.add(reason);
+                    self.live.rejected.fetch_add(1, Ordering::Relaxed);
+                    if tally.get(reason) <= 10 {
+                        tracing::warn!(reason = reason.as_str(), "rejected message: {detail}");
+                    } else {
+                        tracing::debug!(reason = reason.as_str(), "rejected message: {detail}");
+                    }
+                }
+            }
+        }
+        if let Some(s) = open.take() {
+            let _ = tx.send(ToWriter::End(None, s.rejected));
+        }
+        Ok(())
+    }
+
+    fn on_start(&self, json: &[u8], open: &mut Option<OpenSeries>, tx: &ChanTx<ToWriter>) -> Verdict {
+        let start = decode_series_start(json).map_err(protocol_reason)?;
+        if let Some(s) = open.as_ref() {
+            return Err((
+                Reason::SeriesInProgress,
+                format!("series {:?} started while {:?} is open", start.series, s.start.series),
+            ));
+        }
+        let path = file_for(&self.cfg.output, &start.series);
+        tracing::info!(series = %start.series, frames = start.frames, path = %path.display(), "series start");
+        self.live.expected.store(start.frames, Ordering::Relaxed);
+        self.live.received.store(0, Ordering::Relaxed);
+        *open = Some(OpenSeries {
+            frame_bytes: start.frame_bytes(),
+            seen: vec![false; start.frames as usize],
+            rejected: Rejections::default(),
+            start: start.clone(),
+        });
+        Ok(push(tx, ToWriter::Start(Box::new((start, path)))))
+    }
+
+    fn on_frame(
+        &self,
+        json: &[u8],
+        payload: &mut zmq::Message,
+        open: &mut Option<OpenSeries>,
+        tx: &ChanTx<ToWriter>,
+        verify_buf: &mut Vec<u8>,
+    ) -> Verdict {
+        let d = decode_frame_header(json).map_err(protocol_reason)?;
+        let Some(s) = open.as_mut() else {
+            return Err((Reason::NoSeries, format!("frame {} with no series open", d.header.index)));
+        };
+        if d.series != s.start.series.as_str() {
+            return Err((Reason::SeriesMismatch, format!("frame for {:?} while {:?} is open", d.series, s.start.series)));
+        }
+        let i = d.header.index.0;
+        let seen = s.seen.get_mut(i as usize).ok_or_else(|| {
+            (Reason::IndexOutOfRange, format!("frame index {i} not below {}", s.start.frames))
+        })?;
+        if *seen {
+            return Err((Reason::DuplicateFrame, format!("frame {i} already received")));
+        }
+        match s.start.compression {
+            Compression::None => {
+                if payload.len() != s.frame_bytes {
+                    return Err((Reason::PayloadSize, format!("frame {i}: {} bytes, expected {}", payload.len(), s.frame_bytes)));
+                }
+            }
+            Compression::Blosc1(_) => {
+                let typesize = s.start.dtype.size();
+                validate_chunk(payload, typesize, s.frame_bytes).map_err(|e| blosc_reason(i, e))?;
+                if self.cfg.verify_payload {
+                    verify_buf.resize(s.frame_bytes, 0);
+                    decompress_validated(payload, verify_buf, 1).map_err(|e| blosc_reason(i, e))?;
+                }
+            }
+        }
+        *seen = true;
+        self.live.received.fetch_add(1, Ordering::Relaxed);
+        let msg = std::mem::replace(payload, zmq::Message::new());
+        Ok(push(tx, ToWriter::Frame(d.header, msg)))
+    }
+
+    fn on_end(&self, json: &[u8], open: &mut Option<OpenSeries>, tx: &ChanTx<ToWriter>) -> Verdict {
+        let end = decode_series_end(json).map_err(protocol_reason)?;
+        let Some(s) = open.as_ref() else {
+            return Err((Reason::NoSeries, format!("series end for {:?} with no series open", end.series)));
+        };
+        if end.series != s.start.series {
+            return Err((Reason::SeriesMismatch, format!("end of {:?} while {:?} is open", end.series, s.start.series)));
+        }
+        let s = open.take().map(|s| s.rejected).unwrap_or_default();
+        tracing::info!(series = %end.series, frames_sent = end.frames_sent, "series end");
+        Ok(match push(tx, ToWriter::End(Some(Box::new(end)), s)) {
+            Flow::Continue => Flow::SeriesDone,
+            other => other,
+        })
+    }
+}
+
+enum Flow {
+    Continue,
+    SeriesDone,
+    WriterGone,
+}
+
+type Verdict = Result<Flow, (Reason, String)>;
+
+fn push(tx: &ChanTx<ToWriter>, msg: ToWriter) -> Flow {
+    let msg = match tx.try_send(msg) {
+        Ok(()) => return Flow::Continue,
+        Err(TrySendError::Disconnected(_)) => return Flow::WriterGone,
+        Err(TrySendError::Full(m)) => m,
+    };
+    let _w = tracing::trace_span!("wait.queue_push", depth = tx.len()).entered();
+    match tx.send(msg) {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::WriterGone,
+    }
+}
+
+fn protocol_reason(e: ProtocolError) -> (Reason, String) {
+    let r = match e {
+        ProtocolError::Json(_) => Reason::BadJson,
+        ProtocolError::Version { .. } => Reason::Version,
+        ProtocolError::Field(_) => Reason::InvalidField,
+    };
+    (r, e.to_string())
+}
+
+fn blosc_reason(i: u64, e: BloscError) -> (Reason, String) {
+    let r = match e {
+        BloscError::Size { .. } => Reason::BloscSize,
+        _ => Reason::BloscHeader,
+    };
+    (r, format!("frame {i}: {e}"))
+}
+
+fn writer_loop(
+    rx: ChanRx<ToWriter>,
+    flush: Duration,
+    prov: Provenance,
+    stop: StopHandle,
+    live: Arc<LiveCounters>,
+) -> Result<Vec<SeriesSummary>, ReceiveError> {
+    let mut done = Vec::new();
+    let mut current: Option<NxtomoWriter> = None;
+    let result = (|| -> Result<(), WriteError> {
+        loop {
+            let msg = {
+                let _w = tracing::trace_span!("wait.queue_pop").entered();
+                rx.recv_timeout(flush)
+            };
+            tracing::trace!(counter.queue_depth = rx.len() as u64);
+            match msg {
+                Ok(ToWriter::Frame(h, payload)) => {
+                    if let Some(w) = current.as_mut() {
+                        w.write_frame(&h, &payload)?;
+                        drop(payload);
+                        w.maybe_flush(flush)?;
+                    }
+                }
+                Ok(ToWriter::Start(b)) => {
+                    let (start, path) = *b;
+                    if let Some(w) = current.take() {
+                        done.push(w.finish(None, Rejections::default())?);
+                    }
+                    current = Some(NxtomoWriter::create(&path, &start, &prov)?);
+                }
+                Ok(ToWriter::End(end, rejected)) => {
+                    if let Some(w) = current.take() {
+                        done.push(w.finish(end.as_deref(), rejected)?);
+                        live.series_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(w) = current.as_mut() {
+                        w.maybe_flush(flush)?;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let Some(w) = current.take() {
+                        done.push(w.finish(None, Rejections::default())?);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    })();
+    match result {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            tracing::error!("writer stopped: {e}");
+            stop.stop();
+            Err(e.into())
+        }
+    }
+}

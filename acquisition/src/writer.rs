@@ -1,0 +1,354 @@
+//! The NXtomo HDF5 writer: one file per series, frames written as they arrived (already compressed chunks go
+//! straight to disk with `H5Dwrite_chunk`), periodic flushes so a killed receiver leaves a readable file.
+//!
+//! Layout (see `PROTOCOL.md` for the full list):
+//! `/entry` NXentry (`definition` = "NXtomo", `title`, `start_time`, `end_time`, `program_name`),
+//! `/entry/instrument/detector` NXdetector (`data` [n, rows, cols] one frame per chunk, `image_key`,
+//! `timestamp`), `/entry/sample` NXsample (`rotation_angle` in degrees), `/entry/data` NXdata (hard links to
+//! data, rotation_angle, image_key), `/entry/acquisition` NXcollection (provenance, counts, missing frames).
+//!
+//! All HDF5 calls of a writer happen on the thread that owns it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, File, Group, H5Type, Location};
+
+use crate::protocol::{
+    Compression, Compressor, Dtype, FrameHeader, FrameIndex, SeriesEnd, SeriesStart, SeriesStatus, Shuffle,
+    IMAGE_KEY_INVALID, PROTOCOL_VERSION,
+};
+use crate::reject::Rejections;
+use crate::timefmt::rfc3339;
+
+/// Errors while writing a file.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// An HDF5 call failed.
+    #[error("HDF5 {what} in {path}: {source}. Check that the disk is not full and the folder is writable")]
+    Hdf5 {
+        /// What was being done.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// The HDF5 error.
+        source: hdf5::Error,
+    },
+    /// Writing a frame's chunk failed.
+    #[error(
+        "writing frame {index} ({bytes} bytes) to {path} failed (OS says: {os}). \
+         Check that the disk is not full and the file is writable; frames flushed before are intact"
+    )]
+    Chunk {
+        /// The frame.
+        index: FrameIndex,
+        /// Payload size.
+        bytes: usize,
+        /// The file.
+        path: PathBuf,
+        /// The last OS error seen.
+        os: std::io::Error,
+    },
+}
+
+/// Who wrote the file and how: stored as provenance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    /// The receiver's command line.
+    pub command_line: String,
+    /// `beamline x.y.z`.
+    pub software: String,
+}
+
+/// What a finished (or interrupted) series file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSummary {
+    /// Series id.
+    pub series: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Frames the series start declared.
+    pub expected: u64,
+    /// Frames written.
+    pub received: u64,
+    /// Messages rejected while this series was open.
+    pub rejected: Rejections,
+    /// Indices never received.
+    pub missing: Vec<FrameIndex>,
+    /// Frames the sender said it sent (`None` when no series end arrived).
+    pub frames_sent: Option<u64>,
+    /// Status from the series end (`None` when no series end arrived).
+    pub status: Option<SeriesStatus>,
+}
+
+/// One open NXtomo file.
+pub struct NxtomoWriter {
+    path: PathBuf,
+    series: String,
+    file: File,
+    data: Dataset,
+    image_key: Dataset,
+    angle: Dataset,
+    timestamp: Dataset,
+    acquisition: Group,
+    keys: Vec<i32>,
+    angles: Vec<f64>,
+    times: Vec<f64>,
+    received: u64,
+    dirty: bool,
+    last_flush: Instant,
+}
+
+fn vlu(s: &str) -> VarLenUnicode {
+    let clean: String = s.chars().filter(|c| *c != '\0').collect();
+    clean.parse().unwrap_or_default()
+}
+
+fn attr_str(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+    loc.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&vlu(value))
+}
+
+fn dataset_str(g: &Group, name: &str, value: &str) -> hdf5::Result<Dataset> {
+    let ds = g.new_dataset::<VarLenUnicode>().create(name)?;
+    ds.write_scalar(&vlu(value))?;
+    Ok(ds)
+}
+
+fn set_str(g: &Group, name: &str, value: &str) -> hdf5::Result<()> {
+    match g.dataset(name) {
+        Ok(ds) => ds.write_scalar(&vlu(value)),
+        Err(_) => dataset_str(g, name, value).map(|_| ()),
+    }
+}
+
+fn set_u64(g: &Group, name: &str, value: u64) -> hdf5::Result<()> {
+    let ds = match g.dataset(name) {
+        Ok(ds) => ds,
+        Err(_) => g.new_dataset::<u64>().create(name)?,
+    };
+    ds.write_scalar(&value)
+}
+
+fn nx_group(parent: &Group, name: &str, class: &str) -> hdf5::Result<Group> {
+    let g = parent.create_group(name)?;
+    attr_str(&g, "NX_class", class)?;
+    Ok(g)
+}
+
+fn create_data<T: H5Type>(det: &Group, start: &SeriesStart) -> hdf5::Result<Dataset> {
+    use hdf5::filters::{Blosc, BloscShuffle};
+    let shape = [start.frames as usize, start.shape.rows(), start.shape.cols()];
+    let b = det.new_dataset::<T>().shape(shape).chunk([1, shape[1], shape[2]]);
+    let b = match start.compression {
+        Compression::None => b,
+        Compression::Blosc1(p) => {
+            let lib = match p.compressor {
+                Compressor::Blosclz => Blosc::BloscLZ,
+                Compressor::Lz4 => Blosc::LZ4,
+                Compressor::Lz4hc => Blosc::LZ4HC,
+            };
+            let shuffle = match p.shuffle {
+                Shuffle::None => BloscShuffle::None,
+                Shuffle::Byte => BloscShuffle::Byte,
+                Shuffle::Bit => BloscShuffle::Bit,
+            };
+            b.blosc(lib, p.clevel, shuffle)
+        }
+    };
+    b.create("data")
+}
+
+fn vector<T: H5Type + Copy>(g: &Group, name: &str, init: &[T]) -> hdf5::Result<Dataset> {
+    let ds = g.new_dataset::<T>().shape([init.len()]).create(name)?;
+    ds.write(init)?;
+    Ok(ds)
+}
+
+impl NxtomoWriter {
+    /// Creates (or truncates) `path` and lays out the NXtomo tree for `start`.
+    pub fn create(path: &Path, start: &SeriesStart, prov: &Provenance) -> Result<NxtomoWriter, WriteError> {
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), source }
+        };
+        let _s = tracing::debug_span!("hdf5.create", path = %path.display()).entered();
+        let file = File::create(path).map_err(err("create file"))?;
+        let n = start.frames as usize;
+        let build = || -> hdf5::Result<NxtomoWriter> {
+            let entry = nx_group(&file, "entry", "NXentry")?;
+            dataset_str(&entry, "definition", "NXtomo")?;
+            dataset_str(&entry, "title", &start.series)?;
+            dataset_str(&entry, "start_time", &rfc3339(SystemTime::now()))?;
+            let prog = dataset_str(&entry, "program_name", &prov.software)?;
+            attr_str(&prog, "version", env!("CARGO_PKG_VERSION"))?;
+            attr_str(&prog, "configuration", &prov.command_line)?;
+            let inst = nx_group(&entry, "instrument", "NXinstrument")?;
+            let det = nx_group(&inst, "detector", "NXdetector")?;
+            let data = match start.dtype {
+                Dtype::Uint8 => create_data::<u8>(&det, start)?,
+                Dtype::Uint16 => create_data::<u16>(&det, start)?,
+                Dtype::Uint32 => create_data::<u32>(&det, start)?,
+                Dtype::Float32 => create_data::<f32>(&det, start)?,
+            };
+            attr_str(&data, "units", "counts")?;
+            attr_str(&data, "interpretation", "image")?;
+            let keys = vec![IMAGE_KEY_INVALID; n];
+            let image_key = vector(&det, "image_key", &keys)?;
+            attr_str(&image_key, "description", "0 projection, 1 flat, 2 dark, 3 invalid (frame not received)")?;
+            let times = vec![f64::NAN; n];
+            let timestamp = vector(&det, "timestamp", &times)?;
+            attr_str(&timestamp, "units", "s")?;
+            attr_str(&timestamp, "description", "frame acquisition time, seconds since 1970-01-01T00:00:00Z")?;
+            let sample = nx_group(&entry, "sample", "NXsample")?;
+            dataset_str(&sample, "name", &start.series)?;
+            let angle = vector(&sample, "rotation_angle", &times)?;
+            attr_str(&angle, "units", "degree")?;
+            let nxdata = nx_group(&entry, "data", "NXdata")?;
+            attr_str(&nxdata, "signal", "data")?;
+            nxdata.link_hard("/entry/instrument/detector/data", "data")?;
+            nxdata.link_hard("/entry/instrument/detector/image_key", "image_key")?;
+            nxdata.link_hard("/entry/sample/rotation_angle", "rotation_angle")?;
+            let acq = nx_group(&entry, "acquisition", "NXcollection")?;
+            set_u64(&acq, "protocol_version", PROTOCOL_VERSION as u64)?;
+            dataset_str(&acq, "series_id", &start.series)?;
+            dataset_str(&acq, "software", &prov.software)?;
+            dataset_str(&acq, "command_line", &prov.command_line)?;
+            dataset_str(&acq, "series_start", &serde_json::to_string(start).unwrap_or_default())?;
+            dataset_str(&acq, "series_metadata", &start.metadata.to_string())?;
+            set_u64(&acq, "frames_expected", start.frames)?;
+            set_u64(&acq, "frames_received", 0)?;
+            dataset_str(&acq, "status", "receiving")?;
+            file.flush()?;
+            Ok(NxtomoWriter {
+                path: path.to_path_buf(),
+                series: start.series.clone(),
+                file: file.clone(),
+                data,
+                image_key,
+                angle,
+                timestamp,
+                acquisition: acq,
+                angles: times.clone(),
+                times,
+                keys,
+                received: 0,
+                dirty: false,
+                last_flush: Instant::now(),
+            })
+        };
+        build().map_err(err("lay out the NXtomo tree"))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one frame's payload (a blosc1 chunk, or raw pixels for an uncompressed series) as the chunk of
+    /// its index. The payload must already have been validated against the series.
+    pub fn write_frame(&mut self, h: &FrameHeader, payload: &[u8]) -> Result<(), WriteError> {
+        let i = h.index.0 as usize;
+        let _s = tracing::trace_span!("hdf5.write_chunk", frame = h.index.0, bytes = payload.len()).entered();
+        let offset: [u64; 3] = [h.index.0, 0, 0];
+        let id = self.data.id();
+        // SAFETY: `offset` has the dataset's rank, `payload` is valid for its length; HDF5 copies the bytes.
+        let rc = hdf5::sync::sync(|| unsafe {
+            hdf5_sys::h5d::H5Dwrite_chunk(
+                id,
+                hdf5_sys::h5p::H5P_DEFAULT,
+                0,
+                offset.as_ptr(),
+                payload.len(),
+                payload.as_ptr().cast(),
+            )
+        });
+        if rc < 0 {
+            return Err(WriteError::Chunk {
+                index: h.index,
+                bytes: payload.len(),
+                path: self.path.clone(),
+                os: std::io::Error::last_os_error(),
+            });
+        }
+        if let (Some(k), Some(a), Some(t)) = (self.keys.get_mut(i), self.angles.get_mut(i), self.times.get_mut(i)) {
+            *k = h.image_key.code() as i32;
+            *a = h.angle.0;
+            *t = h.timestamp;
+        }
+        self.received += 1;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Flushes when `interval` has passed since the last flush and something was written.
+    pub fn maybe_flush(&mut self, interval: Duration) -> Result<(), WriteError> {
+        if self.dirty && self.last_flush.elapsed() >= interval {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the per-frame vectors and flushes the file: every frame whose `image_key` is not 3 in the file
+    /// is then on disk, even if the process is killed afterwards.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        let _s = tracing::debug_span!("hdf5.flush", frames = self.received).entered();
+        let r = (|| -> hdf5::Result<()> {
+            self.angle.write(&self.angles)?;
+            self.timestamp.write(&self.times)?;
+            self.image_key.write(&self.keys)?;
+            set_u64(&self.acquisition, "frames_received", self.received)?;
+            self.file.flush()
+        })();
+        r.map_err(|source| WriteError::Hdf5 { what: "flush".into(), path: self.path.clone(), source })?;
+        self.dirty = false;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Writes the end of the series (status, end time, counts, missing frames, final metadata) and closes
+    /// the file. `end` is `None` when the receiver stopped before the series end arrived.
+    pub fn finish(mut self, end: Option<&SeriesEnd>, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
+        self.flush()?;
+        let missing: Vec<FrameIndex> = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k == IMAGE_KEY_INVALID)
+            .map(|(i, _)| FrameIndex(i as u64))
+            .collect();
+        let status = end.map(|e| e.status.unwrap_or(SeriesStatus::Complete));
+        let acq = self.acquisition.clone();
+        let r = (|| -> hdf5::Result<()> {
+            let raw: Vec<u64> = missing.iter().map(|m| m.0).collect();
+            let ds = acq.new_dataset::<u64>().shape([raw.len()]).create("missing_frames")?;
+            if !raw.is_empty() {
+                ds.write(&raw)?;
+            }
+            set_u64(&acq, "frames_missing", raw.len() as u64)?;
+            set_u64(&acq, "frames_rejected", rejected.total())?;
+            set_str(&acq, "rejected_by_reason", &rejected.to_json().to_string())?;
+            set_str(&acq, "status", status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str()))?;
+            if let Some(e) = end {
+                set_u64(&acq, "frames_sent", e.frames_sent)?;
+                if let Some(m) = &e.metadata {
+                    set_str(&acq, "end_metadata", &m.to_string())?;
+                }
+            }
+            let entry = self.file.group("entry")?;
+            set_str(&entry, "end_time", &rfc3339(SystemTime::now()))?;
+            self.file.flush()
+        })();
+        r.map_err(|source| WriteError::Hdf5 { what: "finish".into(), path: self.path.clone(), source })?;
+        Ok(SeriesSummary {
+            series: self.series.clone(),
+            path: self.path.clone(),
+            expected: self.keys.len() as u64,
+            received: self.received,
+            rejected,
+            missing,
+            frames_sent: end.map(|e| e.frames_sent),
+            status,
+        })
+    }
+}
