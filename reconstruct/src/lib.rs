@@ -11,10 +11,13 @@
 pub mod backend;
 pub mod backproject;
 pub mod bench;
+pub mod center;
 pub mod cpu;
 pub mod filter;
 pub mod geometry;
+pub mod output;
 pub mod preprocess;
 pub mod preview;
+pub mod reader;
 pub mod schedule;
 pub mod stripes;

@@ -1,0 +1,109 @@
+//! Choosing the backends of a run: the CPU, every GPU, or GPUs when there are any and the CPU otherwise.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
+use crate::gpu::device::{driver_present, list_devices, CudaBackend};
+use crate::gpu::GpuError;
+
+/// What the user asked for with `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The CPU backend (rayon).
+    Cpu,
+    /// Every CUDA GPU; an error when there is none.
+    Cuda,
+    /// Every CUDA GPU when there is at least one that works, otherwise the CPU.
+    #[default]
+    Auto,
+}
+
+impl BackendChoice {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Cuda => "cuda",
+            BackendChoice::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A `--backend` value that is not cpu, cuda or auto.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown backend {0:?}: use cpu, cuda or auto")]
+pub struct UnknownBackend(pub String);
+
+impl FromStr for BackendChoice {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(BackendChoice::Cpu),
+            "cuda" | "gpu" => Ok(BackendChoice::Cuda),
+            "auto" => Ok(BackendChoice::Auto),
+            _ => Err(UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+/// Opens every GPU; returns those that opened and why the others did not.
+fn open_gpus() -> Result<(Vec<CudaBackend>, Vec<String>), GpuError> {
+    if !driver_present() {
+        return Err(GpuError::NoDriver);
+    }
+    let devices = list_devices()?;
+    if devices.is_empty() {
+        return Err(GpuError::NoDevice);
+    }
+    let mut opened = Vec::new();
+    let mut failed = Vec::new();
+    for d in devices {
+        match CudaBackend::new(d.ordinal) {
+            Ok(b) => opened.push(b),
+            Err(e) => failed.push(format!("cuda:{} {}: {e}", d.ordinal, d.name)),
+        }
+    }
+    Ok((opened, failed))
+}
+
+/// The backends for `choice` and one line saying what was chosen (and why, when `auto` fell back to the
+/// CPU). `cpu` is cloned for CPU runs, so its counters are shared with the caller.
+pub fn select_backends(choice: BackendChoice, cpu: &CpuBackend) -> Result<(Vec<Box<dyn Backend>>, String), GpuError> {
+    let cpu_only = |why: String| -> (Vec<Box<dyn Backend>>, String) {
+        let b = cpu.clone();
+        let line = format!("backend: {}{why}", b.name());
+        (vec![Box::new(b)], line)
+    };
+    if choice == BackendChoice::Cpu {
+        return Ok(cpu_only(String::new()));
+    }
+    match open_gpus() {
+        Ok((gpus, failed)) if !gpus.is_empty() => {
+            let names: Vec<String> = gpus.iter().map(|g| g.name()).collect();
+            let mut line = format!("backend: cuda on {} GPU(s): {}", gpus.len(), names.join(", "));
+            if !failed.is_empty() {
+                line.push_str(&format!(" (not used: {})", failed.join("; ")));
+            }
+            Ok((gpus.into_iter().map(|g| Box::new(g) as Box<dyn Backend>).collect(), line))
+        }
+        Ok((_, failed)) => {
+            let why = format!("no GPU could be opened: {}", failed.join("; "));
+            match choice {
+                BackendChoice::Cuda => Err(GpuError::Driver(why)),
+                _ => Ok(cpu_only(format!(" ({why}; using the CPU)"))),
+            }
+        }
+        Err(e) => match choice {
+            BackendChoice::Cuda => Err(e),
+            _ => Ok(cpu_only(format!(" ({e}; using the CPU)"))),
+        },
+    }
+}
