@@ -18,12 +18,10 @@ use std::path::{Path, PathBuf};
 
 use hdf5::{Dataset, Extents, File, Hyperslab, Selection, SliceOrIndex};
 
+use crate::protocol::{FrameIndex, IMAGE_KEY_INVALID};
+
 /// Path of the frame dataset in an NXtomo file.
 pub const DATA_PATH: &str = "/entry/instrument/detector/data";
-
-/// Index of a frame in the whole series (acquisition order), as on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SeriesFrame(pub u64);
 
 /// One source file and the frames it claims to hold.
 #[derive(Debug, Clone)]
@@ -33,7 +31,7 @@ pub struct Source {
     /// Path of the frame dataset inside it (usually [`DATA_PATH`]).
     pub dataset: String,
     /// For each frame held: its index in the series and the row of the source dataset that stores it.
-    pub frames: Vec<(SeriesFrame, u64)>,
+    pub frames: Vec<(FrameIndex, u64)>,
 }
 
 /// A regular run `start, start + stride, ..` of `count` indices (HDF5 hyperslab with block 1).
@@ -168,7 +166,7 @@ impl StitchPlan {
         }
         let mut owner: Vec<Option<(usize, u64)>> = vec![None; n_frames as usize];
         for (s, src) in sources.iter().enumerate() {
-            for &(SeriesFrame(frame), row) in &src.frames {
+            for &(FrameIndex(frame), row) in &src.frames {
                 let slot = owner.get_mut(frame as usize).ok_or_else(|| StitchError::OutOfRange {
                     path: src.path.clone(),
                     frame,
@@ -243,7 +241,7 @@ pub const IMAGE_KEY_PATH: &str = "/entry/instrument/detector/image_key";
 
 /// What a receiver's file says it holds: the series length (rows of its frame dataset, one row per
 /// series frame) and, as a [`Source`], the frames whose `image_key` is not
-/// [`crate::protocol::IMAGE_KEY_INVALID`] (the receiver's mark for frames that never reached it).
+/// [`IMAGE_KEY_INVALID`] (the receiver's mark for frames that never reached it).
 pub fn read_claims(path: &Path) -> Result<(u64, Source), StitchError> {
     if !path.exists() {
         return Err(StitchError::MissingSource(path.to_path_buf()));
@@ -258,13 +256,12 @@ pub fn read_claims(path: &Path) -> Result<(u64, Source), StitchError> {
             reason: format!("{IMAGE_KEY_PATH} has {} entries but {DATA_PATH} has {rows} frames", keys.len()),
         });
     }
-    // The receiver's `IMAGE_KEY_INVALID` (protocol module).
-    let invalid = 3i64;
+    let invalid = i64::from(IMAGE_KEY_INVALID);
     let frames = keys
         .iter()
         .enumerate()
         .filter(|(_, &k)| k != invalid)
-        .map(|(i, _)| (SeriesFrame(i as u64), i as u64))
+        .map(|(i, _)| (FrameIndex(i as u64), i as u64))
         .collect();
     Ok((rows, Source { path: path.to_path_buf(), dataset: DATA_PATH.into(), frames }))
 }
@@ -327,7 +324,7 @@ pub fn verify(plan: &StitchPlan) -> Result<SourceLayout, StitchError> {
         }
         let n_rows = dims[0] as u64;
         let chunked = ds.is_chunked();
-        for &(SeriesFrame(frame), row) in &src.frames {
+        for &(FrameIndex(frame), row) in &src.frames {
             if row >= n_rows || (chunked && !chunk_allocated(&ds, row)) {
                 return Err(StitchError::NotStored { path: src.path.clone(), frame, row });
             }
@@ -357,7 +354,7 @@ fn chunk_allocated(ds: &Dataset, row: u64) -> bool {
 pub const PER_FRAME: &[&str] = &[
     "/entry/instrument/detector/image_key",
     "/entry/sample/rotation_angle",
-    "/entry/instrument/detector/frame_timestamp",
+    "/entry/instrument/detector/timestamp",
 ];
 
 /// Writes the master NXtomo file `out`: `/entry` (NXentry, definition NXtomo) with the virtual frame
@@ -484,7 +481,7 @@ mod tests {
         Source {
             path: PathBuf::from(path),
             dataset: DATA_PATH.into(),
-            frames: frames.iter().map(|&(f, r)| (SeriesFrame(f), r)).collect(),
+            frames: frames.iter().map(|&(f, r)| (FrameIndex(f), r)).collect(),
         }
     }
 
@@ -562,7 +559,7 @@ mod tests {
             let frames: Vec<(u64, u64)> = (0..n).filter(|f| f % 3 == s).map(|f| (f, f / 3)).collect();
             let path = dir.path().join(format!("w{s}.h5"));
             write_source(&path, frames.len(), &frames, shape);
-            let frames = frames.iter().map(|&(f, r)| (SeriesFrame(f), r)).collect();
+            let frames = frames.iter().map(|&(f, r)| (FrameIndex(f), r)).collect();
             sources.push(Source { path, dataset: DATA_PATH.into(), frames });
         }
         let plan = StitchPlan::new(n, sources.clone()).unwrap();
@@ -586,7 +583,7 @@ mod tests {
         bad[1] = Source {
             path: holey,
             dataset: DATA_PATH.into(),
-            frames: vec![(SeriesFrame(1), 0), (SeriesFrame(4), 1), (SeriesFrame(7), 3)],
+            frames: vec![(FrameIndex(1), 0), (FrameIndex(4), 1), (FrameIndex(7), 3)],
         };
         let e = verify(&StitchPlan::new(n, bad).unwrap()).unwrap_err();
         assert!(matches!(e, StitchError::NotStored { frame: 7, row: 3, .. }), "{e}");

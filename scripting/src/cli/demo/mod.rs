@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+mod fanout;
 mod pipeline;
 mod run_dir;
+mod spread;
 mod step;
 mod stitch;
 
@@ -22,6 +24,9 @@ pub enum Command {
     /// become one HDF5 virtual dataset in frame order, after checking that every source file exists and
     /// holds the frames it claims.
     Stitch(StitchArgs),
+    /// Simulate a tomography series and deal its frames over several receivers (one `beamline receive`
+    /// per writer): the series start and end go to every receiver, frame `i` to receiver `i mod N`.
+    Spread(SpreadArgs),
 }
 
 /// Options of `beamline demo`.
@@ -53,6 +58,35 @@ pub struct StitchArgs {
     pub output: PathBuf,
 }
 
+/// Options of `beamline spread`.
+#[derive(Debug, Args)]
+pub struct SpreadArgs {
+    /// Endpoint of one receiver (repeat for each; they bind, this connects).
+    #[arg(long = "to", required = true, value_name = "ENDPOINT")]
+    pub to: Vec<String>,
+    /// Detector width and height in pixels.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(2..=8192))]
+    pub size: u32,
+    /// Number of projections.
+    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..=100000))]
+    pub angles: u32,
+    /// Dark fields before the flats.
+    #[arg(long, default_value_t = 10)]
+    pub darks: u32,
+    /// Flat fields before the projections.
+    #[arg(long, default_value_t = 10)]
+    pub flats: u32,
+    /// Rotate over 360 degrees instead of 180.
+    #[arg(long)]
+    pub full_turn: bool,
+    /// Series id (names the files in `--output-dir` mode).
+    #[arg(long, default_value = "spread")]
+    pub series: String,
+    /// Seed of the simulated noise (the same seed gives the same frames).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
 /// Benchmarks of this area (none: the demo reports its own rates).
 #[derive(Debug, Subcommand)]
 pub enum Bench {}
@@ -63,6 +97,7 @@ impl Command {
         match self {
             Command::Demo(args) => pipeline::run(args),
             Command::Stitch(args) => stitch::run(args),
+            Command::Spread(args) => spread::run(args),
         }
     }
 }
