@@ -36,6 +36,12 @@ pub enum Error {
     /// Nothing to render.
     #[error("no logs given: pass one or more run logs (see `beamline timeline --help`)")]
     NoLogs,
+    /// A workload thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// A workload thread panicked.
+    #[error("a workload thread panicked")]
+    WorkloadPanicked,
     /// Writing JSON output failed.
     #[error("JSON encoding failed: {0}")]
     Json(#[from] serde_json::Error),

@@ -85,6 +85,7 @@ pub mod report;
 pub mod stalls;
 pub mod stats;
 pub mod timeline;
+pub mod workload;
 
 pub use error::Error;
 pub use recorder::{install, record_to_file, recorder, Config, Guard, Outcome, RecordingLayer, RunInfo, Totals};
