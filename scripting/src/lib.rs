@@ -4,5 +4,27 @@
 //! This crate must not implement wire formats, file formats or reconstruction itself — it calls
 //! `acquisition`, `reconstruct` and `profiling` — and a script must never be able to hang the beamline or
 //! leave a device in an unsafe state.
+//!
+//! Layers, each in its own module: [`device`] (traits + the simulated beamline + the acquisition detector),
+//! [`config`] (the TOML beamline file), [`clock`] and [`control`] (beamline time, abort/pause),
+//! [`session`] (motion, acquisition with the beam suspender, series, returns), [`plans`] (scan shapes),
+//! [`api`] and [`engine`] (what Rhai scripts see), [`run`] (preflight + live run on the script's thread),
+//! [`diagnostics`] and [`report`] (what the operator reads). The scripting API is documented in `API.md`.
 
+pub mod api;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod device;
+pub mod diagnostics;
+pub mod engine;
+pub mod error;
+pub mod plans;
+pub mod provenance;
+pub mod report;
+pub mod run;
+pub mod session;
+
+pub use error::{RunStatus, ScanError};
+pub use run::{run_scan_file, DetectorChoice, RunError, ScanOptions, ScanOutcome, ScanRun};

@@ -1,0 +1,436 @@
+//! The functions scripts call, registered on the Rhai engine. Each one records where it was called from,
+//! runs a primitive of [`crate::plans`] or [`crate::session`], and turns an abort into a termination the
+//! script cannot catch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position, Scope};
+
+use crate::config::secs;
+use crate::device::{Motor, SeriesSummary};
+use crate::error::ScanError;
+use crate::plans::{self, FlatsAt, StepOptions, TomoMode, TomoParams};
+use crate::report::CallSite;
+use crate::session::{MotorMove, Session};
+
+type RResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A motor as scripts see it: `samx`, `dev::samx` or the string `"samx"` all name the same motor.
+#[derive(Clone)]
+pub struct MotorHandle(pub Arc<dyn Motor>);
+
+/// Turns a primitive's error into a Rhai error: aborts terminate the script (not catchable), other errors
+/// are runtime errors whose message names the device; the typed error is kept for the exit status.
+fn fail(s: &Session, e: ScanError) -> Box<EvalAltResult> {
+    match e {
+        ScanError::Aborted(i) => EvalAltResult::ErrorTerminated(i.reason.into(), Position::NONE).into(),
+        other => {
+            s.set_fault(&other);
+            EvalAltResult::ErrorRuntime(other.to_string().into(), Position::NONE).into()
+        }
+    }
+}
+
+/// Runs a primitive for the script: records the call site, maps errors.
+fn call<T>(s: &Session, ctx: &NativeCallContext, f: impl FnOnce() -> Result<T, ScanError>) -> RResult<T> {
+    let pos = ctx.call_position();
+    s.set_call_site(pos.line().map(|line| CallSite {
+        source: ctx.call_source().unwrap_or("<script>").to_string(),
+        line,
+        column: pos.position().unwrap_or(0),
+    }));
+    f().map_err(|e| fail(s, e))
+}
+
+fn arg(msg: String) -> ScanError {
+    ScanError::Argument(msg)
+}
+
+fn motor(s: &Session, d: &Dynamic) -> Result<Arc<dyn Motor>, ScanError> {
+    if let Some(h) = d.clone().try_cast::<MotorHandle>() {
+        return Ok(h.0);
+    }
+    if let Some(name) = d.clone().into_immutable_string().ok() {
+        return Ok(s.beamline.motor(&name)?);
+    }
+    Err(arg(format!("expected a motor (like samx or \"samx\"), got a {}", d.type_name())))
+}
+
+fn num(d: &Dynamic, what: &str) -> Result<f64, ScanError> {
+    if let Ok(x) = d.as_float() {
+        return Ok(x);
+    }
+    if let Ok(i) = d.as_int() {
+        return Ok(i as f64);
+    }
+    Err(arg(format!("{what} must be a number, got a {}", d.type_name())))
+}
+
+fn count_arg(d: &Dynamic, what: &str) -> Result<usize, ScanError> {
+    let x = num(d, what)?;
+    if x < 0.0 || x.fract() != 0.0 || x > 1e9 {
+        return Err(arg(format!("{what} must be a whole number >= 0, got {x}")));
+    }
+    Ok(x as usize)
+}
+
+fn seconds(d: &Dynamic, what: &str) -> Result<Duration, ScanError> {
+    let x = num(d, what)?;
+    if !(x >= 0.0 && x < 1e7) {
+        return Err(arg(format!("{what} must be seconds >= 0, got {x}")));
+    }
+    Ok(secs(x))
+}
+
+/// Checks that a map only has `allowed` keys (so typos are errors, not silently ignored).
+fn check_keys(map: &Map, what: &str, allowed: &[&str]) -> Result<(), ScanError> {
+    for k in map.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(arg(format!("{what}: unknown option `{k}`; allowed: {}", allowed.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+fn get_str(map: &Map, key: &str) -> Result<Option<String>, ScanError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .clone()
+            .into_immutable_string()
+            .map(|s| Some(s.to_string()))
+            .map_err(|t| arg(format!("option `{key}` must be a string, got a {t}"))),
+    }
+}
+
+fn get_bool(map: &Map, key: &str) -> Result<Option<bool>, ScanError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) => v.as_bool().map(Some).map_err(|t| arg(format!("option `{key}` must be true or false, got a {t}"))),
+    }
+}
+
+const STEP_KEYS: &[&str] = &["exposure", "return", "name", "settle", "snake"];
+
+fn step_options(map: &Map, what: &str) -> Result<(StepOptions, bool), ScanError> {
+    check_keys(map, what, STEP_KEYS)?;
+    let mut o = StepOptions::default();
+    if let Some(v) = map.get("exposure") {
+        o.exposure = seconds(v, "exposure")?;
+    }
+    if let Some(v) = map.get("settle") {
+        o.settle = seconds(v, "settle")?;
+    }
+    o.return_motors = get_bool(map, "return")?;
+    o.name = get_str(map, "name")?;
+    Ok((o, get_bool(map, "snake")?.unwrap_or(false)))
+}
+
+const TOMO_KEYS: &[&str] = &[
+    "start",
+    "range",
+    "projections",
+    "exposure",
+    "darks",
+    "flats",
+    "flats_at",
+    "sample_out",
+    "mode",
+    "return_rotation",
+    "name",
+];
+
+/// Reads `tomo_scan`'s parameter map (see API.md for defaults).
+pub fn tomo_params(map: &Map) -> Result<TomoParams, ScanError> {
+    check_keys(map, "tomo_scan", TOMO_KEYS)?;
+    let n = |k: &str, d: f64| map.get(k).map_or(Ok(d), |v| num(v, k));
+    let c = |k: &str, d: usize| map.get(k).map_or(Ok(d), |v| count_arg(v, k));
+    let projections = match map.get("projections") {
+        Some(v) => count_arg(v, "projections")?,
+        None => return Err(arg("tomo_scan: `projections` is required, e.g. tomo_scan(#{projections: 900})".into())),
+    };
+    let flats_at = match get_str(map, "flats_at")?.as_deref() {
+        None | Some("start") => FlatsAt::Start,
+        Some("end") => FlatsAt::End,
+        Some("both") => FlatsAt::Both,
+        Some(o) => return Err(arg(format!("tomo_scan: flats_at must be \"start\", \"end\" or \"both\", got {o:?}"))),
+    };
+    let mode = match get_str(map, "mode")?.as_deref() {
+        None | Some("step") => TomoMode::Step,
+        Some("fly") => TomoMode::Fly,
+        Some(o) => return Err(arg(format!("tomo_scan: mode must be \"step\" or \"fly\", got {o:?}"))),
+    };
+    Ok(TomoParams {
+        start: n("start", 0.0)?,
+        range: n("range", 180.0)?,
+        projections,
+        exposure: map.get("exposure").map_or(Ok(Duration::from_millis(100)), |v| seconds(v, "exposure"))?,
+        darks: c("darks", 10)?,
+        flats: c("flats", 10)?,
+        flats_at,
+        sample_out: map.get("sample_out").map(|v| num(v, "sample_out")).transpose()?,
+        mode,
+        return_rotation: get_bool(map, "return_rotation")?.unwrap_or(true),
+        name: get_str(map, "name")?,
+    })
+}
+
+fn summary_map(s: &SeriesSummary) -> Map {
+    let mut m = Map::new();
+    m.insert("name".into(), s.name.clone().into());
+    m.insert("points".into(), (s.frames as i64).into());
+    m.insert("status".into(), s.status.as_str().into());
+    m.insert(
+        "file".into(),
+        s.file.as_ref().map_or(Dynamic::UNIT, |f| f.display().to_string().into()),
+    );
+    m
+}
+
+fn positions_of(s: &Session, m: &Dynamic, list: &Array) -> Result<(Arc<dyn Motor>, Vec<f64>), ScanError> {
+    let mo = motor(s, m)?;
+    let xs = list.iter().map(|v| num(v, "list_scan position")).collect::<Result<Vec<f64>, _>>()?;
+    Ok((mo, xs))
+}
+
+/// Runs a one-motor scan from parsed arguments.
+fn one_motor_scan(
+    s: &Session,
+    kind: &str,
+    m: &Dynamic,
+    start: &Dynamic,
+    stop: &Dynamic,
+    num_pts: &Dynamic,
+    opts: &Map,
+    relative: bool,
+) -> Result<Map, ScanError> {
+    let mo = motor(s, m)?;
+    let (o, _) = step_options(opts, kind)?;
+    let base = if relative { mo.position()? } else { 0.0 };
+    let xs = plans::linspace(base + num(start, "start")?, base + num(stop, "stop")?, count_arg(num_pts, "num")?);
+    let pts = xs.into_iter().map(|x| vec![x]).collect();
+    plans::step_scan(s, kind, vec![mo], pts, &o, relative).map(|r| summary_map(&r))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grid(s: &Session, a: [&Dynamic; 8], opts: &Map) -> Result<Map, ScanError> {
+    let (o, snake) = step_options(opts, "grid_scan")?;
+    let m1 = motor(s, a[0])?;
+    let m2 = motor(s, a[4])?;
+    let outer = plans::linspace(num(a[1], "start1")?, num(a[2], "stop1")?, count_arg(a[3], "num1")?);
+    let inner = plans::linspace(num(a[5], "start2")?, num(a[6], "stop2")?, count_arg(a[7], "num2")?);
+    plans::step_scan(s, "grid_scan", vec![m1, m2], plans::grid(&outer, &inner, snake), &o, false)
+        .map(|r| summary_map(&r))
+}
+
+/// Registers every primitive on `engine`, and the motors as constants (in `scope` for the main script and in
+/// the `dev` module for functions and library modules).
+pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) {
+    engine
+        .register_type_with_name::<MotorHandle>("Motor")
+        .register_get("name", |m: &mut MotorHandle| m.0.name().to_string())
+        .register_fn("to_string", |m: &mut MotorHandle| m.0.name().to_string())
+        .register_fn("to_debug", |m: &mut MotorHandle| format!("Motor({})", m.0.name()));
+    let mut dev = Module::new();
+    for m in &session.beamline.motors {
+        scope.push_constant(m.name(), MotorHandle(m.clone()));
+        dev.set_var(m.name(), MotorHandle(m.clone()));
+    }
+    engine.register_static_module("dev", dev.into());
+
+    let s = session.clone();
+    engine.register_fn("move", move |ctx: NativeCallContext, m: Dynamic, x: Dynamic| -> RResult<()> {
+        call(&s, &ctx, || s.move_motors(&[(motor(&s, &m)?, num(&x, "position")?)]))
+    });
+    let s = session.clone();
+    engine.register_fn("move", move |ctx: NativeCallContext, targets: Map| -> RResult<()> {
+        call(&s, &ctx, || {
+            let moves = targets
+                .iter()
+                .map(|(k, v)| Ok((s.beamline.motor(k)?, num(v, k)?)))
+                .collect::<Result<Vec<MotorMove>, ScanError>>()?;
+            s.move_motors(&moves)
+        })
+    });
+    let s = session.clone();
+    engine.register_fn("move_rel", move |ctx: NativeCallContext, m: Dynamic, dx: Dynamic| -> RResult<()> {
+        call(&s, &ctx, || {
+            let mo = motor(&s, &m)?;
+            let to = mo.position()? + num(&dx, "distance")?;
+            s.move_motors(&[(mo, to)])
+        })
+    });
+    let s = session.clone();
+    engine.register_fn("position", move |ctx: NativeCallContext, m: Dynamic| -> RResult<f64> {
+        call(&s, &ctx, || Ok(motor(&s, &m)?.position()?))
+    });
+    let s = session.clone();
+    engine.register_fn("limits", move |ctx: NativeCallContext, m: Dynamic| -> RResult<Array> {
+        call(&s, &ctx, || {
+            let l = motor(&s, &m)?.limits();
+            Ok(vec![l.low.into(), l.high.into()])
+        })
+    });
+    let s = session.clone();
+    engine.register_fn("motors", move || -> Array {
+        s.beamline.motors.iter().map(|m| Dynamic::from(m.name().to_string())).collect()
+    });
+
+    let s = session.clone();
+    engine.register_fn("count", move |ctx: NativeCallContext, n: Dynamic, opts: Map| -> RResult<Map> {
+        call(&s, &ctx, || {
+            let (o, _) = step_options(&opts, "count")?;
+            plans::count(&s, count_arg(&n, "count")?, &o).map(|r| summary_map(&r))
+        })
+    });
+    let s = session.clone();
+    engine.register_fn("count", move |ctx: NativeCallContext, n: Dynamic| -> RResult<Map> {
+        call(&s, &ctx, || plans::count(&s, count_arg(&n, "count")?, &StepOptions::default()).map(|r| summary_map(&r)))
+    });
+
+    for (name, relative) in [("scan", false), ("rel_scan", true)] {
+        let s = session.clone();
+        engine.register_fn(
+            name,
+            move |ctx: NativeCallContext, m: Dynamic, a: Dynamic, b: Dynamic, n: Dynamic, opts: Map| -> RResult<Map> {
+                call(&s, &ctx, || one_motor_scan(&s, name, &m, &a, &b, &n, &opts, relative))
+            },
+        );
+        let s = session.clone();
+        engine.register_fn(
+            name,
+            move |ctx: NativeCallContext, m: Dynamic, a: Dynamic, b: Dynamic, n: Dynamic| -> RResult<Map> {
+                call(&s, &ctx, || one_motor_scan(&s, name, &m, &a, &b, &n, &Map::new(), relative))
+            },
+        );
+    }
+
+    let s = session.clone();
+    engine.register_fn("list_scan", move |ctx: NativeCallContext, m: Dynamic, xs: Array, opts: Map| -> RResult<Map> {
+        call(&s, &ctx, || {
+            let (o, _) = step_options(&opts, "list_scan")?;
+            let (mo, xs) = positions_of(&s, &m, &xs)?;
+            plans::step_scan(&s, "list_scan", vec![mo], xs.into_iter().map(|x| vec![x]).collect(), &o, false)
+                .map(|r| summary_map(&r))
+        })
+    });
+    let s = session.clone();
+    engine.register_fn("list_scan", move |ctx: NativeCallContext, m: Dynamic, xs: Array| -> RResult<Map> {
+        call(&s, &ctx, || {
+            let (mo, xs) = positions_of(&s, &m, &xs)?;
+            let pts = xs.into_iter().map(|x| vec![x]).collect();
+            plans::step_scan(&s, "list_scan", vec![mo], pts, &StepOptions::default(), false).map(|r| summary_map(&r))
+        })
+    });
+
+    let s = session.clone();
+    engine.register_fn(
+        "grid_scan",
+        move |ctx: NativeCallContext,
+              m1: Dynamic,
+              a1: Dynamic,
+              b1: Dynamic,
+              n1: Dynamic,
+              m2: Dynamic,
+              a2: Dynamic,
+              b2: Dynamic,
+              n2: Dynamic,
+              opts: Map|
+              -> RResult<Map> {
+            call(&s, &ctx, || grid(&s, [&m1, &a1, &b1, &n1, &m2, &a2, &b2, &n2], &opts))
+        },
+    );
+    let s = session.clone();
+    engine.register_fn(
+        "grid_scan",
+        move |ctx: NativeCallContext,
+              m1: Dynamic,
+              a1: Dynamic,
+              b1: Dynamic,
+              n1: Dynamic,
+              m2: Dynamic,
+              a2: Dynamic,
+              b2: Dynamic,
+              n2: Dynamic|
+              -> RResult<Map> {
+            call(&s, &ctx, || grid(&s, [&m1, &a1, &b1, &n1, &m2, &a2, &b2, &n2], &Map::new()))
+        },
+    );
+
+    let s = session.clone();
+    engine.register_fn("tomo_scan", move |ctx: NativeCallContext, p: Map| -> RResult<Map> {
+        call(&s, &ctx, || plans::tomo_scan(&s, &tomo_params(&p)?).map(|r| summary_map(&r)))
+    });
+
+    let s = session.clone();
+    engine.register_fn("open_shutter", move |ctx: NativeCallContext| -> RResult<()> {
+        call(&s, &ctx, || s.set_shutter(true))
+    });
+    let s = session.clone();
+    engine.register_fn("close_shutter", move |ctx: NativeCallContext| -> RResult<()> {
+        call(&s, &ctx, || s.set_shutter(false))
+    });
+    let s = session.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, t: Dynamic| -> RResult<()> {
+        call(&s, &ctx, || s.sleep(seconds(&t, "sleep")?))
+    });
+    let s = session.clone();
+    engine.register_fn("checkpoint", move |ctx: NativeCallContext| -> RResult<()> {
+        call(&s, &ctx, || s.checkpoint())
+    });
+    let s = session.clone();
+    engine.register_fn("beam_current", move |ctx: NativeCallContext| -> RResult<f64> {
+        call(&s, &ctx, || Ok(s.beamline.beam.current()?))
+    });
+    let s = session.clone();
+    engine.register_fn("now", move || -> f64 { s.beamline.clock.now().as_secs_f64() });
+    let s = session.clone();
+    engine.register_fn("abort", move |ctx: NativeCallContext, reason: &str| -> RResult<()> {
+        call(&s, &ctx, || {
+            s.control.abort(&format!("script: {reason}"));
+            Ok(s.control.check()?)
+        })
+    });
+    let s = session.clone();
+    engine.register_fn("param", move |ctx: NativeCallContext, name: &str| -> RResult<Dynamic> {
+        call(&s, &ctx, || match s.param(name) {
+            Some(v) => Ok(guess_type(&v)),
+            None => Err(arg(format!("parameter `{name}` is required: run with --set {name}=VALUE"))),
+        })
+    });
+    let s = session.clone();
+    engine.register_fn("param", move |ctx: NativeCallContext, name: &str, default: Dynamic| -> RResult<Dynamic> {
+        call(&s, &ctx, || match s.param(name) {
+            Some(v) => typed_like(name, &v, &default),
+            None => Ok(default),
+        })
+    });
+}
+
+/// A `--set` value without a default to match: integer, float, bool, or string.
+fn guess_type(v: &str) -> Dynamic {
+    if let Ok(i) = v.parse::<i64>() {
+        i.into()
+    } else if let Ok(x) = v.parse::<f64>() {
+        x.into()
+    } else if let Ok(b) = v.parse::<bool>() {
+        b.into()
+    } else {
+        v.to_string().into()
+    }
+}
+
+/// A `--set` value converted to the type of the script's default.
+fn typed_like(name: &str, v: &str, default: &Dynamic) -> Result<Dynamic, ScanError> {
+    let bad = |t: &str| arg(format!("--set {name}={v}: the script expects {t} (its default is {default})"));
+    if default.is_int() {
+        v.parse::<i64>().map(Dynamic::from).map_err(|_| bad("an integer"))
+    } else if default.is_float() {
+        v.parse::<f64>().map(Dynamic::from).map_err(|_| bad("a number"))
+    } else if default.is_bool() {
+        v.parse::<bool>().map(Dynamic::from).map_err(|_| bad("true or false"))
+    } else {
+        Ok(v.to_string().into())
+    }
+}

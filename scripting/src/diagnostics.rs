@@ -1,0 +1,184 @@
+//! Script errors for humans: `file:line:column`, the offending line with a caret, the device involved, the
+//! chain of function calls — and the run status (exit code) the error maps to.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use rhai::{EvalAltResult, ParseError, Position};
+
+use crate::error::{RunStatus, ScanError};
+use crate::report::CallSite;
+
+/// Where script text comes from, to quote lines in errors.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Name of the main script (its path as given).
+    pub main: String,
+    /// Its text.
+    pub text: String,
+    /// Site library folder for imported modules.
+    pub library: Option<PathBuf>,
+}
+
+impl Sources {
+    fn line(&self, source: &str, line: usize) -> Option<String> {
+        let text = if source == self.main {
+            self.text.clone()
+        } else {
+            let dir = self.library.as_ref()?;
+            std::fs::read_to_string(dir.join(format!("{source}.rhai"))).ok()?
+        };
+        text.lines().nth(line.checked_sub(1)?).map(str::to_string)
+    }
+}
+
+/// A script that stopped with an error, ready to print.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScriptError {
+    /// Exit status it maps to.
+    pub status: RunStatus,
+    /// One-line message.
+    pub message: String,
+    /// Where it happened.
+    pub at: Option<CallSite>,
+    /// The offending line of script.
+    pub line_text: Option<String>,
+    /// The device involved.
+    pub device: Option<String>,
+    /// Function calls leading to it, innermost last (`function at file:line:col`).
+    pub calls: Vec<String>,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at {
+            Some(at) => writeln!(f, "{at}: {}", self.message)?,
+            None => writeln!(f, "{}", self.message)?,
+        }
+        if let (Some(at), Some(text)) = (&self.at, &self.line_text) {
+            let n = at.line.to_string();
+            writeln!(f, "{:w$} |", "", w = n.len())?;
+            writeln!(f, "{n} | {text}")?;
+            writeln!(f, "{:w$} | {:c$}^", "", "", w = n.len(), c = at.column.saturating_sub(1))?;
+        }
+        if let Some(d) = &self.device {
+            writeln!(f, "device: {d}")?;
+        }
+        for c in self.calls.iter().rev() {
+            writeln!(f, "in {c}")?;
+        }
+        Ok(())
+    }
+}
+
+fn site(source: &str, pos: Position) -> Option<CallSite> {
+    Some(CallSite { source: source.to_string(), line: pos.line()?, column: pos.position().unwrap_or(1) })
+}
+
+/// A parse error of the main script.
+pub fn parse_error(e: &ParseError, sources: &Sources) -> ScriptError {
+    let at = site(&sources.main, e.position());
+    ScriptError {
+        status: RunStatus::SyntaxError,
+        message: format!("syntax error: {}", e.err_type()),
+        line_text: at.as_ref().and_then(|a| sources.line(&a.source, a.line)),
+        at,
+        device: None,
+        calls: Vec::new(),
+    }
+}
+
+/// Explains a runtime error. `fault` is the last primitive error (typed), `max_operations` the limit in
+/// force, `aborted` whether an abort was requested.
+pub fn runtime_error(
+    err: &EvalAltResult,
+    sources: &Sources,
+    fault: Option<&ScanError>,
+    max_operations: u64,
+    aborted: bool,
+) -> ScriptError {
+    let mut calls = Vec::new();
+    let mut source = sources.main.clone();
+    let mut e = err;
+    loop {
+        match e {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                let at = site(&source, *pos).map_or(String::new(), |a| format!(" at {a}"));
+                calls.push(format!("function `{name}` called{at}"));
+                if !src.is_empty() {
+                    source = src.clone();
+                }
+                e = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, pos) => {
+                let at = site(&source, *pos).map_or(String::new(), |a| format!(" at {a}"));
+                calls.push(format!("library `{name}` imported{at}"));
+                source = name.clone();
+                e = inner;
+            }
+            _ => break,
+        }
+    }
+    let limit_hint = "; if the script really needs more, raise it in the [engine] table of the beamline configuration";
+    let (status, message, device) = match e {
+        EvalAltResult::ErrorParsing(p, _) => (RunStatus::SyntaxError, format!("syntax error: {p}"), None),
+        EvalAltResult::ErrorTooManyOperations(_) => (
+            RunStatus::LimitExceeded,
+            format!(
+                "the script exceeded the operation limit ({max_operations} operations) and was stopped; an endless \
+                 loop?{limit_hint}"
+            ),
+            None,
+        ),
+        EvalAltResult::ErrorStackOverflow(_) => (
+            RunStatus::LimitExceeded,
+            format!("the script exceeded the function call depth limit; endless recursion?{limit_hint}"),
+            None,
+        ),
+        EvalAltResult::ErrorDataTooLarge(what, _) => (
+            RunStatus::LimitExceeded,
+            format!("{what} exceeds the engine limit{limit_hint}"),
+            None,
+        ),
+        EvalAltResult::ErrorTooManyModules(_) | EvalAltResult::ErrorTooManyVariables(_) => {
+            (RunStatus::LimitExceeded, format!("{e}{limit_hint}"), None)
+        }
+        EvalAltResult::ErrorTerminated(reason, _) => {
+            (RunStatus::Aborted, format!("aborted: {reason}"), None)
+        }
+        EvalAltResult::ErrorRuntime(msg, _) => {
+            let text = msg.to_string();
+            match fault.filter(|f| f.to_string() == text) {
+                Some(f @ ScanError::Aborted(_)) => (RunStatus::Aborted, f.to_string(), None),
+                Some(f) if f.device().is_some() => {
+                    (RunStatus::DeviceError, text, f.device().map(str::to_string))
+                }
+                _ => (RunStatus::ScriptError, text, None),
+            }
+        }
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => (
+            RunStatus::ScriptError,
+            format!("no function {sig} (see scripting/API.md for the scan API; `eval` is disabled)"),
+            None,
+        ),
+        other => (RunStatus::ScriptError, strip_position(&other.to_string()), None),
+    };
+    let status = if aborted && status != RunStatus::LimitExceeded { RunStatus::Aborted } else { status };
+    let at = site(&source, e.position());
+    ScriptError {
+        status,
+        message,
+        line_text: at.as_ref().and_then(|a| sources.line(&a.source, a.line)),
+        at,
+        device,
+        calls,
+    }
+}
+
+/// Rhai appends ` (line L, position P)` to messages; the location is printed separately.
+fn strip_position(s: &str) -> String {
+    match s.rfind(" (line ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s.to_string(),
+    }
+}

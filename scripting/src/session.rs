@@ -1,0 +1,540 @@
+//! The state of one script run shared by every primitive: devices, control flags, progress, the open
+//! series, the motors to return, and the report. Motion, acquisition (with the beam suspender) and series
+//! handling live here; the scan shapes built on them live in [`crate::plans`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::{secs, SuspenderConfig};
+use crate::control::Control;
+use crate::device::{Beamline, FrameRequest, ImageKey, Motor, SeriesInfo, SeriesStatus, SeriesSummary};
+use crate::error::ScanError;
+use crate::provenance::{utc_now, Provenance};
+use crate::report::{CallSite, PlanReport, ScanRecord, Violation};
+
+/// Whether devices really move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Devices move and the detector takes frames.
+    Live,
+    /// Simulated devices in zero time; soft-limit violations are recorded, not raised.
+    Dry,
+}
+
+/// Live counters the progress line reads from another thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Frames kept so far.
+    pub points_done: AtomicU64,
+    /// Frames the run plans (from the preflight dry run; 0 when unknown).
+    pub points_total: AtomicU64,
+    /// True while the beam suspender holds the scan.
+    pub suspended: AtomicBool,
+    /// True while paused at a checkpoint.
+    pub paused: AtomicBool,
+    /// Times the suspender held the scan.
+    pub suspensions: AtomicU64,
+    /// Frames discarded and re-taken after a beam loss.
+    pub retakes: AtomicU64,
+}
+
+/// A motor and a target.
+pub type MotorMove = (Arc<dyn Motor>, f64);
+
+#[derive(Debug)]
+struct OpenSeries {
+    next_frame: u64,
+    started: String,
+    scan: serde_json::Value,
+}
+
+/// One script run.
+pub struct Session {
+    /// The devices.
+    pub beamline: Beamline,
+    /// Abort and pause flags.
+    pub control: Arc<Control>,
+    /// Live or dry.
+    pub mode: Mode,
+    /// Beam suspender, if configured.
+    pub suspender: Option<SuspenderConfig>,
+    /// Live counters.
+    pub progress: Arc<Progress>,
+    /// Provenance stored with every series.
+    pub provenance: Provenance,
+    used_params: Mutex<BTreeSet<String>>,
+    report: Mutex<PlanReport>,
+    returns: Mutex<Vec<Vec<MotorMove>>>,
+    series: Mutex<Option<OpenSeries>>,
+    summaries: Mutex<Vec<SeriesSummary>>,
+    last_fault: Mutex<Option<ScanError>>,
+    call_site: Mutex<Option<CallSite>>,
+    output: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave its data half-updated in a way that matters
+    // more than stopping the beamline safely, so recover the guard.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    /// A session over `beamline`.
+    pub fn new(
+        beamline: Beamline,
+        control: Arc<Control>,
+        mode: Mode,
+        suspender: Option<SuspenderConfig>,
+        provenance: Provenance,
+        progress: Arc<Progress>,
+        output: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Session {
+        Session {
+            beamline,
+            control,
+            mode,
+            suspender,
+            progress,
+            provenance,
+            used_params: Mutex::default(),
+            report: Mutex::default(),
+            returns: Mutex::default(),
+            series: Mutex::default(),
+            summaries: Mutex::default(),
+            last_fault: Mutex::default(),
+            call_site: Mutex::default(),
+            output,
+        }
+    }
+
+    /// Prints a line for the operator (script `print`, suspender messages).
+    pub fn say(&self, line: &str) {
+        (self.output)(line);
+    }
+
+    /// Remembers where the script is (for reports and errors).
+    pub fn set_call_site(&self, at: Option<CallSite>) {
+        *lock(&self.call_site) = at;
+    }
+
+    fn call_site(&self) -> Option<CallSite> {
+        lock(&self.call_site).clone()
+    }
+
+    /// Remembers the last primitive error, to classify the script's failure.
+    pub fn set_fault(&self, e: &ScanError) {
+        *lock(&self.last_fault) = Some(e.clone());
+    }
+
+    /// The last primitive error.
+    pub fn last_fault(&self) -> Option<ScanError> {
+        lock(&self.last_fault).clone()
+    }
+
+    /// A `--set` parameter, marking it as read.
+    pub fn param(&self, name: &str) -> Option<String> {
+        let v = self.provenance.parameters.get(name).cloned();
+        if v.is_some() {
+            lock(&self.used_params).insert(name.to_string());
+        }
+        v
+    }
+
+    /// `--set` parameters the script never read.
+    pub fn unused_params(&self) -> Vec<String> {
+        let used = lock(&self.used_params);
+        self.provenance.parameters.keys().filter(|k| !used.contains(*k)).cloned().collect()
+    }
+
+    /// The report so far (duration filled in from the clock).
+    pub fn report(&self) -> PlanReport {
+        let mut r = lock(&self.report).clone();
+        r.duration_s = self.beamline.clock.now().as_secs_f64();
+        r
+    }
+
+    /// Every series ended so far.
+    pub fn summaries(&self) -> Vec<SeriesSummary> {
+        lock(&self.summaries).clone()
+    }
+
+    /// Waits while paused; fails once aborted. Called between points.
+    pub fn checkpoint(&self) -> Result<(), ScanError> {
+        self.control.check()?;
+        if self.control.is_paused() {
+            self.progress.paused.store(true, Ordering::Release);
+            let _w = tracing::info_span!("wait.pause").entered();
+            while self.control.is_paused() && !self.control.is_aborted() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.progress.paused.store(false, Ordering::Release);
+            self.control.check()?;
+        }
+        Ok(())
+    }
+
+    /// Beamline time wait that an abort interrupts.
+    pub fn sleep(&self, dt: Duration) -> Result<(), ScanError> {
+        Ok(self.beamline.clock.sleep(dt, &self.control, false)?)
+    }
+
+    /// Checks targets against soft limits before anything moves. Live: the first violation is an error.
+    /// Dry: every violation is recorded and the move goes ahead on the simulated motor.
+    pub fn check_limits(&self, moves: &[MotorMove]) -> Result<(), ScanError> {
+        for (m, target) in moves {
+            let lim = m.limits();
+            if lim.contains(*target) {
+                continue;
+            }
+            if self.mode == Mode::Dry {
+                lock(&self.report).violations.push(Violation {
+                    motor: m.name().to_string(),
+                    target: *target,
+                    units: m.units().to_string(),
+                    limits: lim,
+                    at: self.call_site(),
+                });
+            } else {
+                return Err(ScanError::SoftLimit {
+                    motor: m.name().to_string(),
+                    target: *target,
+                    units: m.units().to_string(),
+                    low: lim.low,
+                    high: lim.high,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves motors together to their targets and waits; an abort stops them where they are.
+    pub fn move_motors(&self, moves: &[MotorMove]) -> Result<(), ScanError> {
+        self.checkpoint()?;
+        self.plan_moves(moves)?;
+        self.drive(moves, false)
+    }
+
+    /// Checks targets against the soft limits and records them in the report, without moving.
+    pub fn plan_moves(&self, moves: &[MotorMove]) -> Result<(), ScanError> {
+        self.check_limits(moves)?;
+        let mut r = lock(&self.report);
+        for (m, t) in moves {
+            r.record_move(m.name(), m.units(), m.limits(), *t);
+        }
+        Ok(())
+    }
+
+    /// Starts every move, waits for all, stops all on abort. `cleanup` moves only stop on a hard abort.
+    fn drive(&self, moves: &[MotorMove], cleanup: bool) -> Result<(), ScanError> {
+        let _span = tracing::trace_span!("device.move", motors = moves.len()).entered();
+        let mut longest = Duration::ZERO;
+        for (i, (m, t)) in moves.iter().enumerate() {
+            match m.start_move(*t) {
+                Ok(d) => longest = longest.max(d),
+                Err(e) => {
+                    for (started, _) in &moves[..i] {
+                        let _ = started.stop();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let motors: Vec<&Arc<dyn Motor>> = moves.iter().map(|(m, _)| m).collect();
+        self.wait_motion(&motors, longest, cleanup)
+    }
+
+    /// Waits until no motor in `motors` moves.
+    pub fn wait_motion(&self, motors: &[&Arc<dyn Motor>], expected: Duration, cleanup: bool) -> Result<(), ScanError> {
+        let clock = &self.beamline.clock;
+        let mut waited = clock.sleep(expected, &self.control, cleanup);
+        while waited.is_ok() {
+            let mut moving = false;
+            for m in motors {
+                moving |= m.is_moving()?;
+            }
+            if !moving {
+                return Ok(());
+            }
+            waited = clock.sleep(Duration::from_millis(1), &self.control, cleanup);
+        }
+        for m in motors {
+            let _ = m.stop();
+        }
+        Err(waited.err().map(ScanError::from).unwrap_or_else(|| ScanError::Argument("unreachable".into())))
+    }
+
+    /// Opens or closes the fast shutter and waits for it.
+    pub fn set_shutter(&self, open: bool) -> Result<(), ScanError> {
+        let s = &self.beamline.shutter;
+        let t = if open { s.open()? } else { s.close()? };
+        self.sleep(t)
+    }
+
+    /// Holds while the beam is below the suspender threshold; then waits the settle time.
+    fn wait_for_beam(&self) -> Result<(), ScanError> {
+        let Some(sus) = self.suspender else { return Ok(()) };
+        let beam = &self.beamline.beam;
+        let current = beam.current()?;
+        if current >= sus.min_current {
+            return Ok(());
+        }
+        self.progress.suspended.store(true, Ordering::Release);
+        self.progress.suspensions.fetch_add(1, Ordering::AcqRel);
+        self.say(&format!(
+            "suspended: {} at {current:.1} mA is below {:.1} mA; waiting for the beam",
+            beam.name(),
+            sus.min_current
+        ));
+        let _w = tracing::info_span!("wait.beam", min_current = sus.min_current).entered();
+        let r = (|| {
+            while beam.current()? < sus.min_current {
+                self.sleep(Duration::from_millis(500))?;
+            }
+            self.sleep(secs(sus.settle))
+        })();
+        self.progress.suspended.store(false, Ordering::Release);
+        if r.is_ok() {
+            self.say(&format!("resumed: {} back at {:.1} mA", beam.name(), beam.current()?));
+        }
+        r
+    }
+
+    fn frame_request(&self, key: ImageKey, angle: f64, exposure: Duration) -> Result<FrameRequest, ScanError> {
+        let s = lock(&self.series);
+        let index = s
+            .as_ref()
+            .map(|s| s.next_frame)
+            .ok_or_else(|| ScanError::Argument("internal: frame outside a series".into()))?;
+        Ok(FrameRequest { index, key, angle, exposure })
+    }
+
+    fn kept_frame(&self) {
+        if let Some(s) = lock(&self.series).as_mut() {
+            s.next_frame += 1;
+        }
+        lock(&self.report).points += 1;
+        if let Some(r) = lock(&self.report).scans.last_mut() {
+            r.points += 1;
+        }
+        self.progress.points_done.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes one frame at the current positions. With a suspender, waits for beam first and re-takes the
+    /// frame when the beam dropped during the exposure: the series never loses or doubles a point.
+    pub fn acquire(&self, key: ImageKey, angle: f64, exposure: Duration) -> Result<(), ScanError> {
+        let det = &self.beamline.detector;
+        let dead = exposure + det.readout();
+        loop {
+            self.checkpoint()?;
+            self.wait_for_beam()?;
+            let frame = self.frame_request(key, angle, exposure)?;
+            let _span = tracing::trace_span!("scan.point", frame = frame.index, key = key.code()).entered();
+            let t0 = self.beamline.clock.now();
+            det.trigger(&frame)?;
+            if let Err(e) = self.sleep(dead) {
+                let _ = det.discard();
+                return Err(e);
+            }
+            if self.beam_dropped_since(t0)? {
+                det.discard()?;
+                self.progress.retakes.fetch_add(1, Ordering::AcqRel);
+                self.say(&format!("beam lost during frame {}: discarded, re-taking it", frame.index));
+                continue;
+            }
+            det.commit()?;
+            self.kept_frame();
+            return Ok(());
+        }
+    }
+
+    /// True when a suspender is configured and the beam was below its threshold since `t0`.
+    pub fn beam_dropped_since(&self, t0: Duration) -> Result<bool, ScanError> {
+        match self.suspender {
+            Some(s) => Ok(self.beamline.beam.minimum_since(t0)? < s.min_current),
+            None => Ok(false),
+        }
+    }
+
+    /// Takes a frame during a fly scan; returns false (frame discarded) when the beam dropped during it,
+    /// so the caller restarts the motion from this frame.
+    pub fn acquire_flying(&self, key: ImageKey, angle: f64, exposure: Duration) -> Result<bool, ScanError> {
+        self.control.check()?;
+        let det = &self.beamline.detector;
+        let frame = self.frame_request(key, angle, exposure)?;
+        let _span = tracing::trace_span!("scan.point", frame = frame.index, key = key.code()).entered();
+        let t0 = self.beamline.clock.now();
+        det.trigger(&frame)?;
+        if let Err(e) = self.sleep(exposure) {
+            let _ = det.discard();
+            return Err(e);
+        }
+        if self.beam_dropped_since(t0)? {
+            det.discard()?;
+            self.progress.retakes.fetch_add(1, Ordering::AcqRel);
+            return Ok(false);
+        }
+        det.commit()?;
+        self.kept_frame();
+        Ok(true)
+    }
+
+    /// Waits for beam (suspender), then the checkpoint; used before restarting a fly segment.
+    pub fn hold_for_beam(&self) -> Result<(), ScanError> {
+        self.checkpoint()?;
+        self.wait_for_beam()
+    }
+
+    /// Runs `body` as one series (one file): stages the detector, and whatever happens ends the series with
+    /// the right status after putting the beamline in a safe state (motors stopped, shutter closed).
+    pub fn run_series(
+        &self,
+        kind: &str,
+        name: &str,
+        planned: u64,
+        scan: serde_json::Value,
+        body: impl FnOnce() -> Result<(), ScanError>,
+    ) -> Result<SeriesSummary, ScanError> {
+        self.checkpoint()?;
+        let started = utc_now();
+        let info = SeriesInfo {
+            name: name.to_string(),
+            frames_expected: planned,
+            metadata: json!({ "provenance": self.provenance, "scan": scan, "started": started }),
+        };
+        lock(&self.report).scans.push(ScanRecord {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            planned,
+            points: 0,
+            at: self.call_site(),
+        });
+        self.beamline.detector.stage(&info)?;
+        *lock(&self.series) = Some(OpenSeries { next_frame: 0, started, scan });
+        let result = body();
+        let status = match &result {
+            Ok(()) => SeriesStatus::Complete,
+            Err(ScanError::Aborted(_)) => SeriesStatus::Aborted,
+            Err(_) => SeriesStatus::Failed,
+        };
+        match &result {
+            Ok(()) => self.set_shutter(false).or_else(|_| self.safe_state())?,
+            Err(_) => {
+                let _ = self.safe_state();
+            }
+        }
+        let summary = self.end_series(status)?;
+        result.map(|()| summary)
+    }
+
+    fn end_series(&self, status: SeriesStatus) -> Result<SeriesSummary, ScanError> {
+        let Some(open) = lock(&self.series).take() else {
+            return Err(ScanError::Argument("internal: no series to end".into()));
+        };
+        let p = &self.progress;
+        let meta = json!({
+            "provenance": self.provenance,
+            "scan": open.scan,
+            "started": open.started,
+            "stopped": utc_now(),
+            "status": status.as_str(),
+            "exit_status": match status {
+                SeriesStatus::Complete => "success",
+                SeriesStatus::Aborted => "aborted",
+                SeriesStatus::Failed => "failed",
+            },
+            "abort_reason": if status == SeriesStatus::Aborted { Some(self.control.reason()) } else { None },
+            "frames": open.next_frame,
+            "suspensions": p.suspensions.load(Ordering::Acquire),
+            "retakes": p.retakes.load(Ordering::Acquire),
+        });
+        let summary = self.beamline.detector.unstage(status, meta)?;
+        lock(&self.summaries).push(summary.clone());
+        Ok(summary)
+    }
+
+    /// Stops every motor and closes the shutter, ignoring a soft abort. Returns the first error.
+    pub fn safe_state(&self) -> Result<(), ScanError> {
+        let mut first: Option<ScanError> = None;
+        for m in &self.beamline.motors {
+            if let Err(e) = m.stop() {
+                first.get_or_insert(e.into());
+            }
+        }
+        match self.beamline.shutter.close() {
+            Ok(t) => {
+                let _ = self.beamline.clock.sleep(t, &self.control, true);
+            }
+            Err(e) => {
+                first.get_or_insert(e.into());
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Runs `body`; when `enabled`, motors in `motors` go back to where they were afterwards, also after an
+    /// abort or an error (then after the beamline is made safe).
+    pub fn with_return<T>(
+        &self,
+        motors: &[Arc<dyn Motor>],
+        enabled: bool,
+        body: impl FnOnce() -> Result<T, ScanError>,
+    ) -> Result<T, ScanError> {
+        if !enabled {
+            return body();
+        }
+        let mut back = Vec::with_capacity(motors.len());
+        for m in motors {
+            back.push((m.clone(), m.position()?));
+        }
+        lock(&self.returns).push(back);
+        let result = body();
+        let back = lock(&self.returns).pop().unwrap_or_default();
+        match result {
+            Ok(v) => {
+                self.move_motors(&back)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.safe_state();
+                if let Err(r) = self.drive(&back, true) {
+                    self.say(&format!("could not return motors after the scan stopped: {r}"));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Called once when the script ends: after a failure or abort the beamline is made safe, any series
+    /// still open ends with `status`, and motors on the return stack go back.
+    pub fn finish(&self, status: SeriesStatus) {
+        if status == SeriesStatus::Complete {
+            return;
+        }
+        let _ = self.safe_state();
+        if lock(&self.series).is_some() {
+            let _ = self.end_series(status);
+        }
+        while let Some(back) = lock(&self.returns).pop() {
+            let _ = self.drive(&back, true);
+        }
+    }
+
+    /// Motors currently known, with positions (for reports and tests).
+    pub fn positions(&self) -> BTreeMap<String, f64> {
+        self.beamline.motors.iter().map(|m| (m.name().to_string(), m.position().unwrap_or(f64::NAN))).collect()
+    }
+}
+
+impl Session {
+    /// The series name for a scan: the given one, or `<kind>_<n>` with `n` counting scans in this run.
+    pub fn scan_name(&self, kind: &str, given: Option<&str>) -> String {
+        match given {
+            Some(n) => n.to_string(),
+            None => format!("{kind}_{:03}", lock(&self.report).scans.len() + 1),
+        }
+    }
+}
