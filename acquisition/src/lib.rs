@@ -5,10 +5,12 @@
 //! recompress a frame on the ingest path, and it must never panic on anything that arrives over the wire.
 pub mod phantom;
 pub mod vds;
+pub mod bench;
 pub mod blosc;
 pub mod protocol;
 pub mod receiver;
 pub mod reject;
+pub mod replay;
 pub mod sender;
 pub mod sim;
 pub mod timefmt;

@@ -532,6 +532,7 @@ fn writer_loop(
 ) -> Result<Vec<SeriesSummary>, ReceiveError> {
     let mut done = Vec::new();
     let mut current: Option<NxtomoWriter> = None;
+    let mut total = 0u64;
     let result = (|| -> Result<(), WriteError> {
         loop {
             let msg = {
@@ -544,6 +545,8 @@ fn writer_loop(
                     if let Some(w) = current.as_mut() {
                         w.write_frame(&h, &payload)?;
                         drop(payload);
+                        total += 1;
+                        tracing::trace!(counter.frames = total);
                         w.maybe_flush(flush)?;
                     }
                 }

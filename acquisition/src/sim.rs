@@ -183,6 +183,31 @@ impl Schedule {
     }
 }
 
+/// Keeps a frame rate: frame `i` goes out no earlier than `i / fps` seconds after the pacer was made.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    t0: Instant,
+    fps: Option<f64>,
+}
+
+impl Pacer {
+    /// A pacer for `fps` frames per second (`None` or <= 0: as fast as possible).
+    pub fn new(fps: Option<f64>) -> Pacer {
+        Pacer { t0: Instant::now(), fps: fps.filter(|f| *f > 0.0 && f.is_finite()) }
+    }
+
+    /// Sleeps until frame `i` is due.
+    pub fn wait(&self, i: u64) {
+        if let Some(fps) = self.fps {
+            let due = self.t0 + Duration::from_secs_f64(i as f64 / fps);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                let _w = tracing::trace_span!("wait.frame_rate", frame = i).entered();
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
 /// Options of one simulated series.
 #[derive(Debug, Clone)]
 pub struct SeriesOptions {
@@ -218,18 +243,11 @@ pub fn simulate_series(
     sender.start_series(&start)?;
     let mut gen = FrameGenerator::new(cfg);
     let mut buf = Vec::new();
-    let t0 = Instant::now();
+    let pacer = Pacer::new(opts.fps);
     for i in 0..schedule.frames() {
         let (key, angle) = schedule.frame(i);
         gen.frame_into(key, angle, &mut buf);
-        if let Some(fps) = opts.fps.filter(|f| *f > 0.0) {
-            let due = t0 + Duration::from_secs_f64(i as f64 / fps);
-            let now = Instant::now();
-            if due > now {
-                let _wait = tracing::trace_span!("wait.frame_rate").entered();
-                std::thread::sleep(due - now);
-            }
-        }
+        pacer.wait(i);
         let header = FrameHeader { index: FrameIndex(i), image_key: key, angle, timestamp: now_timestamp() };
         {
             let _s = tracing::trace_span!("sim.send", frame = i, bytes = buf.len()).entered();

@@ -80,6 +80,10 @@ pub struct SeriesSummary {
     pub frames_sent: Option<u64>,
     /// Status from the series end (`None` when no series end arrived).
     pub status: Option<SeriesStatus>,
+    /// Time from creating the file to closing it.
+    pub duration: Duration,
+    /// Payload bytes written (compressed size for blosc series).
+    pub bytes_written: u64,
 }
 
 /// One open NXtomo file.
@@ -98,6 +102,8 @@ pub struct NxtomoWriter {
     received: u64,
     dirty: bool,
     last_flush: Instant,
+    created: Instant,
+    bytes: u64,
 }
 
 fn vlu(s: &str) -> VarLenUnicode {
@@ -197,7 +203,7 @@ impl NxtomoWriter {
             let image_key = vector(&det, "image_key", &keys)?;
             attr_str(&image_key, "description", "0 projection, 1 flat, 2 dark, 3 invalid (frame not received)")?;
             let times = vec![f64::NAN; n];
-            let timestamp = vector(&det, "timestamp", &times)?;
+            let timestamp = vector(&det, "frame_timestamp", &times)?;
             attr_str(&timestamp, "units", "s")?;
             attr_str(&timestamp, "description", "frame acquisition time, seconds since 1970-01-01T00:00:00Z")?;
             let sample = nx_group(&entry, "sample", "NXsample")?;
@@ -235,6 +241,8 @@ impl NxtomoWriter {
                 received: 0,
                 dirty: false,
                 last_flush: Instant::now(),
+                created: Instant::now(),
+                bytes: 0,
             })
         };
         build().map_err(err("lay out the NXtomo tree"))
@@ -277,6 +285,7 @@ impl NxtomoWriter {
             *t = h.timestamp;
         }
         self.received += 1;
+        self.bytes += payload.len() as u64;
         self.dirty = true;
         Ok(())
     }
@@ -349,6 +358,8 @@ impl NxtomoWriter {
             missing,
             frames_sent: end.map(|e| e.frames_sent),
             status,
+            duration: self.created.elapsed(),
+            bytes_written: self.bytes,
         })
     }
 }

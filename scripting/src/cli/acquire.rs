@@ -1,39 +1,476 @@
-//! CLI for this area (placeholder until its issue lands).
+//! CLI of the acquisition area: `simulate` (a detector), `receive` (ZeroMQ -> NXtomo) and `bench ingest`.
 
-use std::process::ExitCode;
+use std::path::PathBuf;
+use std::process::{Command as Process, ExitCode, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
+use acquisition::bench::{self, Measurement, Sink};
+use acquisition::protocol::{BloscParams, Compression, Compressor, Degrees, Dtype, Shuffle};
+use acquisition::receiver::{Output, ReceiveSummary, Receiver, ReceiverConfig, DEFAULT_ENDPOINT};
+use acquisition::replay::{replay_series, NxtomoSource};
+use acquisition::sender::SeriesSender;
+use acquisition::sim::{simulate_series, Schedule, SeriesOptions, SimConfig};
+use acquisition::writer::SeriesSummary;
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Subcommands of this area.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Simulated detector: push a tomography series over ZeroMQ.
-    Simulate(Placeholder),
-    /// Receive series over ZeroMQ and write NXtomo HDF5 files.
-    Receive(Placeholder),
+    /// Simulated detector: push a tomography series (darks, flats, projections of a 3-D Shepp-Logan
+    /// phantom) over ZeroMQ, or replay an NXtomo file.
+    Simulate(SimulateArgs),
+    /// Receive series over ZeroMQ and write NXtomo HDF5 files (one series with --output, many with
+    /// --output-dir).
+    Receive(ReceiveArgs),
+    /// Internal: the sender process of `beamline bench ingest`.
+    #[command(hide = true)]
+    BenchSender(BenchSenderArgs),
 }
 
 /// Benchmarks of this area.
 #[derive(Debug, Subcommand)]
 pub enum Bench {
-    /// Ingest throughput over tcp loopback against this machine's ceilings.
-    Ingest(Placeholder),
+    /// Ingest throughput over tcp loopback (2048x2048 and 512x512 uint16, blosc lz4 + byte shuffle) against
+    /// this machine's ceilings: (a) ZeroMQ receive + discard, (b) receive + append to a plain file.
+    Ingest(IngestArgs),
 }
 
-/// Arguments of a subcommand that is not implemented yet.
+/// Compression choices on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// blosc1 + LZ4.
+    Lz4,
+    /// blosc1 + LZ4 HC.
+    Lz4hc,
+    /// blosc1 + BloscLZ.
+    Blosclz,
+    /// Raw pixels.
+    None,
+}
+
+/// Shuffle choices on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShuffleArg {
+    /// No shuffle.
+    None,
+    /// Byte shuffle.
+    Byte,
+    /// Bit shuffle.
+    Bit,
+}
+
+/// Pixel types on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// 8-bit unsigned.
+    Uint8,
+    /// 16-bit unsigned.
+    Uint16,
+    /// 32-bit unsigned.
+    Uint32,
+    /// 32-bit float.
+    Float32,
+}
+
+impl From<DtypeArg> for Dtype {
+    fn from(d: DtypeArg) -> Dtype {
+        match d {
+            DtypeArg::Uint8 => Dtype::Uint8,
+            DtypeArg::Uint16 => Dtype::Uint16,
+            DtypeArg::Uint32 => Dtype::Uint32,
+            DtypeArg::Float32 => Dtype::Float32,
+        }
+    }
+}
+
+/// Arguments of `beamline simulate`.
 #[derive(Debug, Args)]
-pub struct Placeholder {}
+pub struct SimulateArgs {
+    /// Endpoint to connect to (where `beamline receive` binds).
+    #[arg(long, default_value = DEFAULT_ENDPOINT, conflicts_with = "bind")]
+    pub connect: String,
+    /// Bind this endpoint instead of connecting (then run `beamline receive --connect ...`).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub bind: Option<String>,
+    /// Detector rows and columns (square detector); --rows / --cols override.
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// Detector rows (height).
+    #[arg(long)]
+    pub rows: Option<u32>,
+    /// Detector columns (width).
+    #[arg(long)]
+    pub cols: Option<u32>,
+    /// Number of projections.
+    #[arg(long, default_value_t = 180)]
+    pub angles: u64,
+    /// Angular range in degrees: 180 or 360.
+    #[arg(long, default_value_t = 180, value_parser = parse_range)]
+    pub range: u32,
+    /// Number of flat fields (sent before the projections).
+    #[arg(long, default_value_t = 10)]
+    pub flats: u64,
+    /// Number of dark fields (sent first).
+    #[arg(long, default_value_t = 10)]
+    pub darks: u64,
+    /// Frames per second; 0 sends as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub fps: f64,
+    /// Pixel type.
+    #[arg(long, value_enum, default_value_t = DtypeArg::Uint16)]
+    pub dtype: DtypeArg,
+    /// Payload compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Lz4)]
+    pub compression: CompressionArg,
+    /// blosc compression level 0-9.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub clevel: u8,
+    /// blosc shuffle filter.
+    #[arg(long, value_enum, default_value_t = ShuffleArg::Byte)]
+    pub shuffle: ShuffleArg,
+    /// Series id (names the file in `receive --output-dir` mode); default `sim-<unix time>`.
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Resend the frames of this NXtomo file instead of simulating (keeps its compression unless
+    /// --compression is given explicitly).
+    #[arg(long, value_name = "FILE.h5")]
+    pub replay: Option<PathBuf>,
+    /// c-blosc threads used to compress.
+    #[arg(long, default_value_t = 1)]
+    pub compress_threads: usize,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `beamline receive`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("out").required(true).args(["output", "output_dir"])))]
+pub struct ReceiveArgs {
+    /// Endpoint to bind (loopback by default; give an interface address to listen beyond this machine).
+    #[arg(long, default_value = DEFAULT_ENDPOINT, conflicts_with = "connect")]
+    pub bind: String,
+    /// Connect to a sender that binds, instead of binding.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub connect: Option<String>,
+    /// Write one series to this file (overwritten), then exit.
+    #[arg(long, value_name = "FILE.h5")]
+    pub output: Option<PathBuf>,
+    /// Write every series to DIR/<series>.h5 until Ctrl-C.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Accepted frames that may wait for the writer (bounds memory).
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Flush the file at least this often while frames arrive (ms).
+    #[arg(long, default_value_t = 500)]
+    pub flush_ms: u64,
+    /// Decompress every blosc payload to check it (slower; headers are always checked).
+    #[arg(long)]
+    pub verify_payload: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of the hidden benchmark sender.
+#[derive(Debug, Args)]
+pub struct BenchSenderArgs {
+    /// Endpoint to connect to.
+    #[arg(long)]
+    pub connect: String,
+    /// Rows.
+    #[arg(long)]
+    pub rows: usize,
+    /// Columns.
+    #[arg(long)]
+    pub cols: usize,
+    /// Frames to send.
+    #[arg(long)]
+    pub frames: u64,
+    /// Distinct pre-compressed frames cycled through.
+    #[arg(long, default_value_t = 8)]
+    pub pool: usize,
+}
+
+/// Arguments of `beamline bench ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Frames sent per 2048x2048 run.
+    #[arg(long, default_value_t = 300)]
+    pub large_frames: u64,
+    /// Frames sent per 512x512 run.
+    #[arg(long, default_value_t = 20_000)]
+    pub small_frames: u64,
+    /// Folder for the files written during the runs (deleted afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Receiver queue length in frames.
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Print one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
 impl Command {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        anyhow::bail!("not implemented yet: {self:?}")
+        match self {
+            Command::Simulate(a) => simulate(a),
+            Command::Receive(a) => receive(a),
+            Command::BenchSender(a) => {
+                bench::run_sender(&a.connect, a.rows, a.cols, a.frames, a.pool).context("benchmark sender")?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     }
 }
 
 impl Bench {
     /// Runs the benchmark.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        anyhow::bail!("not implemented yet: {self:?}")
+        match self {
+            Bench::Ingest(a) => ingest(a),
+        }
     }
+}
+
+fn parse_range(s: &str) -> Result<u32, String> {
+    match s {
+        "180" => Ok(180),
+        "360" => Ok(360),
+        _ => Err(format!("{s:?}: use 180 or 360")),
+    }
+}
+
+fn compression_of(c: CompressionArg, clevel: u8, shuffle: ShuffleArg) -> Compression {
+    let shuffle = match shuffle {
+        ShuffleArg::None => Shuffle::None,
+        ShuffleArg::Byte => Shuffle::Byte,
+        ShuffleArg::Bit => Shuffle::Bit,
+    };
+    let compressor = match c {
+        CompressionArg::None => return Compression::None,
+        CompressionArg::Lz4 => Compressor::Lz4,
+        CompressionArg::Lz4hc => Compressor::Lz4hc,
+        CompressionArg::Blosclz => Compressor::Blosclz,
+    };
+    Compression::Blosc1(BloscParams { compressor, clevel, shuffle })
+}
+
+fn bar(quiet: bool, len: u64, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{what} {{bar:40}} {{pos}}/{{len}} frames  {{per_sec}}  eta {{eta}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    b.set_style(style);
+    b
+}
+
+fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let (endpoint, mut sender) = match &a.bind {
+        Some(e) => (e.clone(), SeriesSender::bind(e)?),
+        None => (a.connect.clone(), SeriesSender::connect(&a.connect)?),
+    };
+    sender.set_compress_threads(a.compress_threads);
+    let series = a.series.clone().unwrap_or_else(|| format!("sim-{}", acquisition::protocol::now_timestamp() as u64));
+    let compression = compression_of(a.compression, a.clevel, a.shuffle);
+    let fps = (a.fps > 0.0).then_some(a.fps);
+    let t0 = Instant::now();
+    let sent = if let Some(path) = &a.replay {
+        let src = NxtomoSource::open(path)?;
+        let explicit = std::env::args().any(|x| x == "--compression" || x.starts_with("--compression="));
+        let pb = bar(a.quiet, src.frames().len() as u64, "replay");
+        let n = replay_series(&mut sender, &src, &series, explicit.then_some(compression), fps, |n, _| pb.set_position(n))
+            .with_context(|| format!("replaying {}", path.display()))?;
+        pb.finish_and_clear();
+        n
+    } else {
+        let rows = a.rows.unwrap_or(a.size);
+        let cols = a.cols.unwrap_or(a.size);
+        anyhow::ensure!(rows > 0 && cols > 0 && a.angles > 0, "--size/--rows/--cols and --angles must be at least 1");
+        let mut cfg = SimConfig::new(rows as usize, cols as usize, a.dtype.into());
+        cfg.seed = a.seed;
+        let schedule = Schedule { darks: a.darks, flats: a.flats, angles: a.angles, range: Degrees(a.range as f64) };
+        let opts = SeriesOptions { series: series.clone(), compression, fps };
+        let pb = bar(a.quiet, schedule.frames(), "simulate");
+        let n = simulate_series(&mut sender, &cfg, &schedule, &opts, |n| pb.set_position(n))
+            .with_context(|| format!("sending to {endpoint}"))?;
+        pb.finish_and_clear();
+        n
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "sent series {series}: {sent} frames to {endpoint} in {secs:.2} s ({:.1} frames/s); \
+         the receiver's closing line says how many it kept",
+        sent as f64 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    let output = match (&a.output, &a.output_dir) {
+        (Some(f), _) => Output::File(f.clone()),
+        (None, Some(d)) => Output::Dir(d.clone()),
+        (None, None) => anyhow::bail!("give --output FILE.h5 or --output-dir DIR"),
+    };
+    let single = matches!(output, Output::File(_));
+    let mut cfg = ReceiverConfig::new(output);
+    match &a.connect {
+        Some(e) => {
+            cfg.endpoint = e.clone();
+            cfg.connect = true;
+        }
+        None => cfg.endpoint = a.bind.clone(),
+    }
+    cfg.queue_frames = a.queue;
+    cfg.flush_interval = Duration::from_millis(a.flush_ms.max(1));
+    cfg.verify_payload = a.verify_payload;
+    let receiver = Receiver::bind(cfg)?;
+    let endpoint = receiver.endpoint();
+    let stop = receiver.stop_handle();
+    let _ = ctrlc::set_handler(move || stop.stop());
+    if !a.quiet {
+        eprintln!("receiving on {endpoint}{}", if single { "" } else { " (Ctrl-C to stop)" });
+    }
+    let thread = receiver.spawn()?;
+    let live = thread.live();
+    let pb = bar(a.quiet, 0, "receive");
+    while !thread.is_finished() {
+        pb.set_length(live.expected.load(Ordering::Relaxed));
+        pb.set_position(live.received.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pb.finish_and_clear();
+    let summary = thread.join()?;
+    Ok(report(&summary))
+}
+
+fn report(summary: &ReceiveSummary) -> ExitCode {
+    let mut complete = true;
+    for s in &summary.series {
+        println!("{}", closing_line(s));
+        complete &= s.missing.is_empty() && s.status.is_some();
+    }
+    let outside = summary.rejected_outside_series;
+    if outside.total() > 0 {
+        println!("rejected outside any series: {outside}");
+    }
+    if summary.series.is_empty() {
+        println!("no series received (rejected {}); is the sender pointed at this endpoint?", summary.rejected_total());
+        return ExitCode::from(2);
+    }
+    if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn closing_line(s: &SeriesSummary) -> String {
+    let missing = if s.missing.is_empty() {
+        "0".to_string()
+    } else {
+        let first: Vec<String> = s.missing.iter().take(10).map(|m| m.to_string()).collect();
+        format!("{} ({}{})", s.missing.len(), first.join(", "), if s.missing.len() > 10 { ", ..." } else { "" })
+    };
+    let status = s.status.map_or("incomplete (no series end)", |st| st.as_str());
+    format!(
+        "series {} -> {}: expected {}, received {}, rejected {}, missing {}; status {}; {:.2} s, {:.1} frames/s",
+        s.series,
+        s.path.display(),
+        s.expected,
+        s.received,
+        s.rejected,
+        missing,
+        status,
+        s.duration.as_secs_f64(),
+        s.received as f64 / s.duration.as_secs_f64().max(1e-9)
+    )
+}
+
+fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("beamline-bench-ingest-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let exe = std::env::current_exe().context("locating the beamline binary")?;
+    let mut results = Vec::new();
+    println!("sender: a separate `beamline bench-sender` process replaying pre-compressed frames (blosc lz4, byte shuffle, clevel 5)");
+    for (rows, frames) in [(2048usize, a.large_frames), (512usize, a.small_frames)] {
+        for sink in [Sink::Discard, Sink::Append(dir.join("ceiling.bin")), Sink::Nxtomo(dir.join("ingest.h5"))] {
+            let spawn = |endpoint: &str| {
+                Process::new(&exe)
+                    .args(["bench-sender", "--connect", endpoint])
+                    .args(["--rows", &rows.to_string(), "--cols", &rows.to_string(), "--frames", &frames.to_string()])
+                    .stdout(Stdio::null())
+                    .spawn()
+            };
+            let m = bench::measure(&sink, a.queue, spawn).with_context(|| format!("{rows}x{rows} {}", sink.name()))?;
+            anyhow::ensure!(m.frames == frames, "{}: received {} of {frames} frames", sink.name(), m.frames);
+            print_measurement(rows, &m);
+            results.push((rows, m));
+            for f in ["ceiling.bin", "ingest.h5"] {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+        }
+    }
+    if a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let ratio = |rows: usize| {
+        let get = |name: &str| results.iter().find(|(r, m)| *r == rows && m.sink == name).map(|(_, m)| m.fps());
+        match (get("beamline_receive"), get("zmq_append_file")) {
+            (Some(r), Some(c)) => r / c,
+            _ => f64::NAN,
+        }
+    };
+    println!(
+        "beamline receive vs ceiling (b): {:.1}% for 2048x2048 (goal >= 90%), {:.1}% for 512x512",
+        100.0 * ratio(2048),
+        100.0 * ratio(512)
+    );
+    if a.json {
+        let runs: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(rows, m)| {
+                serde_json::json!({
+                    "frame": format!("{rows}x{rows}"), "sink": m.sink, "frames": m.frames, "seconds": m.seconds,
+                    "frames_per_s": m.fps(), "gb_per_s_compressed": m.gbps_compressed(),
+                    "gb_per_s_uncompressed": m.gbps_uncompressed(), "peak_rss_bytes": m.peak_rss_bytes,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "bench": "ingest", "sender": "separate process", "compression": "blosc1 lz4 byte-shuffle clevel 5",
+            "runs": runs, "ratio_to_ceiling_b_2048": ratio(2048), "ratio_to_ceiling_b_512": ratio(512),
+        });
+        println!("{out}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_measurement(rows: usize, m: &Measurement) {
+    let rss = m.peak_rss_bytes.map_or("n/a".to_string(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
+    println!(
+        "{rows}x{rows} {:<17} {:>6} frames {:>7.2} s {:>9.1} frames/s {:>6.2} GB/s compressed {:>6.2} GB/s uncompressed  peak RSS {rss}",
+        m.sink,
+        m.frames,
+        m.seconds,
+        m.fps(),
+        m.gbps_compressed(),
+        m.gbps_uncompressed()
+    );
 }
