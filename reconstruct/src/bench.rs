@@ -30,8 +30,24 @@ pub struct BenchCase {
     pub backproject_gups: f64,
 }
 
-/// Times the reconstruction of `slices` slices of `size x size` from `angles` angles, best of `repeats`.
-pub fn run_case(size: usize, angles: usize, slices: usize, repeats: usize) -> BenchCase {
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("benchmark: {0}")]
+pub struct BenchError(String);
+
+/// Times the reconstruction of `slices` slices of `size x size` from `angles` angles, best of `repeats`, on
+/// `threads` rayon threads (`None`: the global pool, all cores).
+pub fn run_case(size: usize, angles: usize, slices: usize, repeats: usize, threads: Option<usize>) -> Result<BenchCase, BenchError> {
+    match threads {
+        None => Ok(run_here(size, angles, slices, repeats)),
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| BenchError(e.to_string()))?;
+            Ok(pool.install(|| run_here(size, angles, slices, repeats)))
+        }
+    }
+}
+
+fn run_here(size: usize, angles: usize, slices: usize, repeats: usize) -> BenchCase {
     let angles_rad: Vec<f64> = (0..angles).map(|i| std::f64::consts::PI * i as f64 / angles as f64).collect();
     let center = (size as f64 - 1.0) / 2.0;
     let sino = sinogram_2d(&shepp_logan_2d(), &angles_rad, size, center, size as f64 / 2.0);

@@ -136,14 +136,38 @@ pub struct CpuBackend {
     pub counts: Arc<PreprocessCounts>,
     /// Rows per slab; 0 chooses from the setup.
     pub rows_per_slab: usize,
+    /// A dedicated rayon pool (`--threads`), or `None` for the global one.
+    pub pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        format!("cpu ({} threads)", self.threads())
     }
 
     fn reconstruct(&mut self, setup: &ReconSetup, slab: &Slab) -> Result<Vec<f32>, BackendError> {
+        match &self.pool {
+            Some(pool) => pool.install(|| self.reconstruct_here(setup, slab)),
+            None => self.reconstruct_here(setup, slab),
+        }
+    }
+
+    fn preferred_rows(&self, setup: &ReconSetup) -> usize {
+        if self.rows_per_slab > 0 {
+            return self.rows_per_slab;
+        }
+        let _ = setup;
+        2 * self.threads()
+    }
+}
+
+impl CpuBackend {
+    /// Threads this backend computes with.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    fn reconstruct_here(&self, setup: &ReconSetup, slab: &Slab) -> Result<Vec<f32>, BackendError> {
         let pipe = SinogramPipeline::new(setup)?;
         let n_rows = slab.rows.len();
         let (na, nc) = (setup.angles_rad.len(), setup.n_cols);
@@ -182,13 +206,5 @@ impl Backend for CpuBackend {
         };
         let _span = tracing::info_span!("recon.backproject", rows = n_rows).entered();
         Ok(backproject_all(&preps, setup.out_size))
-    }
-
-    fn preferred_rows(&self, setup: &ReconSetup) -> usize {
-        if self.rows_per_slab > 0 {
-            return self.rows_per_slab;
-        }
-        let _ = setup;
-        2 * rayon::current_num_threads().max(1)
     }
 }

@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod filter;
 pub mod geometry;
 pub mod output;
+pub mod pipeline;
 pub mod preprocess;
 pub mod preview;
 pub mod reader;

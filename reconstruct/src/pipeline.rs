@@ -1,0 +1,513 @@
+//! A file to a volume: the entry point the CLI, the demo and scripts call.
+//!
+//! [`reconstruct_file`] opens the NXtomo file, chooses the centre (given or automatic), sizes slabs of
+//! detector rows to the `--memory` budget, and drives them through [`crate::schedule::run`] with the reader
+//! in this module and the TIFF or HDF5 writer, so CPU and GPU backends share everything else.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::backend::{Backend, BackendError, ReconSetup, Slab};
+use crate::center::{find_center, CenterError, CenterEstimate};
+use crate::cpu::{CpuBackend, PreprocessCounts, SinogramPipeline};
+use crate::filter::FilterKind;
+use crate::output::{tiff_name, write_provenance_file, write_tiff, H5Volume, Provenance, TiffDepth, WriteError};
+use crate::preprocess::normalize_minus_log;
+use crate::reader::{NxTomo, ReadError};
+use crate::schedule::{self, ScheduleError};
+
+/// How the rotation axis is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum CenterChoice {
+    /// Found from the data ([`crate::center`]).
+    Auto,
+    /// Given, in detector-column units ([`crate::geometry`]).
+    Column(f64),
+}
+
+/// Sample type of TIFF output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Bits {
+    /// 32-bit float (default).
+    F32,
+    /// 16-bit unsigned, scaled from a range.
+    U16,
+    /// 8-bit unsigned, scaled from a range.
+    U8,
+}
+
+/// Output container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Format {
+    /// One TIFF file per slice in a folder.
+    Tiff,
+    /// One HDF5 file, `/entry/data/data`.
+    Hdf5,
+}
+
+/// Which hardware reconstructs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BackendChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    /// The CPU (rayon).
+    Cpu,
+    /// CUDA GPUs.
+    Cuda,
+}
+
+/// Everything `beamline recon` can be asked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconOptions {
+    /// NXtomo input file.
+    pub input: PathBuf,
+    /// Output folder (TIFF) or folder / `.h5` file (HDF5).
+    pub output: PathBuf,
+    /// Detector rows to reconstruct (`None`: all).
+    pub slices: Option<Range<usize>>,
+    /// Only the `I`-th (1-based) of `N` equal shares of the slices, for job arrays.
+    pub part: Option<(usize, usize)>,
+    /// Rotation axis.
+    pub center: CenterChoice,
+    /// Filter.
+    pub filter: FilterKind,
+    /// Container.
+    pub format: Format,
+    /// TIFF sample type.
+    pub bits: Bits,
+    /// Range mapped onto the integer sample range for 16/8-bit output (`None`: automatic from the middle
+    /// slice, 0.1 and 99.9 percentiles).
+    pub range: Option<(f32, f32)>,
+    /// Hardware.
+    pub backend: BackendChoice,
+    /// Memory budget in bytes for slabs in flight.
+    pub memory_bytes: u64,
+    /// Vo stripe removal window, if any.
+    pub stripe_size: Option<usize>,
+    /// Zinger threshold, if any.
+    pub zinger: Option<f32>,
+    /// rayon threads for the CPU backend (`None`: all cores).
+    pub threads: Option<usize>,
+    /// Output slice side (`None`: detector width).
+    pub out_size: Option<usize>,
+}
+
+impl ReconOptions {
+    /// Defaults for `input` and `output`: all slices, automatic centre, ramp, float32 TIFF, CPU, 4 GiB.
+    pub fn new(input: impl Into<PathBuf>, output: impl Into<PathBuf>) -> ReconOptions {
+        ReconOptions {
+            input: input.into(),
+            output: output.into(),
+            slices: None,
+            part: None,
+            center: CenterChoice::Auto,
+            filter: FilterKind::Ramp,
+            format: Format::Tiff,
+            bits: Bits::F32,
+            range: None,
+            backend: BackendChoice::Auto,
+            memory_bytes: 4 << 30,
+            stripe_size: None,
+            zinger: None,
+            threads: None,
+            out_size: None,
+        }
+    }
+}
+
+/// What a reconstruction did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconSummary {
+    /// Detector rows reconstructed.
+    pub rows: Range<usize>,
+    /// Slices written.
+    pub slices: usize,
+    /// Wall seconds, from opening the file to the last slice written.
+    pub seconds: f64,
+    /// Axis used.
+    pub center: f64,
+    /// How the axis was found, when automatic.
+    pub center_residual: Option<f64>,
+    /// Values clamped before `-log`.
+    pub clamped: u64,
+    /// Values replaced as zingers.
+    pub zingers: u64,
+    /// Rows per slab used.
+    pub slab_rows: usize,
+    /// Devices and how many slabs each took.
+    pub devices: Vec<(String, usize)>,
+    /// The output file or folder.
+    pub output: PathBuf,
+    /// Giga voxel-angle updates per second over the whole run.
+    pub gups: f64,
+}
+
+/// Why a reconstruction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconError {
+    /// The input could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The options do not fit the file.
+    #[error("{0}")]
+    Options(String),
+    /// Automatic centre finding failed.
+    #[error("{path}: automatic centre: {source}")]
+    Center {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        source: CenterError,
+    },
+    /// The backend refused the setup.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The scheduled run failed.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// Output failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Progress of a run, for progress bars.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Slices written so far.
+    pub done: usize,
+    /// Slices in the run.
+    pub total: usize,
+}
+
+/// Resolves `--slices` and `--part` against a detector of `rows` rows.
+pub fn select_rows(rows: usize, slices: Option<Range<usize>>, part: Option<(usize, usize)>) -> Result<Range<usize>, ReconError> {
+    let r = slices.unwrap_or(0..rows);
+    if r.start >= r.end || r.end > rows {
+        return Err(ReconError::Options(format!(
+            "--slices {}:{} is outside the detector's rows 0:{rows} (end is exclusive)",
+            r.start, r.end
+        )));
+    }
+    let Some((i, n)) = part else { return Ok(r) };
+    if n == 0 || i == 0 || i > n {
+        return Err(ReconError::Options(format!("--part {i}/{n}: I must be between 1 and N")));
+    }
+    let len = r.len();
+    let lo = r.start + len * (i - 1) / n;
+    let hi = r.start + len * i / n;
+    if lo == hi {
+        return Err(ReconError::Options(format!("--part {i}/{n}: this share of {len} slices is empty; use fewer parts")));
+    }
+    Ok(lo..hi)
+}
+
+/// Rows per slab that keep the slabs in flight within `memory_bytes`.
+pub fn slab_rows_for_budget(file: &NxTomo, out_size: usize, memory_bytes: u64, devices: usize) -> Result<usize, ReconError> {
+    let n_angles = file.projections().len();
+    // Per row: the HDF5 read buffer and the slab (all frames), the sinogram copy and padded sinogram in the
+    // backend, and the output slice twice (result and write buffer).
+    let per_row = 2 * file.slab_bytes_per_row()
+        + 2 * n_angles * (file.cols() + 2 * out_size) * 4
+        + 2 * out_size * out_size * 4;
+    let in_flight = schedule::max_in_flight(devices) as u64;
+    let rows = memory_bytes / (per_row as u64 * in_flight);
+    if rows == 0 {
+        return Err(ReconError::Options(format!(
+            "--memory {} MiB is too small for this file: one detector row needs about {} MiB with {in_flight} slabs in flight; \
+             give at least --memory {}M",
+            memory_bytes >> 20,
+            (per_row as u64 * in_flight) >> 20,
+            ((per_row as u64 * in_flight) >> 20) + 1
+        )));
+    }
+    Ok((rows as usize).min(256))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Reads `rows` and returns their `-log` sinograms `[row][angle][col]` (for centre finding and previews).
+pub fn read_minus_log(file: &NxTomo, rows: Range<usize>) -> Result<Vec<f32>, ReconError> {
+    let mut slab = file.read_slab(rows.clone())?;
+    let nc = file.cols();
+    let per = file.projections().len() * nc;
+    for r in 0..rows.len() {
+        let row = r * nc..(r + 1) * nc;
+        normalize_minus_log(
+            &mut slab.projections[r * per..(r + 1) * per],
+            &slab.dark[row.clone()],
+            &slab.flat_before[row.clone()],
+            &slab.flat_after[row],
+            &slab.flat_weight,
+        );
+    }
+    Ok(slab.projections)
+}
+
+/// Finds the axis from up to 8 rows around the middle of `rows`.
+pub fn auto_center(file: &NxTomo, rows: Range<usize>) -> Result<CenterEstimate, ReconError> {
+    let mid = (rows.start + rows.end) / 2;
+    let lo = mid.saturating_sub(4).max(rows.start);
+    let hi = (lo + 8).min(rows.end);
+    let _span = tracing::info_span!("recon.center", rows = hi - lo).entered();
+    let sinos = read_minus_log(file, lo..hi)?;
+    let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
+    find_center(&sinos, file.cols(), &angles).map_err(|source| ReconError::Center { path: file.path().to_path_buf(), source })
+}
+
+/// The setup for `file` with `opts` and a resolved centre.
+pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup {
+    let mut setup = ReconSetup::new(
+        file.angles().iter().map(|a| a.to_radians() as f32).collect(),
+        file.cols(),
+        center,
+        opts.out_size.unwrap_or(file.cols()),
+    );
+    setup.filter = opts.filter.name().to_string();
+    setup.stripe_size = opts.stripe_size;
+    setup.zinger_threshold = opts.zinger;
+    setup
+}
+
+fn cpu_backend(threads: Option<usize>, counts: Arc<PreprocessCounts>) -> Result<CpuBackend, ReconError> {
+    let pool = match threads {
+        Some(n) => Some(Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("recon-cpu-{i}"))
+                .build()
+                .map_err(|e| ReconError::Options(format!("--threads {n}: {e}")))?,
+        )),
+        None => None,
+    };
+    Ok(CpuBackend { counts, rows_per_slab: 0, pool })
+}
+
+/// Where the HDF5 volume goes for `opts`.
+pub fn h5_path(opts: &ReconOptions) -> PathBuf {
+    let o = &opts.output;
+    if o.extension().is_some_and(|e| e == "h5" || e == "hdf5" || e == "nxs") {
+        return o.clone();
+    }
+    match opts.part {
+        Some((i, n)) => o.join(format!("volume_part{i:03}of{n:03}.h5")),
+        None => o.join("volume.h5"),
+    }
+}
+
+fn percentile_range(data: &[f32]) -> (f32, f32) {
+    let mut v: Vec<f32> = data.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (0.0, 1.0);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    (at(0.001), at(0.999))
+}
+
+/// Reconstructs `opts.input` into `opts.output`; `progress` is called after every slab written.
+pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress)) -> Result<ReconSummary, ReconError> {
+    let t0 = Instant::now();
+    let created_unix = now_unix();
+    let file = NxTomo::open(&opts.input)?;
+    let rows = select_rows(file.rows(), opts.slices.clone(), opts.part)?;
+    let (center, residual) = match opts.center {
+        CenterChoice::Column(c) => (c, None),
+        CenterChoice::Auto => {
+            let est = auto_center(&file, rows.clone())?;
+            tracing::info!(center = est.center, residual = est.residual, "automatic centre");
+            (est.center, Some(est.residual))
+        }
+    };
+    let setup = setup_for(&file, opts, center);
+    crate::cpu::validate(&setup)?;
+    let counts = Arc::new(PreprocessCounts::default());
+    if opts.backend == BackendChoice::Cuda {
+        return Err(ReconError::Options(
+            "--backend cuda: the CUDA backend is not wired into this pipeline yet (and needs a GPU); use --backend cpu".into(),
+        ));
+    }
+    let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, 1)?;
+    let devices: Vec<Box<dyn Backend>> =
+        vec![Box::new(CpuBackend { rows_per_slab: slab_rows, ..cpu_backend(opts.threads, counts.clone())? })];
+    let provenance = Provenance {
+        software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
+        input: opts.input.display().to_string(),
+        dataset: file.data_path().to_string(),
+        created_unix,
+        parameters: serde_json::json!({
+            "center": center,
+            "center_mode": match opts.center { CenterChoice::Auto => "auto", CenterChoice::Column(_) => "given" },
+            "filter": opts.filter.name(),
+            "rows": [rows.start, rows.end],
+            "part": opts.part,
+            "out_size": setup.out_size,
+            "stripe_size": opts.stripe_size,
+            "zinger": opts.zinger,
+            "bits": opts.bits,
+            "angles": file.angles().len(),
+            "flats_before_after_darks": file.reference_counts(),
+            "convention": "column c has its centre at c; center = column of the rotation axis; slice pixel (row, col) at x = col - (n-1)/2, y = (n-1)/2 - row",
+        }),
+    };
+    let prov_json = provenance.to_json();
+    let depth = match opts.bits {
+        Bits::F32 => TiffDepth::F32,
+        b => {
+            let (lo, hi) = match opts.range {
+                Some(r) => r,
+                None => {
+                    let mid = (rows.start + rows.end) / 2;
+                    let sino = read_minus_log(&file, mid..mid + 1)?;
+                    let pipe = SinogramPipeline::new(&setup)?;
+                    percentile_range(&pipe.reconstruct_minus_log(&sino))
+                }
+            };
+            if b == Bits::U16 { TiffDepth::U16 { lo, hi } } else { TiffDepth::U8 { lo, hi } }
+        }
+    };
+    let out_size = setup.out_size;
+    let h5 = match opts.format {
+        Format::Hdf5 => {
+            let path = h5_path(opts);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| WriteError::Io { path: dir.to_path_buf(), reason: e.to_string() })?;
+            }
+            Some(H5Volume::create(&path, rows.start, rows.len(), out_size, &prov_json)?)
+        }
+        Format::Tiff => {
+            std::fs::create_dir_all(&opts.output)
+                .map_err(|e| WriteError::Io { path: opts.output.clone(), reason: e.to_string() })?;
+            write_provenance_file(&opts.output, &provenance)?;
+            None
+        }
+    };
+    let total = rows.len();
+    let mut done = 0;
+    progress(Progress { done, total });
+    let read = |r: Range<usize>| -> Result<Slab, String> { file.read_slab(r).map_err(|e| e.to_string()) };
+    let write = |r: Range<usize>, data: Vec<f32>| -> Result<(), String> {
+        let _span = tracing::info_span!("recon.write", rows = r.len()).entered();
+        match &h5 {
+            Some(vol) => vol.write(r.start, &data).map_err(|e| e.to_string())?,
+            None => {
+                for (k, slice) in data.chunks(out_size * out_size).enumerate() {
+                    let path = opts.output.join(tiff_name(r.start + k));
+                    write_tiff(&path, out_size, slice, depth, &prov_json).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        done += r.len();
+        progress(Progress { done, total });
+        Ok(())
+    };
+    let report = schedule::run(&setup, devices, rows.clone(), read, write)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let clamped = counts.clamped.load(std::sync::atomic::Ordering::Relaxed);
+    if clamped > 0 {
+        tracing::warn!(clamped, "non-positive or non-finite transmissions clamped before -log");
+    }
+    let updates = (total * out_size * out_size * setup.angles_rad.len()) as f64;
+    Ok(ReconSummary {
+        rows: rows.clone(),
+        slices: total,
+        seconds,
+        center,
+        center_residual: residual,
+        clamped,
+        zingers: counts.zingers.load(std::sync::atomic::Ordering::Relaxed),
+        slab_rows: report.slab_rows,
+        devices: report.slabs_per_device,
+        output: if opts.format == Format::Hdf5 { h5_path(opts) } else { opts.output.clone() },
+        gups: updates / seconds.max(1e-9) / 1e9,
+    })
+}
+
+/// Reconstructs one slice (the middle of `opts.slices`, or of the detector) once per centre in `centers`,
+/// writing `center_<value>.tif` into `opts.output`; returns the files written.
+pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>, ReconError> {
+    let file = NxTomo::open(&opts.input)?;
+    let rows = select_rows(file.rows(), opts.slices.clone(), None)?;
+    let mid = (rows.start + rows.end) / 2;
+    let sino = read_minus_log(&file, mid..mid + 1)?;
+    std::fs::create_dir_all(&opts.output).map_err(|e| WriteError::Io { path: opts.output.clone(), reason: e.to_string() })?;
+    let mut written = Vec::new();
+    for &c in centers {
+        let setup = setup_for(&file, opts, c);
+        let pipe = SinogramPipeline::new(&setup)?;
+        let slice = pipe.reconstruct_minus_log(&sino);
+        let path = opts.output.join(sweep_name(c));
+        let prov = serde_json::json!({"input": opts.input.display().to_string(), "row": mid, "center": c, "filter": opts.filter.name()});
+        write_tiff(&path, setup.out_size, &slice, TiffDepth::F32, &prov.to_string())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// File name of a centre-sweep trial slice: `center_0255.50.tif`.
+pub fn sweep_name(center: f64) -> String {
+    format!("center_{center:07.2}.tif")
+}
+
+/// Joins HDF5 part volumes (from `--part I/N`) into one volume at `out`, bit for bit. Parts may come in any
+/// order; they must have the same slice size and cover a contiguous range without overlap.
+pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, ReconError> {
+    use crate::output::{FIRST_SLICE_ATTR, PROVENANCE_PATH, VOLUME_PATH};
+    let err = |p: &Path, m: String| ReconError::Options(format!("{}: {m}", p.display()));
+    let mut info = Vec::new();
+    for p in parts {
+        let f = hdf5::File::open(p).map_err(|e| err(p, format!("cannot open: {e}")))?;
+        let ds = f.dataset(VOLUME_PATH).map_err(|_| err(p, format!("no {VOLUME_PATH}: not a `beamline recon --format h5` volume")))?;
+        let first: u64 = ds
+            .attr(FIRST_SLICE_ATTR)
+            .and_then(|a| a.read_scalar())
+            .map_err(|_| err(p, format!("{VOLUME_PATH} has no {FIRST_SLICE_ATTR} attribute")))?;
+        let shape = ds.shape();
+        if shape.len() != 3 || shape[1] != shape[2] {
+            return Err(err(p, format!("{VOLUME_PATH} has shape {shape:?}, expected [slices][n][n]")));
+        }
+        let prov: String = f
+            .dataset(PROVENANCE_PATH)
+            .and_then(|d| d.read_scalar::<hdf5::types::VarLenUnicode>())
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        info.push((first as usize, shape[0], shape[1], p.clone(), prov));
+    }
+    info.sort_by_key(|i| i.0);
+    let Some(head) = info.first() else { return Err(ReconError::Options("no parts given".into())) };
+    let size = head.2;
+    let mut next = head.0;
+    for (first, n, s, p, _) in &info {
+        if *s != size {
+            return Err(err(p, format!("slices are {s} px, the other parts {size} px")));
+        }
+        if *first != next {
+            return Err(err(p, format!("starts at slice {first}, expected {next}: parts missing or overlapping")));
+        }
+        next = first + n;
+    }
+    let range = head.0..next;
+    let prov = serde_json::json!({
+        "merged_from": info.iter().map(|i| i.3.display().to_string()).collect::<Vec<_>>(),
+        "part_provenance": info.iter().map(|i| i.4.clone()).collect::<Vec<_>>(),
+    });
+    let vol = H5Volume::create(out, range.start, range.len(), size, &prov.to_string())?;
+    for (first, n, _, p, _) in &info {
+        let f = hdf5::File::open(p).map_err(|e| err(p, e.to_string()))?;
+        let ds = f.dataset(VOLUME_PATH).map_err(|e| err(p, e.to_string()))?;
+        for k in 0..*n {
+            let slice: Vec<f32> = ds
+                .read_slice::<f32, _, ndarray::Ix2>(ndarray::s![k, .., ..])
+                .map_err(|e| err(p, e.to_string()))?
+                .into_iter()
+                .collect();
+            vol.write(first + k, &slice)?;
+        }
+    }
+    Ok(range)
+}
