@@ -1,0 +1,37 @@
+// Dark/flat normalisation and -log, one thread per value (grid-stride loop over the whole slab).
+//
+// raw/out are [row][angle][col]; dark, flat_before, flat_after are [row][col]; flat_weight is [angle].
+// flat = (1 - w) flat_before + w flat_after; t = (raw - dark) / (flat - dark); a transmission that is not
+// positive or not finite is replaced by `floor_value` (the CPU backend's TRANSMISSION_FLOOR); out = -log(t).
+// Consecutive threads take consecutive columns, so every load and store is coalesced.
+extern "C" __global__ void normalize_minus_log(
+    const float* __restrict__ raw,
+    const float* __restrict__ dark,
+    const float* __restrict__ flat_before,
+    const float* __restrict__ flat_after,
+    const float* __restrict__ flat_weight,
+    float* __restrict__ out,
+    unsigned int n_rows,
+    unsigned int n_angles,
+    unsigned int n_cols,
+    float floor_value)
+{
+    const unsigned long long total = (unsigned long long)n_rows * n_angles * n_cols;
+    const unsigned long long stride = (unsigned long long)blockDim.x * gridDim.x;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const unsigned long long line = i / n_cols;
+        const unsigned int col = (unsigned int)(i - line * n_cols);
+        const unsigned int angle = (unsigned int)(line % n_angles);
+        const unsigned long long row = line / n_angles;
+        const unsigned long long f = row * n_cols + col;
+        const float w = flat_weight[angle];
+        const float d = dark[f];
+        const float flat = (1.0f - w) * flat_before[f] + w * flat_after[f];
+        float t = (raw[i] - d) / (flat - d);
+        // Not positive, NaN or infinite: clamp (the comparison is false for NaN).
+        if (!(t > 0.0f && t <= 3.402823466e38f)) {
+            t = floor_value;
+        }
+        out[i] = -logf(t);
+    }
+}

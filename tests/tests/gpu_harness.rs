@@ -1,0 +1,242 @@
+//! The CUDA kernels, compiled as C++ by the `kernels` crate's CPU harness and launched over their whole
+//! grids, against the CPU backend's own functions.
+//!
+//! Tolerances (`f32::EPSILON` = 1.19e-7 is written eps):
+//! - normalisation: `4 eps * max(1, |value|)`. The harness performs the CPU backend's operations in the same
+//!   order without fused multiply-adds, so it should agree to the bit; the bound is what the GPU itself may
+//!   differ by (its `logf` is within 1 ulp, and a fused flat interpolation moves the transmission by about
+//!   1 ulp, which `-log` turns into an absolute error of about eps), so a harness difference beyond it is a
+//!   kernel bug, not rounding.
+//! - zingers: exact. Only comparisons, min/max and one subtraction, all exactly rounded everywhere.
+//! - filter: the kernel convolves directly in real space, the CPU multiplies in frequency space after an
+//!   FFT; both compute the same linear map with different rounding. The FFT's rounding error is spread over
+//!   the whole line: in 2-norm it is at most about `eps log2(L) ||x||_2 max|H|` (Higham, *Accuracy and
+//!   Stability of Numerical Algorithms*, sec. 24.1; `L` the padded length, `H` the frequency response), and
+//!   every single output is below the 2-norm. The direct sum's error is at most `n eps S` and typically
+//!   `sqrt(n) eps S`, with `S = sum_j |x_j h_(i-j)|`. Tolerance per output: `4 eps log2(L) ||x||_2 max|H| +
+//!   4 eps sqrt(n) S`. Measured: at most 12% of it on this data.
+//! - backprojection: `1e-6 * max |slice|`. Same frame, same operations, same angle order as the CPU
+//!   backend, so the harness agrees to the bit in practice; the bound only absorbs a different compiler
+//!   evaluating `(int)s` paths. On the GPU, FMA contraction moves detector positions by up to half an ulp
+//!   of `s` (1e-4 column for `s ~ 2000`): NOT covered here.
+//! - whole chain against `CpuBackend::reconstruct`: `1e-4 * max |volume|`, dominated by the filter's
+//!   rounding (relative 1e-6) accumulated over angles.
+
+use reconstruct::backend::{Backend, ReconSetup, Slab};
+use reconstruct::cpu::CpuBackend;
+use reconstruct::filter::{padded_len, FilterKind, RowFilter};
+use reconstruct::geometry::ScanRange;
+use reconstruct::gpu::host;
+use reconstruct::gpu::kernels::harness::{self, Fields};
+use reconstruct::gpu::kernels::SlabShape;
+use reconstruct::preprocess::{normalize_minus_log, remove_zingers, TRANSMISSION_FLOOR};
+
+const ROWS: usize = 3;
+const ANGLES: usize = 60;
+const COLS: usize = 64;
+const OUT: usize = 64;
+/// Axis half a column left of the middle (31.5), so the off-centre path is exercised.
+const CENTER: f64 = 31.0;
+
+fn shape() -> SlabShape {
+    SlabShape { rows: ROWS as u32, angles: ANGLES as u32, cols: COLS as u32 }
+}
+
+fn angles() -> Vec<f32> {
+    (0..ANGLES).map(|a| (a as f64 * std::f64::consts::PI / ANGLES as f64) as f32).collect()
+}
+
+fn setup(filter: FilterKind) -> ReconSetup {
+    let mut s = ReconSetup::new(angles(), COLS, CENTER, OUT);
+    s.filter = filter.name().to_string();
+    s
+}
+
+/// A raw slab of the Shepp-Logan phantom: counts = dark + flat * exp(-mu p), with flats drifting between
+/// before and after, a different attenuation per row, and deliberately broken values (counts below dark,
+/// a dead column where flat equals dark) so the clamping path runs.
+fn raw_slab() -> Slab {
+    let ellipses = acquisition::phantom::shepp_logan_2d();
+    let angles64: Vec<f64> = angles().iter().map(|a| *a as f64).collect();
+    let sino = acquisition::phantom::sinogram_2d(&ellipses, &angles64, COLS, CENTER, COLS as f64 / 2.2);
+    let mut slab = Slab {
+        rows: 10..10 + ROWS,
+        projections: Vec::with_capacity(ROWS * ANGLES * COLS),
+        dark: Vec::new(),
+        flat_before: Vec::new(),
+        flat_after: Vec::new(),
+        flat_weight: (0..ANGLES).map(|a| a as f32 / (ANGLES - 1) as f32).collect(),
+    };
+    for r in 0..ROWS {
+        for c in 0..COLS {
+            slab.dark.push(95.0 + ((r * 31 + c * 7) % 11) as f32);
+            slab.flat_before.push(9000.0 + 13.0 * c as f32 + 100.0 * r as f32);
+            slab.flat_after.push(9400.0 - 5.0 * c as f32);
+        }
+        // Dead column: flat equals dark.
+        slab.flat_before[r * COLS + 5] = slab.dark[r * COLS + 5];
+        slab.flat_after[r * COLS + 5] = slab.dark[r * COLS + 5];
+        let mu = 0.02 * (1.0 + 0.3 * r as f32);
+        for a in 0..ANGLES {
+            let w = slab.flat_weight[a];
+            for c in 0..COLS {
+                let f = r * COLS + c;
+                let flat = (1.0 - w) * slab.flat_before[f] + w * slab.flat_after[f];
+                let d = slab.dark[f];
+                let mut v = d + (flat - d) * (-mu * sino[a * COLS + c]).exp();
+                if (a * 17 + c * 3 + r) % 97 == 0 {
+                    v = d - 3.0; // below dark: clamped
+                }
+                slab.projections.push(v);
+            }
+        }
+    }
+    slab
+}
+
+fn fields(slab: &Slab) -> Fields<'_> {
+    Fields {
+        dark: &slab.dark,
+        flat_before: &slab.flat_before,
+        flat_after: &slab.flat_after,
+        flat_weight: &slab.flat_weight,
+    }
+}
+
+/// The CPU backend's normalisation, row by row.
+fn cpu_minus_log(slab: &Slab) -> (Vec<f32>, u64) {
+    let mut out = slab.projections.clone();
+    let mut clamped = 0;
+    for (r, sino) in out.chunks_mut(ANGLES * COLS).enumerate() {
+        let f = r * COLS..(r + 1) * COLS;
+        clamped += normalize_minus_log(
+            sino,
+            &slab.dark[f.clone()],
+            &slab.flat_before[f.clone()],
+            &slab.flat_after[f],
+            &slab.flat_weight,
+        );
+    }
+    (out, clamped)
+}
+
+#[test]
+fn normalisation_matches_the_cpu_backend() {
+    let slab = raw_slab();
+    let (want, clamped) = cpu_minus_log(&slab);
+    assert!(clamped > ROWS as u64 * ANGLES as u64, "the test data must exercise clamping ({clamped})");
+    let got = harness::normalize_minus_log(shape(), &slab.projections, fields(&slab), TRANSMISSION_FLOOR)
+        .expect("harness launch");
+    let mut worst = 0f32;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let tol = 4.0 * f32::EPSILON * w.abs().max(1.0);
+        assert!((g - w).abs() <= tol, "value {i}: kernel {g}, CPU {w}");
+        worst = worst.max((g - w).abs());
+    }
+    println!("normalisation: max |kernel - CPU| = {worst:e} over {} values", got.len());
+}
+
+#[test]
+fn zinger_removal_matches_the_cpu_backend() {
+    let slab = raw_slab();
+    let (mut minus_log, _) = cpu_minus_log(&slab);
+    // Spikes on single angles, including the first and last angle (mirrored neighbours).
+    for (k, i) in [7usize, 64 * 3 + 2, 64 * 59 + 40, 3 * 64 * 60 - 1, 64 * 60 + 64 * 30 + 12].iter().enumerate() {
+        minus_log[*i] += if k % 2 == 0 { 5.0 } else { -5.0 };
+    }
+    let threshold = 1.5;
+    let got = harness::remove_zingers(shape(), &minus_log, threshold).expect("harness launch");
+    let mut want = minus_log.clone();
+    let mut replaced = 0;
+    for sino in want.chunks_mut(ANGLES * COLS) {
+        replaced += remove_zingers(sino, COLS, threshold);
+    }
+    assert!(replaced >= 5, "the spikes must be found ({replaced})");
+    let differing = got.iter().zip(&want).filter(|(g, w)| g.to_bits() != w.to_bits()).count();
+    assert_eq!(differing, 0, "zinger removal must match the CPU bit for bit");
+}
+
+#[test]
+fn filter_matches_the_cpu_fft_filter_for_every_window() {
+    let slab = raw_slab();
+    let (minus_log, _) = cpu_minus_log(&slab);
+    let l = padded_len(COLS);
+    for kind in FilterKind::ALL {
+        let s = setup(kind);
+        let taps = host::filter_taps(&s).expect("taps");
+        let got = harness::filter_convolve(shape(), &minus_log, &taps).expect("harness launch");
+        let mut want = minus_log.clone();
+        let weight = ScanRange::of(&s.angles_rad).weight(ANGLES);
+        RowFilter::new(kind, COLS, weight).apply(&mut want, ANGLES);
+        let max_h = reconstruct::filter::frequency_response(kind, l, weight).iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+        let eps = f32::EPSILON as f64;
+        let mut worst_ratio = 0f64;
+        for (line, (g_line, w_line)) in got.chunks(COLS).zip(want.chunks(COLS)).enumerate() {
+            let x = &minus_log[line * COLS..(line + 1) * COLS];
+            let norm2 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            for i in 0..COLS {
+                let direct: f64 = (0..COLS).map(|j| (x[j] as f64 * taps[i + COLS - 1 - j] as f64).abs()).sum();
+                let tol = 4.0 * eps * (l as f64).log2() * norm2 * max_h + 4.0 * eps * (COLS as f64).sqrt() * direct;
+                let diff = (g_line[i] as f64 - w_line[i] as f64).abs();
+                assert!(diff <= tol, "{kind}: line {line} col {i}: kernel {} CPU {} (tolerance {tol:e})", g_line[i], w_line[i]);
+                worst_ratio = worst_ratio.max(diff / tol);
+            }
+        }
+        println!("filter {kind}: worst |kernel - CPU| is {:.3} of the tolerance", worst_ratio);
+    }
+}
+
+#[test]
+fn backprojection_matches_the_cpu_backend() {
+    let slab = raw_slab();
+    let (mut filtered, _) = cpu_minus_log(&slab);
+    let s = setup(FilterKind::SheppLogan);
+    let weight = ScanRange::of(&s.angles_rad).weight(ANGLES);
+    RowFilter::new(FilterKind::SheppLogan, COLS, weight).apply(&mut filtered, ANGLES);
+    let (cos, sin) = host::trig_tables(&s.angles_rad);
+    let geometry = host::backproject_geometry(&s).expect("geometry");
+    let got = harness::backproject(shape(), &filtered, &cos, &sin, geometry).expect("harness launch");
+    let want: Vec<f32> = filtered
+        .chunks(ANGLES * COLS)
+        .flat_map(|sino| reconstruct::backproject::backproject_sinogram(sino, COLS, &s.angles_rad, CENTER, OUT))
+        .collect();
+    assert_eq!(got.len(), want.len());
+    let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(max > 0.1, "the slice must not be empty");
+    let tol = 1e-6 * max;
+    let mut worst = 0f32;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= tol, "pixel {i}: kernel {g}, CPU {w}");
+        worst = worst.max((g - w).abs());
+    }
+    let exact = got.iter().zip(&want).filter(|(g, w)| g.to_bits() == w.to_bits()).count();
+    println!("backprojection: max |kernel - CPU| = {worst:e}; {exact} of {} pixels bit-identical", got.len());
+}
+
+#[test]
+fn whole_kernel_chain_matches_the_cpu_backend() {
+    let slab = raw_slab();
+    let mut s = setup(FilterKind::Hann);
+    s.zinger_threshold = Some(2.0);
+    let want = CpuBackend::default().reconstruct(&s, &slab).expect("CPU backend");
+
+    let minus_log = harness::normalize_minus_log(shape(), &slab.projections, fields(&slab), TRANSMISSION_FLOOR)
+        .expect("normalise");
+    let dezingered = harness::remove_zingers(shape(), &minus_log, 2.0).expect("zingers");
+    let filtered = harness::filter_convolve(shape(), &dezingered, &host::filter_taps(&s).expect("taps")).expect("filter");
+    let (cos, sin) = host::trig_tables(&s.angles_rad);
+    let geometry = host::backproject_geometry(&s).expect("geometry");
+    let got = harness::backproject(shape(), &filtered, &cos, &sin, geometry).expect("backproject");
+
+    let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = got.iter().zip(&want).fold(0f32, |m, (g, w)| m.max((g - w).abs()));
+    println!("whole chain: max |kernels - CPU backend| = {worst:e}, max |volume| = {max}");
+    assert!(max > 0.1);
+    assert!(worst <= 1e-4 * max, "kernels differ from the CPU backend by {worst} (max {max})");
+}
+
+#[test]
+fn harness_rejects_wrong_lengths() {
+    let err = harness::remove_zingers(shape(), &[0.0; 10], 1.0).unwrap_err();
+    assert!(err.to_string().contains("needs"), "{err}");
+}
