@@ -15,6 +15,7 @@ pub mod center;
 pub mod cpu;
 pub mod filter;
 pub mod geometry;
+pub mod gpu;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
