@@ -6,8 +6,6 @@
   const $ = (id) => document.getElementById(id);
   const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; };
   const status = $("status");
-  try { main(); } catch (e) { status.textContent = "could not draw the timeline: " + e; status.className = "error"; throw e; }
-
   function fmt(ns) {
     const a = Math.abs(ns);
     if (a >= 1e9) return (ns / 1e9).toFixed(a >= 1e10 ? 1 : 3) + " s";
@@ -97,6 +95,7 @@
 
     const box = $("tl"), cv = $("cv"), ctx = cv.getContext("2d"), tip = $("tip");
     $("spacer").style.height = contentH + "px";
+    box.style.height = "min(62vh, " + (contentH + 2) + "px)";
     let W = 0, H = 0, dpr = 1;
     let vs = 0, ve = Math.max(D.wall, 1000);
     let match = null, matchList = null, matchAt = -1;
@@ -164,17 +163,28 @@
         while (k < idx.length) {
           const i = idx[k], s = l.st[i];
           if (s > ve) break;
-          const x0 = Math.max(LABEL, X(s)), x1 = Math.min(W, X(s + l.du[i])), name = l.nm[i];
-          const dim = match && !match[name];
-          ctx.globalAlpha = dim ? 0.15 : 1;
-          ctx.fillStyle = colour[name];
+          const x0 = Math.max(LABEL, X(s)), x1 = Math.min(W, X(s + l.du[i]));
+          let name = l.nm[i];
           if (x1 - x0 < 1) {
-            // Level of detail: one pixel column for everything that starts inside it.
-            const px = Math.floor(x0);
+            // Level of detail: one pixel column for all spans starting inside it, coloured as waiting
+            // when most of a sample of them waits, else like the longest. Spans at one depth never
+            // overlap, so only the last of them can reach past the pixel; it is drawn on its own.
+            const px = Math.floor(x0), j = firstStarting(l, idx, Tm(px + 1), k + 1);
+            let waitNs = 0, allNs = 0, longest = 0;
+            for (let m = k; m < j && m < k + 32; m++) {
+              const q = idx[m], d = l.du[q]; allNs += d;
+              if (isWait[l.nm[q]]) waitNs += d;
+              if (d > longest) { longest = d; name = l.nm[q]; }
+            }
+            ctx.globalAlpha = match && !match[name] ? 0.15 : 1;
+            ctx.fillStyle = waitNs * 2 > allNs ? "#d9363e" : colour[name];
             ctx.fillRect(px, yy, 1, ROW - 1);
-            k = firstStarting(l, idx, Tm(px + 1), k + 1);
+            const last = idx[j - 1];
+            k = (j - 1 > k && X(l.st[last] + l.du[last]) >= px + 1) ? j - 1 : j;
             continue;
           }
+          ctx.globalAlpha = match && !match[name] ? 0.15 : 1;
+          ctx.fillStyle = colour[name];
           ctx.fillRect(x0, yy, x1 - x0, ROW - 1);
           if (isWait[name]) { ctx.fillStyle = "rgba(255,255,255,0.35)"; for (let hx = x0 - (x0 % 6); hx < x1; hx += 6) ctx.fillRect(Math.max(hx, x0), yy + ROW / 2 - 1, 3, 2); }
           if (x1 - x0 > 28) {
@@ -372,4 +382,5 @@
     document.body.dataset.readyMs = ms.toFixed(1);
     document.body.dataset.ready = "ok";
   }
+  try { main(); } catch (e) { status.textContent = "could not draw the timeline: " + e; status.className = "error"; throw e; }
 })();

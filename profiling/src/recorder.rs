@@ -270,6 +270,21 @@ where
     }
 }
 
+impl RecordingLayer {
+    /// This layer on a fresh `tracing_subscriber::Registry`, as a dispatcher (to use with
+    /// `tracing::dispatcher::with_default`).
+    pub fn into_dispatch(self) -> tracing::Dispatch {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing::Dispatch::new(tracing_subscriber::registry().with(self))
+    }
+}
+
+/// A bare `tracing_subscriber::Registry` as a dispatcher: spans enabled, nothing recorded (the baseline
+/// for the recording layer's cost).
+pub fn registry_dispatch() -> tracing::Dispatch {
+    tracing::Dispatch::new(tracing_subscriber::registry())
+}
+
 /// Closes a run log: flushes every thread's buffer, writes the footer and stops the writer thread.
 ///
 /// Call [`Guard::finish`] with the outcome of the run. Dropping the guard without it still writes a footer:

@@ -134,6 +134,9 @@ fn lane_sentence(lane: &str, share: f64, parts: &[(String, u64)], wall: u64) -> 
     let pct = |ns: u64| ns as f64 * 100.0 / wall as f64;
     let named: Vec<String> = parts
         .iter()
+        .enumerate()
+        .filter(|(i, (_, ns))| *i == 0 || pct(*ns) >= 0.5)
+        .map(|(_, p)| p)
         .take(3)
         .map(|(what, ns)| {
             let what = if what == UNTRACED { "untraced gaps".to_owned() } else { what.clone() };
