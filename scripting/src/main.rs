@@ -8,6 +8,10 @@ use scripting::cli;
 #[derive(Debug, Parser)]
 #[command(name = "beamline", version, about, propagate_version = true)]
 struct Cli {
+    /// Record this run's trace log (spans of every thread) into FILE instead of a new file in the run
+    /// directory ($BEAMLINE_RUN_DIR, else $XDG_STATE_HOME/beamline/runs, else ~/.local/state/beamline/runs).
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +51,7 @@ enum Bench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let recording = cli::profile::Recording::start(cli.log.as_deref());
     let result = match cli.command {
         Command::Acquire(c) => c.run(),
         Command::Recon(c) => c.run(),
@@ -61,11 +66,13 @@ fn main() -> std::process::ExitCode {
             Bench::Profile(b) => b.run(),
         },
     };
-    match result {
-        Ok(code) => code,
+    let code = match &result {
+        Ok(code) => *code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    recording.finish(&result);
+    code
 }
