@@ -36,6 +36,32 @@ pub struct RunReport {
     pub retired: Vec<String>,
     /// Rows per slab used for this run.
     pub slab_rows: usize,
+    /// Per device, in the order the devices were given: what it did and how long it was busy.
+    pub devices: Vec<DeviceStats>,
+}
+
+/// What one device did during a run.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct DeviceStats {
+    /// Device name.
+    pub name: String,
+    /// Slabs it finished.
+    pub slabs: usize,
+    /// Rows (slices) it finished.
+    pub rows: usize,
+    /// Seconds spent inside its backend's `reconstruct` (successful slabs only).
+    pub busy_seconds: f64,
+}
+
+impl DeviceStats {
+    /// Slices per second while busy (0 when it did nothing).
+    pub fn slices_per_second(&self) -> f64 {
+        if self.busy_seconds > 0.0 {
+            self.rows as f64 / self.busy_seconds
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Why a scheduled run stopped.
@@ -94,7 +120,7 @@ struct Work {
 /// What the reader and the workers tell the caller's thread.
 enum Event {
     /// A device finished a slab.
-    Done { seq: usize, rows: Range<usize>, device: usize, data: Vec<f32> },
+    Done { seq: usize, rows: Range<usize>, device: usize, data: Vec<f32>, seconds: f64 },
     /// A device failed on a slab and retired; the slab comes back for another device.
     Failed { device: usize, work: Work, error: BackendError },
     /// A device rejected a slab's input.
@@ -139,6 +165,7 @@ where
 
     let mut report = RunReport {
         slabs_per_device: names.iter().map(|n| (n.clone(), 0)).collect(),
+        devices: names.iter().map(|n| DeviceStats { name: n.clone(), ..DeviceStats::default() }).collect(),
         slab_rows,
         ..RunReport::default()
     };
@@ -239,13 +266,14 @@ fn work(
         let Some(item) = next else { return };
         let rows = item.slab.rows.clone();
         let span = info_span!("recon.slab", device = %name, start = rows.start, rows = rows.len());
+        let t0 = std::time::Instant::now();
         let result = span.in_scope(|| {
             catch_unwind(AssertUnwindSafe(|| device.reconstruct(setup, &item.slab))).unwrap_or_else(|panic| {
                 Err(BackendError::Device { device: name.clone(), reason: panic_message(panic.as_ref()) })
             })
         });
         let event = match result {
-            Ok(data) => Event::Done { seq: item.seq, rows, device: index, data },
+            Ok(data) => Event::Done { seq: item.seq, rows, device: index, data, seconds: t0.elapsed().as_secs_f64() },
             Err(BackendError::Input(reason)) => {
                 // The run ends on this; take no further slab.
                 let _ = events.send(Event::Rejected { rows, error: BackendError::Input(reason) });
@@ -300,8 +328,12 @@ where
             });
         };
         match event {
-            Event::Done { seq, rows, device, data } => {
+            Event::Done { seq, rows, device, data, seconds } => {
                 report.slabs_per_device[device].1 += 1;
+                let stats = &mut report.devices[device];
+                stats.slabs += 1;
+                stats.rows += rows.len();
+                stats.busy_seconds += seconds;
                 pending.insert(seq, (rows, data));
                 trace!(counter.reorder_buffer = pending.len() as u64);
                 while let Some((rows, data)) = pending.remove(&next) {

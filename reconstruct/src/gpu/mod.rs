@@ -5,6 +5,7 @@
 //! that they are present before touching them, so the binary builds and runs on machines without CUDA
 //! (`--backend auto` then says so in one line and uses the CPU).
 
+pub mod bench;
 pub mod device;
 pub mod host;
 pub mod nvrtc;
@@ -14,7 +15,7 @@ pub mod select;
 pub use kernels;
 
 pub use device::{driver_present, list_devices, CudaBackend, DeviceInfo};
-pub use select::{select_backends, BackendChoice};
+pub use select::{open_gpus, select_backends};
 
 /// Why the GPU side could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,61 +1,14 @@
-//! Choosing the backends of a run: the CPU, every GPU, or GPUs when there are any and the CPU otherwise.
-
-use std::fmt;
-use std::str::FromStr;
+//! Choosing the backends of a run from `--backend` ([`BackendChoice`], defined with the pipeline's options):
+//! the CPU, every GPU, or every GPU when there is one that works and the CPU otherwise.
 
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use crate::gpu::device::{driver_present, list_devices, CudaBackend};
 use crate::gpu::GpuError;
-
-/// What the user asked for with `--backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BackendChoice {
-    /// The CPU backend (rayon).
-    Cpu,
-    /// Every CUDA GPU; an error when there is none.
-    Cuda,
-    /// Every CUDA GPU when there is at least one that works, otherwise the CPU.
-    #[default]
-    Auto,
-}
-
-impl BackendChoice {
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::Cuda => "cuda",
-            BackendChoice::Auto => "auto",
-        }
-    }
-}
-
-impl fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A `--backend` value that is not cpu, cuda or auto.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown backend {0:?}: use cpu, cuda or auto")]
-pub struct UnknownBackend(pub String);
-
-impl FromStr for BackendChoice {
-    type Err = UnknownBackend;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "cpu" => Ok(BackendChoice::Cpu),
-            "cuda" | "gpu" => Ok(BackendChoice::Cuda),
-            "auto" => Ok(BackendChoice::Auto),
-            _ => Err(UnknownBackend(s.to_string())),
-        }
-    }
-}
+use crate::pipeline::BackendChoice;
 
 /// Opens every GPU; returns those that opened and why the others did not.
-fn open_gpus() -> Result<(Vec<CudaBackend>, Vec<String>), GpuError> {
+pub fn open_gpus() -> Result<(Vec<CudaBackend>, Vec<String>), GpuError> {
     if !driver_present() {
         return Err(GpuError::NoDriver);
     }

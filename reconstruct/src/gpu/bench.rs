@@ -1,0 +1,124 @@
+//! Multi-device scaling benchmark: the same synthetic scan reconstructed through [`crate::schedule::run`]
+//! on 1, 2, ... N devices, with wall time, slices per second, speed-up over one device and per-device
+//! rates. Used by `beamline bench gpu`; prints nothing itself.
+//!
+//! The input is a raw-count Shepp-Logan scan (dark and flat applied in reverse), generated once per
+//! detector row and copied into every slab by the reader, so reading costs a memory copy and the figures
+//! measure the scheduler and the devices, not a disk.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use acquisition::phantom::{shepp_logan_2d, sinogram_2d};
+use serde::Serialize;
+
+use crate::backend::{Backend, ReconSetup, Slab};
+use crate::schedule::{self, DeviceStats, ScheduleError};
+
+/// The scan shape of a benchmark.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ScanShape {
+    /// Detector columns = slice side.
+    pub size: usize,
+    /// Projection angles over 180 degrees.
+    pub angles: usize,
+    /// Slices (detector rows) reconstructed per run.
+    pub slices: usize,
+}
+
+/// One run on a given number of devices.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScalingPoint {
+    /// Devices used.
+    pub devices: usize,
+    /// Wall seconds for the whole run (reader, devices, in-order writer).
+    pub seconds: f64,
+    /// Slices per second over the run.
+    pub slices_per_second: f64,
+    /// `size^2 * angles * slices / seconds / 1e9`.
+    pub gups: f64,
+    /// Speed-up over the one-device run.
+    pub speedup: f64,
+    /// What each device did.
+    pub per_device: Vec<DeviceStats>,
+    /// Rows per slab the scheduler used.
+    pub slab_rows: usize,
+}
+
+/// Why the benchmark stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The devices could not be provided.
+    #[error("opening devices: {0}")]
+    Devices(String),
+    /// The scheduled run failed.
+    #[error(transparent)]
+    Run(#[from] ScheduleError),
+}
+
+/// The raw slab source of the benchmark: one row's counts and fields, copied for every row.
+struct Scan {
+    row: Vec<f32>,
+    dark: Vec<f32>,
+    flat: Vec<f32>,
+    angles: usize,
+}
+
+impl Scan {
+    fn new(shape: ScanShape, setup: &ReconSetup) -> Scan {
+        let angles64: Vec<f64> = setup.angles_rad.iter().map(|a| *a as f64).collect();
+        let sino = sinogram_2d(&shepp_logan_2d(), &angles64, shape.size, setup.center, shape.size as f64 / 2.0);
+        let (dark, flat) = (100.0f32, 10_000.0f32);
+        let mu = 4.0 / shape.size as f32;
+        let row = sino.iter().map(|p| dark + (flat - dark) * (-mu * p).exp()).collect();
+        Scan { row, dark: vec![dark; shape.size], flat: vec![flat; shape.size], angles: shape.angles }
+    }
+
+    fn read(&self, rows: Range<usize>) -> Slab {
+        let n = rows.len();
+        Slab {
+            rows,
+            projections: self.row.repeat(n),
+            dark: self.dark.repeat(n),
+            flat_before: self.flat.repeat(n),
+            flat_after: self.flat.repeat(n),
+            flat_weight: vec![0.0; self.angles],
+        }
+    }
+}
+
+/// Runs the scan on `1..=max_devices` devices; `open(k)` provides `k` fresh devices. A first run on one
+/// device warms up (kernel compilation, allocation) and is not reported.
+pub fn run_scaling<F>(shape: ScanShape, max_devices: usize, mut open: F) -> Result<Vec<ScalingPoint>, BenchError>
+where
+    F: FnMut(usize) -> Result<Vec<Box<dyn Backend>>, String>,
+{
+    let center = (shape.size as f64 - 1.0) / 2.0;
+    let angles = (0..shape.angles).map(|i| (std::f64::consts::PI * i as f64 / shape.angles as f64) as f32).collect();
+    let setup = ReconSetup::new(angles, shape.size, center, shape.size);
+    let scan = Scan::new(shape, &setup);
+    let run = |devices: Vec<Box<dyn Backend>>, rows: usize| -> Result<(f64, schedule::RunReport), BenchError> {
+        let t0 = Instant::now();
+        let report = schedule::run(&setup, devices, 0..rows, |r| Ok(scan.read(r)), |_, data| {
+            std::hint::black_box(data);
+            Ok(())
+        })?;
+        Ok((t0.elapsed().as_secs_f64(), report))
+    };
+    run(open(1).map_err(BenchError::Devices)?, shape.slices.min(4))?;
+    let mut points: Vec<ScalingPoint> = Vec::new();
+    for k in 1..=max_devices.max(1) {
+        let (seconds, report) = run(open(k).map_err(BenchError::Devices)?, shape.slices)?;
+        let base = points.first().map(|p| p.seconds).unwrap_or(seconds);
+        points.push(ScalingPoint {
+            devices: k,
+            seconds,
+            slices_per_second: shape.slices as f64 / seconds,
+            gups: (shape.size * shape.size * shape.angles * shape.slices) as f64 / seconds / 1e9,
+            speedup: base / seconds,
+            per_device: report.devices,
+            slab_rows: report.slab_rows,
+        });
+    }
+    Ok(points)
+}
