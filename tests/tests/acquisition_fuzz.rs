@@ -64,6 +64,15 @@ fn frame_json(series: &str, index: u64, key: u64, protocol: u32) -> Vec<u8> {
 fn garbage(rng: &mut Rng, sent: &[Sent]) -> Vec<Vec<u8>> {
     let pick = &sent[rng.below(sent.len())];
     let copy = || vec![b"frame".to_vec(), pick.header.clone(), pick.payload.clone()];
+    // Damaged payloads go under the header of the next frame not sent yet, so that the payload checks (not
+    // the duplicate check) must catch them.
+    let next = sent.len() as u64;
+    let fresh = |mut m: Vec<Vec<u8>>| {
+        if next < N {
+            m[1] = frame_json(SERIES, next, 0, 1);
+        }
+        m
+    };
     match rng.below(16) {
         0 => (0..1 + rng.below(5)).map(|_| {
             let n = rng.below(64);
@@ -85,19 +94,19 @@ fn garbage(rng: &mut Rng, sent: &[Sent]) -> Vec<Vec<u8>> {
             let end = m[2].len().min(40);
             let k = 1 + rng.below(3);
             rng.flip(&mut m[2][..end], k);
-            m
+            fresh(m)
         }
         5 => {
             let mut m = copy();
             let cut = rng.below(m[2].len());
             m[2].truncate(cut);
-            m
+            fresh(m)
         }
         6 => {
             let mut m = copy();
             let n = 1 + rng.below(100);
             m[2].extend(rng.bytes(n));
-            m
+            fresh(m)
         }
         7 => {
             let mut m = copy();
@@ -127,7 +136,7 @@ fn garbage(rng: &mut Rng, sent: &[Sent]) -> Vec<Vec<u8>> {
             };
             vec![b"series_end".to_vec(), body]
         }
-        14 => vec![b"frame".to_vec(), pick.header.clone(), rng.bytes(ROWS * COLS * 2)],
+        14 => fresh(vec![b"frame".to_vec(), pick.header.clone(), rng.bytes(ROWS * COLS * 2)]),
         _ => {
             let mut m = copy();
             let part = rng.below(3);
@@ -173,6 +182,15 @@ fn ten_thousand_bad_messages_cost_no_good_frame() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut sender = SeriesSender::connect(&ep).unwrap();
     sender.set_linger(-1).unwrap();
+    // Frames and ends before any series start are rejected outside the series.
+    for i in 0..25u64 {
+        let parts: [&[u8]; 2] = [b"series_end", br#"{"protocol":1,"series":"fz","frames_sent":0}"#];
+        let json = frame_json(SERIES, i, 0, 1);
+        match i % 5 {
+            0 => sender.send_raw(&parts).unwrap(),
+            _ => sender.send_raw(&[b"frame", &json, b"x"]).unwrap(),
+        }
+    }
     let mut s = start(SERIES);
     s.metadata = serde_json::json!({"fuzz": true});
     sender.start_series(&s).unwrap();
@@ -232,6 +250,7 @@ fn ten_thousand_bad_messages_cost_no_good_frame() {
         "closing line must count all {bad} bad messages: {stdout}"
     );
     assert!(stdout.contains("missing 0; status complete"), "{stdout}");
+    assert!(stdout.contains("rejected outside any series: 25 (no_series 25)"), "{stdout}");
     exp.rejected = Some(bad);
     let r = check(&file, &exp.write(dir.path(), "expected"), false);
     assert_eq!(r["checked_frames"], N);
