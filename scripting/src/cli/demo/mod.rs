@@ -6,8 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+mod accuracy;
 mod fanout;
 mod pipeline;
+// Wired into the demo once the receiver has an observer hook (see the module documentation).
+#[allow(dead_code)]
+mod preview;
 mod run_dir;
 mod spread;
 mod step;

@@ -8,16 +8,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::accuracy::{self, Accuracy};
 use super::run_dir::RunDir;
 use super::step::{arg, Finished, Step};
 use super::DemoArgs;
 
 /// The example tomography scan the demo runs (the scripting engineer's, from `scripting/examples/`).
-const TOMO_SCRIPT: &str = "";
+const TOMO_SCRIPT: &str = include_str!("../../../examples/tomo.rhai");
 
-/// Darks and flats the demo asks the scan for.
+/// Darks and flats (before and again after the projections) the demo asks the scan for.
 const DARKS: u32 = 10;
 const FLATS: u32 = 10;
+/// Seconds of exposure per frame of the simulated detector.
+const EXPOSURE: &str = "0.01";
 
 /// Longest a step may take before the demo gives up on it.
 const STEP_LIMIT: Duration = Duration::from_secs(900);
@@ -29,14 +32,18 @@ struct Summary {
     size: u32,
     angles: u32,
     scan_file: PathBuf,
-    frames_expected: u64,
+    frames: usize,
+    projections: usize,
+    flats: usize,
+    darks: usize,
     acquire_seconds: f64,
     frames_per_second: f64,
     recon_dir: PathBuf,
     tiffs: usize,
     recon_seconds: f64,
     slices_per_second: f64,
-    rmse_phantom_units: Option<f64>,
+    accuracy: Option<Accuracy>,
+    accuracy_error: Option<String>,
     preview_dir: Option<PathBuf>,
     timeline: PathBuf,
     top_stall: Option<String>,
@@ -54,14 +61,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         run_dir: run.root().to_path_buf(),
         size: args.size,
         angles: args.angles,
-        frames_expected: u64::from(args.angles + DARKS + FLATS),
         ..Default::default()
     };
+    // This process's own spans go to the run folder too, unless a recording is already installed (`--log`).
+    let recording = (!tracing::dispatcher::has_been_set())
+        .then(|| crate::cli::profile::Recording::start(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id())))));
 
     let acquired = acquire(&run, &args, &ui).context("acquisition (scan + receiver)")?;
     summary.scan_file = run.scan_file();
+    let file = reconstruct::reader::NxTomo::open(&run.scan_file())
+        .with_context(|| format!("reading back {}", run.scan_file().display()))?;
+    let (flats_before, flats_after, darks) = file.reference_counts();
+    summary.frames = file.frames();
+    summary.projections = file.projections().len();
+    summary.flats = flats_before + flats_after;
+    summary.darks = darks;
     summary.acquire_seconds = acquired.elapsed.as_secs_f64();
-    summary.frames_per_second = summary.frames_expected as f64 / summary.acquire_seconds.max(1e-9);
+    summary.frames_per_second = summary.frames as f64 / summary.acquire_seconds.max(1e-9);
     summary.steps.push((acquired.name.clone(), summary.acquire_seconds));
 
     let recon = reconstruct(&run, &args, &ui).context("reconstruction")?;
@@ -70,6 +86,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     summary.tiffs = count_tiffs(&run.recon_dir());
     summary.slices_per_second = summary.tiffs as f64 / summary.recon_seconds.max(1e-9);
     summary.steps.push((recon.name.clone(), summary.recon_seconds));
+    ui.step("accuracy: comparing the volume with the phantom");
+    let attenuation = acquisition::sim::SimConfig::new(file.rows(), file.cols(), acquisition::protocol::Dtype::Uint16).attenuation;
+    match accuracy::measure(&run.recon_dir(), file.rows(), file.cols(), attenuation) {
+        Ok(a) => summary.accuracy = Some(a),
+        Err(e) => summary.accuracy_error = Some(format!("{e:#}")),
+    }
 
     let timeline = render_timeline(&run, &ui).context("timeline")?;
     summary.timeline = run.timeline();
@@ -77,6 +99,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     summary.top_stall = top_stall(&run);
 
     ui.done();
+    if let Some(r) = recording {
+        r.finish(&Ok(ExitCode::SUCCESS));
+    }
     summary.total_seconds = t0.elapsed().as_secs_f64();
     let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;
     std::fs::write(run.summary(), json).with_context(|| format!("writing {}", run.summary().display()))?;
@@ -152,6 +177,7 @@ fn acquire(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finished> {
     scan_args.extend(set("projections", args.angles));
     scan_args.extend(set("darks", DARKS));
     scan_args.extend(set("flats", FLATS));
+    scan_args.extend(["--set".into(), format!("exposure={EXPOSURE}"), "--set".into(), "mode=fly".into()]);
     scan_args.push(arg(&script));
     let mut scan = Step::new(run, "scan", &scan_args)?.spawn()?;
     while !scan.has_exited() {
@@ -163,7 +189,7 @@ fn acquire(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finished> {
     }
     let scanned = scan.wait_timeout(STEP_LIMIT)?;
     ui.step("acquire: waiting for the receiver to close the file");
-    let received = receiver.wait_timeout(Duration::from_secs(60))?;
+    let received = receiver.wait_timeout(Duration::from_secs(30))?;
     Ok(Finished { name: "acquire".into(), stdout: received.stdout, elapsed: scanned.elapsed })
 }
 
@@ -191,7 +217,7 @@ fn trace_logs(run: &RunDir) -> Vec<PathBuf> {
     let mut logs: Vec<PathBuf> = std::fs::read_dir(run.logs())
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
-    logs.retain(|p| !matches!(p.extension().and_then(|e| e.to_str()), Some("stdout" | "stderr")));
+    logs.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
     logs.sort();
     logs
 }
@@ -228,11 +254,14 @@ fn print_summary(run: &RunDir, s: &Summary) {
     let show = |p: &Path| run.show(p);
     println!("beamline demo finished in {:.1} s — {}", s.total_seconds, show(&s.run_dir));
     println!(
-        "  scan       {}  {} frames of {}x{} in {:.1} s ({:.0} frames/s)",
+        "  scan       {}  {} frames of {}x{} ({} projections, {} flats, {} darks) in {:.1} s ({:.0} frames/s)",
         show(&s.scan_file),
-        s.frames_expected,
+        s.frames,
         s.size,
         s.size,
+        s.projections,
+        s.flats,
+        s.darks,
         s.acquire_seconds,
         s.frames_per_second
     );
@@ -243,9 +272,14 @@ fn print_summary(run: &RunDir, s: &Summary) {
         s.recon_seconds,
         s.slices_per_second
     );
-    match s.rmse_phantom_units {
-        Some(r) => println!("  accuracy   RMSE {r:.4} against the phantom (skull 1.0, brain 0.2)"),
-        None => println!("  accuracy   not measured"),
+    match (&s.accuracy, &s.accuracy_error) {
+        (Some(a), _) => println!(
+            "  accuracy   RMSE {:.3} against the phantom over {} slices ({:.3} on the middle one), in phantom units \
+             (skull 1.0, brain 0.2)",
+            a.rmse, a.slices, a.rmse_middle
+        ),
+        (None, Some(e)) => println!("  accuracy   not measured: {e}"),
+        (None, None) => println!("  accuracy   not measured"),
     }
     match &s.preview_dir {
         Some(p) => println!("  preview    {}/", show(p)),

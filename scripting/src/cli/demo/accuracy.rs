@@ -1,0 +1,178 @@
+//! How close the reconstructed volume is to the phantom the simulated detector imaged.
+//!
+//! The simulator attenuates by `exp(-k L)` with `k = attenuation / cols` per phantom intensity and pixel
+//! (`acquisition::sim`), so a correct reconstruction holds `k x` the phantom; dividing by `k` gives values
+//! in phantom units (skull 1.0, brain 0.2), compared with `acquisition::phantom::rasterize_3d_slice` over
+//! the disc the detector sees at every angle.
+//!
+//! The slices are read back from the TIFF files `beamline recon` wrote. This binary has no TIFF library
+//! linked (the `tiff` crate is a dependency of `reconstruct` only), so [`read_f32_tiff`] reads exactly the
+//! files `reconstruct::output::write_tiff` produces — baseline little-endian TIFF, one uncompressed 32-bit
+//! float sample per pixel in strips — and refuses anything else by name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use acquisition::phantom::{rasterize_3d_slice, shepp_logan_3d, Detector};
+
+/// Accuracy of a reconstructed volume against the phantom.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Accuracy {
+    /// Root-mean-square error over every slice, inside the disc of radius 0.95 x half the width, in phantom
+    /// units.
+    pub rmse: f64,
+    /// The same for the middle slice only.
+    pub rmse_middle: f64,
+    /// Slices compared.
+    pub slices: usize,
+}
+
+/// Compares every `slice_NNNNN.tif` in `dir` (slice index = detector row) of a `rows x cols` detector with
+/// the phantom, for attenuation coefficient `attenuation` (see the module documentation).
+pub fn measure(dir: &Path, rows: usize, cols: usize, attenuation: f64) -> anyhow::Result<Accuracy> {
+    let det = Detector::centered(rows, cols);
+    let phantom = shepp_logan_3d();
+    let k = attenuation / cols as f64;
+    let mut slices = slice_files(dir)?;
+    slices.sort();
+    if slices.is_empty() {
+        bail!("no slice_*.tif files in {}", dir.display());
+    }
+    let middle = rows / 2;
+    let (mut sum, mut n, mut mid) = (0f64, 0usize, None);
+    for (row, path) in &slices {
+        let (w, h, data) = read_f32_tiff(path)?;
+        if w != h || *row >= rows {
+            bail!("{}: {w}x{h} slice of row {row} does not fit a {rows}x{cols} detector", path.display());
+        }
+        let truth = rasterize_3d_slice(&phantom, &det, *row, w);
+        let half = (w as f64 - 1.0) / 2.0;
+        let radius2 = (0.95 * w as f64 / 2.0).powi(2);
+        let (mut s, mut m) = (0f64, 0usize);
+        for (i, (t, v)) in truth.iter().zip(&data).enumerate() {
+            let (y, x) = ((i / w) as f64 - half, (i % w) as f64 - half);
+            if x * x + y * y <= radius2 {
+                s += (f64::from(*v) / k - f64::from(*t)).powi(2);
+                m += 1;
+            }
+        }
+        if *row == middle {
+            mid = Some((s / m.max(1) as f64).sqrt());
+        }
+        sum += s;
+        n += m;
+    }
+    let rmse = (sum / n.max(1) as f64).sqrt();
+    Ok(Accuracy { rmse, rmse_middle: mid.unwrap_or(rmse), slices: slices.len() })
+}
+
+/// `(row, path)` of every `slice_NNNNN.tif` in `dir`.
+fn slice_files(dir: &Path) -> anyhow::Result<Vec<(usize, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(row) = name.strip_prefix("slice_").and_then(|r| r.strip_suffix(".tif")) {
+            if let Ok(row) = row.parse() {
+                out.push((row, path));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a single-image, little-endian, uncompressed, 32-bit float grey TIFF: `(width, height, pixels)`.
+pub fn read_f32_tiff(path: &Path) -> anyhow::Result<(usize, usize, Vec<f32>)> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
+    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or_else(|| bad("truncated"));
+    let u32_at =
+        |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(|| bad("truncated"));
+    if b.get(0..4) != Some(b"II*\0".as_slice()) {
+        bail!(bad("not a little-endian classic TIFF"));
+    }
+    let ifd = u32_at(4)? as usize;
+    let entries = u16_at(ifd)? as usize;
+    let (mut w, mut h, mut bits, mut compression, mut format) = (0, 0, 0, 1, 1);
+    let (mut offsets, mut counts) = (Vec::new(), Vec::new());
+    for k in 0..entries {
+        let e = ifd + 2 + 12 * k;
+        let (tag, typ, count) = (u16_at(e)?, u16_at(e + 2)?, u32_at(e + 4)? as usize);
+        let size = match typ {
+            3 => 2,
+            4 => 4,
+            _ => 0,
+        };
+        let values = |size: usize| -> anyhow::Result<Vec<usize>> {
+            let base = if size * count <= 4 { e + 8 } else { u32_at(e + 8)? as usize };
+            (0..count)
+                .map(|i| if size == 2 { u16_at(base + 2 * i).map(usize::from) } else { u32_at(base + 4 * i).map(|v| v as usize) })
+                .collect()
+        };
+        if size == 0 {
+            continue;
+        }
+        let first = || -> anyhow::Result<usize> { values(size)?.first().copied().ok_or_else(|| bad("empty tag")) };
+        match tag {
+            256 => w = first()?,
+            257 => h = first()?,
+            258 => bits = first()?,
+            259 => compression = first()?,
+            273 => offsets = values(size)?,
+            279 => counts = values(size)?,
+            339 => format = first()?,
+            _ => {}
+        }
+    }
+    if bits != 32 || format != 3 || compression != 1 {
+        bail!(bad(&format!(
+            "{bits}-bit samples of format {format}, compression {compression}: only uncompressed 32-bit float \
+             TIFFs are read here"
+        )));
+    }
+    let mut data = Vec::with_capacity(w * h);
+    for (&o, &n) in offsets.iter().zip(&counts) {
+        let strip = b.get(o..o + n).ok_or_else(|| bad("strip outside the file"))?;
+        data.extend(strip.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    }
+    if data.len() != w * h {
+        bail!(bad(&format!("{} pixels in the strips, expected {w}x{h}", data.len())));
+    }
+    Ok((w, h, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconstruct::output::{tiff_name, write_tiff, TiffDepth};
+
+    #[test]
+    fn reads_back_what_the_reconstruction_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 37;
+        let data: Vec<f32> = (0..size * size).map(|i| i as f32 * 0.5 - 3.25).collect();
+        let path = dir.path().join(tiff_name(4));
+        write_tiff(&path, size, &data, TiffDepth::F32, "{\"x\":1}").unwrap();
+        let (w, h, back) = read_f32_tiff(&path).unwrap();
+        assert_eq!((w, h), (size, size));
+        assert_eq!(back, data);
+        write_tiff(&path, size, &data, TiffDepth::U16 { lo: 0.0, hi: 1.0 }, "").unwrap();
+        assert!(read_f32_tiff(&path).unwrap_err().to_string().contains("only uncompressed 32-bit float"));
+    }
+
+    #[test]
+    fn the_phantom_itself_scores_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rows, cols, att) = (8, 24, 4.0);
+        let det = Detector::centered(rows, cols);
+        for row in [2, 4] {
+            let t = rasterize_3d_slice(&shepp_logan_3d(), &det, row, cols);
+            let scaled: Vec<f32> = t.iter().map(|v| v * (att / cols as f64) as f32).collect();
+            write_tiff(&dir.path().join(tiff_name(row)), cols, &scaled, TiffDepth::F32, "").unwrap();
+        }
+        let a = measure(dir.path(), rows, cols, att).unwrap();
+        assert_eq!(a.slices, 2);
+        assert!(a.rmse < 1e-6 && a.rmse_middle < 1e-6, "{a:?}");
+    }
+}
