@@ -375,3 +375,20 @@ impl Backend for CudaBackend {
         CHUNKS_PER_SLAB * chunk_rows(setup, self.info.free_bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_fit_the_free_memory_and_the_host_bound() {
+        let setup = ReconSetup::new(vec![0.0; 2048], 2048, 1023.5, 2048);
+        // 40 GiB free: bounded by the 128 MiB input per chunk (2048 x 2048 x 4 bytes = 16 MiB per row).
+        assert_eq!(chunk_rows(&setup, 40 << 30), 8);
+        // 1 GiB free: both lanes' buffers (4 x 16 MiB + fields per row) must fit in 70% of it.
+        let rows = chunk_rows(&setup, 1 << 30);
+        assert!(rows >= 1 && 2 * rows * 4 * (3 * 2048 * 2048 + 3 * 2048 + 2048 * 2048) <= (0.7 * (1u64 << 30) as f64) as usize);
+        // Nothing free still gives one row (the device then fails and the slab is retried elsewhere).
+        assert_eq!(chunk_rows(&setup, 0), 1);
+    }
+}
