@@ -28,12 +28,12 @@ pub enum BenchError {
     #[error("ZeroMQ: {0}")]
     Zmq(#[from] zmq::Error),
     /// Writing the plain file failed.
-    #[error("plain-file sink {path}: {source}")]
+    #[error("plain-file sink {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The real receiver failed.
     #[error(transparent)]
@@ -213,11 +213,11 @@ fn ceiling(socket: &zmq::Socket, sink: &Sink, queue_frames: usize) -> Result<(u6
     let appender = match sink {
         Sink::Append(path) => {
             let path = path.clone();
-            let file = File::create(&path).map_err(|source| BenchError::Io { path: path.clone(), source })?;
+            let file = File::create(&path).map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
             Some(std::thread::Builder::new().name("append".into()).spawn(move || {
                 let mut file = file;
                 for m in rx {
-                    file.write_all(&m).map_err(|source| BenchError::Io { path: path.clone(), source })?;
+                    file.write_all(&m).map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
                 }
                 Ok::<(), BenchError>(())
             }))

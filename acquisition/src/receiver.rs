@@ -83,24 +83,24 @@ pub const DEFAULT_ENDPOINT: &str = "tcp://127.0.0.1:5555";
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     /// ZeroMQ failed.
-    #[error("ZeroMQ {op} {endpoint}: {source}{hint}")]
+    #[error("ZeroMQ {op} {endpoint}: {cause}{hint}")]
     Zmq {
         /// What was attempted.
         op: &'static str,
         /// The endpoint.
         endpoint: String,
         /// The libzmq error.
-        source: zmq::Error,
+        cause: zmq::Error,
         /// What to do about it.
         hint: &'static str,
     },
     /// The output cannot be written.
-    #[error("cannot write to {path}: {source}. Choose a writable --output / --output-dir")]
+    #[error("cannot write to {path}: {cause}. Choose a writable --output / --output-dir")]
     Output {
         /// The path tried.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The writer failed.
     #[error(transparent)]
@@ -219,7 +219,7 @@ impl ReceiverThread {
 fn check_output(output: &Output) -> Result<(), ReceiveError> {
     let oerr = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ReceiveError::Output { path, source }
+        move |source| ReceiveError::Output { path, cause: source }
     };
     match output {
         Output::File(p) => {
@@ -259,7 +259,7 @@ impl Receiver {
     pub fn bind(cfg: ReceiverConfig) -> Result<Receiver, ReceiveError> {
         check_output(&cfg.output)?;
         let ctx = zmq::Context::new();
-        let zerr = |op, source, hint| ReceiveError::Zmq { op, endpoint: cfg.endpoint.clone(), source, hint };
+        let zerr = |op, source, hint| ReceiveError::Zmq { op, endpoint: cfg.endpoint.clone(), cause: source, hint };
         let socket = ctx.socket(zmq::PULL).map_err(|e| zerr("socket", e, ""))?;
         socket.set_rcvhwm(cfg.rcvhwm.max(1)).map_err(|e| zerr("set_rcvhwm", e, ""))?;
         socket.set_maxmsgsize(cfg.max_message_bytes).map_err(|e| zerr("set_maxmsgsize", e, ""))?;
@@ -330,7 +330,7 @@ impl Receiver {
         let mut extra = zmq::Message::new();
         let mut open: Option<OpenSeries> = None;
         let mut verify_buf: Vec<u8> = Vec::new();
-        let zerr = |source| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), source, hint: "" };
+        let zerr = |source| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), cause: source, hint: "" };
         loop {
             if self.stop.is_stopped() {
                 break;

@@ -10,14 +10,14 @@ use crate::protocol::{
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// ZeroMQ refused an operation (bad endpoint, address in use, ...).
-    #[error("ZeroMQ {op} {endpoint}: {source}")]
+    #[error("ZeroMQ {op} {endpoint}: {cause}")]
     Zmq {
         /// What was attempted.
         op: &'static str,
         /// The endpoint involved.
         endpoint: String,
         /// The libzmq error.
-        source: zmq::Error,
+        cause: zmq::Error,
     },
     /// The series start is invalid.
     #[error(transparent)]
@@ -72,7 +72,7 @@ impl SeriesSender {
 
     fn open(endpoint: &str, bind: bool) -> Result<SeriesSender, SendError> {
         let ctx = zmq::Context::new();
-        let err = |op, source| SendError::Zmq { op, endpoint: endpoint.to_string(), source };
+        let err = |op, source| SendError::Zmq { op, endpoint: endpoint.to_string(), cause: source };
         let socket = ctx.socket(zmq::PUSH).map_err(|e| err("socket", e))?;
         socket.set_sndhwm(DEFAULT_SNDHWM).map_err(|e| err("set_sndhwm", e))?;
         // Deliver what is queued when dropped, but never hang for ever on a vanished receiver.
@@ -102,7 +102,7 @@ impl SeriesSender {
     }
 
     fn zerr(&self, op: &'static str, source: zmq::Error) -> SendError {
-        SendError::Zmq { op, endpoint: self.endpoint.clone(), source }
+        SendError::Zmq { op, endpoint: self.endpoint.clone(), cause: source }
     }
 
     fn send_parts(&self, parts: &[&[u8]]) -> Result<(), SendError> {
@@ -148,7 +148,7 @@ impl SeriesSender {
         send3(&self.socket, &self.header, payload).map_err(|e| SendError::Zmq {
             op: "send",
             endpoint: self.endpoint.clone(),
-            source: e,
+            cause: e,
         })?;
         if let Some(s) = self.series.as_mut() {
             s.sent += 1;
@@ -165,7 +165,7 @@ impl SeriesSender {
         send3(&self.socket, &self.header, payload).map_err(|e| SendError::Zmq {
             op: "send",
             endpoint: self.endpoint.clone(),
-            source: e,
+            cause: e,
         })
     }
 

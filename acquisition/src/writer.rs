@@ -26,14 +26,14 @@ use crate::timefmt::rfc3339;
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// An HDF5 call failed.
-    #[error("HDF5 {what} in {path}: {source}. Check that the disk is not full and the folder is writable")]
+    #[error("HDF5 {what} in {path}: {cause}. Check that the disk is not full and the folder is writable")]
     Hdf5 {
         /// What was being done.
         what: String,
         /// The file.
         path: PathBuf,
         /// The HDF5 error.
-        source: hdf5::Error,
+        cause: hdf5::Error,
     },
     /// Writing a frame's chunk failed.
     #[error(
@@ -176,7 +176,7 @@ impl NxtomoWriter {
     pub fn create(path: &Path, start: &SeriesStart, prov: &Provenance) -> Result<NxtomoWriter, WriteError> {
         let err = |what: &str| {
             let what = what.to_string();
-            move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), source }
+            move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), cause: source }
         };
         let _s = tracing::debug_span!("hdf5.create", path = %path.display()).entered();
         let file = File::create(path).map_err(err("create file"))?;
@@ -309,7 +309,7 @@ impl NxtomoWriter {
             set_u64(&self.acquisition, "frames_received", self.received)?;
             self.file.flush()
         })();
-        r.map_err(|source| WriteError::Hdf5 { what: "flush".into(), path: self.path.clone(), source })?;
+        r.map_err(|source| WriteError::Hdf5 { what: "flush".into(), path: self.path.clone(), cause: source })?;
         self.dirty = false;
         self.last_flush = Instant::now();
         Ok(())
@@ -348,7 +348,7 @@ impl NxtomoWriter {
             set_str(&entry, "end_time", &rfc3339(SystemTime::now()))?;
             self.file.flush()
         })();
-        r.map_err(|source| WriteError::Hdf5 { what: "finish".into(), path: self.path.clone(), source })?;
+        r.map_err(|source| WriteError::Hdf5 { what: "finish".into(), path: self.path.clone(), cause: source })?;
         Ok(SeriesSummary {
             series: self.series.clone(),
             path: self.path.clone(),
