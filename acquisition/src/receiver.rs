@@ -586,3 +586,94 @@ fn writer_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Degrees, Dtype, FrameIndex, ImageKey, SeriesStatus, Shape};
+    use crate::sender::SeriesSender;
+
+    fn header(i: u64) -> FrameHeader {
+        FrameHeader { index: FrameIndex(i), image_key: ImageKey::Projection, angle: Degrees(i as f64), timestamp: 1.0 }
+    }
+
+    fn spawn(output: Output) -> (ReceiverThread, String) {
+        let mut cfg = ReceiverConfig::new(output);
+        cfg.endpoint = "tcp://127.0.0.1:*".into();
+        let rx = Receiver::bind(cfg).unwrap();
+        let ep = rx.endpoint();
+        (rx.spawn().unwrap(), ep)
+    }
+
+    #[test]
+    fn every_reason_is_counted_and_good_frames_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, ep) = spawn(Output::File(dir.path().join("r.h5")));
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        let px = vec![7u8; 4 * 5];
+        let start = SeriesStart::new("raw", Shape([4, 5]), Dtype::Uint8, Compression::None, 3);
+        let f = |i: u64, key: u64, series: &str| {
+            format!(r#"{{"protocol":1,"series":"{series}","index":{i},"image_key":{key},"angle":0,"timestamp":0}}"#)
+        };
+        tx.send_raw(&[b"frame", f(0, 0, "raw").as_bytes(), &px]).unwrap(); // no_series
+        tx.start_series(&start).unwrap();
+        tx.send_frame(&header(0), &px).unwrap();
+        tx.send_raw(&[b"frame", f(0, 0, "raw").as_bytes(), &px]).unwrap(); // duplicate_frame
+        tx.send_raw(&[b"frame", f(1, 0, "raw").as_bytes(), &px[1..]]).unwrap(); // payload_size
+        tx.send_raw(&[b"frame", f(9, 0, "raw").as_bytes(), &px]).unwrap(); // index_out_of_range
+        tx.send_raw(&[b"frame", f(1, 7, "raw").as_bytes(), &px]).unwrap(); // invalid_field
+        tx.send_raw(&[b"frame", f(1, 0, "zz").as_bytes(), &px]).unwrap(); // series_mismatch
+        tx.send_raw(&[b"frame", b"{not json", &px]).unwrap(); // bad_json
+        tx.send_raw(&[b"frame", f(1, 0, "raw").as_bytes()]).unwrap(); // parts
+        tx.send_raw(&[b"hello", b"{}"]).unwrap(); // unknown_kind
+        tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&start)]).unwrap(); // series_in_progress
+        tx.send_raw(&[b"frame", f(1, 0, "raw").replace("\"protocol\":1", "\"protocol\":9").as_bytes(), &px]).unwrap();
+        tx.send_frame(&header(2), &px).unwrap();
+        tx.end_series(SeriesStatus::Complete, Some(serde_json::json!({"k": 1}))).unwrap();
+        let summary = thread.join().unwrap();
+        let s = &summary.series[0];
+        assert_eq!((s.expected, s.received), (3, 2));
+        assert_eq!(s.missing, vec![FrameIndex(1)]);
+        assert_eq!(summary.rejected_outside_series.get(Reason::NoSeries), 1);
+        for r in [
+            Reason::DuplicateFrame,
+            Reason::PayloadSize,
+            Reason::IndexOutOfRange,
+            Reason::InvalidField,
+            Reason::SeriesMismatch,
+            Reason::BadJson,
+            Reason::Parts,
+            Reason::UnknownKind,
+            Reason::SeriesInProgress,
+            Reason::Version,
+        ] {
+            assert_eq!(s.rejected.get(r), 1, "{r}");
+        }
+        assert_eq!(s.rejected.total(), 10);
+        assert_eq!(s.status, Some(SeriesStatus::Complete));
+        assert_eq!(s.frames_sent, Some(2)); // send_raw messages are not counted by the sender
+    }
+
+    #[test]
+    fn stop_closes_an_open_series_as_incomplete_and_dir_mode_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.h5"), b"keep me").unwrap();
+        let (thread, ep) = spawn(Output::Dir(dir.path().to_path_buf()));
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        let start = SeriesStart::new("s", Shape([2, 2]), Dtype::Uint16, Compression::Blosc1(Default::default()), 4);
+        tx.start_series(&start).unwrap();
+        tx.send_frame(&header(1), &[1u8; 8]).unwrap();
+        let live = thread.live();
+        let t0 = std::time::Instant::now();
+        while live.received.load(Ordering::Relaxed) < 1 && t0.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let summary = thread.stop_and_join().unwrap();
+        let s = &summary.series[0];
+        assert_eq!(s.path, dir.path().join("s-1.h5"));
+        assert_eq!(std::fs::read(dir.path().join("s.h5")).unwrap(), b"keep me");
+        assert_eq!(s.status, None);
+        assert_eq!(s.received, 1);
+        assert_eq!(s.missing, vec![FrameIndex(0), FrameIndex(2), FrameIndex(3)]);
+    }
+}
