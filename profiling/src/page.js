@@ -147,6 +147,7 @@
         ctx.restore();
       }
       paintAxis();
+      document.body.dataset.view = vs + "," + ve; // the visible time range, for tests and bookmarks
     }
 
     function paintLane(l, ry, h, nsPerPx) {

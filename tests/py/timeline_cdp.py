@@ -6,7 +6,7 @@ message JSON followed by a NUL byte), and prints ONE JSON object:
   console_errors  console.error/assert calls       exceptions  uncaught exceptions
   log_errors      browser log entries of level error (CSP violations, failed loads, ...)
   requests        every network request except the page itself
-  eval            {name: value} of the expressions given, evaluated after the load event
+  eval            {name: value} of the expressions given, evaluated after the load event (promises awaited)
   load_ms         navigation start to load event, milliseconds
 
 usage: timeline_cdp.py CHROMIUM PAGE.html SCREENSHOT.png EXPRESSIONS.json [CHROMIUM FLAGS...]
@@ -102,7 +102,7 @@ def main():
             time.sleep(0.5)  # let late console messages or requests arrive
             values = {}
             for name, expr in exprs.items():
-                r = b.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sid)["result"]
+                r = b.send("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True}, session=sid)["result"]
                 values[name] = r.get("result", {}).get("value")
                 if "exceptionDetails" in r:
                     values[name] = {"exception": r["exceptionDetails"].get("text")}

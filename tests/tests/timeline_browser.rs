@@ -98,6 +98,9 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
             "lanes": "[...document.querySelectorAll('#lanes .lane-name')].map(e => e.textContent)",
             "first_stall": "document.querySelector('#stall-list li').textContent",
             "summary_rows": "document.querySelectorAll('#summary tr.name').length",
+            "zoom_key": "new Promise(r => { const before = document.body.dataset.view; window.dispatchEvent(new KeyboardEvent('keydown', {key: 'w'})); requestAnimationFrame(() => requestAnimationFrame(() => r([before, document.body.dataset.view]))); })",
+            "hover": "(() => { const c = document.getElementById('cv').getBoundingClientRect(); document.getElementById('cv').dispatchEvent(new MouseEvent('mousemove', {clientX: c.left + c.width * 0.6, clientY: c.top + 24 + 22 + 10, bubbles: true})); return document.getElementById('tip').textContent; })()",
+            "search": "(() => { const s = document.getElementById('search'); s.value = 'write_chunk'; s.dispatchEvent(new Event('input')); return document.getElementById('found').textContent; })()",
             "canvas_drawn": "(() => { const c = document.getElementById('cv'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] !== 255 || d[i+1] !== 255 || d[i+2] !== 255) n++; return n; })()",
         }),
         dir.path(),
@@ -109,6 +112,16 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     assert_eq!(lanes, threads, "one lane per thread of the run");
     let first = report["eval"]["first_stall"].as_str().expect("a stall list");
     assert!(first.starts_with("writer waited") && first.contains("for disk"), "injected stall not first: {first}");
+    let view = |v: &Value| -> f64 {
+        let s = v.as_str().unwrap_or("0,0");
+        let (a, b) = s.split_once(',').unwrap_or(("0", "0"));
+        b.parse::<f64>().unwrap_or(0.0) - a.parse::<f64>().unwrap_or(0.0)
+    };
+    let (before, after) = (view(&report["eval"]["zoom_key"][0]), view(&report["eval"]["zoom_key"][1]));
+    assert!(before > 0.0 && after < before * 0.8, "W zooms in: {before} -> {after}");
+    let hover = report["eval"]["hover"].as_str().unwrap_or("");
+    assert!(hover.starts_with("sim.pipeline"), "hover over the main lane names its span: {hover:?}");
+    assert_eq!(report["eval"]["search"], "200 matching spans");
     assert!(report["eval"]["summary_rows"].as_u64().unwrap_or(0) >= 6, "{report}");
     assert!(report["eval"]["canvas_drawn"].as_u64().unwrap_or(0) > 10_000, "canvas looks empty: {report}");
     assert_png(&shot);
