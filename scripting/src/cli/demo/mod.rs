@@ -41,10 +41,10 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Detector width and height in pixels (the reconstructed slices are as wide).
-    #[arg(long, value_name = "N", default_value_t = 160, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=4096))]
     pub size: u32,
     /// Number of projections over 180 degrees.
-    #[arg(long, value_name = "N", default_value_t = 240, value_parser = clap::value_parser!(u32).range(8..=20000))]
+    #[arg(long, value_name = "N", default_value_t = 360, value_parser = clap::value_parser!(u32).range(8..=20000))]
     pub angles: u32,
     /// Reconstruction backend, passed to `beamline recon` (auto picks a GPU when one is present).
     #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda")]

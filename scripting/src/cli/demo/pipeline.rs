@@ -143,12 +143,12 @@ fn free_endpoint() -> anyhow::Result<String> {
 /// The beamline configuration of the demo: the built-in simulated beamline with the detector resized and
 /// pushing to `endpoint` (an external receiver) instead of its in-process one.
 fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Result<()> {
-    let printed = Step::new(run, "print-config", &["scan".into(), "--print-config".into()])?.run()?;
-    let mut cfg: toml::Table = printed.stdout.parse().context("`beamline scan --print-config` printed invalid TOML")?;
+    let mut cfg: toml::Table =
+        crate::config::DEFAULT_BEAMLINE.parse().context("the built-in beamline configuration is not valid TOML")?;
     let det = cfg
         .get_mut("detector")
         .and_then(toml::Value::as_table_mut)
-        .context("the default beamline has no [detector] table")?;
+        .context("the built-in beamline has no [detector] table")?;
     det.insert("rows".into(), toml::Value::Integer(i64::from(size)));
     det.insert("cols".into(), toml::Value::Integer(i64::from(size)));
     det.insert("endpoint".into(), toml::Value::String(endpoint.into()));
@@ -231,7 +231,7 @@ fn render_timeline(run: &RunDir, ui: &Ui) -> anyhow::Result<Finished> {
     }
     let mut a = vec!["timeline".to_string()];
     a.extend(logs.iter().map(|p| arg(p)));
-    a.extend(["-o".into(), arg(&run.timeline())]);
+    a.extend(["-o".into(), arg(&run.timeline()), "--title".into(), format!("beamline demo {}", run.show(run.root()))]);
     Step::new(run, "timeline", &a)?.run()
 }
 
@@ -290,5 +290,5 @@ fn print_summary(run: &RunDir, s: &Summary) {
         println!("  top stall  {stall}");
     }
     println!("  summary    {}", show(&run.summary()));
-    println!("next: open {} in a browser; `beamline demo --size 256 --angles 400` for a bigger run", show(&s.timeline));
+    println!("next: open {} in a browser; `beamline demo --size 384 --angles 600` for a bigger run", show(&s.timeline));
 }
