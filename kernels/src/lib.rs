@@ -42,23 +42,40 @@ pub struct Kernel {
 }
 
 /// Dark/flat normalisation and `-log`.
-pub const NORMALIZE_MINUS_LOG: Kernel =
-    Kernel { name: "normalize_minus_log", file: "normalize.cu", source: include_str!("../cuda/normalize.cu") };
+pub const NORMALIZE_MINUS_LOG: Kernel = Kernel {
+    name: "normalize_minus_log",
+    file: "normalize.cu",
+    source: include_str!("../cuda/normalize.cu"),
+};
 
 /// Zinger removal (median of three neighbouring angles).
-pub const REMOVE_ZINGERS: Kernel =
-    Kernel { name: "remove_zingers", file: "zingers.cu", source: include_str!("../cuda/zingers.cu") };
+pub const REMOVE_ZINGERS: Kernel = Kernel {
+    name: "remove_zingers",
+    file: "zingers.cu",
+    source: include_str!("../cuda/zingers.cu"),
+};
 
 /// Row filter as a direct convolution with real-space taps.
-pub const FILTER_CONVOLVE: Kernel =
-    Kernel { name: "filter_convolve", file: "filter.cu", source: include_str!("../cuda/filter.cu") };
+pub const FILTER_CONVOLVE: Kernel = Kernel {
+    name: "filter_convolve",
+    file: "filter.cu",
+    source: include_str!("../cuda/filter.cu"),
+};
 
 /// Parallel-beam backprojection.
-pub const BACKPROJECT: Kernel =
-    Kernel { name: "backproject", file: "backproject.cu", source: include_str!("../cuda/backproject.cu") };
+pub const BACKPROJECT: Kernel = Kernel {
+    name: "backproject",
+    file: "backproject.cu",
+    source: include_str!("../cuda/backproject.cu"),
+};
 
 /// Every kernel, in pipeline order.
-pub const ALL: [Kernel; 4] = [NORMALIZE_MINUS_LOG, REMOVE_ZINGERS, FILTER_CONVOLVE, BACKPROJECT];
+pub const ALL: [Kernel; 4] = [
+    NORMALIZE_MINUS_LOG,
+    REMOVE_ZINGERS,
+    FILTER_CONVOLVE,
+    BACKPROJECT,
+];
 
 /// The shape of a slab as the kernels see it: `rows` sinograms of `angles` x `cols` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

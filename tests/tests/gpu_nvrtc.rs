@@ -22,9 +22,17 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_warnings() {
     for arch in ARCHS {
         for kernel in kernels::ALL {
             let compiled = nvrtc::compile(kernel, arch).unwrap_or_else(|e| panic!("{e}"));
-            assert!(compiled.ptx.contains(&format!(".target {arch}")), "{}: PTX not for {arch}", kernel.name);
+            assert!(
+                compiled.ptx.contains(&format!(".target {arch}")),
+                "{}: PTX not for {arch}",
+                kernel.name
+            );
             assert!(compiled.ptx.contains(&format!(".entry {}", kernel.name)));
-            println!("NVRTC {major}.{minor} {arch} {:<20} {:>6} bytes of PTX", kernel.name, compiled.ptx.len());
+            println!(
+                "NVRTC {major}.{minor} {arch} {:<20} {:>6} bytes of PTX",
+                kernel.name,
+                compiled.ptx.len()
+            );
         }
     }
 }
@@ -34,7 +42,10 @@ fn compilation_is_cached_per_process() {
     require_nvrtc();
     let a = nvrtc::compile(kernels::BACKPROJECT, "sm_80").expect("compile");
     let b = nvrtc::compile(kernels::BACKPROJECT, "sm_80").expect("compile");
-    assert!(std::sync::Arc::ptr_eq(&a, &b), "the second request must come from the cache");
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &b),
+        "the second request must come from the cache"
+    );
 }
 
 #[test]
@@ -45,11 +56,16 @@ fn warnings_and_errors_are_rejected() {
         file: "warns.cu",
         source: "extern \"C\" __global__ void warns(float* out) { int unused = 3; out[0] = 1.0f; }",
     };
-    const BROKEN: Kernel =
-        Kernel { name: "broken", file: "broken.cu", source: "extern \"C\" __global__ void broken(float* out) { out[0] = ; }" };
+    const BROKEN: Kernel = Kernel {
+        name: "broken",
+        file: "broken.cu",
+        source: "extern \"C\" __global__ void broken(float* out) { out[0] = ; }",
+    };
     for (kernel, what) in [(WARNS, "warning"), (BROKEN, "error")] {
         match nvrtc::compile(kernel, "sm_80") {
-            Err(CompileError::Rejected { log, .. }) => assert!(log.contains(what), "{what} expected in log:\n{log}"),
+            Err(CompileError::Rejected { log, .. }) => {
+                assert!(log.contains(what), "{what} expected in log:\n{log}")
+            }
             other => panic!("{} must be rejected, got {other:?}", kernel.name),
         }
     }
