@@ -162,6 +162,17 @@ impl Backend for CpuBackend {
 }
 
 impl CpuBackend {
+    /// A backend computing on its own pool of `threads` rayon threads (named `recon-cpu-N`), with
+    /// `rows_per_slab` rows per slab (0: twice the threads).
+    pub fn with_threads(threads: usize, rows_per_slab: usize) -> Result<CpuBackend, BackendError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("recon-cpu-{i}"))
+            .build()
+            .map_err(|e| BackendError::Input(format!("cannot start {threads} CPU threads: {e}")))?;
+        Ok(CpuBackend { rows_per_slab, pool: Some(Arc::new(pool)), ..Default::default() })
+    }
+
     /// Threads this backend computes with.
     pub fn threads(&self) -> usize {
         self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod backproject;
 pub mod bench;
 pub mod center;
+pub mod chunks;
 pub mod cpu;
 pub mod filter;
 pub mod geometry;

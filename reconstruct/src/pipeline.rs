@@ -274,18 +274,12 @@ pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup 
     setup
 }
 
-fn cpu_backend(threads: Option<usize>, counts: Arc<PreprocessCounts>) -> Result<CpuBackend, ReconError> {
-    let pool = match threads {
-        Some(n) => Some(Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(|i| format!("recon-cpu-{i}"))
-                .build()
-                .map_err(|e| ReconError::Options(format!("--threads {n}: {e}")))?,
-        )),
-        None => None,
+fn cpu_backend(threads: Option<usize>, rows_per_slab: usize, counts: Arc<PreprocessCounts>) -> Result<CpuBackend, ReconError> {
+    let backend = match threads {
+        Some(n) => CpuBackend::with_threads(n, rows_per_slab)?,
+        None => CpuBackend { rows_per_slab, ..Default::default() },
     };
-    Ok(CpuBackend { counts, rows_per_slab: 0, pool })
+    Ok(CpuBackend { counts, ..backend })
 }
 
 /// Where the HDF5 volume goes for `opts`.
@@ -334,7 +328,7 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     }
     let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, 1)?;
     let devices: Vec<Box<dyn Backend>> =
-        vec![Box::new(CpuBackend { rows_per_slab: slab_rows, ..cpu_backend(opts.threads, counts.clone())? })];
+        vec![Box::new(cpu_backend(opts.threads, slab_rows, counts.clone())?)];
     let provenance = Provenance {
         software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
         input: opts.input.display().to_string(),

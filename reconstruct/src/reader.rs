@@ -9,7 +9,8 @@
 //! * angles: `/entry/sample/rotation_angle`, `/entry/data/rotation_angle`,
 //!   `/entry/sample/transformations/rotation_angle` — `[N]`, degrees.
 //!
-//! Chunks are decoded by the HDF5 filter pipeline (blosc is registered by `hdf5-metno`), one slab per read.
+//! Blosc-compressed chunks spanning the frame width are read raw and decoded in parallel ([`crate::chunks`]);
+//! anything else goes through the HDF5 filter pipeline. `BEAMLINE_RECON_HDF5_FILTER=1` forces the latter.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use ndarray::s;
 
 use crate::backend::Slab;
+use crate::chunks::BloscChunks;
 use crate::geometry::Degrees;
 
 /// Where the frames are looked for, in order.
@@ -138,6 +140,8 @@ pub struct NxTomo {
     flats_after: Vec<FrameIndex>,
     darks: Vec<FrameIndex>,
     angles: Vec<Degrees>,
+    /// Parallel blosc decoding plan, when the layout allows it.
+    fast: Option<BloscChunks>,
 }
 
 fn find(file: &hdf5::File, paths: &[&str]) -> Option<(String, hdf5::Dataset)> {
@@ -207,7 +211,6 @@ impl NxTomo {
         let (flats_before, flats_after): (Vec<_>, Vec<_>) = flats.into_iter().partition(|f| *f < mid);
         Ok(NxTomo {
             path: pb,
-            data,
             data_path,
             key_path,
             shape,
@@ -216,6 +219,8 @@ impl NxTomo {
             flats_after,
             darks,
             angles: proj_angles,
+            fast: if std::env::var_os("BEAMLINE_RECON_HDF5_FILTER").is_some() { None } else { BloscChunks::plan(&data) },
+            data,
         })
     }
 
@@ -269,19 +274,23 @@ impl NxTomo {
                 reason: format!("rows out of range 0..{}", self.shape[1]),
             });
         }
-        let raw = {
-            let _span = tracing::info_span!("recon.read", rows = nr, bytes = nf * nr * nc * 4).entered();
-            self.data
-                .read_slice::<f32, _, ndarray::Ix3>(s![.., rows.clone(), ..])
-                .map_err(|e| ReadError::Read {
-                    path: self.path.clone(),
-                    dataset: self.data_path.clone(),
-                    rows: rows.clone(),
-                    reason: e.to_string(),
-                })?
+        let read_err = |reason: String| ReadError::Read {
+            path: self.path.clone(),
+            dataset: self.data_path.clone(),
+            rows: rows.clone(),
+            reason,
         };
-        let raw = raw.as_standard_layout();
-        let raw = raw.as_slice().unwrap_or(&[]);
+        let _span = tracing::info_span!("recon.read", rows = nr, bytes = nf * nr * nc * 4).entered();
+        let raw: Vec<f32> = match &self.fast {
+            Some(plan) => plan.read_rows(&self.data, rows.clone()).map_err(read_err)?,
+            None => self
+                .data
+                .read_slice::<f32, _, ndarray::Ix3>(s![.., rows.clone(), ..])
+                .map_err(|e| read_err(e.to_string()))?
+                .into_iter()
+                .collect(),
+        };
+        drop(_span);
         if raw.len() != nf * nr * nc {
             return Err(ReadError::Read {
                 path: self.path.clone(),
@@ -290,6 +299,7 @@ impl NxTomo {
                 reason: "HDF5 returned an unexpected number of values".into(),
             });
         }
+        let raw = &raw[..];
         let frame_row = |f: FrameIndex, r: usize| &raw[(f.0 * nr + r) * nc..(f.0 * nr + r + 1) * nc];
         let values_err = |reason: String| ReadError::Values { path: self.path.clone(), dataset: self.data_path.clone(), reason };
         // NaN or infinity anywhere we use is an error, not something to clamp silently.
@@ -352,6 +362,11 @@ impl NxTomo {
         }
         let (b, a) = (mean(&self.flats_before), mean(&self.flats_after));
         self.projections.iter().map(|p| (((p.0 as f64 - b) / (a - b)).clamp(0.0, 1.0)) as f32).collect()
+    }
+
+    /// Whether slabs are read through the parallel blosc path.
+    pub fn parallel_blosc(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The image-key data set path.

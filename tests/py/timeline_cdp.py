@@ -6,7 +6,8 @@ message JSON followed by a NUL byte), and prints ONE JSON object:
   console_errors  console.error/assert calls       exceptions  uncaught exceptions
   log_errors      browser log entries of level error (CSP violations, failed loads, ...)
   requests        every network request except the page itself
-  eval            {name: value} of the expressions given, evaluated after the load event (promises awaited)
+  eval            {name: value} of the expressions given, evaluated after the load event and the
+                  screenshot (promises awaited)
   load_ms         navigation start to load event, milliseconds
 
 usage: timeline_cdp.py CHROMIUM PAGE.html SCREENSHOT.png EXPRESSIONS.json [CHROMIUM FLAGS...]
@@ -100,15 +101,15 @@ def main():
             b.wait(lambda m: m.get("method") == "Page.loadEventFired", 120, "the load event")
             load_ms = (time.time() - t0) * 1000
             time.sleep(0.5)  # let late console messages or requests arrive
+            png = b.send("Page.captureScreenshot", {"format": "png"}, session=sid)["result"]["data"]
+            with open(shot, "wb") as f:
+                f.write(base64.b64decode(png))
             values = {}
             for name, expr in exprs.items():
                 r = b.send("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True}, session=sid)["result"]
                 values[name] = r.get("result", {}).get("value")
                 if "exceptionDetails" in r:
                     values[name] = {"exception": r["exceptionDetails"].get("text")}
-            png = b.send("Page.captureScreenshot", {"format": "png"}, session=sid)["result"]["data"]
-            with open(shot, "wb") as f:
-                f.write(base64.b64decode(png))
             time.sleep(0.2)
             # Drain what is already buffered.
             while b"\0" in b.buf:

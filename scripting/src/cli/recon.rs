@@ -90,7 +90,7 @@ struct RunArgs {
     slices: Option<String>,
     /// Rotation axis: `auto`, or the detector column it projects onto (column c has its centre at c; the
     /// middle of a 512-column detector is 255.5).
-    #[arg(long, default_value = "auto", value_name = "auto|X")]
+    #[arg(long, default_value = "auto", value_name = "auto|X", allow_hyphen_values = true)]
     center: String,
     /// Instead of a volume, reconstruct the middle slice once per centre A, A+STEP, ... <= B and write
     /// center_<value>.tif files.
@@ -107,7 +107,7 @@ struct RunArgs {
     bits: u32,
     /// Value range LO:HI mapped to 0..max for 16/8-bit output (default: 0.1/99.9 percentiles of the middle
     /// slice).
-    #[arg(long, value_name = "LO:HI")]
+    #[arg(long, value_name = "LO:HI", allow_hyphen_values = true)]
     range: Option<String>,
     /// Hardware.
     #[arg(long, value_enum, default_value = "auto")]
