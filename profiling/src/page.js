@@ -206,9 +206,15 @@
         const px = Math.floor(X(t)); if (px === lastPx) continue; lastPx = px;
         ctx.beginPath(); ctx.moveTo(px - 3, ry); ctx.lineTo(px + 3, ry); ctx.lineTo(px, ry + 5); ctx.fill();
       }
-      ctx.fillStyle = "#fff"; ctx.fillRect(0, ry, LABEL, h);
-      ctx.fillStyle = "#1d2330"; ctx.fillText(l.name, 10, ry + 3 + ROW / 2);
+      label(l.name, "#1d2330", ry, h, ry + 3 + ROW / 2);
       ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(0, ry + h - 0.5); ctx.lineTo(W, ry + h - 0.5); ctx.stroke();
+    }
+
+    // Lane and track names, clipped to the label column.
+    function label(text, colour, ry, h, ty) {
+      ctx.fillStyle = "#fff"; ctx.fillRect(0, ry, LABEL, h);
+      ctx.save(); ctx.beginPath(); ctx.rect(0, ry, LABEL - 6, h); ctx.clip();
+      ctx.fillStyle = colour; ctx.fillText(text, 10, ty); ctx.restore();
     }
 
     function paintCounter(c, ry, h) {
@@ -226,8 +232,7 @@
         ctx.lineTo(px, prevY); ctx.lineTo(px, yy); prevY = yy;
       }
       ctx.lineTo(W, prevY); ctx.lineTo(W, ry + h - 4); ctx.closePath(); ctx.fill(); ctx.stroke();
-      ctx.fillStyle = "#fff"; ctx.fillRect(0, ry, LABEL, h);
-      ctx.fillStyle = "#3c6ec8"; ctx.fillText(c.name + " (max " + c.max + ")", 10, ry + h / 2);
+      label(c.name + " (max " + c.max + ")", "#3c6ec8", ry, h, ry + h / 2);
       ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(0, ry + h - 0.5); ctx.lineTo(W, ry + h - 0.5); ctx.stroke();
     }
 

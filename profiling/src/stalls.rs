@@ -100,7 +100,7 @@ pub fn analyse(tl: &Timeline) -> Analysis {
                 });
             }
             // Keep only each lane's biggest stalls before ranking globally (bounded work on huge logs).
-            lane_top.sort_by(|a, b| b.dur.cmp(&a.dur));
+            lane_top.sort_by_key(|s| std::cmp::Reverse(s.dur));
             lane_top.truncate(TOP);
             all.extend(lane_top);
             proc_hl.push(hl);
@@ -109,7 +109,7 @@ pub fn analyse(tl: &Timeline) -> Analysis {
                 continue;
             }
             let mut parts: Vec<(String, u64)> = parts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-            parts.sort_by(|a, b| b.1.cmp(&a.1));
+            parts.sort_by_key(|p| std::cmp::Reverse(p.1));
             let share = idle_ns as f64 / wall as f64;
             let text = lane_sentence(&lane.name, share, &parts, wall);
             out.lanes.push(LaneIdle { process: pi, lane: li, lane_name: lane.name.clone(), idle_ns, share, parts, text });

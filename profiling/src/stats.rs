@@ -65,7 +65,7 @@ pub fn summarize(tl: &Timeline) -> Vec<NameSummary> {
                     row(label, &mut durs, wall)
                 })
                 .collect();
-            rows.sort_by(|a, b| b.total_ns.cmp(&a.total_ns));
+            rows.sort_by_key(|r| std::cmp::Reverse(r.total_ns));
             NameSummary { all: row(name.to_owned(), &mut all, tl.wall()), lanes: rows }
         })
         .collect();
@@ -80,7 +80,7 @@ fn row(label: String, durs: &mut [u64], wall: u64) -> Row {
         label,
         count,
         total_ns: total,
-        mean_ns: if count > 0 { total / count } else { 0 },
+        mean_ns: total.checked_div(count).unwrap_or(0),
         p95_ns: percentile(durs, 0.95),
         max_ns: durs.iter().copied().max().unwrap_or(0),
         share: total as f64 / wall.max(1) as f64,
