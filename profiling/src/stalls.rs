@@ -60,7 +60,7 @@ pub struct LaneIdle {
 pub struct Analysis {
     /// Lanes with idle time, largest share first.
     pub lanes: Vec<LaneIdle>,
-    /// The biggest individual stalls, longest first (at most [`TOP`]).
+    /// The biggest individual stalls, longest first (at most [`TOP`], at most [`PER_LANE`] per lane).
     pub top: Vec<Stall>,
     /// Per process, per lane: idle intervals `(start, end)` worth highlighting (at least 1/20000 of
     /// the process wall time; the page shows smaller ones as plain empty space).
@@ -68,7 +68,10 @@ pub struct Analysis {
 }
 
 /// How many individual stalls [`Analysis::top`] keeps.
-pub const TOP: usize = 50;
+pub const TOP: usize = 40;
+
+/// How many of them may come from one lane.
+pub const PER_LANE: usize = 5;
 
 /// Analyses every lane of `tl`.
 pub fn analyse(tl: &Timeline) -> Analysis {
@@ -118,6 +121,13 @@ pub fn analyse(tl: &Timeline) -> Analysis {
     }
     out.lanes.sort_by(|a, b| b.share.total_cmp(&a.share));
     all.sort_by(|a, b| b.dur.cmp(&a.dur).then(a.start.cmp(&b.start)));
+    // At most PER_LANE entries per lane, so one busy-waiting lane cannot hide the others.
+    let mut per_lane: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    all.retain(|s| {
+        let n = per_lane.entry((s.process, s.lane)).or_default();
+        *n += 1;
+        *n <= PER_LANE
+    });
     all.truncate(TOP);
     for s in &mut all {
         s.text = if s.what == UNTRACED {
@@ -224,6 +234,7 @@ mod tests {
         let tl = Timeline::from_logs(vec![log_with(&[(1, "a"), (2, "b")], &spans)]);
         let a = analyse(&tl);
         assert_eq!(a.top[0].lane_name, "b");
+        assert_eq!(a.top.iter().filter(|s| s.lane_name == "a").count(), PER_LANE);
         assert_eq!(a.top[0].text, "b waited 4.0 µs for injected");
         assert_eq!(a.lanes[0].lane_name, "a", "a waits 30% of the run, b only 4%");
     }
