@@ -168,6 +168,8 @@ pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     functions: Functions,
     prepared: Option<Prepared>,
+    /// Upper bound on rows per slab (a host memory budget), if any.
+    max_rows: Option<usize>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -209,7 +211,15 @@ impl CudaBackend {
             ctx,
             functions,
             prepared: None,
+            max_rows: None,
         })
+    }
+
+    /// Caps the rows per slab this device asks for (for a host memory budget); slabs below
+    /// [`CHUNKS_PER_SLAB`] chunks still alternate lanes, with smaller chunks.
+    pub fn limit_rows(mut self, rows: usize) -> CudaBackend {
+        self.max_rows = Some(rows.max(1));
+        self
     }
 
     /// What the driver reported for this device when it was opened.
@@ -372,8 +382,10 @@ impl Backend for CudaBackend {
         let host_preprocess = setup.stripe_size.is_some();
         let mut out = vec![0f32; n_rows * n * n];
         let (sino_max, field_max) = (p.chunk_rows * a * c, p.chunk_rows * c);
-        for (k, start) in (0..n_rows).step_by(p.chunk_rows).enumerate() {
-            let rows = start..(start + p.chunk_rows).min(n_rows);
+        // At least CHUNKS_PER_SLAB chunks when the slab allows, so the lanes overlap within the slab.
+        let step = p.chunk_rows.min(n_rows.div_ceil(CHUNKS_PER_SLAB)).max(1);
+        for (k, start) in (0..n_rows).step_by(step).enumerate() {
+            let rows = start..(start + step).min(n_rows);
             let lane = &mut p.lanes[k % LANES];
             finish(lane, &mut out).map_err(device_err("downloading slices"))?;
             let shape = SlabShape {
@@ -503,7 +515,8 @@ impl Backend for CudaBackend {
     }
 
     fn preferred_rows(&self, setup: &ReconSetup) -> usize {
-        CHUNKS_PER_SLAB * chunk_rows(setup, self.info.free_bytes)
+        let own = CHUNKS_PER_SLAB * chunk_rows(setup, self.info.free_bytes);
+        self.max_rows.map_or(own, |cap| own.min(cap))
     }
 }
 

@@ -4,6 +4,25 @@
 //! Nothing here links CUDA: cudarc loads libcuda and libnvrtc at run time, and every entry point checks
 //! that they are present before touching them, so the binary builds and runs on machines without CUDA
 //! (`--backend auto` then says so in one line and uses the CPU).
+//!
+//! # Status
+//!
+//! Compiled and checked without a GPU: the kernels compile with NVRTC for sm_80 and sm_90 without warnings,
+//! and the CPU harness runs them against the CPU backend (tests/tests/gpu_*.rs). [`CudaBackend`] compiles
+//! but has never executed: no machine it was written on has a GPU. No GPU figure has been measured;
+//! `beamline gpu bench` measures them on a GPU node (1..N devices, per-device rates, speed-up).
+//!
+//! # Design against the targets (arithmetic, not measurements)
+//!
+//! For 2048^3 from 2048 angles: the slabs carry f32 counts, 34 GB host-to-device and 34 GB back, which the
+//! two lanes per device overlap with the kernels (A100: separate copy engines each way, PCIe 4 x16 about
+//! 25 GB/s, so about 1.4 s each way). The direct backprojection is 2048^4 = 1.8e13 updates, at least 7 s at
+//! the A100's fp32 peak: it cannot meet tomocupy's 7 s (which uses Fourier-based backprojection), and the
+//! direct-convolution filter costs as many multiply-adds again. The next steps once a GPU is available to
+//! verify them: a cuFFT filter (needs cudarc's `cufft` feature), u16 counts on the wire (halves the upload),
+//! several output slices per thread. Scaling: devices share only the reader and the in-order writer, and a
+//! slab costs a device seconds of compute against well under a second of reading, so two GPUs should
+//! approach 2x; `beamline gpu bench` checks this.
 
 pub mod bench;
 pub mod device;

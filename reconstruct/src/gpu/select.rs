@@ -28,7 +28,8 @@ pub fn open_gpus() -> Result<(Vec<CudaBackend>, Vec<String>), GpuError> {
 }
 
 /// The backends for `choice` and one line saying what was chosen (and why, when `auto` fell back to the
-/// CPU). `cpu` is cloned for CPU runs, so its counters are shared with the caller.
+/// CPU). `cpu` is cloned for CPU runs, so its counters are shared with the caller; its `rows_per_slab`,
+/// when set, also caps the slab size of the GPUs (a host memory budget).
 pub fn select_backends(
     choice: BackendChoice,
     cpu: &CpuBackend,
@@ -43,6 +44,11 @@ pub fn select_backends(
     }
     match open_gpus() {
         Ok((gpus, failed)) if !gpus.is_empty() => {
+            // The caller's slab size for the CPU comes from its memory budget: keep GPUs within it too.
+            let gpus: Vec<CudaBackend> = match cpu.rows_per_slab {
+                0 => gpus,
+                cap => gpus.into_iter().map(|g| g.limit_rows(cap)).collect(),
+            };
             let names: Vec<String> = gpus.iter().map(|g| g.name()).collect();
             let mut line = format!(
                 "backend: cuda on {} GPU(s): {}",
