@@ -3,6 +3,8 @@
 //! append the payloads to a plain file (the same receive thread + bounded queue + writer thread shape as the
 //! real receiver), and (c) the real receiver writing NXtomo.
 //!
+//! Both (b) and (c) bound their queue by frames and by bytes alike.
+//!
 //! Each sink is timed from the moment the series start arrives to the moment its file is closed, so the
 //! sender's set-up (making the frame pool) is never counted.
 
@@ -13,6 +15,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::blosc::Codec;
+use crate::budget::ByteBudget;
 use crate::protocol::{
     decode_series_start, now_timestamp, BloscParams, Compression, Degrees, Dtype, FrameHeader, FrameIndex, ImageKey,
     Kind, SeriesStart, SeriesStatus, Shape,
@@ -155,6 +158,7 @@ pub fn peak_rss() -> Option<u64> {
 pub fn measure(
     sink: &Sink,
     queue_frames: usize,
+    queue_bytes: u64,
     spawn_sender: impl FnOnce(&str) -> std::io::Result<Child>,
 ) -> Result<Measurement, BenchError> {
     let rss_ok = reset_peak_rss();
@@ -164,6 +168,7 @@ pub fn measure(
             let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
             cfg.endpoint = "tcp://127.0.0.1:*".into();
             cfg.queue_frames = queue_frames;
+            cfg.queue_bytes = queue_bytes;
             let rx = Receiver::bind(cfg)?;
             let child = run(&rx.endpoint())?;
             let summary = rx.run()?;
@@ -179,7 +184,7 @@ pub fn measure(
             socket.bind("tcp://127.0.0.1:*")?;
             let endpoint = socket.get_last_endpoint()?.unwrap_or_default();
             let child = run(&endpoint)?;
-            let (f, secs, bytes, fb) = ceiling(&socket, sink, queue_frames)?;
+            let (f, secs, bytes, fb) = ceiling(&socket, sink, queue_frames, queue_bytes)?;
             (f, secs, bytes, fb, child)
         }
     };
@@ -205,19 +210,23 @@ fn file_frame_bytes(path: &Path) -> Result<usize, BenchError> {
 }
 
 /// Receives one series on `socket` into a ceiling sink; returns (frames, seconds, payload bytes, frame bytes).
-fn ceiling(socket: &zmq::Socket, sink: &Sink, queue_frames: usize) -> Result<(u64, f64, u64, usize), BenchError> {
+fn ceiling(socket: &zmq::Socket, sink: &Sink, queue_frames: usize, queue_bytes: u64) -> Result<(u64, f64, u64, usize), BenchError> {
     let mut p0 = zmq::Message::new();
     let mut p1 = zmq::Message::new();
     let mut payload = zmq::Message::new();
     let (tx, rx) = crossbeam_channel::bounded::<zmq::Message>(queue_frames.max(1));
+    let budget = std::sync::Arc::new(ByteBudget::new(queue_bytes));
     let appender = match sink {
         Sink::Append(path) => {
             let path = path.clone();
+            let budget = budget.clone();
             let file = File::create(&path).map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
             Some(std::thread::Builder::new().name("append".into()).spawn(move || {
                 let mut file = file;
                 for m in rx {
-                    file.write_all(&m).map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
+                    let r = file.write_all(&m);
+                    budget.release(m.len() as u64);
+                    r.map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
                 }
                 Ok::<(), BenchError>(())
             }))
@@ -256,6 +265,7 @@ fn ceiling(socket: &zmq::Socket, sink: &Sink, queue_frames: usize) -> Result<(u6
                 frames += 1;
                 bytes += payload.len() as u64;
                 if appender.is_some() {
+                    budget.acquire(payload.len() as u64, || false);
                     let m = std::mem::replace(&mut payload, zmq::Message::new());
                     tx.send(m).map_err(|_| BenchError::Run("append thread stopped".into()))?;
                 }

@@ -7,6 +7,7 @@ pub mod phantom;
 pub mod vds;
 pub mod bench;
 pub mod blosc;
+pub mod budget;
 pub mod protocol;
 pub mod receiver;
 pub mod reject;

@@ -4,7 +4,8 @@
 //! Use it in-process: [`Receiver::bind`] a [`ReceiverConfig`], then [`Receiver::run`] on the current thread
 //! or [`Receiver::spawn`] a thread; a [`StopHandle`] ends it; the result is a [`ReceiveSummary`].
 //!
-//! Memory is bounded whatever the sender does: at most `queue_frames` accepted payloads wait for the writer,
+//! Memory is bounded whatever the sender does: at most `queue_frames` accepted payloads (and at most
+//! `queue_bytes` bytes of them) wait for the writer,
 //! the socket's receive high-water mark bounds what libzmq buffers, and `max_message_bytes` bounds one part.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, TrySendError};
 
 use crate::blosc::{decompress_validated, validate_chunk, BloscError};
+use crate::budget::ByteBudget;
 use crate::protocol::{
     decode_frame_header, decode_series_end, decode_series_start, Compression, FrameHeader, Kind, ProtocolError,
     SeriesEnd, SeriesStart,
@@ -44,6 +46,8 @@ pub struct ReceiverConfig {
     pub output: Output,
     /// Accepted frames that may wait for the writer (bounds memory).
     pub queue_frames: usize,
+    /// Payload bytes that may wait for the writer (bounds memory for large frames).
+    pub queue_bytes: u64,
     /// ZeroMQ receive high-water mark, in messages.
     pub rcvhwm: i32,
     /// Largest message part accepted; larger ones make libzmq drop the connection.
@@ -57,13 +61,14 @@ pub struct ReceiverConfig {
 }
 
 impl ReceiverConfig {
-    /// Defaults: bind `tcp://127.0.0.1:5555`, a 64-frame queue, flush every 500 ms, header-level validation.
+    /// Defaults: bind `tcp://127.0.0.1:5555`, a queue of 64 frames and at most 256 MiB, flush every 500 ms, header-level validation.
     pub fn new(output: Output) -> ReceiverConfig {
         ReceiverConfig {
             endpoint: DEFAULT_ENDPOINT.to_string(),
             connect: false,
             output,
             queue_frames: 64,
+            queue_bytes: 256 << 20,
             rcvhwm: 16,
             max_message_bytes: 1 << 31,
             flush_interval: Duration::from_millis(500),
@@ -179,6 +184,7 @@ pub struct Receiver {
     socket: zmq::Socket,
     stop: StopHandle,
     live: Arc<LiveCounters>,
+    budget: Arc<ByteBudget>,
 }
 
 /// A receiver running on its own thread.
@@ -272,7 +278,8 @@ impl Receiver {
                 zerr("bind", e, ": is another receiver running there? choose another --endpoint")
             })?;
         }
-        Ok(Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default(), live: Arc::new(LiveCounters::default()) })
+        let budget = Arc::new(ByteBudget::new(cfg.queue_bytes));
+        Ok(Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default(), live: Arc::new(LiveCounters::default()), budget })
     }
 
     /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to the chosen port).
@@ -309,10 +316,10 @@ impl Receiver {
         let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(self.cfg.queue_frames.max(1));
         let flush = self.cfg.flush_interval;
         let prov = self.cfg.provenance.clone();
-        let (stop, live) = (self.stop.clone(), self.live.clone());
+        let (stop, live, budget) = (self.stop.clone(), self.live.clone(), self.budget.clone());
         let writer = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || writer_loop(rx, flush, prov, stop, live))
+            .spawn(move || writer_loop(rx, flush, prov, stop, live, budget))
             .map_err(|e| ReceiveError::Thread(e.to_string()))?;
         let mut rejected_outside = Rejections::default();
         let received = self.receive_loop(&tx, &mut rejected_outside);
@@ -464,6 +471,9 @@ impl Receiver {
         }
         *seen = true;
         self.live.received.fetch_add(1, Ordering::Relaxed);
+        if !self.budget.acquire(payload.len() as u64, || self.stop.is_stopped()) {
+            return Ok(Flow::WriterGone);
+        }
         let msg = std::mem::replace(payload, zmq::Message::new());
         Ok(push(tx, ToWriter::Frame(d.header, msg)))
     }
@@ -529,6 +539,7 @@ fn writer_loop(
     prov: Provenance,
     stop: StopHandle,
     live: Arc<LiveCounters>,
+    budget: Arc<ByteBudget>,
 ) -> Result<Vec<SeriesSummary>, ReceiveError> {
     let mut done = Vec::new();
     let mut current: Option<NxtomoWriter> = None;
@@ -543,8 +554,10 @@ fn writer_loop(
             match msg {
                 Ok(ToWriter::Frame(h, payload)) => {
                     if let Some(w) = current.as_mut() {
-                        w.write_frame(&h, &payload)?;
+                        let written = w.write_frame(&h, &payload);
+                        budget.release(payload.len() as u64);
                         drop(payload);
+                        written?;
                         total += 1;
                         tracing::trace!(counter.frames = total);
                         w.maybe_flush(flush)?;

@@ -168,6 +168,9 @@ pub struct ReceiveArgs {
     /// Accepted frames that may wait for the writer (bounds memory).
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
+    /// At most this many MiB of accepted payloads wait for the writer (bounds memory for large frames).
+    #[arg(long, default_value_t = 256)]
+    pub queue_mib: u64,
     /// Flush the file at least this often while frames arrive (ms).
     #[arg(long, default_value_t = 500)]
     pub flush_ms: u64,
@@ -203,10 +206,10 @@ pub struct BenchSenderArgs {
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Frames sent per 2048x2048 run.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     pub large_frames: u64,
     /// Frames sent per 512x512 run.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub small_frames: u64,
     /// Folder for the files written during the runs (deleted afterwards).
     #[arg(long)]
@@ -214,6 +217,15 @@ pub struct IngestArgs {
     /// Receiver queue length in frames.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
+    /// Receiver queue bound in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub queue_mib: u64,
+    /// Runs of each sink (interleaved); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Run only one frame size.
+    #[arg(long, value_parser = ["2048", "512"])]
+    pub only: Option<String>,
     /// Print one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -335,6 +347,7 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
         None => cfg.endpoint = a.bind.clone(),
     }
     cfg.queue_frames = a.queue;
+    cfg.queue_bytes = a.queue_mib << 20;
     cfg.flush_interval = Duration::from_millis(a.flush_ms.max(1));
     cfg.verify_payload = a.verify_payload;
     let receiver = Receiver::bind(cfg)?;
@@ -409,34 +422,58 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("locating the beamline binary")?;
     let mut results = Vec::new();
     println!("sender: a separate `beamline bench-sender` process replaying pre-compressed frames (blosc lz4, byte shuffle, clevel 5)");
-    for (rows, frames) in [(2048usize, a.large_frames), (512usize, a.small_frames)] {
-        for sink in [Sink::Discard, Sink::Append(dir.join("ceiling.bin")), Sink::Nxtomo(dir.join("ingest.h5"))] {
-            let spawn = |endpoint: &str| {
-                Process::new(&exe)
-                    .args(["bench-sender", "--connect", endpoint])
-                    .args(["--rows", &rows.to_string(), "--cols", &rows.to_string(), "--frames", &frames.to_string()])
-                    .stdout(Stdio::null())
-                    .spawn()
-            };
-            let m = bench::measure(&sink, a.queue, spawn).with_context(|| format!("{rows}x{rows} {}", sink.name()))?;
-            anyhow::ensure!(m.frames == frames, "{}: received {} of {frames} frames", sink.name(), m.frames);
-            print_measurement(rows, &m);
-            results.push((rows, m));
-            for f in ["ceiling.bin", "ingest.h5"] {
-                let _ = std::fs::remove_file(dir.join(f));
+    let sizes = [(2048usize, a.large_frames), (512usize, a.small_frames)];
+    let load_before = loadavg();
+    for (rows, frames) in sizes.into_iter().filter(|(r, _)| a.only.as_ref().is_none_or(|o| *o == r.to_string())) {
+        // Interleave the sinks and repeat, so that load changes on this shared machine hit all of them.
+        let mut runs: Vec<Measurement> = Vec::new();
+        for _ in 0..a.repeat.max(1) {
+            for sink in [Sink::Discard, Sink::Append(dir.join("ceiling.bin")), Sink::Nxtomo(dir.join("ingest.h5"))] {
+                let spawn = |endpoint: &str| {
+                    Process::new(&exe)
+                        .args(["bench-sender", "--connect", endpoint])
+                        .args(["--rows", &rows.to_string(), "--cols", &rows.to_string(), "--frames", &frames.to_string()])
+                        .stdout(Stdio::null())
+                        .spawn()
+                };
+                let m = bench::measure(&sink, a.queue, a.queue_mib << 20, spawn)
+                    .with_context(|| format!("{rows}x{rows} {}", sink.name()))?;
+                anyhow::ensure!(m.frames == frames, "{}: received {} of {frames} frames", sink.name(), m.frames);
+                if !a.json {
+                    eprint!(".");
+                }
+                runs.push(m);
+                for f in ["ceiling.bin", "ingest.h5"] {
+                    let _ = std::fs::remove_file(dir.join(f));
+                }
             }
+        }
+        eprintln!();
+        for name in ["zmq_discard", "zmq_append_file", "beamline_receive"] {
+            let mut mine: Vec<Measurement> = runs.iter().filter(|m| m.sink == name).cloned().collect();
+            mine.sort_by(|x, y| x.fps().total_cmp(&y.fps()));
+            let median = mine[mine.len() / 2].clone();
+            let spread = (mine[0].fps(), mine[mine.len() - 1].fps());
+            print_measurement(rows, &median, spread);
+            results.push((rows, median, spread));
         }
     }
     if a.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let ratio = |rows: usize| {
-        let get = |name: &str| results.iter().find(|(r, m)| *r == rows && m.sink == name).map(|(_, m)| m.fps());
+        let get = |name: &str| results.iter().find(|(r, m, _)| *r == rows && m.sink == name).map(|(_, m, _)| m.fps());
         match (get("beamline_receive"), get("zmq_append_file")) {
             (Some(r), Some(c)) => r / c,
             _ => f64::NAN,
         }
     };
+    println!(
+        "median of {} interleaved runs each; load average {} before, {} after (2 cores)",
+        a.repeat.max(1),
+        load_before.map_or("n/a".into(), |l| format!("{l:.1}")),
+        loadavg().map_or("n/a".into(), |l| format!("{l:.1}"))
+    );
     println!(
         "beamline receive vs ceiling (b): {:.1}% for 2048x2048 (goal >= 90%), {:.1}% for 512x512",
         100.0 * ratio(2048),
@@ -445,9 +482,10 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let runs: Vec<serde_json::Value> = results
             .iter()
-            .map(|(rows, m)| {
+            .map(|(rows, m, spread)| {
                 serde_json::json!({
                     "frame": format!("{rows}x{rows}"), "sink": m.sink, "frames": m.frames, "seconds": m.seconds,
+                    "frames_per_s_min": spread.0, "frames_per_s_max": spread.1,
                     "frames_per_s": m.fps(), "gb_per_s_compressed": m.gbps_compressed(),
                     "gb_per_s_uncompressed": m.gbps_uncompressed(), "peak_rss_bytes": m.peak_rss_bytes,
                 })
@@ -455,6 +493,7 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let out = serde_json::json!({
             "bench": "ingest", "sender": "separate process", "compression": "blosc1 lz4 byte-shuffle clevel 5",
+            "repeats": a.repeat, "statistic": "median", "loadavg_before": load_before, "loadavg_after": loadavg(),
             "runs": runs, "ratio_to_ceiling_b_2048": ratio(2048), "ratio_to_ceiling_b_512": ratio(512),
         });
         println!("{out}");
@@ -462,14 +501,20 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_measurement(rows: usize, m: &Measurement) {
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+fn print_measurement(rows: usize, m: &Measurement, spread: (f64, f64)) {
     let rss = m.peak_rss_bytes.map_or("n/a".to_string(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
     println!(
-        "{rows}x{rows} {:<17} {:>6} frames {:>7.2} s {:>9.1} frames/s {:>6.2} GB/s compressed {:>6.2} GB/s uncompressed  peak RSS {rss}",
+        "{rows}x{rows} {:<17} {:>6} frames {:>7.2} s {:>9.1} frames/s ({:.0}-{:.0}) {:>6.2} GB/s compressed {:>6.2} GB/s uncompressed  peak RSS {rss}",
         m.sink,
         m.frames,
         m.seconds,
         m.fps(),
+        spread.0,
+        spread.1,
         m.gbps_compressed(),
         m.gbps_uncompressed()
     );
