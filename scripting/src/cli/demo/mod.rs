@@ -36,7 +36,7 @@ pub enum Command {
 /// Options of `beamline demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Run folder (created; must be new or empty). Default: a new `beamline-demo-YYYYMMDD-HHMMSS` folder
+    /// Run folder (created; must be new or empty). Default: a new `beamline-demo-YYYYMMDDTHHMMSSZ` (UTC) folder
     /// in the current directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

@@ -283,7 +283,7 @@ fn print_summary(run: &RunDir, s: &Summary) {
     }
     match &s.preview_dir {
         Some(p) => println!("  preview    {}/", show(p)),
-        None => println!("  preview    not available"),
+        None => println!("  preview    not shown: this build's receiver has no frame hook to feed it"),
     }
     println!("  timeline   {}", show(&s.timeline));
     if let Some(stall) = &s.top_stall {

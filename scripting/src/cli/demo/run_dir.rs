@@ -2,7 +2,6 @@
 //! it.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -13,13 +12,16 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `dir`, or a new `beamline-demo-YYYYMMDD-HHMMSS` folder in the current directory when `dir` is
+    /// Creates `dir`, or a new `beamline-demo-YYYYMMDDTHHMMSSZ` folder in the current directory when `dir` is
     /// `None`. An existing folder is accepted only when it is empty, so a demo never mixes its outputs with
     /// another run's.
     pub fn create(dir: Option<&Path>) -> anyhow::Result<RunDir> {
         let root = match dir {
             Some(d) => d.to_path_buf(),
-            None => PathBuf::from(format!("beamline-demo-{}", utc_stamp(SystemTime::now()))),
+            None => {
+                let stamp = profiling::clock::Civil::from_unix_ns(profiling::clock::unix_ns()).compact();
+                PathBuf::from(format!("beamline-demo-{stamp}"))
+            }
         };
         if root.exists() {
             let mut entries = std::fs::read_dir(&root)
@@ -63,11 +65,6 @@ impl RunDir {
         self.root.join("recon")
     }
 
-    /// The folder of the live-preview slices.
-    pub fn preview_dir(&self) -> PathBuf {
-        self.root.join("preview")
-    }
-
     /// The timeline page of the whole run.
     pub fn timeline(&self) -> PathBuf {
         self.root.join("timeline.html")
@@ -88,39 +85,9 @@ impl RunDir {
     }
 }
 
-/// `YYYYMMDD-HHMMSS` in UTC.
-fn utc_stamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamps_are_utc_calendar_dates() {
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
-        // 2026-11-22 03:41:09 UTC
-        assert_eq!(utc_stamp(UNIX_EPOCH + std::time::Duration::from_secs(1_795_318_869)), "20261122-034109");
-        // A leap day.
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-    }
 
     #[test]
     fn refuses_a_folder_that_already_holds_files() {
