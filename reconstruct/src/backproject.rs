@@ -179,7 +179,7 @@ fn accumulate_checked(out: &mut [f32], ray: &Ray<'_>) {
     let q = ray.q;
     for (x, o) in out.iter_mut().enumerate() {
         let s = ray.s0 + x as f32 * ray.c;
-        if !(s >= 0.0) {
+        if s.is_nan() || s < 0.0 {
             continue;
         }
         let i = s as i32 as usize;

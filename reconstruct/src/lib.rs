@@ -8,6 +8,8 @@
 //! Entry points: [`pipeline::reconstruct_file`] (a file to a volume on disk) and
 //! [`cpu::SinogramPipeline::reconstruct_minus_log`] (one in-memory sinogram to one slice, for live previews).
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod backproject;
 pub mod bench;

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendError, ReconSetup, Slab};
+use crate::backend::{BackendError, ReconSetup, Slab};
 use crate::center::{find_center, CenterError, CenterEstimate};
 use crate::cpu::{CpuBackend, PreprocessCounts, SinogramPipeline};
 use crate::filter::FilterKind;
@@ -96,6 +96,17 @@ pub struct ReconOptions {
     pub out_size: Option<usize>,
 }
 
+impl BackendChoice {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Cuda => "cuda",
+        }
+    }
+}
+
 impl ReconOptions {
     /// Defaults for `input` and `output`: all slices, automatic centre, ramp, float32 TIFF, CPU, 4 GiB.
     pub fn new(input: impl Into<PathBuf>, output: impl Into<PathBuf>) -> ReconOptions {
@@ -144,6 +155,8 @@ pub struct ReconSummary {
     pub output: PathBuf,
     /// Giga voxel-angle updates per second over the whole run.
     pub gups: f64,
+    /// What `--backend` chose, and why when `auto` fell back to the CPU.
+    pub backend: String,
 }
 
 /// Why a reconstruction failed.
@@ -321,14 +334,11 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     let setup = setup_for(&file, opts, center);
     crate::cpu::validate(&setup)?;
     let counts = Arc::new(PreprocessCounts::default());
-    if opts.backend == BackendChoice::Cuda {
-        return Err(ReconError::Options(
-            "--backend cuda: the CUDA backend is not wired into this pipeline yet (and needs a GPU); use --backend cpu".into(),
-        ));
-    }
     let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, 1)?;
-    let devices: Vec<Box<dyn Backend>> =
-        vec![Box::new(cpu_backend(opts.threads, slab_rows, counts.clone())?)];
+    let cpu = cpu_backend(opts.threads, slab_rows, counts.clone())?;
+    let (devices, backend_line) = crate::gpu::select_backends(opts.backend, &cpu)
+        .map_err(|e| ReconError::Options(format!("--backend {}: {e}", opts.backend.name())))?;
+    tracing::info!(backend = %backend_line, "backend selected");
     let provenance = Provenance {
         software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
         input: opts.input.display().to_string(),
@@ -344,6 +354,7 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
             "stripe_size": opts.stripe_size,
             "zinger": opts.zinger,
             "bits": opts.bits,
+            "backend": opts.backend.name(),
             "angles": file.angles().len(),
             "flats_before_after_darks": file.reference_counts(),
             "convention": "column c has its centre at c; center = column of the rotation axis; slice pixel (row, col) at x = col - (n-1)/2, y = (n-1)/2 - row",
@@ -419,6 +430,7 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
         devices: report.slabs_per_device,
         output: if opts.format == Format::Hdf5 { h5_path(opts) } else { opts.output.clone() },
         gups: updates / seconds.max(1e-9) / 1e9,
+        backend: backend_line,
     })
 }
 

@@ -306,6 +306,9 @@ impl Command {
         let result = pipeline::reconstruct_file(&opts, &mut progress);
         pb.finish_and_clear();
         let s = result.with_context(|| format!("reconstructing {}", opts.input.display()))?;
+        if !run.quiet {
+            eprintln!("{}", s.backend);
+        }
         if s.clamped > 0 {
             eprintln!(
                 "warning: {} transmission values were not positive (raw <= dark, or flat <= dark) and were clamped before -log",
