@@ -378,8 +378,8 @@ fn bars(title: &str, data: &BTreeMap<String, Count>) -> String {
     let mut s = format!("<svg width=\"420\" height=\"{h}\" role=\"img\"><text x=\"8\" y=\"16\" font-weight=\"600\">{}</text>", escape_html(title));
     for (i, (k, c)) in rows.iter().enumerate() {
         let y = 26 + i * 18;
-        let ok = (c.runs - c.failed) as f64 / max * 250.0;
-        let bad = c.failed as f64 / max * 250.0;
+        let ok = (c.runs - c.failed) as f64 / max * 180.0;
+        let bad = c.failed as f64 / max * 180.0;
         s.push_str(&format!(
             "<text x=\"8\" y=\"{}\">{}</text><rect x=\"130\" y=\"{y}\" width=\"{ok:.1}\" height=\"13\" fill=\"#3c6ec8\"/><rect x=\"{:.1}\" y=\"{y}\" width=\"{bad:.1}\" height=\"13\" fill=\"#d9363e\"/><text x=\"{:.1}\" y=\"{}\">{} ({} failed)</text>",
             y + 11,
