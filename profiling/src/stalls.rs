@@ -142,18 +142,22 @@ pub fn analyse(tl: &Timeline) -> Analysis {
 
 fn lane_sentence(lane: &str, share: f64, parts: &[(String, u64)], wall: u64) -> String {
     let pct = |ns: u64| ns as f64 * 100.0 / wall as f64;
-    let named: Vec<String> = parts
+    let waits: Vec<String> = parts
         .iter()
-        .enumerate()
-        .filter(|(i, (_, ns))| *i == 0 || pct(*ns) >= 0.5)
-        .map(|(_, p)| p)
+        .filter(|(what, ns)| what != UNTRACED && pct(*ns) >= 0.5)
         .take(3)
-        .map(|(what, ns)| {
-            let what = if what == UNTRACED { "untraced gaps".to_owned() } else { what.clone() };
-            format!("{what} ({:.0}%)", pct(*ns))
-        })
+        .map(|(what, ns)| format!("{what} ({:.0}%)", pct(*ns)))
         .collect();
-    format!("{lane} idle {:.0}% of the run, waiting for {}", share * 100.0, named.join(", "))
+    let gaps = parts.iter().find(|(what, _)| what == UNTRACED).map(|(_, ns)| pct(*ns)).unwrap_or(0.0);
+    let mut text = format!("{lane} idle {:.0}% of the run", share * 100.0);
+    if !waits.is_empty() {
+        text.push_str(", waiting for ");
+        text.push_str(&waits.join(", "));
+    }
+    if gaps >= 0.5 || waits.is_empty() {
+        text.push_str(&format!("{}untraced gaps between spans {gaps:.0}%", if waits.is_empty() { ", " } else { "; " }));
+    }
+    text
 }
 
 /// Idle intervals of a lane: outermost wait spans and uncovered gaps, sorted by start.
@@ -216,7 +220,7 @@ mod tests {
         assert_eq!(w.idle_ns, 40 + 20 + 3);
         assert_eq!(w.parts[0], ("frames".to_owned(), 40));
         assert_eq!(w.parts[1], (UNTRACED.to_owned(), 20));
-        assert_eq!(w.text, "writer idle 63% of the run, waiting for frames (40%), untraced gaps (20%), lock (3%)");
+        assert_eq!(w.text, "writer idle 63% of the run, waiting for frames (40%), lock (3%); untraced gaps between spans 20%");
         assert_eq!(a.top[0].what, "frames");
         assert_eq!(a.top[0].dur, 40);
         assert_eq!(a.top[1].what, UNTRACED);
