@@ -1,6 +1,7 @@
 //! The beamline configuration file (TOML): devices, clock, engine limits, suspender. A built-in default
 //! describes a simulated tomography beamline.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,8 +234,15 @@ impl BeamlineConfig {
     }
 
     /// Builds the simulated devices on a new clock, with the given detector. With `dry_run` motors accept
-    /// targets outside their limits (the dry run reports them instead).
-    pub fn build(&self, scale: TimeScale, detector: Arc<dyn Detector>, dry_run: bool) -> Beamline {
+    /// targets outside their limits (the dry run reports them instead). Motors start at `positions` where
+    /// given (a dry run replicating a live beamline), else at their configured positions.
+    pub fn build(
+        &self,
+        scale: TimeScale,
+        detector: Arc<dyn Detector>,
+        dry_run: bool,
+        positions: Option<&BTreeMap<String, f64>>,
+    ) -> Beamline {
         let clock = Arc::new(Clock::new(scale));
         let motors = self
             .motors
@@ -243,7 +251,7 @@ impl BeamlineConfig {
                 Arc::new(SimMotor::new(
                     &m.name,
                     &m.units,
-                    m.position,
+                    positions.and_then(|p| p.get(&m.name).copied()).unwrap_or(m.position),
                     Kinematics { velocity: m.velocity, acceleration: m.acceleration },
                     SoftLimits { low: m.low, high: m.high },
                     !dry_run,

@@ -12,7 +12,7 @@ use crate::clock::TimeScale;
 use crate::config::{secs, BeamlineConfig};
 use crate::control::Control;
 use crate::device::detector::RecordingDetector;
-use crate::device::{Detector, SeriesStatus, SeriesSummary};
+use crate::device::{Beamline, Detector, SeriesStatus, SeriesSummary};
 use crate::diagnostics::{self, ScriptError, Sources};
 use crate::error::RunStatus;
 use crate::provenance::Provenance;
@@ -51,6 +51,8 @@ pub struct ScanOptions {
     pub output_dir: Option<PathBuf>,
     /// Where `print` output and suspender messages go (default: stderr).
     pub output: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Called with the live beamline just before the live run starts (monitoring, tests, demos).
+    pub on_live_start: Option<Arc<dyn Fn(&Beamline) + Send + Sync>>,
 }
 
 impl Default for ScanOptions {
@@ -64,6 +66,7 @@ impl Default for ScanOptions {
             detector: DetectorChoice::default(),
             output_dir: None,
             output: Arc::new(|line: &str| eprintln!("{line}")),
+            on_live_start: None,
         }
     }
 }
@@ -126,10 +129,6 @@ impl ScanOutcome {
     /// Files written, in order.
     pub fn files(&self) -> Vec<PathBuf> {
         self.series.iter().filter_map(|s| s.file.clone()).collect()
-    }
-
-    fn refused(status: RunStatus, error: Option<ScriptError>, dry: ScanOutcome) -> ScanOutcome {
-        ScanOutcome { status, error, dry_run: false, preflight: Some(dry.report.clone()), ..dry }
     }
 }
 
@@ -218,28 +217,57 @@ impl Job {
 
     fn run(self, live_detector: Option<Arc<dyn Detector>>) -> ScanOutcome {
         let o = &self.options;
+        let cfg = &o.config;
         let Some(detector) = live_detector else {
-            return self.pass(Mode::Dry, self.dry_detector(), self.progress.clone(), o.output.clone());
+            let dry = cfg.build(TimeScale::ZERO, self.dry_detector(), true, None);
+            return self.pass(Mode::Dry, dry, self.progress.clone(), o.output.clone());
         };
+        let scale = TimeScale(o.time_scale.unwrap_or(cfg.clock.time_scale));
+        let live = cfg.build(scale, detector, false, None);
         if o.preflight {
+            // A replica of the live beamline, from where its motors are now.
+            let replica = cfg.build(TimeScale::ZERO, self.dry_detector(), true, Some(&live.positions()));
             let quiet: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|_: &str| {});
-            let dry = self.pass(Mode::Dry, self.dry_detector(), Arc::new(Progress::default()), quiet);
+            let dry = self.pass(Mode::Dry, replica, Arc::new(Progress::default()), quiet);
+            let refuse = |status: RunStatus, error: Option<ScriptError>| ScanOutcome {
+                status,
+                error,
+                dry_run: false,
+                preflight: Some(dry.report.clone()),
+                report: PlanReport::default(),
+                series: Vec::new(),
+                points: 0,
+                suspensions: 0,
+                retakes: 0,
+                positions: live.positions(),
+                moving: live.moving(),
+                shutter_open: live.shutter.is_open().unwrap_or(true),
+                elapsed: dry.elapsed,
+                beamline_time: Duration::ZERO,
+                unused_params: dry.unused_params.clone(),
+            };
             if dry.status != RunStatus::Success {
                 let mut err = dry.error.clone();
                 if let Some(e) = err.as_mut() {
                     e.message = format!("{} (found by the preflight dry run; nothing was moved)", e.message);
                 }
-                return ScanOutcome::refused(dry.status, err, dry);
+                return refuse(dry.status, err);
             }
             if !dry.report.violations.is_empty() {
-                return ScanOutcome::refused(RunStatus::LimitViolation, None, dry);
+                return refuse(RunStatus::LimitViolation, None);
             }
             self.progress.points_total.store(dry.report.points, Ordering::Release);
-            let mut live = self.pass(Mode::Live, detector, self.progress.clone(), o.output.clone());
-            live.preflight = Some(dry.report);
-            return live;
+            if let Some(hook) = &o.on_live_start {
+                hook(&live);
+            }
+            let mut outcome = self.pass(Mode::Live, live, self.progress.clone(), o.output.clone());
+            outcome.preflight = Some(dry.report);
+            return outcome;
         }
-        self.pass(Mode::Live, detector, self.progress.clone(), o.output.clone())
+        if let Some(hook) = &o.on_live_start {
+            hook(&live);
+        }
+        self.pass(Mode::Live, live, self.progress.clone(), o.output.clone())
     }
 
     fn dry_detector(&self) -> Arc<dyn Detector> {
@@ -250,18 +278,13 @@ impl Job {
     fn pass(
         &self,
         mode: Mode,
-        detector: Arc<dyn Detector>,
+        beamline: Beamline,
         progress: Arc<Progress>,
         output: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> ScanOutcome {
         let t0 = Instant::now();
         let o = &self.options;
         let cfg = &o.config;
-        let scale = match mode {
-            Mode::Dry => TimeScale::ZERO,
-            Mode::Live => TimeScale(o.time_scale.unwrap_or(cfg.clock.time_scale)),
-        };
-        let beamline = cfg.build(scale, detector, mode == Mode::Dry);
         let provenance = Provenance::new(&self.name, &self.text, o.params.clone());
         let session = Arc::new(Session::new(
             beamline,
@@ -310,8 +333,8 @@ impl Job {
             points: p.points_done.load(Ordering::Acquire),
             suspensions: p.suspensions.load(Ordering::Acquire),
             retakes: p.retakes.load(Ordering::Acquire),
-            positions: session.positions(),
-            moving: bl.motors.iter().filter(|m| m.is_moving().unwrap_or(true)).map(|m| m.name().to_string()).collect(),
+            positions: bl.positions(),
+            moving: bl.moving(),
             shutter_open: bl.shutter.is_open().unwrap_or(true),
             elapsed: t0.elapsed(),
             beamline_time: bl.clock.now(),

@@ -2,7 +2,7 @@
 //! series, the motors to return, and the report. Motion, acquisition (with the beam suspender) and series
 //! handling live here; the scan shapes built on them live in [`crate::plans`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -165,7 +165,8 @@ impl Session {
     /// Waits while paused; fails once aborted. Called between points.
     pub fn checkpoint(&self) -> Result<(), ScanError> {
         self.control.check()?;
-        if self.control.is_paused() {
+        // The preflight dry run never pauses: a pause is about the real beamline.
+        if self.mode == Mode::Live && self.control.is_paused() {
             self.progress.paused.store(true, Ordering::Release);
             let _w = tracing::info_span!("wait.pause").entered();
             while self.control.is_paused() && !self.control.is_aborted() {
@@ -523,10 +524,6 @@ impl Session {
         }
     }
 
-    /// Motors currently known, with positions (for reports and tests).
-    pub fn positions(&self) -> BTreeMap<String, f64> {
-        self.beamline.motors.iter().map(|m| (m.name().to_string(), m.position().unwrap_or(f64::NAN))).collect()
-    }
 }
 
 impl Session {

@@ -172,6 +172,7 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
         detector: DetectorChoice::Acquisition,
         output_dir: a.output_dir.clone(),
         output: Arc::new(move |line: &str| printer.suspend(|| eprintln!("{line}"))),
+        on_live_start: None,
     };
     let text = std::fs::read_to_string(script).with_context(|| format!("cannot read script {}", script.display()))?;
     let control = Arc::new(Control::default());
@@ -261,7 +262,7 @@ fn print_outcome(o: &ScanOutcome, json: bool) {
     }
 }
 
-/// Runs `script` live with zero-time devices and a recording detector; returns wall seconds and points.
+/// Runs `script` live with zero-time devices and a recording detector; returns wall seconds and points kept.
 fn timed_run(script: &str) -> anyhow::Result<(f64, u64)> {
     let mut config = BeamlineConfig::default();
     config.clock.time_scale = 0.0;
@@ -286,14 +287,19 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Microseconds per point beyond a one-point run (so engine start-up is not counted), median of `repeat`.
-fn per_point_us(repeat: usize, n: u64, make: impl Fn(u64) -> String) -> anyhow::Result<f64> {
+/// Microseconds per iteration beyond a one-iteration run (so engine start-up is not counted), median of
+/// `repeat`. `frames_per_iteration` is checked against the frames the runs kept.
+fn per_point_us(repeat: usize, n: u64, frames_per_iteration: u64, make: impl Fn(u64) -> String) -> anyhow::Result<f64> {
     let mut v = Vec::new();
     for _ in 0..repeat.max(1) {
         let (t1, p1) = timed_run(&make(1))?;
         let (tn, pn) = timed_run(&make(n))?;
-        anyhow::ensure!(pn > p1, "the benchmark took no points");
-        v.push((tn - t1) / (pn - p1) as f64 * 1e6);
+        anyhow::ensure!(
+            (p1, pn) == (frames_per_iteration, n * frames_per_iteration),
+            "the benchmark kept {p1} and {pn} frames, expected {frames_per_iteration} and {}",
+            n * frames_per_iteration
+        );
+        v.push((tn - t1) / (n - 1) as f64 * 1e6);
     }
     Ok(median(v))
 }
@@ -302,11 +308,11 @@ fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.points >= 2, "--points must be at least 2");
     let n = a.points;
     println!("scan engine overhead, {n}-point step scans, zero-time simulated devices, median of {}", a.repeat);
-    let step = per_point_us(a.repeat, n, |k| format!("scan(samx, -10.0, 10.0, {k}, #{{exposure: 0.0}});"))?;
+    let step = per_point_us(a.repeat, n, 1, |k| format!("scan(samx, -10.0, 10.0, {k}, #{{exposure: 0.0}});"))?;
     println!("  scan(samx, ...)            {step:8.2} us/point  (move + trigger + suspender check + commit)");
-    let count = per_point_us(a.repeat, n, |k| format!("count({k}, #{{exposure: 0.0}});"))?;
+    let count = per_point_us(a.repeat, n, 1, |k| format!("count({k}, #{{exposure: 0.0}});"))?;
     println!("  count(n)                   {count:8.2} us/point");
-    let loop_us = per_point_us(a.repeat, n, |k| {
+    let loop_us = per_point_us(a.repeat, n, 0, |k| {
         format!("let n = {k}; let c = 0; for i in 0..n {{ move(samx, -10.0 + 20.0 * i / n); c += position(samx); }}")
     })?;
     println!("  Rhai loop: move + position {loop_us:8.2} us/iteration (script-level loop)");

@@ -164,6 +164,18 @@ impl Beamline {
     }
 }
 
+impl Beamline {
+    /// Every motor's position now (NaN for a motor that cannot be read).
+    pub fn positions(&self) -> std::collections::BTreeMap<String, f64> {
+        self.motors.iter().map(|m| (m.name().to_string(), m.position().unwrap_or(f64::NAN))).collect()
+    }
+
+    /// Motors moving now (a motor that cannot be read counts as moving).
+    pub fn moving(&self) -> Vec<String> {
+        self.motors.iter().filter(|m| m.is_moving().unwrap_or(true)).map(|m| m.name().to_string()).collect()
+    }
+}
+
 impl std::fmt::Debug for Beamline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.motors.iter().map(|m| m.name()).collect();
