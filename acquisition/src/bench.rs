@@ -46,14 +46,15 @@ pub enum BenchError {
     Run(String),
 }
 
-/// `n` distinct noisy projections of a `rows x cols` uint16 detector, blosc lz4 + byte shuffle, level 5.
+/// `n` noisy exposures (independent noise, one projection angle) of a `rows x cols` uint16 detector, blosc
+/// lz4 + byte shuffle, level 5.
 pub fn frame_pool(rows: usize, cols: usize, n: usize) -> Result<Vec<Vec<u8>>, SendError> {
     let mut gen = FrameGenerator::new(&SimConfig::new(rows, cols, Dtype::Uint16));
     let mut codec = Codec::new(BloscParams::default(), 2);
     let mut raw = Vec::new();
     let mut pool = Vec::with_capacity(n);
-    for k in 0..n {
-        gen.frame_into(ImageKey::Projection, Degrees(k as f64 * 180.0 / n as f64), &mut raw);
+    for _ in 0..n {
+        gen.frame_into(ImageKey::Projection, Degrees(30.0), &mut raw);
         pool.push(codec.compress(&raw)?.to_vec());
     }
     Ok(pool)
@@ -163,7 +164,7 @@ pub fn measure(
 ) -> Result<Measurement, BenchError> {
     let rss_ok = reset_peak_rss();
     let run = |endpoint: &str| spawn_sender(endpoint).map_err(|e| BenchError::Run(format!("start the sender: {e}")));
-    let (frames, seconds, compressed, frame_bytes, mut child) = match sink {
+    let (frames, seconds, compressed, frame_bytes, child) = match sink {
         Sink::Nxtomo(path) => {
             let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
             cfg.endpoint = "tcp://127.0.0.1:*".into();
@@ -188,9 +189,10 @@ pub fn measure(
             (f, secs, bytes, fb, child)
         }
     };
-    let status = child.wait().map_err(|e| BenchError::Run(format!("wait for the sender: {e}")))?;
-    if !status.success() {
-        return Err(BenchError::Run(format!("the sender process failed ({status})")));
+    let out = child.wait_with_output().map_err(|e| BenchError::Run(format!("wait for the sender: {e}")))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(BenchError::Run(format!("the sender process failed ({}): {}", out.status, err.trim())));
     }
     Ok(Measurement {
         sink: sink.name(),

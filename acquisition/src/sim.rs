@@ -66,6 +66,8 @@ pub struct FrameGenerator {
     levels: Levels,
     rng: rand::rngs::StdRng,
     counts: Vec<f32>,
+    /// Line integrals of the last projection angle (repeated exposures at one angle reuse them).
+    cached: Option<(f64, Vec<f32>)>,
 }
 
 impl FrameGenerator {
@@ -92,6 +94,7 @@ impl FrameGenerator {
             levels: lv,
             rng,
             counts: Vec::new(),
+            cached: None,
         }
     }
 
@@ -122,8 +125,11 @@ impl FrameGenerator {
             }
             ImageKey::Projection => {
                 let k = (self.cfg.attenuation / self.cfg.cols.max(1) as f64) as f32;
-                let li = self.line_integrals(angle);
-                self.counts.extend(self.beam.iter().zip(&li).map(|(b, l)| b * (-k * l).exp()));
+                if self.cached.as_ref().is_none_or(|(a, _)| *a != angle.0) {
+                    self.cached = Some((angle.0, self.line_integrals(angle)));
+                }
+                let li = self.cached.as_ref().map(|(_, li)| li.as_slice()).unwrap_or_default();
+                self.counts.extend(self.beam.iter().zip(li).map(|(b, l)| b * (-k * l).exp()));
             }
         }
         let lv = self.levels;

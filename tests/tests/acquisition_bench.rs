@@ -1,0 +1,33 @@
+//! `beamline bench ingest --json` runs all six measurements and prints one JSON object on its last line
+//! (figures are not asserted: tests never judge wall-clock time).
+
+use tests::beamline;
+
+#[test]
+fn bench_ingest_json_reports_every_sink_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = beamline()
+        .args(["bench", "ingest", "--json", "--large-frames", "3", "--small-frames", "40", "--repeat", "1"])
+        .args(["--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.trim().lines().last().unwrap();
+    let j: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    assert_eq!(j["bench"], "ingest");
+    assert_eq!(j["sender"], "separate process");
+    let runs = j["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    for r in runs {
+        let want = if r["frame"] == "2048x2048" { 3 } else { 40 };
+        assert_eq!(r["frames"], want, "{r}");
+        assert!(r["frames_per_s"].as_f64().unwrap() > 0.0);
+        assert!(r["gb_per_s_uncompressed"].as_f64().unwrap() > 0.0);
+    }
+    let sinks: Vec<&str> = runs.iter().map(|r| r["sink"].as_str().unwrap()).collect();
+    for s in ["zmq_discard", "zmq_append_file", "beamline_receive"] {
+        assert_eq!(sinks.iter().filter(|x| **x == s).count(), 2, "{s}");
+    }
+    assert!(j["ratio_to_ceiling_b_2048"].as_f64().is_some());
+}
