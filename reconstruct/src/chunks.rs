@@ -62,8 +62,9 @@ pub struct BloscChunks {
     pub sample: Sample,
 }
 
-/// Chunks read per batch (bounds the compressed bytes held at once).
-pub const BATCH: usize = 64;
+/// Compressed plus decoded bytes held at once by one batch of chunks (at least two chunks per thread are
+/// read per batch regardless).
+pub const BATCH_BYTES: usize = 256 << 20;
 
 impl BloscChunks {
     /// Whether `ds` qualifies; `None` means "use the HDF5 filter pipeline".
@@ -105,7 +106,8 @@ impl BloscChunks {
             .flat_map(|fc| row_chunks.iter().map(move |&rc| [(fc * cf) as u64, (rc * cr) as u64, 0]))
             .collect();
         let chunk_bytes = cf * cr * nc * self.sample.size();
-        for batch in offsets.chunks(BATCH) {
+        let batch_len = (BATCH_BYTES / (2 * chunk_bytes).max(1)).clamp(2 * rayon::current_num_threads(), 256);
+        for batch in offsets.chunks(batch_len) {
             let raw = {
                 let _span = tracing::info_span!("recon.read_chunks", chunks = batch.len()).entered();
                 batch.iter().map(|off| read_chunk(ds, off)).collect::<Result<Vec<_>, String>>()?

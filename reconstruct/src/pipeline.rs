@@ -220,21 +220,22 @@ pub fn select_rows(rows: usize, slices: Option<Range<usize>>, part: Option<(usiz
 
 /// Rows per slab that keep the slabs in flight within `memory_bytes`.
 pub fn slab_rows_for_budget(file: &NxTomo, out_size: usize, memory_bytes: u64, devices: usize) -> Result<usize, ReconError> {
-    let n_angles = file.projections().len();
-    // Per row: the HDF5 read buffer and the slab (all frames), the sinogram copy and padded sinogram in the
-    // backend, and the output slice twice (result and write buffer).
-    let per_row = 2 * file.slab_bytes_per_row()
-        + 2 * n_angles * (file.cols() + 2 * out_size) * 4
-        + 2 * out_size * out_size * 4;
+    let n_angles = file.projections().len() as u64;
+    let (frames_row, out_row) = (file.slab_bytes_per_row() as u64, (out_size * out_size * 4) as u64);
+    // Per row: every slab in flight holds its raw rows (all frames, f32) or its output slices; one more raw
+    // copy exists while a slab is read; the backend holds a sinogram copy, the padded sinogram (~1.42 x
+    // out_size wide) and the output of the slab it works on.
     let in_flight = schedule::max_in_flight(devices) as u64;
-    let rows = memory_bytes / (per_row as u64 * in_flight);
+    let padded = (file.cols() as f64 + 1.42 * out_size as f64 + 8.0) as u64;
+    let per_row = in_flight * (frames_row + out_row) + frames_row + n_angles * (file.cols() as u64 + padded) * 4 + out_row;
+    let rows = memory_bytes / per_row;
     if rows == 0 {
         return Err(ReconError::Options(format!(
             "--memory {} MiB is too small for this file: one detector row needs about {} MiB with {in_flight} slabs in flight; \
              give at least --memory {}M",
             memory_bytes >> 20,
-            (per_row as u64 * in_flight) >> 20,
-            ((per_row as u64 * in_flight) >> 20) + 1
+            per_row >> 20,
+            (per_row >> 20) + 1
         )));
     }
     Ok((rows as usize).min(256))

@@ -352,7 +352,12 @@ impl Bench {
         };
         print("512 all cores", &all);
         print("512 one core", &one);
-        println!("  peers measured here on 512x512x720: ASTRA CPU FBP 0.28-0.33, algotom numba 0.53-0.70 G updates/s");
+        let (tb_secs, tb_gups, tb_diff) = reconstruct::bench::textbook_case(512, 720);
+        println!(
+            "  {:<28} 512x512  x  720 angles, 1 thread(s): {tb_secs:.4} s/slice, {tb_gups:.2} G updates/s (max |difference| {tb_diff:.2e})",
+            "textbook loop, same run"
+        );
+        println!("  peers measured on this machine for the issue: ASTRA CPU FBP 0.28-0.33, algotom numba 0.53-0.70 G updates/s");
         let big = if args.quick { None } else { Some(run_case(2048, 1500, 1, 2, None)?) };
         if let Some(b) = &big {
             print("2048 all cores", b);
@@ -366,6 +371,7 @@ impl Bench {
                 "threads": threads,
                 "slice_512": all,
                 "slice_512_one_thread": one,
+                "textbook_512_one_thread": {"seconds_per_slice": tb_secs, "gups": tb_gups, "max_abs_difference": tb_diff},
                 "slice_2048": big,
                 "gups_512": all.gups,
                 "seconds_per_slice_512": all.seconds_per_slice,
