@@ -8,18 +8,13 @@ use std::time::Duration;
 
 use acquisition::protocol::{BloscParams, Compression, Compressor, Degrees, Dtype, Shuffle};
 use acquisition::sim::{Schedule, SimConfig};
-use acquisition_common::{check, ok, simulated, wait};
+use acquisition_common::{check, ok, simulated, spawn_receiver, wait};
 use tests::{beamline, free_endpoint};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn receive(endpoint: &str, out: &std::path::Path) -> std::process::Child {
-    beamline()
-        .args(["receive", "--bind", endpoint, "--output", out.to_str().unwrap(), "-q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start beamline receive")
+    spawn_receiver(endpoint, out, &[])
 }
 
 fn simulate(endpoint: &str, extra: &[&str]) -> std::process::Output {

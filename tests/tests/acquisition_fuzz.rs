@@ -8,7 +8,6 @@
 
 mod acquisition_common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use acquisition::blosc::{validate_chunk, Codec};
@@ -17,8 +16,8 @@ use acquisition::protocol::{
     FrameHeader, FrameIndex, ImageKey, SeriesStart, SeriesStatus, Shape,
 };
 use acquisition::sender::SeriesSender;
-use acquisition_common::{check, ok, wait, Expected};
-use tests::{beamline, free_endpoint};
+use acquisition_common::{check, ok, spawn_receiver, wait, Expected};
+use tests::free_endpoint;
 
 const N: u64 = 200;
 const GARBAGE_PER_FRAME: usize = 50;
@@ -173,12 +172,7 @@ fn ten_thousand_bad_messages_cost_no_good_frame() {
     let dir = tempfile::tempdir().unwrap();
     let ep = free_endpoint();
     let file = dir.path().join("fuzz.h5");
-    let rx = beamline()
-        .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "-q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rx = spawn_receiver(&ep, &file, &[]);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut sender = SeriesSender::connect(&ep).unwrap();
     sender.set_linger(-1).unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use acquisition::protocol::{BloscParams, Compression, Degrees, Dtype};
 use acquisition::sim::{Schedule, SimConfig};
-use acquisition_common::{check, simulated};
+use acquisition_common::{check, simulated, spawn_receiver};
 use tests::{beamline, free_endpoint};
 
 #[test]
@@ -16,12 +16,7 @@ fn kill_9_mid_series_leaves_a_readable_file_with_every_flushed_frame_intact() {
     let dir = tempfile::tempdir().unwrap();
     let ep = free_endpoint();
     let file = dir.path().join("killed.h5");
-    let mut rx = beamline()
-        .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "--flush-ms", "100", "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut rx = spawn_receiver(&ep, &file, &["--flush-ms", "100"]);
     let mut tx = beamline()
         .args(["simulate", "--connect", &ep, "--size", "64", "--angles", "400", "--flats", "3", "--darks", "2"])
         .args(["--fps", "40", "--seed", "5", "--series", "killed", "-q"])

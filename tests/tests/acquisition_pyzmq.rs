@@ -3,22 +3,16 @@
 
 mod acquisition_common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use acquisition_common::{check, wait};
-use tests::{beamline, free_endpoint, run_python};
+use acquisition_common::{check, spawn_receiver, wait};
+use tests::{free_endpoint, run_python};
 
 fn python_series(codec: &str) {
     let dir = tempfile::tempdir().unwrap();
     let ep = free_endpoint();
     let file = dir.path().join("py.h5");
-    let rx = beamline()
-        .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "-q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rx = spawn_receiver(&ep, &file, &[]);
     run_python("acq_sender.py", &[&ep, dir.path().to_str().unwrap(), codec]);
     let out = wait(rx, Duration::from_secs(120), "beamline receive");
     let stdout = String::from_utf8_lossy(&out.stdout);

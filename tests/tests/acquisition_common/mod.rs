@@ -129,3 +129,14 @@ pub fn ok(out: &Output, what: &str) -> String {
     );
     stdout
 }
+
+/// Starts `beamline receive --bind endpoint --output file -q` plus `extra`, stdout/stderr piped.
+pub fn spawn_receiver(endpoint: &str, file: &Path, extra: &[&str]) -> Child {
+    tests::beamline()
+        .args(["receive", "--bind", endpoint, "--output", file.to_str().expect("utf-8 path"), "-q"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start beamline receive")
+}
