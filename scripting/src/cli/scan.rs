@@ -232,7 +232,7 @@ fn print_outcome(o: &ScanOutcome, json: bool) {
     if let Some(e) = &o.error {
         eprint!("error: {e}");
     }
-    for s in &o.series {
+    for s in o.series.iter().filter(|_| !o.dry_run) {
         let file = s.file.as_ref().map_or("(sent to the external receiver)".to_string(), |f| f.display().to_string());
         println!("{}: {} points, {} -> {file}", s.name, s.frames, s.status.as_str());
     }
