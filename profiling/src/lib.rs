@@ -81,6 +81,8 @@
 //!   one sentence, e.g. for the end of `beamline demo`.
 //! - Reports over many runs: [`report`].
 
+#![warn(missing_docs)]
+
 pub mod chrome;
 pub mod clock;
 mod error;

@@ -17,7 +17,8 @@ pub enum Command {
     ///
     /// Every `beamline` command records a log of timed spans from all its threads: see `--log` and
     /// the run directory ($BEAMLINE_RUN_DIR, else $XDG_STATE_HOME/beamline/runs, else
-    /// ~/.local/state/beamline/runs). Several logs (processes of one run) merge onto one time axis.
+    /// ~/.local/state/beamline/runs; it keeps the newest 1000 logs, $BEAMLINE_RUN_KEEP changes that, 0
+    /// keeps all). Several logs (processes of one run) merge onto one time axis.
     Timeline(TimelineArgs),
     /// Reports across many runs.
     Runs {
@@ -422,6 +423,38 @@ pub fn run_dir() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|h| h.join(".local/state/beamline/runs")))
 }
 
+/// How many logs the run directory keeps: `$BEAMLINE_RUN_KEEP` (0 keeps all), default 1000.
+fn keep_runs() -> usize {
+    std::env::var("BEAMLINE_RUN_KEEP").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+}
+
+/// Deletes the oldest run logs in `dir` beyond the newest `keep - 1` (making room for this run's log).
+/// Only files named like the logs this module writes (`YYYYMMDDTHHMMSSZ-....jsonl`) are touched.
+fn prune_run_dir(dir: &Path, keep: usize) {
+    if keep == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".jsonl")
+                && name.len() > 17
+                && name.as_bytes()[..8].iter().all(u8::is_ascii_digit)
+                && &name[8..9] == "T"
+                && &name[15..17] == "Z-"
+        })
+        .collect();
+    if logs.len() < keep {
+        return;
+    }
+    logs.sort();
+    for old in &logs[..=logs.len() - keep] {
+        let _ = std::fs::remove_file(old);
+    }
+}
+
 /// The subcommand named on a command line, e.g. `acquire` or `bench trace` (skipping options).
 fn command_name(argv: &[String]) -> String {
     let mut words = Vec::new();
@@ -465,6 +498,7 @@ impl Recording {
         let path = match log {
             Some(p) => Some(p.to_path_buf()),
             None => run_dir().map(|d| {
+                prune_run_dir(&d, keep_runs());
                 let stamp = clock::Civil::from_unix_ns(clock::unix_ns()).compact();
                 d.join(format!("{stamp}-{}-{}.jsonl", command.replace(' ', "-"), std::process::id()))
             }),
@@ -507,6 +541,24 @@ impl Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_dir_keeps_the_newest_logs_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("beamline-prune-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for i in 0..5 {
+            std::fs::write(dir.join(format!("2026112{i}T000000Z-acquire-1.jsonl")), "").expect("write");
+        }
+        std::fs::write(dir.join("notes.jsonl"), "").expect("write");
+        prune_run_dir(&dir, 3);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read")
+            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+            .collect();
+        left.sort();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(left, ["20261123T000000Z-acquire-1.jsonl", "20261124T000000Z-acquire-1.jsonl", "notes.jsonl"]);
+    }
 
     #[test]
     fn command_names() {
