@@ -104,12 +104,13 @@ pub fn textbook_backproject(filtered: &[f32], n_cols: usize, angles_rad: &[f32],
             let mut acc = 0f32;
             for (a, &(cs, sn)) in trig.iter().enumerate() {
                 let s = x * cs + y * sn + center;
-                if s >= 0.0 && s < (n_cols - 1) as f64 {
-                    let i = s as usize;
-                    let f = (s - i as f64) as f32;
-                    let q = &filtered[a * n_cols..(a + 1) * n_cols];
-                    acc += q[i] + f * (q[i + 1] - q[i]);
-                }
+                // The detector reads zero beyond its edges (as in the optimised loop's padding).
+                let q = &filtered[a * n_cols..(a + 1) * n_cols];
+                let at = |i: i64| if i >= 0 && (i as usize) < n_cols { q[i as usize] } else { 0.0 };
+                let i = s.floor() as i64;
+                let f = (s - i as f64) as f32;
+                let (lo, hi) = (at(i), at(i + 1));
+                acc += lo + f * (hi - lo);
             }
             out[r * out_size + c] = acc;
         }
