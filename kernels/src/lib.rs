@@ -27,6 +27,8 @@
 //! memory transfers, streams and launch failures; none of the kernels uses shared memory, barriers, warp
 //! intrinsics or atomics, the constructs a sequential harness could not run faithfully.
 
+#![warn(missing_docs)]
+
 pub mod harness;
 pub mod launch;
 
@@ -41,33 +43,28 @@ pub struct Kernel {
     pub source: &'static str,
 }
 
+/// A [`Kernel`] for entry point `$name` in `cuda/$file`.
+macro_rules! kernel {
+    ($name:literal, $file:literal) => {
+        Kernel {
+            name: $name,
+            file: $file,
+            source: include_str!(concat!("../cuda/", $file)),
+        }
+    };
+}
+
 /// Dark/flat normalisation and `-log`.
-pub const NORMALIZE_MINUS_LOG: Kernel = Kernel {
-    name: "normalize_minus_log",
-    file: "normalize.cu",
-    source: include_str!("../cuda/normalize.cu"),
-};
+pub const NORMALIZE_MINUS_LOG: Kernel = kernel!("normalize_minus_log", "normalize.cu");
 
 /// Zinger removal (median of three neighbouring angles).
-pub const REMOVE_ZINGERS: Kernel = Kernel {
-    name: "remove_zingers",
-    file: "zingers.cu",
-    source: include_str!("../cuda/zingers.cu"),
-};
+pub const REMOVE_ZINGERS: Kernel = kernel!("remove_zingers", "zingers.cu");
 
 /// Row filter as a direct convolution with real-space taps.
-pub const FILTER_CONVOLVE: Kernel = Kernel {
-    name: "filter_convolve",
-    file: "filter.cu",
-    source: include_str!("../cuda/filter.cu"),
-};
+pub const FILTER_CONVOLVE: Kernel = kernel!("filter_convolve", "filter.cu");
 
 /// Parallel-beam backprojection.
-pub const BACKPROJECT: Kernel = Kernel {
-    name: "backproject",
-    file: "backproject.cu",
-    source: include_str!("../cuda/backproject.cu"),
-};
+pub const BACKPROJECT: Kernel = kernel!("backproject", "backproject.cu");
 
 /// Every kernel, in pipeline order.
 pub const ALL: [Kernel; 4] = [

@@ -315,3 +315,54 @@ fn harness_rejects_wrong_lengths() {
     let err = harness::remove_zingers(shape(), &[0.0; 10], 1.0).unwrap_err();
     assert!(err.to_string().contains("needs"), "{err}");
 }
+
+/// Slabs larger than the element-wise grid (`ELEMENTWISE_MAX_BLOCKS x ELEMENTWISE_BLOCK` threads) make the
+/// grid-stride loops of `normalize_minus_log` and `remove_zingers` take a second turn.
+#[test]
+fn grid_stride_loops_cover_slabs_larger_than_the_grid() {
+    use reconstruct::gpu::kernels::launch::{ELEMENTWISE_BLOCK, ELEMENTWISE_MAX_BLOCKS};
+    let threads = ELEMENTWISE_BLOCK as usize * ELEMENTWISE_MAX_BLOCKS as usize;
+    let (rows, cols) = (2usize, 256usize);
+    let angles = threads / (rows * cols) + 7;
+    let shape = SlabShape {
+        rows: rows as u32,
+        angles: angles as u32,
+        cols: cols as u32,
+    };
+    assert!(shape.len() > threads);
+    let raw: Vec<f32> = (0..shape.len())
+        .map(|i| 120.0 + (i % 977) as f32 * 9.5)
+        .collect();
+    let dark = vec![100.0; rows * cols];
+    let flat = vec![9500.0; rows * cols];
+    let weight: Vec<f32> = (0..angles).map(|a| (a % 3) as f32 / 2.0).collect();
+    let f = Fields {
+        dark: &dark,
+        flat_before: &flat,
+        flat_after: &flat,
+        flat_weight: &weight,
+    };
+    let got = harness::normalize_minus_log(shape, &raw, f, TRANSMISSION_FLOOR).expect("normalise");
+    let mut want = raw.clone();
+    for (r, sino) in want.chunks_mut(angles * cols).enumerate() {
+        let f = r * cols..(r + 1) * cols;
+        normalize_minus_log(sino, &dark[f.clone()], &flat[f.clone()], &flat[f], &weight);
+    }
+    let bad = got
+        .iter()
+        .zip(&want)
+        .filter(|(g, w)| (*g - *w).abs() > 4.0 * f32::EPSILON * w.abs().max(1.0))
+        .count();
+    assert_eq!(
+        bad, 0,
+        "{bad} values differ; the tail past the grid must be computed too"
+    );
+    let dezingered = harness::remove_zingers(shape, &want, 0.5).expect("zingers");
+    for sino in want.chunks_mut(angles * cols) {
+        remove_zingers(sino, cols, 0.5);
+    }
+    assert!(dezingered
+        .iter()
+        .zip(&want)
+        .all(|(g, w)| g.to_bits() == w.to_bits()));
+}
