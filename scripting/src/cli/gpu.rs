@@ -28,7 +28,8 @@ pub enum GpuAction {
     /// List CUDA drivers and devices (or say there are none), compile every kernel with NVRTC and print
     /// each kernel's PTX size. Exits 0 when every kernel compiles for every architecture.
     Check(CheckArgs),
-    /// The multi-device scaling benchmark (the same as `beamline bench gpu`).
+    /// Multi-device scaling benchmark: reconstruction on 1..N GPUs through the scheduler, with speed-up
+    /// and per-device rates (`--backend cpu` runs the same path on the CPU).
     Bench(BenchArgs),
 }
 
