@@ -6,7 +6,15 @@ use scripting::cli;
 
 /// Synchrotron tomography from the detector to a reconstructed volume.
 #[derive(Debug, Parser)]
-#[command(name = "beamline", version, about, propagate_version = true)]
+#[command(
+    name = "beamline",
+    version,
+    about = "Synchrotron tomography from the detector to a reconstructed volume.",
+    long_about = "Synchrotron tomography from the detector to a reconstructed volume: simulate or receive detector \
+                  frames over ZeroMQ into NeXus NXtomo files, script scans in Rhai, reconstruct on CPU or CUDA \
+                  GPUs, and see where every run spent its time.\n\nStart with `beamline demo`.",
+    propagate_version = true
+)]
 struct Cli {
     /// Record this run's trace log (spans of every thread) into FILE instead of a new file in the run
     /// directory ($BEAMLINE_RUN_DIR, else $XDG_STATE_HOME/beamline/runs, else ~/.local/state/beamline/runs).
@@ -47,6 +55,8 @@ enum Bench {
     Scan(cli::scan::Bench),
     #[command(flatten)]
     Profile(cli::profile::Bench),
+    #[command(flatten)]
+    Gpu(cli::gpu::Bench),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +74,7 @@ fn main() -> std::process::ExitCode {
             Bench::Recon(b) => b.run(),
             Bench::Scan(b) => b.run(),
             Bench::Profile(b) => b.run(),
+            Bench::Gpu(b) => b.run(),
         },
     };
     let code = match &result {
