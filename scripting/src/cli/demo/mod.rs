@@ -22,7 +22,8 @@ mod stitch;
 pub enum Command {
     /// Run the whole pipeline on the simulated beamline: a tomography scan whose frames go over ZeroMQ into
     /// the receiver's NXtomo file, the reconstruction (GPU if present, else CPU), a TIFF stack, a live
-    /// preview, and the timeline of the run. Everything lands in one new folder.
+    /// preview (once the receiver offers a frame hook), and the timeline of the run. Everything lands in one
+    /// new folder.
     Demo(DemoArgs),
     /// Build a master NXtomo file from the files of several receivers that shared one series: the frames
     /// become one HDF5 virtual dataset in frame order, after checking that every source file exists and
