@@ -195,6 +195,7 @@ fn positions_of(s: &Session, m: &Dynamic, list: &Array) -> Result<(Arc<dyn Motor
 }
 
 /// Runs a one-motor scan from parsed arguments.
+#[allow(clippy::too_many_arguments)]
 fn one_motor_scan(
     s: &Session,
     kind: &str,
@@ -213,7 +214,7 @@ fn one_motor_scan(
     plans::step_scan(s, kind, vec![mo], pts, &o, relative).map(|r| summary_map(&r))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs a grid scan from parsed arguments (`m1, s1, e1, n1, m2, s2, e2, n2`).
 fn grid(s: &Session, a: [&Dynamic; 8], opts: &Map) -> Result<Map, ScanError> {
     let (o, snake) = step_options(opts, "grid_scan")?;
     let m1 = motor(s, a[0])?;
@@ -222,6 +223,36 @@ fn grid(s: &Session, a: [&Dynamic; 8], opts: &Map) -> Result<Map, ScanError> {
     let inner = plans::linspace(num(a[5], "start2")?, num(a[6], "stop2")?, count_arg(a[7], "num2")?);
     plans::step_scan(s, "grid_scan", vec![m1, m2], plans::grid(&outer, &inner, snake), &o, false)
         .map(|r| summary_map(&r))
+}
+
+/// Registers `grid_scan` with or without its options map.
+macro_rules! register_grid {
+    (@options) => {
+        Map::new()
+    };
+    (@options $opts:ident) => {
+        $opts
+    };
+    ($engine:expr, $session:expr $(, $opts:ident)?) => {{
+        let s = $session.clone();
+        $engine.register_fn(
+            "grid_scan",
+            move |ctx: NativeCallContext,
+                  m1: Dynamic,
+                  a1: Dynamic,
+                  b1: Dynamic,
+                  n1: Dynamic,
+                  m2: Dynamic,
+                  a2: Dynamic,
+                  b2: Dynamic,
+                  n2: Dynamic
+                  $(, $opts: Map)?|
+                  -> RResult<Map> {
+                let options = register_grid!(@options $($opts)?);
+                call(&s, &ctx, || grid(&s, [&m1, &a1, &b1, &n1, &m2, &a2, &b2, &n2], &options))
+            },
+        );
+    }};
 }
 
 /// Registers every primitive on `engine`, and the motors as constants (in `scope` for the main script and in
@@ -324,39 +355,8 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
         })
     });
 
-    let s = session.clone();
-    engine.register_fn(
-        "grid_scan",
-        move |ctx: NativeCallContext,
-              m1: Dynamic,
-              a1: Dynamic,
-              b1: Dynamic,
-              n1: Dynamic,
-              m2: Dynamic,
-              a2: Dynamic,
-              b2: Dynamic,
-              n2: Dynamic,
-              opts: Map|
-              -> RResult<Map> {
-            call(&s, &ctx, || grid(&s, [&m1, &a1, &b1, &n1, &m2, &a2, &b2, &n2], &opts))
-        },
-    );
-    let s = session.clone();
-    engine.register_fn(
-        "grid_scan",
-        move |ctx: NativeCallContext,
-              m1: Dynamic,
-              a1: Dynamic,
-              b1: Dynamic,
-              n1: Dynamic,
-              m2: Dynamic,
-              a2: Dynamic,
-              b2: Dynamic,
-              n2: Dynamic|
-              -> RResult<Map> {
-            call(&s, &ctx, || grid(&s, [&m1, &a1, &b1, &n1, &m2, &a2, &b2, &n2], &Map::new()))
-        },
-    );
+    register_grid!(engine, session, opts);
+    register_grid!(engine, session);
 
     let s = session.clone();
     engine.register_fn("tomo_scan", move |ctx: NativeCallContext, p: Map| -> RResult<Map> {

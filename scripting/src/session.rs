@@ -327,36 +327,15 @@ impl Session {
     /// Takes one frame at the current positions. With a suspender, waits for beam first and re-takes the
     /// frame when the beam dropped during the exposure: the series never loses or doubles a point.
     pub fn acquire(&self, key: ImageKey, angle: f64, exposure: Duration) -> Result<(), ScanError> {
-        let det = &self.beamline.detector;
-        let dead = exposure + det.readout();
+        let dead = exposure + self.beamline.detector.readout();
         loop {
             self.checkpoint()?;
             self.wait_for_beam()?;
             let frame = self.frame_request(key, angle, exposure)?;
-            let _span = tracing::trace_span!("scan.point", frame = frame.index, key = key.code()).entered();
-            let t0 = self.beamline.clock.now();
-            det.trigger(&frame)?;
-            if let Err(e) = self.sleep(dead) {
-                let _ = det.discard();
-                return Err(e);
+            if self.expose(&frame, dead)? {
+                return Ok(());
             }
-            if self.beam_dropped_since(t0)? {
-                det.discard()?;
-                self.progress.retakes.fetch_add(1, Ordering::AcqRel);
-                self.say(&format!("beam lost during frame {}: discarded, re-taking it", frame.index));
-                continue;
-            }
-            det.commit()?;
-            self.kept_frame();
-            return Ok(());
-        }
-    }
-
-    /// True when a suspender is configured and the beam was below its threshold since `t0`.
-    pub fn beam_dropped_since(&self, t0: Duration) -> Result<bool, ScanError> {
-        match self.suspender {
-            Some(s) => Ok(self.beamline.beam.minimum_since(t0)? < s.min_current),
-            None => Ok(false),
+            self.say(&format!("beam lost during frame {}: discarded, re-taking it", frame.index));
         }
     }
 
@@ -364,12 +343,18 @@ impl Session {
     /// so the caller restarts the motion from this frame.
     pub fn acquire_flying(&self, key: ImageKey, angle: f64, exposure: Duration) -> Result<bool, ScanError> {
         self.control.check()?;
-        let det = &self.beamline.detector;
         let frame = self.frame_request(key, angle, exposure)?;
-        let _span = tracing::trace_span!("scan.point", frame = frame.index, key = key.code()).entered();
+        self.expose(&frame, exposure)
+    }
+
+    /// Triggers `frame`, waits `dt`, then keeps the frame, or discards it (returning false) when the beam
+    /// dropped meanwhile. An abort during the wait discards it too.
+    fn expose(&self, frame: &FrameRequest, dt: Duration) -> Result<bool, ScanError> {
+        let det = &self.beamline.detector;
+        let _span = tracing::trace_span!("scan.point", frame = frame.index, key = frame.key.code()).entered();
         let t0 = self.beamline.clock.now();
-        det.trigger(&frame)?;
-        if let Err(e) = self.sleep(exposure) {
+        det.trigger(frame)?;
+        if let Err(e) = self.sleep(dt) {
             let _ = det.discard();
             return Err(e);
         }
@@ -381,6 +366,14 @@ impl Session {
         det.commit()?;
         self.kept_frame();
         Ok(true)
+    }
+
+    /// True when a suspender is configured and the beam was below its threshold since `t0`.
+    pub fn beam_dropped_since(&self, t0: Duration) -> Result<bool, ScanError> {
+        match self.suspender {
+            Some(s) => Ok(self.beamline.beam.minimum_since(t0)? < s.min_current),
+            None => Ok(false),
+        }
     }
 
     /// Waits for beam (suspender), then the checkpoint; used before restarting a fly segment.
