@@ -61,7 +61,9 @@ enum Bench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let recording = cli::profile::Recording::start(cli.log.as_deref());
+    // `beamline demo` records into its own run folder (nothing may land outside it) unless `--log` says where.
+    let demo_records_itself = matches!(cli.command, Command::Demo(_)) && cli.log.is_none();
+    let recording = (!demo_records_itself).then(|| cli::profile::Recording::start(cli.log.as_deref()));
     let result = match cli.command {
         Command::Acquire(c) => c.run(),
         Command::Recon(c) => c.run(),
@@ -84,6 +86,8 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     };
-    recording.finish(&result);
+    if let Some(recording) = recording {
+        recording.finish(&result);
+    }
     code
 }
