@@ -51,7 +51,7 @@ fn motor(s: &Session, d: &Dynamic) -> Result<Arc<dyn Motor>, ScanError> {
     if let Some(h) = d.clone().try_cast::<MotorHandle>() {
         return Ok(h.0);
     }
-    if let Some(name) = d.clone().into_immutable_string().ok() {
+    if let Ok(name) = d.clone().into_immutable_string() {
         return Ok(s.beamline.motor(&name)?);
     }
     Err(arg(format!("expected a motor (like samx or \"samx\"), got a {}", d.type_name())))
@@ -77,7 +77,7 @@ fn count_arg(d: &Dynamic, what: &str) -> Result<usize, ScanError> {
 
 fn seconds(d: &Dynamic, what: &str) -> Result<Duration, ScanError> {
     let x = num(d, what)?;
-    if !(x >= 0.0 && x < 1e7) {
+    if !(0.0..1e7).contains(&x) {
         return Err(arg(format!("{what} must be seconds >= 0, got {x}")));
     }
     Ok(secs(x))

@@ -212,7 +212,7 @@ impl BeamlineConfig {
             if !(m.velocity > 0.0 && m.acceleration > 0.0) {
                 return bad(format!("motor `{}`: velocity and acceleration must be positive", m.name));
             }
-            if !(m.low <= m.high) || !(m.low <= m.position && m.position <= m.high) {
+            if !(m.low..=m.high).contains(&m.position) {
                 return bad(format!(
                     "motor `{}`: need low <= position <= high, got {} <= {} <= {}",
                     m.name, m.low, m.position, m.high
@@ -227,7 +227,7 @@ impl BeamlineConfig {
         if self.detector.rows == 0 || self.detector.cols == 0 {
             return bad("detector rows and cols must be positive".into());
         }
-        if !(self.clock.time_scale >= 0.0) {
+        if !(self.clock.time_scale.is_finite() && self.clock.time_scale >= 0.0) {
             return bad("clock.time_scale must be >= 0".into());
         }
         Ok(())

@@ -19,6 +19,9 @@ use crate::provenance::Provenance;
 use crate::report::PlanReport;
 use crate::session::{Mode, Progress, Session};
 
+/// Called with the live beamline before the live run starts.
+pub type LiveStartHook = Arc<dyn Fn(&Beamline) + Send + Sync>;
+
 /// Which detector a live run drives.
 #[derive(Clone, Default)]
 pub enum DetectorChoice {
@@ -52,7 +55,7 @@ pub struct ScanOptions {
     /// Where `print` output and suspender messages go (default: stderr).
     pub output: Arc<dyn Fn(&str) + Send + Sync>,
     /// Called with the live beamline just before the live run starts (monitoring, tests, demos).
-    pub on_live_start: Option<Arc<dyn Fn(&Beamline) + Send + Sync>>,
+    pub on_live_start: Option<LiveStartHook>,
 }
 
 impl Default for ScanOptions {
