@@ -198,6 +198,28 @@ mod tests {
     }
 
     #[test]
+    fn robust_to_noise_when_several_rows_are_averaged() {
+        let n = 256;
+        let truth = 126.4;
+        let angles: Vec<f64> = (0..360).map(|i| (i as f64 * 0.5).to_radians()).collect();
+        let clean = sinogram_2d(&shepp_logan_2d(), &angles, n, truth, 100.0);
+        let peak = clean.iter().copied().fold(0f32, f32::max);
+        // 8 rows, each with uniform noise of +-5 % of the peak (a fixed-seed LCG, so the test is repeatable).
+        let mut state = 12345u64;
+        let mut noisy = Vec::new();
+        for _ in 0..8 {
+            noisy.extend(clean.iter().map(|v| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                v + 0.1 * peak * u
+            }));
+        }
+        let a32: Vec<f32> = angles.iter().map(|&a| a as f32).collect();
+        let est = find_center(&noisy, n, &a32).expect("centre found");
+        assert!((est.center - truth).abs() < 0.25, "found {} want {truth}", est.center);
+    }
+
+    #[test]
     fn flat_sinogram_is_an_error() {
         let angles: Vec<f32> = (0..90).map(|i| (i as f32 * 2.0).to_radians()).collect();
         assert!(find_center(&vec![1.0; 90 * 64], 64, &angles).is_err());
