@@ -141,8 +141,13 @@ impl Measurement {
     }
 }
 
-/// Resets the kernel's peak-RSS mark of this process; false when not permitted.
+/// Returns freed heap memory to the system (so earlier runs do not count), then resets the kernel's peak-RSS
+/// mark of this process; false when not permitted.
 pub fn reset_peak_rss() -> bool {
+    // SAFETY: malloc_trim only releases free memory held by glibc's allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
 }
 
