@@ -304,6 +304,24 @@ fn per_point_us(repeat: usize, n: u64, frames_per_iteration: u64, make: impl Fn(
     Ok(median(v))
 }
 
+/// The bluesky peer script (run by the Python in `BEAMLINE_BLUESKY_PYTHON`).
+const BLUESKY_PEER: &str = include_str!("../../bench/bluesky_peer.py");
+
+/// Runs bluesky's RunEngine with ophyd.sim on this machine, when a Python with both is given.
+fn bluesky_peer() -> anyhow::Result<serde_json::Value> {
+    let python = std::env::var_os("BEAMLINE_BLUESKY_PYTHON").context(
+        "set BEAMLINE_BLUESKY_PYTHON to a Python with bluesky and ophyd (python -m venv v && v/bin/pip install \
+         bluesky ophyd) to measure bluesky's RunEngine here",
+    )?;
+    let out = std::process::Command::new(&python)
+        .args(["-c", BLUESKY_PEER, "2000"])
+        .output()
+        .with_context(|| format!("cannot run {}", PathBuf::from(&python).display()))?;
+    anyhow::ensure!(out.status.success(), "bluesky peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("")).context("bluesky peer printed no JSON")
+}
+
 fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.points >= 2, "--points must be at least 2");
     let n = a.points;
@@ -317,18 +335,25 @@ fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     })?;
     println!("  Rhai loop: move + position {loop_us:8.2} us/iteration (script-level loop)");
     let goal = 30.0;
-    println!(
-        "goal <= {goal} us/point: {}; peer (from the issue, not measured here): bluesky RunEngine + ophyd.sim \
-         ~3000 us/point for scan, 1300-1800 us/point for count",
-        if step <= goal { "met" } else { "NOT met" }
-    );
+    println!("goal <= {goal} us/point: {}", if step <= goal { "met" } else { "NOT met" });
+    let peer = bluesky_peer();
+    match &peer {
+        Ok(p) => println!(
+            "peer, same machine now: bluesky {} RunEngine + ophyd {} sim: scan {:.0} us/point, count {:.0} us/point \
+             ({} points)",
+            p["bluesky"].as_str().unwrap_or("?"),
+            p["ophyd"].as_str().unwrap_or("?"),
+            p["scan_us_per_point"].as_f64().unwrap_or(f64::NAN),
+            p["count_us_per_point"].as_f64().unwrap_or(f64::NAN), p["points"]
+        ),
+        Err(e) => println!("peer not run: {e}"),
+    }
     if a.json {
         let j = serde_json::json!({
             "bench": "scan", "points": n, "repeat": a.repeat,
             "scan_us_per_point": step, "count_us_per_point": count, "rhai_loop_us_per_iteration": loop_us,
             "goal_us_per_point": goal, "goal_met": step <= goal,
-            "peer": {"name": "bluesky RunEngine + ophyd.sim (figure from issue 5, not measured in this run)",
-                     "scan_us_per_point": 3000.0, "count_us_per_point": [1300.0, 1800.0]},
+            "peer": peer.as_ref().ok(),
         });
         println!("{j}");
     }
