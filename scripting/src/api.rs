@@ -111,6 +111,16 @@ fn get_bool(map: &Map, key: &str) -> Result<Option<bool>, ScanError> {
     }
 }
 
+/// The `name` option, checked against the wire protocol's rules for series ids (it names the file), so a
+/// bad name is found by the dry run.
+fn series_name(map: &Map) -> Result<Option<String>, ScanError> {
+    let name = get_str(map, "name")?;
+    if let Some(n) = &name {
+        crate::device::acq::check_series_name(n).map_err(|e| arg(format!("option `name`: {e}")))?;
+    }
+    Ok(name)
+}
+
 const STEP_KEYS: &[&str] = &["exposure", "return", "name", "settle", "snake"];
 
 fn step_options(map: &Map, what: &str) -> Result<(StepOptions, bool), ScanError> {
@@ -123,7 +133,7 @@ fn step_options(map: &Map, what: &str) -> Result<(StepOptions, bool), ScanError>
         o.settle = seconds(v, "settle")?;
     }
     o.return_motors = get_bool(map, "return")?;
-    o.name = get_str(map, "name")?;
+    o.name = series_name(map)?;
     Ok((o, get_bool(map, "snake")?.unwrap_or(false)))
 }
 
@@ -172,7 +182,7 @@ pub fn tomo_params(map: &Map) -> Result<TomoParams, ScanError> {
         sample_out: map.get("sample_out").map(|v| num(v, "sample_out")).transpose()?,
         mode,
         return_rotation: get_bool(map, "return_rotation")?.unwrap_or(true),
-        name: get_str(map, "name")?,
+        name: series_name(map)?,
     })
 }
 

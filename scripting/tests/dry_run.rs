@@ -62,3 +62,14 @@ fn dry_run_estimates_tomography_duration_from_motion_and_exposure() {
     assert!(o.report.duration_s > 110.0 * 0.502, "{}", o.report.duration_s);
     assert_eq!(o.report.motors["rot"].max, 180.0 * 99.0 / 100.0);
 }
+
+#[test]
+fn a_bad_series_name_is_found_before_anything_moves() {
+    let (opts, det, _) = recording(zero_time());
+    let o = run("move(samx, 1.0);\ncount(3, #{name: \"../etc/x\"});\n", opts);
+    assert_eq!(o.status, RunStatus::ScriptError);
+    let e = error_text(&o);
+    assert!(e.contains("option `name`") && e.contains("nothing was moved"), "{e}");
+    assert_eq!(o.positions["samx"], 0.0);
+    assert!(det.series().is_empty());
+}
