@@ -11,6 +11,8 @@
 //! [`api`] and [`engine`] (what Rhai scripts see), [`run`] (preflight + live run on the script's thread),
 //! [`diagnostics`] and [`report`] (what the operator reads). The scripting API is documented in `API.md`.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod cli;
 pub mod clock;
