@@ -10,4 +10,4 @@ demo: setup
 	. target/env.sh && $(CARGO) run --release -q -p scripting --bin beamline -- demo
 
 test: setup
-	. target/env.sh && export BEAMLINE_RUN_DIR="$(CURDIR)/target/test-runs" && $(CARGO) build --release -p scripting --bin beamline && $(CARGO) test --release --workspace
+	. target/env.sh && export BEAMLINE_RUN_DIR="$(CURDIR)/target/test-runs" && $(CARGO) build --release -p scripting --bin beamline && $(CARGO) test --release --workspace --no-fail-fast
