@@ -107,14 +107,6 @@ fn wire_key(k: ImageKey) -> protocol::ImageKey {
     }
 }
 
-fn wire_status(s: SeriesStatus) -> protocol::SeriesStatus {
-    match s {
-        SeriesStatus::Complete => protocol::SeriesStatus::Complete,
-        SeriesStatus::Aborted => protocol::SeriesStatus::Aborted,
-        SeriesStatus::Failed => protocol::SeriesStatus::Failed,
-    }
-}
-
 /// Checks a series name against the wire protocol's rules (it names the file).
 pub fn check_series_name(name: &str) -> Result<(), String> {
     protocol::check_series_id(name).map_err(|e| e.to_string())
@@ -190,7 +182,7 @@ impl Detector for AcquisitionDetector {
     fn unstage(&self, status: SeriesStatus, metadata: serde_json::Value) -> Result<SeriesSummary, DeviceError> {
         let mut st = self.lock()?;
         let mut open = st.open.take().ok_or_else(|| self.err("unstage with no series staged"))?;
-        let sent = open.sender.end_series(wire_status(status), Some(metadata));
+        let sent = open.sender.end_series(status, Some(metadata));
         let file = match open.receiver.take() {
             None => None,
             Some((thread, path)) => {

@@ -54,28 +54,8 @@ pub struct SeriesInfo {
     pub metadata: serde_json::Value,
 }
 
-/// How a series ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SeriesStatus {
-    /// Every planned frame was taken.
-    Complete,
-    /// Stopped by an abort; the file is complete up to the last kept frame.
-    Aborted,
-    /// Stopped by an error.
-    Failed,
-}
-
-impl SeriesStatus {
-    /// The word stored in the file: `complete`, `aborted`, `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SeriesStatus::Complete => "complete",
-            SeriesStatus::Aborted => "aborted",
-            SeriesStatus::Failed => "failed",
-        }
-    }
-}
+/// How a series ended: the same status the wire protocol carries and the file records.
+pub use acquisition::protocol::SeriesStatus;
 
 /// What a finished series produced.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
