@@ -7,6 +7,9 @@
 //! Memory is bounded whatever the sender does: at most `queue_frames` accepted payloads (and at most
 //! `queue_bytes` bytes of them) wait for the writer,
 //! the socket's receive high-water mark bounds what libzmq buffers, and `max_message_bytes` bounds one part.
+//!
+//! A [`FrameObserver`] set in [`ReceiverConfig::observer`] sees what the writer thread writes (a live
+//! preview, say); with none set the writer does no extra work.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,8 +38,25 @@ pub enum Output {
     Dir(PathBuf),
 }
 
+/// Sees, on the writer thread, every series start, every frame once it is written, and every series end.
+///
+/// Only accepted messages reach an observer: a rejected one never does. The calls run on the writer thread
+/// between HDF5 writes, so a slow observer slows the writer (and, through the bounded queue, the receiver);
+/// keep them short or hand the work to another thread. A panic in an observer is caught and logged, and that
+/// observer is not called again; the writer and the file carry on.
+pub trait FrameObserver: Send + Sync {
+    /// A series starts; its file has just been created.
+    fn series_start(&self, start: &SeriesStart);
+    /// Frame `header` has been written; `payload` is exactly what was received (a blosc1 chunk or raw
+    /// little-endian pixels, as the series start's compression says).
+    fn frame(&self, header: &FrameHeader, payload: &[u8]);
+    /// The open series has been closed: `end` is the sender's series end, or `None` when the series was
+    /// closed without one (the receiver stopped, or a new series started first).
+    fn series_end(&self, end: Option<&SeriesEnd>);
+}
+
 /// Receiver settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReceiverConfig {
     /// Endpoint to bind (or connect, with `connect`), default `tcp://127.0.0.1:5555`.
     pub endpoint: String,
@@ -58,6 +78,26 @@ pub struct ReceiverConfig {
     pub verify_payload: bool,
     /// Provenance written into every file.
     pub provenance: Provenance,
+    /// Called on the writer thread for every series start, written frame and series end (default none).
+    pub observer: Option<Arc<dyn FrameObserver>>,
+}
+
+impl std::fmt::Debug for ReceiverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverConfig")
+            .field("endpoint", &self.endpoint)
+            .field("connect", &self.connect)
+            .field("output", &self.output)
+            .field("queue_frames", &self.queue_frames)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("rcvhwm", &self.rcvhwm)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("flush_interval", &self.flush_interval)
+            .field("verify_payload", &self.verify_payload)
+            .field("provenance", &self.provenance)
+            .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .finish()
+    }
 }
 
 impl ReceiverConfig {
@@ -77,6 +117,7 @@ impl ReceiverConfig {
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
                 software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
             },
+            observer: None,
         }
     }
 }
@@ -317,9 +358,10 @@ impl Receiver {
         let flush = self.cfg.flush_interval;
         let prov = self.cfg.provenance.clone();
         let (stop, live, budget) = (self.stop.clone(), self.live.clone(), self.budget.clone());
+        let observer = Watcher(self.cfg.observer.clone());
         let writer = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || writer_loop(rx, flush, prov, stop, live, budget))
+            .spawn(move || writer_loop(rx, flush, prov, stop, live, budget, observer))
             .map_err(|e| ReceiveError::Thread(e.to_string()))?;
         let mut rejected_outside = Rejections::default();
         let received = self.receive_loop(&tx, &mut rejected_outside);
@@ -533,6 +575,21 @@ fn blosc_reason(i: u64, e: BloscError) -> (Reason, String) {
     (r, format!("frame {i}: {e}"))
 }
 
+/// The writer thread's hold on the observer: absent, or dropped for good after it panicked.
+struct Watcher(Option<Arc<dyn FrameObserver>>);
+
+impl Watcher {
+    /// Calls `f` on the observer, if any; a panic drops the observer (logged) and the writer goes on.
+    fn notify(&mut self, what: &'static str, f: impl FnOnce(&dyn FrameObserver)) {
+        let Some(o) = self.0.as_deref() else { return };
+        let _s = tracing::trace_span!("receive.observe", what).entered();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(o))).is_err() {
+            tracing::error!("frame observer panicked in {what}; it is not called again (the file is unaffected)");
+            self.0 = None;
+        }
+    }
+}
+
 fn writer_loop(
     rx: ChanRx<ToWriter>,
     flush: Duration,
@@ -540,6 +597,7 @@ fn writer_loop(
     stop: StopHandle,
     live: Arc<LiveCounters>,
     budget: Arc<ByteBudget>,
+    mut observer: Watcher,
 ) -> Result<Vec<SeriesSummary>, ReceiveError> {
     let mut done = Vec::new();
     let mut current: Option<NxtomoWriter> = None;
@@ -555,6 +613,9 @@ fn writer_loop(
                 Ok(ToWriter::Frame(h, payload)) => {
                     if let Some(w) = current.as_mut() {
                         let written = w.write_frame(&h, &payload);
+                        if written.is_ok() {
+                            observer.notify("frame", |o| o.frame(&h, &payload));
+                        }
                         budget.release(payload.len() as u64);
                         drop(payload);
                         written?;
@@ -567,13 +628,16 @@ fn writer_loop(
                     let (start, path) = *b;
                     if let Some(w) = current.take() {
                         done.push(w.finish(None, Rejections::default())?);
+                        observer.notify("series_end", |o| o.series_end(None));
                     }
                     current = Some(NxtomoWriter::create(&path, &start, &prov)?);
+                    observer.notify("series_start", |o| o.series_start(&start));
                 }
                 Ok(ToWriter::End(end, rejected)) => {
                     if let Some(w) = current.take() {
                         done.push(w.finish(end.as_deref(), rejected)?);
                         live.series_done.fetch_add(1, Ordering::Relaxed);
+                        observer.notify("series_end", |o| o.series_end(end.as_deref()));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -584,6 +648,7 @@ fn writer_loop(
                 Err(RecvTimeoutError::Disconnected) => {
                     if let Some(w) = current.take() {
                         done.push(w.finish(None, Rejections::default())?);
+                        observer.notify("series_end", |o| o.series_end(None));
                     }
                     return Ok(());
                 }
@@ -688,5 +753,75 @@ mod tests {
         assert_eq!(s.status, None);
         assert_eq!(s.received, 1);
         assert_eq!(s.missing, vec![FrameIndex(0), FrameIndex(2), FrameIndex(3)]);
+    }
+
+    /// Records every call it gets.
+    #[derive(Default)]
+    struct Recorder {
+        calls: std::sync::Mutex<Vec<String>>,
+        panic_on_frame: bool,
+    }
+
+    impl FrameObserver for Recorder {
+        fn series_start(&self, start: &SeriesStart) {
+            self.calls.lock().unwrap().push(format!("start {}", start.series));
+        }
+        fn frame(&self, header: &FrameHeader, payload: &[u8]) {
+            self.calls.lock().unwrap().push(format!("frame {} {}", header.index, payload.len()));
+            assert!(!self.panic_on_frame, "observer panics on purpose");
+        }
+        fn series_end(&self, end: Option<&SeriesEnd>) {
+            self.calls.lock().unwrap().push(format!("end {:?}", end.map(|e| e.frames_sent)));
+        }
+    }
+
+    fn spawn_observed(output: Output, observer: Arc<Recorder>) -> (ReceiverThread, String) {
+        let mut cfg = ReceiverConfig::new(output);
+        cfg.endpoint = "tcp://127.0.0.1:*".into();
+        cfg.observer = Some(observer);
+        let rx = Receiver::bind(cfg).unwrap();
+        let ep = rx.endpoint();
+        (rx.spawn().unwrap(), ep)
+    }
+
+    #[test]
+    fn an_observer_sees_every_accepted_frame_once_and_no_rejected_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Arc::new(Recorder::default());
+        let (thread, ep) = spawn_observed(Output::File(dir.path().join("o.h5")), rec.clone());
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        let px = vec![3u8; 4 * 5];
+        let f = |i: u64| format!(r#"{{"protocol":1,"series":"o","index":{i},"image_key":0,"angle":0,"timestamp":0}}"#);
+        tx.send_raw(&[b"frame", f(0).as_bytes(), &px]).unwrap(); // no series: rejected
+        tx.start_series(&SeriesStart::new("o", Shape([4, 5]), Dtype::Uint8, Compression::None, 4)).unwrap();
+        tx.send_frame(&header(2), &px).unwrap();
+        tx.send_raw(&[b"frame", f(2).as_bytes(), &px]).unwrap(); // duplicate
+        tx.send_raw(&[b"frame", f(1).as_bytes(), &px[2..]]).unwrap(); // payload size
+        tx.send_raw(&[b"frame", f(7).as_bytes(), &px]).unwrap(); // out of range
+        tx.send_frame(&header(0), &px).unwrap();
+        tx.send_frame(&header(3), &px).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let summary = thread.join().unwrap();
+        assert_eq!(summary.rejected_total().total(), 4);
+        assert_eq!(summary.series[0].received, 3);
+        let calls = rec.calls.lock().unwrap().clone();
+        assert_eq!(calls, ["start o", "frame 2 20", "frame 0 20", "frame 3 20", "end Some(3)"]);
+    }
+
+    #[test]
+    fn a_panicking_observer_does_not_stop_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Arc::new(Recorder { panic_on_frame: true, ..Default::default() });
+        let (thread, ep) = spawn_observed(Output::File(dir.path().join("p.h5")), rec.clone());
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        tx.start_series(&SeriesStart::new("p", Shape([2, 2]), Dtype::Uint8, Compression::None, 3)).unwrap();
+        for i in 0..3 {
+            tx.send_frame(&header(i), &[1u8; 4]).unwrap();
+        }
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let s = &thread.join().unwrap().series[0];
+        assert_eq!((s.received, s.missing.len()), (3, 0));
+        // Called once, panicked, then left alone.
+        assert_eq!(rec.calls.lock().unwrap().clone(), ["start p", "frame 0 4"]);
     }
 }
