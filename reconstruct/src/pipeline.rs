@@ -263,11 +263,13 @@ pub fn read_minus_log(file: &NxTomo, rows: Range<usize>) -> Result<Vec<f32>, Rec
     Ok(slab.projections)
 }
 
-/// Finds the axis from up to 8 rows around the middle of `rows`.
-pub fn auto_center(file: &NxTomo, rows: Range<usize>) -> Result<CenterEstimate, ReconError> {
-    let mid = (rows.start + rows.end) / 2;
-    let lo = mid.saturating_sub(4).max(rows.start);
-    let hi = (lo + 8).min(rows.end);
+/// Finds the axis from up to 8 rows around the middle of the whole detector. The rows depend only on the
+/// file, never on `--slices` or `--part`, so every part of a job array (and a single run over any slices)
+/// finds the same centre and parts merge bit for bit.
+pub fn auto_center(file: &NxTomo) -> Result<CenterEstimate, ReconError> {
+    let rows = file.rows();
+    let lo = (rows / 2).saturating_sub(4);
+    let hi = (lo + 8).min(rows);
     let _span = tracing::info_span!("recon.center", rows = hi - lo).entered();
     let sinos = read_minus_log(file, lo..hi)?;
     let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
@@ -327,7 +329,7 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     let (center, residual) = match opts.center {
         CenterChoice::Column(c) => (c, None),
         CenterChoice::Auto => {
-            let est = auto_center(&file, rows.clone())?;
+            let est = auto_center(&file)?;
             tracing::info!(center = est.center, residual = est.residual, "automatic centre");
             (est.center, Some(est.residual))
         }
@@ -461,8 +463,47 @@ pub fn sweep_name(center: f64) -> String {
     format!("center_{center:07.2}.tif")
 }
 
+/// `I/N` of a part volume, from the `parameters.part` of its provenance (`None` for a volume made without
+/// `--part`).
+fn part_number(provenance: &str) -> Option<(u64, u64)> {
+    let v: serde_json::Value = serde_json::from_str(provenance).ok()?;
+    let p = v.get("parameters")?.get("part")?.as_array()?;
+    Some((p.first()?.as_u64()?, p.get(1)?.as_u64()?))
+}
+
+/// Checks that volumes made with `--part I/N` are every part `1..=N` of one run (a missing first or last part
+/// leaves no hole in the slices, so only the part numbers reveal it).
+fn check_part_numbers(parts: &[(&Path, &str)]) -> Result<(), ReconError> {
+    let numbered: Vec<(&Path, (u64, u64))> = parts.iter().filter_map(|(p, prov)| Some((*p, part_number(prov)?))).collect();
+    let Some(&(first_path, (_, n))) = numbered.first() else { return Ok(()) };
+    if numbered.len() != parts.len() {
+        return Err(ReconError::Options(format!(
+            "{} was made with --part but other volumes given were not: merge only the volume_partIIIofNNN.h5 files of one run",
+            first_path.display()
+        )));
+    }
+    if let Some((p, (i, m))) = numbered.iter().find(|(_, (_, m))| *m != n) {
+        return Err(ReconError::Options(format!(
+            "{} is part {i}/{m} but {} is of {n} parts: merge the parts of one run",
+            p.display(),
+            first_path.display()
+        )));
+    }
+    let absent: Vec<String> =
+        (1..=n).filter(|k| !numbered.iter().any(|(_, (i, _))| i == k)).take(10).map(|k| format!("{k}/{n}")).collect();
+    if !absent.is_empty() {
+        return Err(ReconError::Options(format!(
+            "part(s) {} missing: the volume would lack their slices; run `beamline recon ... --part I/{n}` for them \
+             and pass all {n} volume_partIIIof{n:03}.h5 files",
+            absent.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Joins HDF5 part volumes (from `--part I/N`) into one volume at `out`, bit for bit. Parts may come in any
-/// order; they must have the same slice size and cover a contiguous range without overlap.
+/// order; they must have the same slice size and cover a contiguous range without overlap, and parts made
+/// with `--part I/N` must include every part 1 to N.
 pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, ReconError> {
     use crate::output::{FIRST_SLICE_ATTR, PROVENANCE_PATH, VOLUME_PATH};
     let err = |p: &Path, m: String| ReconError::Options(format!("{}: {m}", p.display()));
@@ -485,6 +526,7 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
             .unwrap_or_default();
         info.push((first as usize, shape[0], shape[1], p.clone(), prov));
     }
+    check_part_numbers(&info.iter().map(|i| (i.3.as_path(), i.4.as_str())).collect::<Vec<_>>())?;
     info.sort_by_key(|i| i.0);
     let Some(head) = info.first() else { return Err(ReconError::Options("no parts given".into())) };
     let size = head.2;
@@ -517,4 +559,32 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
         }
     }
     Ok(range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prov(part: Option<(u64, u64)>) -> String {
+        serde_json::json!({"software": "beamline", "parameters": {"part": part}}).to_string()
+    }
+
+    #[test]
+    fn merge_needs_every_part_number_of_one_run() {
+        let (a, b, c) = (Path::new("a.h5"), Path::new("b.h5"), Path::new("c.h5"));
+        let (p1, p2, p3) = (prov(Some((1, 3))), prov(Some((2, 3))), prov(Some((3, 3))));
+        let (p1, p2, p3) = (p1.as_str(), p2.as_str(), p3.as_str());
+        assert!(check_part_numbers(&[(c, p3), (a, p1), (b, p2)]).is_ok());
+        let none = prov(None);
+        let none = none.as_str();
+        assert!(check_part_numbers(&[(a, none), (b, none)]).is_ok(), "volumes made without --part");
+        for (given, absent) in [(vec![(b, p2), (c, p3)], "1/3"), (vec![(a, p1), (b, p2)], "3/3")] {
+            let e = check_part_numbers(&given).unwrap_err().to_string();
+            assert!(e.contains(&format!("part(s) {absent} missing")), "{e}");
+        }
+        let other = prov(Some((2, 4)));
+        let other = other.as_str();
+        assert!(check_part_numbers(&[(a, p1), (b, other), (c, p3)]).unwrap_err().to_string().contains("of 3 parts"));
+        assert!(check_part_numbers(&[(a, p1), (b, none)]).is_err());
+    }
 }
