@@ -74,8 +74,12 @@ pub struct SeriesSummary {
     pub received: u64,
     /// Messages rejected while this series was open.
     pub rejected: Rejections,
-    /// Indices never received.
+    /// Indices never received although the sender sent them (lost frames).
     pub missing: Vec<FrameIndex>,
+    /// Indices not received because the sender never sent them to this writer: the series end declared
+    /// fewer frames sent than the series holds, every one of them arrived, and the status is `complete`, so
+    /// this file is a complete *share* of a fanned-out series (the other frames belong to other writers).
+    pub not_sent: Vec<FrameIndex>,
     /// Frames the sender said it sent (`None` when no series end arrived).
     pub frames_sent: Option<u64>,
     /// Status from the series end (`None` when no series end arrived).
@@ -169,6 +173,29 @@ fn vector<T: H5Type + Copy>(g: &Group, name: &str, init: &[T]) -> hdf5::Result<D
     let ds = g.new_dataset::<T>().shape([init.len()]).create(name)?;
     ds.write(init)?;
     Ok(ds)
+}
+
+/// Writes `indices` as a 1-D u64 dataset `name` in `g` (empty when there are none).
+fn index_list(g: &Group, name: &str, indices: &[FrameIndex]) -> hdf5::Result<()> {
+    let raw: Vec<u64> = indices.iter().map(|m| m.0).collect();
+    let ds = g.new_dataset::<u64>().shape([raw.len()]).create(name)?;
+    if !raw.is_empty() {
+        ds.write(&raw)?;
+    }
+    Ok(())
+}
+
+/// Whether a series of `expected` frames, of which `received` were written, is a complete share of a
+/// fanned-out series: its end says `complete` (or no status), fewer frames were sent than the series holds,
+/// every frame sent arrived and nothing was rejected (a rejected message may have been one of the share's
+/// frames). Frames the sender never sent are then not lost.
+fn is_complete_share(end: Option<&SeriesEnd>, expected: u64, received: u64, rejected: &Rejections) -> bool {
+    end.is_some_and(|e| {
+        matches!(e.status.unwrap_or(SeriesStatus::Complete), SeriesStatus::Complete)
+            && e.frames_sent < expected
+            && received == e.frames_sent
+            && rejected.total() == 0
+    })
 }
 
 impl NxtomoWriter {
@@ -319,7 +346,7 @@ impl NxtomoWriter {
     /// the file. `end` is `None` when the receiver stopped before the series end arrived.
     pub fn finish(mut self, end: Option<&SeriesEnd>, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
         self.flush()?;
-        let missing: Vec<FrameIndex> = self
+        let absent: Vec<FrameIndex> = self
             .keys
             .iter()
             .enumerate()
@@ -327,14 +354,14 @@ impl NxtomoWriter {
             .map(|(i, _)| FrameIndex(i as u64))
             .collect();
         let status = end.map(|e| e.status.unwrap_or(SeriesStatus::Complete));
+        let share = is_complete_share(end, self.keys.len() as u64, self.received, &rejected);
+        let (missing, not_sent) = if share { (Vec::new(), absent) } else { (absent, Vec::new()) };
         let acq = self.acquisition.clone();
         let r = (|| -> hdf5::Result<()> {
-            let raw: Vec<u64> = missing.iter().map(|m| m.0).collect();
-            let ds = acq.new_dataset::<u64>().shape([raw.len()]).create("missing_frames")?;
-            if !raw.is_empty() {
-                ds.write(&raw)?;
-            }
-            set_u64(&acq, "frames_missing", raw.len() as u64)?;
+            index_list(&acq, "missing_frames", &missing)?;
+            set_u64(&acq, "frames_missing", missing.len() as u64)?;
+            index_list(&acq, "not_sent_frames", &not_sent)?;
+            set_u64(&acq, "frames_not_sent", not_sent.len() as u64)?;
             set_u64(&acq, "frames_rejected", rejected.total())?;
             set_str(&acq, "rejected_by_reason", &rejected.to_json().to_string())?;
             set_str(&acq, "status", status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str()))?;
@@ -356,10 +383,68 @@ impl NxtomoWriter {
             received: self.received,
             rejected,
             missing,
+            not_sent,
             frames_sent: end.map(|e| e.frames_sent),
             status,
             duration: self.created.elapsed(),
             bytes_written: self.bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Degrees, ImageKey, Shape};
+    use crate::reject::Reason;
+
+    /// Writes frames `written` of a 4-frame series and ends it with `frames_sent` and `status`.
+    fn series(dir: &Path, written: &[u64], frames_sent: u64, status: SeriesStatus, rejected: Rejections) -> SeriesSummary {
+        let start = SeriesStart::new("s", Shape([2, 3]), Dtype::Uint8, Compression::None, 4);
+        let mut w = NxtomoWriter::create(&dir.join("s.h5"), &start, &Provenance::default()).unwrap();
+        for &i in written {
+            let h = FrameHeader { index: FrameIndex(i), image_key: ImageKey::Projection, angle: Degrees(0.0), timestamp: 1.0 };
+            w.write_frame(&h, &[i as u8; 6]).unwrap();
+        }
+        let end = SeriesEnd { protocol: PROTOCOL_VERSION, series: "s".into(), frames_sent, status: Some(status), metadata: None };
+        w.finish(Some(&end), rejected).unwrap()
+    }
+
+    fn read_u64s(path: &Path, name: &str) -> Vec<u64> {
+        let f = File::open(path).unwrap();
+        f.dataset(&format!("/entry/acquisition/{name}")).unwrap().read_raw().unwrap()
+    }
+
+    #[test]
+    fn a_complete_share_lists_the_other_writers_frames_as_not_sent_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = series(dir.path(), &[0, 2], 2, SeriesStatus::Complete, Rejections::default());
+        assert_eq!(s.missing, vec![]);
+        assert_eq!(s.not_sent, vec![FrameIndex(1), FrameIndex(3)]);
+        assert_eq!(read_u64s(&s.path, "missing_frames"), Vec::<u64>::new());
+        assert_eq!(read_u64s(&s.path, "not_sent_frames"), vec![1, 3]);
+        assert_eq!(read_u64s(&s.path, "frames_not_sent"), vec![2]);
+        let keys: Vec<i32> = File::open(&s.path).unwrap().dataset("/entry/data/image_key").unwrap().read_raw().unwrap();
+        assert_eq!(keys, vec![0, IMAGE_KEY_INVALID, 0, IMAGE_KEY_INVALID]);
+    }
+
+    #[test]
+    fn frames_sent_but_not_received_stay_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        // Everything was sent, one frame lost.
+        let s = series(dir.path(), &[0, 1, 3], 4, SeriesStatus::Complete, Rejections::default());
+        assert_eq!((s.missing.clone(), s.not_sent.clone()), (vec![FrameIndex(2)], vec![]));
+        assert_eq!(read_u64s(&s.path, "missing_frames"), vec![2]);
+        // A share that lost one of its frames.
+        let s = series(dir.path(), &[0], 2, SeriesStatus::Complete, Rejections::default());
+        assert_eq!(s.missing, vec![FrameIndex(1), FrameIndex(2), FrameIndex(3)]);
+        // A share whose frames all arrived, but a message was rejected: it may have been one of them.
+        let mut rejected = Rejections::default();
+        rejected.add(Reason::PayloadSize);
+        let s = series(dir.path(), &[0, 2], 2, SeriesStatus::Complete, rejected);
+        assert_eq!(s.missing, vec![FrameIndex(1), FrameIndex(3)]);
+        // An aborted series is not a share.
+        let s = series(dir.path(), &[0, 2], 2, SeriesStatus::Aborted, Rejections::default());
+        assert_eq!((s.missing.len(), s.not_sent.len()), (2, 0));
     }
 }
