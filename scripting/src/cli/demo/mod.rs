@@ -9,8 +9,6 @@ use clap::{Args, Subcommand};
 mod accuracy;
 mod fanout;
 mod pipeline;
-// Wired into the demo once the receiver has an observer hook (see the module documentation).
-#[allow(dead_code)]
 mod preview;
 mod run_dir;
 mod spread;
@@ -22,7 +20,7 @@ mod stitch;
 pub enum Command {
     /// Run the whole pipeline on the simulated beamline: a tomography scan whose frames go over ZeroMQ into
     /// the receiver's NXtomo file, the reconstruction (GPU if present, else CPU), a TIFF stack, a live
-    /// preview (once the receiver offers a frame hook), and the timeline of the run. Everything lands in one
+    /// preview of a few slices while the frames arrive, and the timeline of the run. Everything lands in one
     /// new folder.
     Demo(DemoArgs),
     /// Build a master NXtomo file from the files of several receivers that shared one series: the frames

@@ -1,14 +1,21 @@
-//! The demo driver: scan → receive → reconstruct → accuracy → timeline → summary, each step a child
-//! process of this binary (see [`super::step`]), all inside one run folder.
+//! The demo driver: scan → receive (+ live preview) → reconstruct → accuracy → timeline → summary, all inside
+//! one run folder. The scan, the reconstruction and the timeline are child processes of this binary (see
+//! [`super::step`]); the receiver runs in this process on its own threads, with a [`PreviewFeed`] watching
+//! its writer, so the receiver's and writer's lanes are in this process's log.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use acquisition::receiver::{Output, Receiver, ReceiverConfig, ReceiverThread};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::accuracy::{self, Accuracy};
+use super::preview::PreviewFeed;
 use super::run_dir::RunDir;
 use super::step::{arg, Finished, Step};
 use super::DemoArgs;
@@ -25,6 +32,9 @@ const EXPOSURE: &str = "0.01";
 /// Longest a step may take before the demo gives up on it.
 const STEP_LIMIT: Duration = Duration::from_secs(900);
 
+/// Detector rows the live preview reconstructs (evenly spaced: a quarter, the middle, three quarters).
+const PREVIEW_ROWS: usize = 3;
+
 /// What the demo produced, for the summary.
 #[derive(Debug, Default, serde::Serialize)]
 struct Summary {
@@ -32,6 +42,7 @@ struct Summary {
     size: u32,
     angles: u32,
     scan_file: PathBuf,
+    receiver: String,
     frames: usize,
     projections: usize,
     flats: usize,
@@ -45,6 +56,9 @@ struct Summary {
     accuracy: Option<Accuracy>,
     accuracy_error: Option<String>,
     preview_dir: Option<PathBuf>,
+    preview_files: Vec<PathBuf>,
+    preview_projections: usize,
+    preview_error: Option<String>,
     timeline: PathBuf,
     top_stall: Option<String>,
     total_seconds: f64,
@@ -67,8 +81,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let recording = (!tracing::dispatcher::has_been_set())
         .then(|| crate::cli::profile::Recording::start(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id())))));
 
-    let acquired = acquire(&run, &args, &ui).context("acquisition (scan + receiver)")?;
+    let feed = Arc::new(PreviewFeed::new(PREVIEW_ROWS, args.angles as usize));
+    let acquired = acquire(&run, &args, &ui, &feed).context("acquisition (scan + receiver)")?;
+    let preview_dir = run.root().join("preview");
+    summary.preview_projections = feed.progress().map_or(0, |p| p.projections);
+    summary.preview_error = feed.error();
+    match feed.write(&preview_dir) {
+        Ok(files) => {
+            summary.preview_dir = Some(preview_dir);
+            summary.preview_files = files;
+        }
+        Err(e) => summary.preview_error = Some(format!("writing the preview: {e:#}")),
+    }
     summary.scan_file = run.scan_file();
+    summary.receiver = acquired.stdout.clone();
     let file = reconstruct::reader::NxTomo::open(&run.scan_file())
         .with_context(|| format!("reading back {}", run.scan_file().display()))?;
     let (flats_before, flats_after, darks) = file.reference_counts();
@@ -93,15 +119,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Err(e) => summary.accuracy_error = Some(format!("{e:#}")),
     }
 
+    // The receiver's spans are in this process's log: close it (the header and every record reach the disk
+    // only then) so the timeline can read it.
+    if let Some(r) = recording {
+        r.finish(&Ok(ExitCode::SUCCESS));
+    }
     let timeline = render_timeline(&run, &ui).context("timeline")?;
     summary.timeline = run.timeline();
     summary.steps.push((timeline.name.clone(), timeline.elapsed.as_secs_f64()));
     summary.top_stall = top_stall(&run);
 
     ui.done();
-    if let Some(r) = recording {
-        r.finish(&Ok(ExitCode::SUCCESS));
-    }
     summary.total_seconds = t0.elapsed().as_secs_f64();
     let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;
     std::fs::write(run.summary(), json).with_context(|| format!("writing {}", run.summary().display()))?;
@@ -134,12 +162,6 @@ impl Ui {
     }
 }
 
-/// A loopback endpoint on a port that was free a moment ago.
-fn free_endpoint() -> anyhow::Result<String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port for the receiver")?;
-    Ok(format!("tcp://127.0.0.1:{}", l.local_addr()?.port()))
-}
-
 /// The beamline configuration of the demo: the built-in simulated beamline with the detector resized and
 /// pushing to `endpoint` (an external receiver) instead of its in-process one.
 fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Result<()> {
@@ -158,20 +180,54 @@ fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Res
         .with_context(|| format!("writing {}", run.beamline_config().display()))
 }
 
-/// Runs the receiver and the example tomography scan; returns when the receiver has closed the file.
-fn acquire(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finished> {
-    let endpoint = free_endpoint()?;
-    write_beamline_config(run, args.size, &endpoint)?;
+/// Runs the receiver (in this process, `feed` watching its writer) and the example tomography scan (a child
+/// process); returns when the receiver has closed the file.
+fn acquire(run: &RunDir, args: &DemoArgs, ui: &Ui, feed: &Arc<PreviewFeed>) -> anyhow::Result<Finished> {
+    ui.step("acquire: starting the receiver");
+    let mut cfg = ReceiverConfig::new(Output::File(run.scan_file()));
+    cfg.endpoint = "tcp://127.0.0.1:*".into();
+    cfg.observer = Some(feed.clone());
+    let receiver = Receiver::bind(cfg).context("starting the receiver")?;
+    let endpoint = receiver.endpoint();
+    let receiver = receiver.spawn().context("starting the receiver thread")?;
+    // From here on, every early return stops the receiver (it would otherwise wait for a series forever).
+    let stop = receiver.stop_handle();
+    let scanned = scan(run, args, ui, feed, &receiver, &endpoint);
+    if scanned.is_err() {
+        stop.stop();
+    }
+    let scanned = scanned?;
+    ui.step("acquire: waiting for the receiver to close the file");
+    let t = Instant::now();
+    while !receiver.is_finished() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let received = receiver.stop_and_join().context("the receiver failed")?;
+    let s = received.series.first().context("the receiver got no series from the scan")?;
+    let stdout = format!(
+        "{}: {} of {} frames, {} missing, {} rejected",
+        run.show(&s.path),
+        s.received,
+        s.expected,
+        s.missing.len(),
+        received.rejected_total().total()
+    );
+    Ok(Finished { name: "acquire".into(), stdout, elapsed: scanned.elapsed })
+}
+
+/// Runs the example tomography scan against the receiver at `endpoint`, showing the receiver's and the
+/// preview's progress.
+fn scan(
+    run: &RunDir,
+    args: &DemoArgs,
+    ui: &Ui,
+    feed: &PreviewFeed,
+    receiver: &ReceiverThread,
+    endpoint: &str,
+) -> anyhow::Result<Finished> {
+    write_beamline_config(run, args.size, endpoint)?;
     let script = run.root().join("tomo.rhai");
     std::fs::write(&script, TOMO_SCRIPT).with_context(|| format!("writing {}", script.display()))?;
-
-    ui.step("acquire: starting the receiver");
-    let receiver = Step::new(
-        run,
-        "receive",
-        &["receive".into(), "--bind".into(), endpoint.clone(), "--output".into(), arg(&run.scan_file())],
-    )?
-    .spawn()?;
     let set = |k: &str, v: u32| ["--set".to_string(), format!("{k}={v}")];
     let mut scan_args = vec!["scan".to_string(), "--config".into(), arg(&run.beamline_config())];
     scan_args.extend(set("projections", args.angles));
@@ -180,17 +236,21 @@ fn acquire(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finished> {
     scan_args.extend(["--set".into(), format!("exposure={EXPOSURE}"), "--set".into(), "mode=fly".into()]);
     scan_args.push(arg(&script));
     let mut scan = Step::new(run, "scan", &scan_args)?.spawn()?;
+    let live = receiver.live();
     while !scan.has_exited() {
-        ui.step(format!("acquire: scanning {} projections of {}x{}", args.angles, args.size, args.size));
+        let (got, of) = (live.received.load(Ordering::Relaxed), live.expected.load(Ordering::Relaxed));
+        let preview = feed.progress().map_or(0, |p| p.projections);
+        ui.step(format!(
+            "acquire: scanning {} projections of {}x{}: {got}/{of} frames received, preview {preview}/{} \
+             projections",
+            args.angles, args.size, args.size, args.angles
+        ));
         std::thread::sleep(Duration::from_millis(100));
         if scan.elapsed() > STEP_LIMIT {
             break;
         }
     }
-    let scanned = scan.wait_timeout(STEP_LIMIT)?;
-    ui.step("acquire: waiting for the receiver to close the file");
-    let received = receiver.wait_timeout(Duration::from_secs(30))?;
-    Ok(Finished { name: "acquire".into(), stdout: received.stdout, elapsed: scanned.elapsed })
+    scan.wait_timeout(STEP_LIMIT)
 }
 
 /// Reconstructs the scan into a TIFF stack.
@@ -240,6 +300,16 @@ fn top_stall(run: &RunDir) -> Option<String> {
     profiling::top_stall(&trace_logs(run)).ok().flatten()
 }
 
+/// The rows of preview slice files, as `12, 24, 36`.
+fn preview_rows(files: &[PathBuf]) -> String {
+    let rows: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_stem()?.to_str()?.strip_prefix("slice_")?.parse::<usize>().ok())
+        .map(|r| r.to_string())
+        .collect();
+    rows.join(", ")
+}
+
 fn count_tiffs(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -265,6 +335,7 @@ fn print_summary(run: &RunDir, s: &Summary) {
         s.acquire_seconds,
         s.frames_per_second
     );
+    println!("  receiver   {}", s.receiver);
     println!(
         "  volume     {}/  {} TIFF slices in {:.1} s ({:.1} slices/s)",
         show(&s.recon_dir),
@@ -282,8 +353,16 @@ fn print_summary(run: &RunDir, s: &Summary) {
         (None, None) => println!("  accuracy   not measured"),
     }
     match &s.preview_dir {
-        Some(p) => println!("  preview    {}/", show(p)),
-        None => println!("  preview    not shown: this build's receiver has no frame hook to feed it"),
+        Some(p) => println!(
+            "  preview    {}/  {} live slices (rows {}) from {} of {} projections{}",
+            show(p),
+            s.preview_files.len(),
+            preview_rows(&s.preview_files),
+            s.preview_projections,
+            s.angles,
+            s.preview_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+        ),
+        None => println!("  preview    not written: {}", s.preview_error.as_deref().unwrap_or("no series reached it")),
     }
     println!("  timeline   {}", show(&s.timeline));
     if let Some(stall) = &s.top_stall {

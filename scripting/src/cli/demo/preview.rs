@@ -118,6 +118,21 @@ impl PreviewFeed {
     }
 }
 
+/// The receiver's writer thread drives the feed: series start lays out the preview, each written frame
+/// updates it.
+impl acquisition::receiver::FrameObserver for PreviewFeed {
+    fn series_start(&self, start: &SeriesStart) {
+        PreviewFeed::series_start(self, start);
+    }
+
+    fn frame(&self, header: &FrameHeader, payload: &[u8]) {
+        PreviewFeed::frame(self, header, payload);
+    }
+
+    /// Nothing to do: the preview stays as it is until [`PreviewFeed::write`] (or the next series start).
+    fn series_end(&self, _end: Option<&acquisition::protocol::SeriesEnd>) {}
+}
+
 /// Little-endian pixels in their element type.
 enum Typed {
     U8(Vec<u8>),
