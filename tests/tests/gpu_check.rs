@@ -99,3 +99,26 @@ fn backend_selection_without_and_with_a_gpu() {
         );
     }
 }
+
+#[test]
+fn bench_recon_on_cuda_refuses_without_a_gpu_and_never_prints_a_figure() {
+    let out = tests::beamline()
+        .args(["bench", "recon", "--backend", "cuda", "--json"])
+        .output()
+        .expect("run beamline bench recon --backend cuda");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if reconstruct::gpu::device::driver_present() {
+        // A GPU node: the benchmark must run and end with its JSON line.
+        assert!(out.status.success(), "bench failed on a GPU node:\n{stdout}\n{stderr}");
+        let last = stdout.lines().last().unwrap_or_default();
+        assert!(serde_json::from_str::<serde_json::Value>(last).is_ok(), "last line is not JSON: {last}");
+        return;
+    }
+    assert!(!out.status.success(), "must refuse without a GPU:\n{stdout}");
+    assert!(
+        stderr.contains("GPU figures are only ever measured on GPUs") && stderr.contains("--backend cpu"),
+        "must say why and what to do:\n{stderr}"
+    );
+    assert!(!stdout.contains("G updates/s"), "printed a figure without a GPU:\n{stdout}");
+}

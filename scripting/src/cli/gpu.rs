@@ -98,6 +98,19 @@ impl Command {
     }
 }
 
+/// `beamline bench recon --backend cuda`: the CPU benchmark's 512x512 x 720-angle case on every GPU of the
+/// node through the multi-device scheduler, 1..N devices, with per-device rates.
+pub(crate) fn bench_recon_on_gpus(json: bool) -> anyhow::Result<ExitCode> {
+    bench(BenchArgs {
+        backend: BenchBackend::Cuda,
+        size: 512,
+        angles: 720,
+        slices: 64,
+        max_devices: None,
+        json,
+    })
+}
+
 impl Bench {
     /// Runs the benchmark.
     pub fn run(self) -> anyhow::Result<ExitCode> {

@@ -144,6 +144,10 @@ pub struct BenchArgs {
     /// Skip the 2048x2048x1500 slice (a few seconds).
     #[arg(long)]
     quick: bool,
+    /// `cpu` (all cores) or `cuda` (the same 512x512 x 720 case on every GPU, 1..N devices, with per-device
+    /// rates; refuses on a machine without GPUs rather than print a figure that was not measured on one).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    backend: String,
 }
 
 /// Parses `A:B` into a range (B exclusive).
@@ -339,6 +343,9 @@ impl Bench {
     /// Runs the benchmark.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let Bench::Recon(args) = self;
+        if args.backend == "cuda" {
+            return super::gpu::bench_recon_on_gpus(args.json);
+        }
         use reconstruct::bench::run_case;
         println!("CPU backprojection (filter + backprojection), exact Shepp-Logan sinogram, best of 3");
         let all = run_case(512, 720, 8, 3, None)?;
