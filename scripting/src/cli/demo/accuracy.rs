@@ -5,10 +5,7 @@
 //! in phantom units (skull 1.0, brain 0.2), compared with `acquisition::phantom::rasterize_3d_slice` over
 //! the disc the detector sees at every angle.
 //!
-//! The slices are read back from the TIFF files `beamline recon` wrote. This binary has no TIFF library
-//! linked (the `tiff` crate is a dependency of `reconstruct` only), so [`read_f32_tiff`] reads exactly the
-//! files `reconstruct::output::write_tiff` produces — baseline little-endian TIFF, one uncompressed 32-bit
-//! float sample per pixel in strips — and refuses anything else by name.
+//! The slices are read back from the float32 TIFF files `beamline recon` wrote, with the `tiff` crate.
 
 use std::path::{Path, PathBuf};
 
@@ -82,64 +79,19 @@ fn slice_files(dir: &Path) -> anyhow::Result<Vec<(usize, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads a single-image, little-endian, uncompressed, 32-bit float grey TIFF: `(width, height, pixels)`.
+/// Reads a 32-bit float grey TIFF (what `beamline recon` writes by default): `(width, height, pixels)`.
 pub fn read_f32_tiff(path: &Path) -> anyhow::Result<(usize, usize, Vec<f32>)> {
-    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
-    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or_else(|| bad("truncated"));
-    let u32_at =
-        |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(|| bad("truncated"));
-    if b.get(0..4) != Some(b"II*\0".as_slice()) {
-        bail!(bad("not a little-endian classic TIFF"));
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut decoder = tiff::decoder::Decoder::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{}: not a TIFF file", path.display()))?;
+    let (w, h) = decoder.dimensions().with_context(|| format!("{}: no image size", path.display()))?;
+    match decoder.read_image().with_context(|| format!("{}: unreadable image", path.display()))? {
+        tiff::decoder::DecodingResult::F32(data) => Ok((w as usize, h as usize, data)),
+        _ => bail!(
+            "{}: only uncompressed 32-bit float TIFFs are read here (reconstruct with the default --bits)",
+            path.display()
+        ),
     }
-    let ifd = u32_at(4)? as usize;
-    let entries = u16_at(ifd)? as usize;
-    let (mut w, mut h, mut bits, mut compression, mut format) = (0, 0, 0, 1, 1);
-    let (mut offsets, mut counts) = (Vec::new(), Vec::new());
-    for k in 0..entries {
-        let e = ifd + 2 + 12 * k;
-        let (tag, typ, count) = (u16_at(e)?, u16_at(e + 2)?, u32_at(e + 4)? as usize);
-        let size = match typ {
-            3 => 2,
-            4 => 4,
-            _ => 0,
-        };
-        let values = |size: usize| -> anyhow::Result<Vec<usize>> {
-            let base = if size * count <= 4 { e + 8 } else { u32_at(e + 8)? as usize };
-            (0..count)
-                .map(|i| if size == 2 { u16_at(base + 2 * i).map(usize::from) } else { u32_at(base + 4 * i).map(|v| v as usize) })
-                .collect()
-        };
-        if size == 0 {
-            continue;
-        }
-        let first = || -> anyhow::Result<usize> { values(size)?.first().copied().ok_or_else(|| bad("empty tag")) };
-        match tag {
-            256 => w = first()?,
-            257 => h = first()?,
-            258 => bits = first()?,
-            259 => compression = first()?,
-            273 => offsets = values(size)?,
-            279 => counts = values(size)?,
-            339 => format = first()?,
-            _ => {}
-        }
-    }
-    if bits != 32 || format != 3 || compression != 1 {
-        bail!(bad(&format!(
-            "{bits}-bit samples of format {format}, compression {compression}: only uncompressed 32-bit float \
-             TIFFs are read here"
-        )));
-    }
-    let mut data = Vec::with_capacity(w * h);
-    for (&o, &n) in offsets.iter().zip(&counts) {
-        let strip = b.get(o..o + n).ok_or_else(|| bad("strip outside the file"))?;
-        data.extend(strip.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
-    }
-    if data.len() != w * h {
-        bail!(bad(&format!("{} pixels in the strips, expected {w}x{h}", data.len())));
-    }
-    Ok((w, h, data))
 }
 
 #[cfg(test)]
