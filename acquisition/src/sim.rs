@@ -247,9 +247,35 @@ pub fn simulate_series(
         "range_deg": schedule.range.0, "seed": cfg.seed, "attenuation": cfg.attenuation,
     });
     sender.start_series(&start)?;
+    send_frames(sender, cfg, schedule, opts.fps, &mut progress)?;
+    sender.end_series(SeriesStatus::Complete, None)
+}
+
+/// Where simulated frames go: one [`SeriesSender`], or several receivers at once (`beamline spread`).
+pub trait FrameSink {
+    /// Sends one frame's little-endian pixels.
+    fn send_frame(&mut self, header: &FrameHeader, pixels_le: &[u8]) -> Result<(), SendError>;
+}
+
+impl FrameSink for SeriesSender {
+    fn send_frame(&mut self, header: &FrameHeader, pixels_le: &[u8]) -> Result<(), SendError> {
+        SeriesSender::send_frame(self, header, pixels_le)
+    }
+}
+
+/// Generates every frame of `schedule` in order and sends it to `sink`, no faster than `fps` frames per
+/// second (`None`: as fast as possible), calling `progress` with the number of frames sent after each one.
+/// The series start and end are the caller's.
+pub fn send_frames(
+    sink: &mut impl FrameSink,
+    cfg: &SimConfig,
+    schedule: &Schedule,
+    fps: Option<f64>,
+    mut progress: impl FnMut(u64),
+) -> Result<(), SendError> {
     let mut gen = FrameGenerator::new(cfg);
     let mut buf = Vec::new();
-    let pacer = Pacer::new(opts.fps);
+    let pacer = Pacer::new(fps);
     for i in 0..schedule.frames() {
         let (key, angle) = schedule.frame(i);
         gen.frame_into(key, angle, &mut buf);
@@ -257,11 +283,11 @@ pub fn simulate_series(
         let header = FrameHeader { index: FrameIndex(i), image_key: key, angle, timestamp: now_timestamp() };
         {
             let _s = tracing::trace_span!("sim.send", frame = i, bytes = buf.len()).entered();
-            sender.send_frame(&header, &buf)?;
+            sink.send_frame(&header, &buf)?;
         }
         progress(i + 1);
     }
-    sender.end_series(SeriesStatus::Complete, None)
+    Ok(())
 }
 
 #[cfg(test)]

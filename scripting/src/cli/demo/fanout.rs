@@ -50,3 +50,9 @@ impl FanOut {
         self.senders.iter_mut().map(|s| s.end_series(status, None)).collect()
     }
 }
+
+impl acquisition::sim::FrameSink for FanOut {
+    fn send_frame(&mut self, header: &FrameHeader, pixels_le: &[u8]) -> Result<(), SendError> {
+        FanOut::send_frame(self, header, pixels_le).map(|_| ())
+    }
+}

@@ -6,11 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use acquisition::protocol::{
-    now_timestamp, BloscParams, Compression, Degrees, Dtype, FrameHeader, FrameIndex, SeriesStart, SeriesStatus,
-    Shape,
-};
-use acquisition::sim::{FrameGenerator, Schedule, SimConfig};
+use acquisition::protocol::{BloscParams, Compression, Degrees, Dtype, SeriesStart, SeriesStatus, Shape};
+use acquisition::sim::{send_frames, Schedule, SimConfig};
 
 use super::fanout::FanOut;
 use super::SpreadArgs;
@@ -42,15 +39,7 @@ pub fn run(args: SpreadArgs) -> anyhow::Result<ExitCode> {
     let mut fan = FanOut::connect(&args.to).context("connecting to the receivers")?;
     let t0 = Instant::now();
     fan.start_series(&start).context("sending the series start")?;
-    let mut gen = FrameGenerator::new(&cfg);
-    let mut buf = Vec::new();
-    for i in 0..schedule.frames() {
-        let (key, angle) = schedule.frame(i);
-        gen.frame_into(key, angle, &mut buf);
-        let header = FrameHeader { index: FrameIndex(i), image_key: key, angle, timestamp: now_timestamp() };
-        let _s = tracing::trace_span!("spread.send", frame = i, bytes = buf.len()).entered();
-        fan.send_frame(&header, &buf).with_context(|| format!("sending frame {i}"))?;
-    }
+    send_frames(&mut fan, &cfg, &schedule, None, |_| {}).context("sending the frames")?;
     let per = fan.end_series(SeriesStatus::Complete).context("ending the series")?;
     let secs = t0.elapsed().as_secs_f64();
     let per: Vec<String> = args.to.iter().zip(&per).map(|(e, n)| format!("{e}: {n}")).collect();
