@@ -216,7 +216,12 @@ fn file_frame_bytes(path: &Path) -> Result<usize, BenchError> {
 }
 
 /// Receives one series on `socket` into a ceiling sink; returns (frames, seconds, payload bytes, frame bytes).
-fn ceiling(socket: &zmq::Socket, sink: &Sink, queue_frames: usize, queue_bytes: u64) -> Result<(u64, f64, u64, usize), BenchError> {
+fn ceiling(
+    socket: &zmq::Socket,
+    sink: &Sink,
+    queue_frames: usize,
+    queue_bytes: u64,
+) -> Result<(u64, f64, u64, usize), BenchError> {
     let mut p0 = zmq::Message::new();
     let mut p1 = zmq::Message::new();
     let mut payload = zmq::Message::new();

@@ -199,9 +199,8 @@ impl Codec {
 pub fn decompress_validated(chunk: &[u8], dst: &mut [u8], threads: i32) -> Result<(), BloscError> {
     // SAFETY: the chunk passed `validate_chunk` (its header and block table lie inside `chunk`), and c-blosc
     // writes at most `dst.len()` bytes.
-    let rc = unsafe {
-        blosc_src::blosc_decompress_ctx(chunk.as_ptr().cast(), dst.as_mut_ptr().cast(), dst.len(), threads)
-    };
+    let rc =
+        unsafe { blosc_src::blosc_decompress_ctx(chunk.as_ptr().cast(), dst.as_mut_ptr().cast(), dst.len(), threads) };
     if rc < 0 || rc as usize != dst.len() {
         return Err(BloscError::Size { expected: dst.len(), detail: format!("c-blosc returned {rc}") });
     }

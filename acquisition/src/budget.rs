@@ -28,7 +28,11 @@ impl ByteBudget {
                 if give_up() {
                     return false;
                 }
-                used = self.freed.wait_timeout(used, Duration::from_millis(50)).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+                used = self
+                    .freed
+                    .wait_timeout(used, Duration::from_millis(50))
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
         }
         *used += n;

@@ -3,11 +3,10 @@
 //!
 //! This crate must not reconstruct, script scans or render timelines; it must never decompress and
 //! recompress a frame on the ingest path, and it must never panic on anything that arrives over the wire.
-pub mod phantom;
-pub mod vds;
 pub mod bench;
 pub mod blosc;
 pub mod budget;
+pub mod phantom;
 pub mod protocol;
 pub mod receiver;
 pub mod reject;
@@ -15,4 +14,5 @@ pub mod replay;
 pub mod sender;
 pub mod sim;
 pub mod timefmt;
+pub mod vds;
 pub mod writer;

@@ -329,7 +329,11 @@ mod tests {
                 .map(|i| {
                     let t = -2.0 + (i as f64 + 0.5) * h;
                     let (x, y) = (s * ct - t * st, s * st + t * ct);
-                    if e.contains(x, y) { e.intensity * h } else { 0.0 }
+                    if e.contains(x, y) {
+                        e.intensity * h
+                    } else {
+                        0.0
+                    }
                 })
                 .sum();
             assert!((numeric - e.radon(theta, s)).abs() < 1e-4, "{numeric} vs {}", e.radon(theta, s));
@@ -339,7 +343,12 @@ mod tests {
     /// A 3-D ellipsoid with no tilt, cut at z, projects like the 2-D ellipse of its cross-section.
     #[test]
     fn ellipsoid_projection_matches_2d_cross_section() {
-        let e3 = Ellipsoid { intensity: 1.0, axes: [0.5, 0.3, 0.4], center: [0.1, 0.0, 0.0], rotation: euler_zxz(30.0, 0.0, 0.0) };
+        let e3 = Ellipsoid {
+            intensity: 1.0,
+            axes: [0.5, 0.3, 0.4],
+            center: [0.1, 0.0, 0.0],
+            rotation: euler_zxz(30.0, 0.0, 0.0),
+        };
         let det = Detector::centered(1, 64);
         let theta = 0.7;
         let p3 = project_3d(&[e3], &det, theta);

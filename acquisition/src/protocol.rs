@@ -153,9 +153,7 @@ impl std::str::FromStr for Dtype {
             "uint16" | "u16" => Ok(Dtype::Uint16),
             "uint32" | "u32" => Ok(Dtype::Uint32),
             "float32" | "f32" => Ok(Dtype::Float32),
-            _ => Err(ProtocolError::Field(format!(
-                "unknown dtype {s:?}: use uint8, uint16, uint32 or float32"
-            ))),
+            _ => Err(ProtocolError::Field(format!("unknown dtype {s:?}: use uint8, uint16, uint32 or float32"))),
         }
     }
 }
@@ -565,10 +563,7 @@ pub fn encode_series_end(e: &SeriesEnd) -> Vec<u8> {
 
 /// Seconds since the Unix epoch, now.
 pub fn now_timestamp() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -315,12 +315,19 @@ impl Receiver {
         if cfg.connect {
             socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the endpoint"))?;
         } else {
-            socket.bind(&cfg.endpoint).map_err(|e| {
-                zerr("bind", e, ": is another receiver running there? choose another --endpoint")
-            })?;
+            socket
+                .bind(&cfg.endpoint)
+                .map_err(|e| zerr("bind", e, ": is another receiver running there? choose another --endpoint"))?;
         }
         let budget = Arc::new(ByteBudget::new(cfg.queue_bytes));
-        Ok(Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default(), live: Arc::new(LiveCounters::default()), budget })
+        Ok(Receiver {
+            cfg,
+            _ctx: ctx,
+            socket,
+            stop: StopHandle::default(),
+            live: Arc::new(LiveCounters::default()),
+            budget,
+        })
     }
 
     /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to the chosen port).
@@ -379,7 +386,8 @@ impl Receiver {
         let mut extra = zmq::Message::new();
         let mut open: Option<OpenSeries> = None;
         let mut verify_buf: Vec<u8> = Vec::new();
-        let zerr = |source| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), cause: source, hint: "" };
+        let zerr =
+            |source| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), cause: source, hint: "" };
         loop {
             if self.stop.is_stopped() {
                 break;
@@ -392,7 +400,8 @@ impl Receiver {
                     Err(e) => return Err(zerr(e)),
                 }
             }
-            let span = tracing::trace_span!("receive.recv", parts = tracing::field::Empty, bytes = tracing::field::Empty);
+            let span =
+                tracing::trace_span!("receive.recv", parts = tracing::field::Empty, bytes = tracing::field::Empty);
             let guard = span.enter();
             let mut parts = 1usize;
             let mut more = p0.get_more();
@@ -487,19 +496,26 @@ impl Receiver {
             return Err((Reason::NoSeries, format!("frame {} with no series open", d.header.index)));
         };
         if d.series != s.start.series.as_str() {
-            return Err((Reason::SeriesMismatch, format!("frame for {:?} while {:?} is open", d.series, s.start.series)));
+            return Err((
+                Reason::SeriesMismatch,
+                format!("frame for {:?} while {:?} is open", d.series, s.start.series),
+            ));
         }
         let i = d.header.index.0;
-        let seen = s.seen.get_mut(i as usize).ok_or_else(|| {
-            (Reason::IndexOutOfRange, format!("frame index {i} not below {}", s.start.frames))
-        })?;
+        let seen = s
+            .seen
+            .get_mut(i as usize)
+            .ok_or_else(|| (Reason::IndexOutOfRange, format!("frame index {i} not below {}", s.start.frames)))?;
         if *seen {
             return Err((Reason::DuplicateFrame, format!("frame {i} already received")));
         }
         match s.start.compression {
             Compression::None => {
                 if payload.len() != s.frame_bytes {
-                    return Err((Reason::PayloadSize, format!("frame {i}: {} bytes, expected {}", payload.len(), s.frame_bytes)));
+                    return Err((
+                        Reason::PayloadSize,
+                        format!("frame {i}: {} bytes, expected {}", payload.len(), s.frame_bytes),
+                    ));
                 }
             }
             Compression::Blosc1(_) => {
@@ -526,7 +542,10 @@ impl Receiver {
             return Err((Reason::NoSeries, format!("series end for {:?} with no series open", end.series)));
         };
         if end.series != s.start.series {
-            return Err((Reason::SeriesMismatch, format!("end of {:?} while {:?} is open", end.series, s.start.series)));
+            return Err((
+                Reason::SeriesMismatch,
+                format!("end of {:?} while {:?} is open", end.series, s.start.series),
+            ));
         }
         let s = open.take().map(|s| s.rejected).unwrap_or_default();
         tracing::info!(series = %end.series, frames_sent = end.frames_sent, "series end");

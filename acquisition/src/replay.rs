@@ -64,7 +64,12 @@ impl NxtomoSource {
         let td = data.dtype().and_then(|t| t.to_descriptor()).map_err(err("data type"))?;
         let bad = |what, detail: String| ReplayError::File { path: path.to_path_buf(), what, detail };
         let dtype = dtype_of(&td).ok_or_else(|| bad("data type", format!("{td:?} is not uint8/16/32 or float32")))?;
-        if shape.len() != 3 || shape[1] == 0 || shape[2] == 0 || shape[1] > u32::MAX as usize || shape[2] > u32::MAX as usize {
+        if shape.len() != 3
+            || shape[1] == 0
+            || shape[2] == 0
+            || shape[1] > u32::MAX as usize
+            || shape[2] > u32::MAX as usize
+        {
             return Err(bad("data shape", format!("{shape:?} is not [frames, rows, cols]")));
         }
         let keys: Vec<i64> = file
@@ -76,7 +81,10 @@ impl NxtomoSource {
             .and_then(|d| d.read_raw())
             .map_err(err("/entry/sample/rotation_angle"))?;
         if keys.len() != shape[0] || angles.len() != shape[0] {
-            return Err(bad("per-frame datasets", format!("{} keys, {} angles for {} frames", keys.len(), angles.len(), shape[0])));
+            return Err(bad(
+                "per-frame datasets",
+                format!("{} keys, {} angles for {} frames", keys.len(), angles.len(), shape[0]),
+            ));
         }
         let compression = data.filters().into_iter().find_map(|f| match f {
             hdf5::filters::Filter::Blosc(lib, clevel, shuffle) => {
@@ -179,7 +187,8 @@ pub fn replay_series(
         None => Compression::None,
     });
     let mut start = SeriesStart::new(series, src.shape, src.dtype, compression, frames.len().max(1) as u64);
-    start.metadata = serde_json::json!({ "source": "beamline simulate --replay", "replayed_file": src.path.display().to_string() });
+    start.metadata =
+        serde_json::json!({ "source": "beamline simulate --replay", "replayed_file": src.path.display().to_string() });
     sender.start_series(&start)?;
     let mut buf = Vec::new();
     let pacer = Pacer::new(fps);

@@ -82,7 +82,15 @@ impl SeriesSender {
         } else {
             socket.connect(endpoint).map_err(|e| err("connect", e))?;
         }
-        Ok(SeriesSender { _ctx: ctx, socket, endpoint: endpoint.to_string(), codec: None, header: Vec::new(), series: None, threads: 1 })
+        Ok(SeriesSender {
+            _ctx: ctx,
+            socket,
+            endpoint: endpoint.to_string(),
+            codec: None,
+            header: Vec::new(),
+            series: None,
+            threads: 1,
+        })
     }
 
     /// Sets the send high-water mark (messages queued before `send_frame` blocks).
@@ -181,7 +189,8 @@ impl SeriesSender {
     /// Returns the number of frames sent.
     pub fn end_series(&mut self, status: SeriesStatus, metadata: Option<serde_json::Value>) -> Result<u64, SendError> {
         let s = self.series.take().ok_or(SendError::State("end_series without an open series"))?;
-        let end = SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id, frames_sent: s.sent, status: Some(status), metadata };
+        let end =
+            SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id, frames_sent: s.sent, status: Some(status), metadata };
         end.validate()?;
         self.send_parts(&[Kind::SeriesEnd.tag(), &encode_series_end(&end)])?;
         Ok(s.sent)

@@ -298,9 +298,8 @@ mod tests {
     fn frames_have_the_physics_ordering() {
         let cfg = SimConfig::new(16, 24, Dtype::Uint16);
         let mut g = FrameGenerator::new(&cfg);
-        let mean = |v: &[u8]| {
-            v.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).sum::<f64>() / (v.len() / 2) as f64
-        };
+        let mean =
+            |v: &[u8]| v.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).sum::<f64>() / (v.len() / 2) as f64;
         let dark = mean(&g.frame(ImageKey::Dark, Degrees(0.0)));
         let flat = mean(&g.frame(ImageKey::Flat, Degrees(0.0)));
         let proj = mean(&g.frame(ImageKey::Projection, Degrees(30.0)));

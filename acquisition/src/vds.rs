@@ -257,12 +257,8 @@ pub fn read_claims(path: &Path) -> Result<(u64, Source), StitchError> {
         });
     }
     let invalid = i64::from(IMAGE_KEY_INVALID);
-    let frames = keys
-        .iter()
-        .enumerate()
-        .filter(|(_, &k)| k != invalid)
-        .map(|(i, _)| (FrameIndex(i as u64), i as u64))
-        .collect();
+    let frames =
+        keys.iter().enumerate().filter(|(_, &k)| k != invalid).map(|(i, _)| (FrameIndex(i as u64), i as u64)).collect();
     Ok((rows, Source { path: path.to_path_buf(), dataset: DATA_PATH.into(), frames }))
 }
 
@@ -287,13 +283,11 @@ pub fn verify(plan: &StitchPlan) -> Result<SourceLayout, StitchError> {
         if !src.path.exists() {
             return Err(StitchError::MissingSource(src.path.clone()));
         }
-        let unreadable =
-            |e: hdf5::Error| StitchError::Unreadable { path: src.path.clone(), reason: e.to_string() };
+        let unreadable = |e: hdf5::Error| StitchError::Unreadable { path: src.path.clone(), reason: e.to_string() };
         let file = File::open(&src.path).map_err(unreadable)?;
         let ds = file.dataset(&src.dataset).map_err(unreadable)?;
         let dims = ds.shape();
-        let inconsistent =
-            |reason: String| StitchError::Inconsistent { path: src.path.clone(), reason };
+        let inconsistent = |reason: String| StitchError::Inconsistent { path: src.path.clone(), reason };
         if dims.len() != 3 {
             return Err(inconsistent(format!("{} has shape {dims:?}, expected [frames, y, x]", src.dataset)));
         }
@@ -351,11 +345,8 @@ fn chunk_allocated(ds: &Dataset, row: u64) -> bool {
 }
 
 /// Per-frame 1-D datasets copied into the master in series order, when the sources have them.
-pub const PER_FRAME: &[&str] = &[
-    "/entry/instrument/detector/image_key",
-    "/entry/sample/rotation_angle",
-    "/entry/instrument/detector/timestamp",
-];
+pub const PER_FRAME: &[&str] =
+    &["/entry/instrument/detector/image_key", "/entry/sample/rotation_angle", "/entry/instrument/detector/timestamp"];
 
 /// Writes the master NXtomo file `out`: `/entry` (NXentry, definition NXtomo) with the virtual frame
 /// dataset, the per-frame datasets of [`PER_FRAME`] found in the sources copied in series order, `/entry/data`

@@ -399,14 +399,31 @@ mod tests {
     use crate::reject::Reason;
 
     /// Writes frames `written` of a 4-frame series and ends it with `frames_sent` and `status`.
-    fn series(dir: &Path, written: &[u64], frames_sent: u64, status: SeriesStatus, rejected: Rejections) -> SeriesSummary {
+    fn series(
+        dir: &Path,
+        written: &[u64],
+        frames_sent: u64,
+        status: SeriesStatus,
+        rejected: Rejections,
+    ) -> SeriesSummary {
         let start = SeriesStart::new("s", Shape([2, 3]), Dtype::Uint8, Compression::None, 4);
         let mut w = NxtomoWriter::create(&dir.join("s.h5"), &start, &Provenance::default()).unwrap();
         for &i in written {
-            let h = FrameHeader { index: FrameIndex(i), image_key: ImageKey::Projection, angle: Degrees(0.0), timestamp: 1.0 };
+            let h = FrameHeader {
+                index: FrameIndex(i),
+                image_key: ImageKey::Projection,
+                angle: Degrees(0.0),
+                timestamp: 1.0,
+            };
             w.write_frame(&h, &[i as u8; 6]).unwrap();
         }
-        let end = SeriesEnd { protocol: PROTOCOL_VERSION, series: "s".into(), frames_sent, status: Some(status), metadata: None };
+        let end = SeriesEnd {
+            protocol: PROTOCOL_VERSION,
+            series: "s".into(),
+            frames_sent,
+            status: Some(status),
+            metadata: None,
+        };
         w.finish(Some(&end), rejected).unwrap()
     }
 

@@ -81,11 +81,7 @@ fn need(what: &'static str, buf: &[f32], want: usize) -> Result<(), HarnessError
     if buf.len() == want {
         Ok(())
     } else {
-        Err(HarnessError::Length {
-            what,
-            got: buf.len(),
-            want,
-        })
+        Err(HarnessError::Length { what, got: buf.len(), want })
     }
 }
 
@@ -138,11 +134,7 @@ pub fn normalize_minus_log(
 }
 
 /// Runs `remove_zingers` on a `-log` slab.
-pub fn remove_zingers(
-    shape: SlabShape,
-    input: &[f32],
-    threshold: f32,
-) -> Result<Vec<f32>, HarnessError> {
+pub fn remove_zingers(shape: SlabShape, input: &[f32], threshold: f32) -> Result<Vec<f32>, HarnessError> {
     need("input", input, shape.len())?;
     let mut out = vec![0f32; shape.len()];
     let l = launch::elementwise(shape);
@@ -163,11 +155,7 @@ pub fn remove_zingers(
 }
 
 /// Runs `filter_convolve` on a `-log` slab with `taps` (`2 cols - 1` values).
-pub fn filter_convolve(
-    shape: SlabShape,
-    input: &[f32],
-    taps: &[f32],
-) -> Result<Vec<f32>, HarnessError> {
+pub fn filter_convolve(shape: SlabShape, input: &[f32], taps: &[f32]) -> Result<Vec<f32>, HarnessError> {
     need("input", input, shape.len())?;
     need("taps", taps, (2 * shape.cols as usize).saturating_sub(1))?;
     let mut out = vec![0f32; shape.len()];

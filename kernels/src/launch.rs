@@ -14,9 +14,7 @@ pub struct Launch {
 
 /// A slab too large for one launch of a kernel.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "{what} = {value} exceeds the CUDA grid limit {limit}; use smaller slabs (fewer rows per slab)"
-)]
+#[error("{what} = {value} exceeds the CUDA grid limit {limit}; use smaller slabs (fewer rows per slab)")]
 pub struct LaunchError {
     /// Which dimension.
     pub what: &'static str,
@@ -48,47 +46,25 @@ fn check(what: &'static str, value: u64, limit: u64) -> Result<u32, LaunchError>
 
 /// `normalize_minus_log` and `remove_zingers` over a slab: a grid-stride loop, so any size fits.
 pub fn elementwise(shape: SlabShape) -> Launch {
-    let blocks = (shape.len() as u64)
-        .div_ceil(ELEMENTWISE_BLOCK as u64)
-        .clamp(1, ELEMENTWISE_MAX_BLOCKS as u64);
-    Launch {
-        grid: [blocks as u32, 1, 1],
-        block: [ELEMENTWISE_BLOCK, 1, 1],
-    }
+    let blocks = (shape.len() as u64).div_ceil(ELEMENTWISE_BLOCK as u64).clamp(1, ELEMENTWISE_MAX_BLOCKS as u64);
+    Launch { grid: [blocks as u32, 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1] }
 }
 
 /// `filter_convolve`: x = line, y = block of output columns.
 pub fn filter(shape: SlabShape) -> Result<Launch, LaunchError> {
-    let lines = check(
-        "filter lines (rows x angles)",
-        shape.lines().max(1),
-        GRID_X_MAX,
-    )?;
-    let col_blocks = check(
-        "filter column blocks",
-        (shape.cols as u64).div_ceil(FILTER_BLOCK as u64).max(1),
-        GRID_YZ_MAX,
-    )?;
-    Ok(Launch {
-        grid: [lines, col_blocks, 1],
-        block: [FILTER_BLOCK, 1, 1],
-    })
+    let lines = check("filter lines (rows x angles)", shape.lines().max(1), GRID_X_MAX)?;
+    let col_blocks =
+        check("filter column blocks", (shape.cols as u64).div_ceil(FILTER_BLOCK as u64).max(1), GRID_YZ_MAX)?;
+    Ok(Launch { grid: [lines, col_blocks, 1], block: [FILTER_BLOCK, 1, 1] })
 }
 
 /// `backproject`: x, y = output pixel tiles, z = slice.
 pub fn backproject(rows: u32, out_size: u32) -> Result<Launch, LaunchError> {
     let [bx, by, _] = BACKPROJECT_BLOCK;
     let gx = (out_size as u64).div_ceil(bx as u64).max(1);
-    let gy = check(
-        "backprojection tile rows",
-        (out_size as u64).div_ceil(by as u64).max(1),
-        GRID_YZ_MAX,
-    )?;
+    let gy = check("backprojection tile rows", (out_size as u64).div_ceil(by as u64).max(1), GRID_YZ_MAX)?;
     let gz = check("rows per slab", (rows as u64).max(1), GRID_YZ_MAX)?;
-    Ok(Launch {
-        grid: [gx as u32, gy, gz],
-        block: BACKPROJECT_BLOCK,
-    })
+    Ok(Launch { grid: [gx as u32, gy, gz], block: BACKPROJECT_BLOCK })
 }
 
 #[cfg(test)]
@@ -97,21 +73,13 @@ mod tests {
 
     #[test]
     fn shapes_cover_every_output() {
-        let s = SlabShape {
-            rows: 3,
-            angles: 5,
-            cols: 130,
-        };
+        let s = SlabShape { rows: 3, angles: 5, cols: 130 };
         let f = filter(s).unwrap();
         assert_eq!(f.grid, [15, 2, 1]);
         let b = backproject(3, 33).unwrap();
         assert_eq!(b.grid, [2, 5, 3]);
         assert!(backproject(70_000, 16).is_err());
-        let e = elementwise(SlabShape {
-            rows: 1000,
-            angles: 1000,
-            cols: 1000,
-        });
+        let e = elementwise(SlabShape { rows: 1000, angles: 1000, cols: 1000 });
         assert_eq!(e.grid[0], ELEMENTWISE_MAX_BLOCKS);
     }
 }

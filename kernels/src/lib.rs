@@ -46,11 +46,7 @@ pub struct Kernel {
 /// A [`Kernel`] for entry point `$name` in `cuda/$file`.
 macro_rules! kernel {
     ($name:literal, $file:literal) => {
-        Kernel {
-            name: $name,
-            file: $file,
-            source: include_str!(concat!("../cuda/", $file)),
-        }
+        Kernel { name: $name, file: $file, source: include_str!(concat!("../cuda/", $file)) }
     };
 }
 
@@ -67,12 +63,7 @@ pub const FILTER_CONVOLVE: Kernel = kernel!("filter_convolve", "filter.cu");
 pub const BACKPROJECT: Kernel = kernel!("backproject", "backproject.cu");
 
 /// Every kernel, in pipeline order.
-pub const ALL: [Kernel; 4] = [
-    NORMALIZE_MINUS_LOG,
-    REMOVE_ZINGERS,
-    FILTER_CONVOLVE,
-    BACKPROJECT,
-];
+pub const ALL: [Kernel; 4] = [NORMALIZE_MINUS_LOG, REMOVE_ZINGERS, FILTER_CONVOLVE, BACKPROJECT];
 
 /// The shape of a slab as the kernels see it: `rows` sinograms of `angles` x `cols` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,9 @@ pub fn render(tl: &Timeline) -> String {
             // Device lanes have no thread id: number them after the threads.
             let tid = if lane.tid != 0 { lane.tid } else { 1_000_000_000 + li as u64 };
             ev.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": lane.name}}));
-            ev.push(json!({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid, "args": {"sort_index": li}}));
+            ev.push(
+                json!({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid, "args": {"sort_index": li}}),
+            );
             for s in &lane.spans {
                 let cat = s.name.split('.').next().unwrap_or("span");
                 ev.push(json!({
@@ -53,17 +55,32 @@ mod tests {
     #[test]
     fn metadata_spans_and_counters() {
         let mut log = log_with(&[(1, "main"), (2, "writer")], &[(1, "a.b", 0, 2000), (2, "wait.frames", 500, 1500)]);
-        log.counters.push(crate::log::CounterSample { tid: 2, name: "queue_depth".into(), ts: 1_000 + 700, value: 3.0 });
+        log.counters.push(crate::log::CounterSample {
+            tid: 2,
+            name: "queue_depth".into(),
+            ts: 1_000 + 700,
+            value: 3.0,
+        });
         log.spans[0].fields.push(("frame".into(), json!(12)));
         let v: Value = serde_json::from_str(&render(&Timeline::from_logs(vec![log]))).expect("valid JSON");
         let ev = v["traceEvents"].as_array().expect("events");
         let by = |ph: &str| ev.iter().filter(|e| e["ph"] == ph).collect::<Vec<_>>();
-        let names: Vec<&str> = by("M").iter().filter(|e| e["name"] == "thread_name").map(|e| e["args"]["name"].as_str().unwrap_or("")).collect();
+        let names: Vec<&str> = by("M")
+            .iter()
+            .filter(|e| e["name"] == "thread_name")
+            .map(|e| e["args"]["name"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(names, ["main", "writer"]);
-        assert_eq!(by("M").iter().find(|e| e["name"] == "process_name").map(|e| e["args"]["name"].clone()), Some(json!("test (pid 7)")));
+        assert_eq!(
+            by("M").iter().find(|e| e["name"] == "process_name").map(|e| e["args"]["name"].clone()),
+            Some(json!("test (pid 7)"))
+        );
         let x = by("X");
         assert_eq!(x.len(), 2);
-        assert_eq!((x[0]["name"].as_str(), x[0]["ts"].as_f64(), x[0]["dur"].as_f64()), (Some("a.b"), Some(0.0), Some(2.0)));
+        assert_eq!(
+            (x[0]["name"].as_str(), x[0]["ts"].as_f64(), x[0]["dur"].as_f64()),
+            (Some("a.b"), Some(0.0), Some(2.0))
+        );
         assert_eq!(x[0]["args"]["frame"], 12);
         assert_eq!(x[1]["tid"], 2);
         assert_eq!((x[1]["ts"].as_f64(), x[1]["cat"].as_str()), (Some(0.5), Some("wait")));

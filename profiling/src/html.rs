@@ -201,11 +201,8 @@ fn page_data(tl: &Timeline, analysis: &Analysis, summary: &[NameSummary], title:
         .iter()
         .map(|s| json!({"p": s.process, "l": s.lane, "start": rel(s.start), "dur": s.dur, "what": s.what, "text": s.text}))
         .collect();
-    let stall_lanes: Vec<Value> = analysis
-        .lanes
-        .iter()
-        .map(|l| json!({"p": l.process, "l": l.lane, "share": l.share, "text": l.text}))
-        .collect();
+    let stall_lanes: Vec<Value> =
+        analysis.lanes.iter().map(|l| json!({"p": l.process, "l": l.lane, "share": l.share, "text": l.text})).collect();
     json!({
         "title": title,
         "wall": tl.wall(),

@@ -98,7 +98,9 @@ pub mod timeline;
 pub mod workload;
 
 pub use error::Error;
-pub use recorder::{install, record_to_file, recorder, registry_dispatch, Config, Guard, Outcome, RecordingLayer, RunInfo, Totals};
+pub use recorder::{
+    install, record_to_file, recorder, registry_dispatch, Config, Guard, Outcome, RecordingLayer, RunInfo, Totals,
+};
 
 /// Field-name prefix that marks an event field as a counter sample.
 pub const COUNTER_PREFIX: &str = "counter.";

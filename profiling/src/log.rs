@@ -262,11 +262,7 @@ impl RunLog {
 
     /// Name of thread `tid`, or `thread <tid>`.
     pub fn thread_name(&self, tid: u64) -> String {
-        self.threads
-            .iter()
-            .find(|(t, _)| *t == tid)
-            .map(|(_, n)| n.clone())
-            .unwrap_or_else(|| format!("thread {tid}"))
+        self.threads.iter().find(|(t, _)| *t == tid).map(|(_, n)| n.clone()).unwrap_or_else(|| format!("thread {tid}"))
     }
 
     /// Monotonic start of the run: the header's clock reading (or the first span).

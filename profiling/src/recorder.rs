@@ -213,10 +213,7 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let parent = span
-            .parent()
-            .and_then(|p| p.extensions().get::<SpanRec>().map(|r| r.id))
-            .unwrap_or(0);
+        let parent = span.parent().and_then(|p| p.extensions().get::<SpanRec>().map(|r| r.id)).unwrap_or(0);
         let mut fields = String::new();
         if !attrs.fields().is_empty() {
             attrs.record(&mut FieldWriter { out: &mut fields, message: None });
@@ -248,10 +245,7 @@ where
         let mut fw = FieldWriter { out: &mut fields, message: None };
         event.record(&mut fw);
         let name = fw.message.take().unwrap_or_else(|| meta.name().to_owned());
-        let span = ctx
-            .event_span(event)
-            .and_then(|s| s.extensions().get::<SpanRec>().map(|r| r.id))
-            .unwrap_or(0);
+        let span = ctx.event_span(event).and_then(|s| s.extensions().get::<SpanRec>().map(|r| r.id)).unwrap_or(0);
         self.shared.push(Rec::Instant { ts, span, level: meta.level().as_str(), name, fields });
     }
 
@@ -405,10 +399,7 @@ pub fn recorder(sink: Box<dyn Write + Send>, info: &RunInfo, config: Config) -> 
         panic: Arc::new(OnceLock::new()),
     });
     let head = header(info, clock::unix_ns(), clock::mono_ns());
-    let writer = std::thread::Builder::new()
-        .name("trace-writer".into())
-        .spawn(move || write_loop(sink, head, rx))
-        .ok();
+    let writer = std::thread::Builder::new().name("trace-writer".into()).spawn(move || write_loop(sink, head, rx)).ok();
     let guard = Guard { shared: shared.clone(), writer, path: None };
     (RecordingLayer { shared }, guard)
 }
@@ -439,10 +430,7 @@ pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
     let (layer, guard) = record_to_file(path, info, Config::default())?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BEAMLINE_LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_filter(filter);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
     let subscriber = tracing_subscriber::registry().with(layer).with(stderr);
     tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::AlreadyInstalled)?;
     let slot = guard.shared.panic.clone();
@@ -619,7 +607,10 @@ mod tests {
         assert_eq!(log.header.argv[1], "</script>");
         assert_eq!(log.header.pid, std::process::id());
         let f = log.footer.as_ref().expect("footer");
-        assert_eq!((f.status.as_str(), f.exit_code, f.error.as_deref(), f.written), ("error", 2, Some("bad input: x"), 5));
+        assert_eq!(
+            (f.status.as_str(), f.exit_code, f.error.as_deref(), f.written),
+            ("error", 2, Some("bad input: x"), 5)
+        );
         let mut names: Vec<&str> = log.spans.iter().map(|s| &*s.name).collect();
         names.sort();
         assert_eq!(names, ["test.outer", "test.work", "wait.frames"]);

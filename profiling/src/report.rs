@@ -173,9 +173,8 @@ pub fn build(dir: &Path) -> Result<Report, Error> {
 /// Summarises one run (see the module docs for the definitions).
 pub fn summarize_run(log: &RunLog) -> RunSummary {
     let wall_ns = log.end_mono().saturating_sub(log.start_mono()).max(1);
-    let last_counter = |name: &str| {
-        log.counters.iter().filter(|c| &*c.name == name).max_by_key(|c| c.ts).map(|c| c.value)
-    };
+    let last_counter =
+        |name: &str| log.counters.iter().filter(|c| &*c.name == name).max_by_key(|c| c.ts).map(|c| c.value);
     let count = |name: &str| log.spans.iter().filter(|s| &*s.name == name).count();
     let frames = last_counter("frames").or_else(|| {
         [count("hdf5.write_chunk"), count("receive.validate")].into_iter().find(|&n| n > 0).map(|n| n as f64)
@@ -303,7 +302,9 @@ pub fn error_kind(status: &str, error: Option<&str>) -> String {
 pub fn render_html(r: &Report) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
-    h.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">");
+    h.push_str(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+    );
     h.push_str(&format!("<title>beamline runs: {}</title><style>{CSS}</style></head><body>", escape_html(&r.dir)));
     let failed: u64 = r.per_command.values().map(|c| c.failed).sum();
     h.push_str(&format!(
@@ -375,7 +376,10 @@ fn bars(title: &str, data: &BTreeMap<String, Count>) -> String {
     let rows: Vec<(&String, &Count)> = data.iter().rev().take(30).collect();
     let max = rows.iter().map(|(_, c)| c.runs).max().unwrap_or(1).max(1) as f64;
     let h = 30 + rows.len() * 18;
-    let mut s = format!("<svg width=\"420\" height=\"{h}\" role=\"img\"><text x=\"8\" y=\"16\" font-weight=\"600\">{}</text>", escape_html(title));
+    let mut s = format!(
+        "<svg width=\"420\" height=\"{h}\" role=\"img\"><text x=\"8\" y=\"16\" font-weight=\"600\">{}</text>",
+        escape_html(title)
+    );
     for (i, (k, c)) in rows.iter().enumerate() {
         let y = 26 + i * 18;
         let ok = (c.runs - c.failed) as f64 / max * 180.0;
@@ -398,7 +402,10 @@ fn bars(title: &str, data: &BTreeMap<String, Count>) -> String {
 /// Scatter plot of a value per run over time.
 fn scatter(title: &str, pts: &[(u64, f64)]) -> String {
     let (w, h) = (420.0, 200.0);
-    let mut s = format!("<svg width=\"{w}\" height=\"{h}\" role=\"img\"><text x=\"8\" y=\"16\" font-weight=\"600\">{}</text>", escape_html(title));
+    let mut s = format!(
+        "<svg width=\"{w}\" height=\"{h}\" role=\"img\"><text x=\"8\" y=\"16\" font-weight=\"600\">{}</text>",
+        escape_html(title)
+    );
     if pts.is_empty() {
         s.push_str("<text x=\"8\" y=\"40\">no run reported this figure</text></svg>");
         return s;
@@ -446,7 +453,10 @@ mod tests {
         assert_eq!(k("cannot open /data/scan_0042.h5: No such file"), "cannot open <path>");
         assert_eq!(k("frame 17 arrived twice"), "frame N arrived twice");
         assert_eq!(k("unknown device \"motx\""), "unknown device \"…\"");
-        assert_eq!(error_kind("panic", Some("panic: index 5 out of range at a.rs:3")), "panic: index N out of range at a.rs:N");
+        assert_eq!(
+            error_kind("panic", Some("panic: index 5 out of range at a.rs:3")),
+            "panic: index N out of range at a.rs:N"
+        );
         assert_eq!(error_kind("no footer", None), "no footer (killed or crashed)");
     }
 
@@ -469,7 +479,9 @@ mod tests {
         write("a.jsonl", "acquire", Some(ok), frames);
         let recon = "{\"t\":\"span\",\"n\":\"recon.write\",\"id\":1,\"tid\":1,\"s\":1000000000,\"e\":2000000000,\"f\":{\"rows\":64}}\n";
         write("sub/b.jsonl", "recon", Some(ok), recon);
-        let bad = |e: &str| format!(r#"{{"t":"footer","status":"error","exit_code":1,"error":"{e}","end_mono_ns":2000000000}}"#);
+        let bad = |e: &str| {
+            format!(r#"{{"t":"footer","status":"error","exit_code":1,"error":"{e}","end_mono_ns":2000000000}}"#)
+        };
         write("c.jsonl", "acquire", Some(&bad("cannot open /a/b.h5: gone")), "");
         write("d.jsonl", "recon", Some(&bad("cannot open /c/d.h5: gone")), "");
         write("e.jsonl", "scan", None, "");

@@ -115,7 +115,15 @@ pub fn analyse(tl: &Timeline) -> Analysis {
             parts.sort_by_key(|p| std::cmp::Reverse(p.1));
             let share = idle_ns as f64 / wall as f64;
             let text = lane_sentence(&lane.name, share, &parts, wall);
-            out.lanes.push(LaneIdle { process: pi, lane: li, lane_name: lane.name.clone(), idle_ns, share, parts, text });
+            out.lanes.push(LaneIdle {
+                process: pi,
+                lane: li,
+                lane_name: lane.name.clone(),
+                idle_ns,
+                share,
+                parts,
+                text,
+            });
         }
         out.highlight.push(proc_hl);
     }
@@ -220,7 +228,10 @@ mod tests {
         assert_eq!(w.idle_ns, 40 + 20 + 3);
         assert_eq!(w.parts[0], ("frames".to_owned(), 40));
         assert_eq!(w.parts[1], (UNTRACED.to_owned(), 20));
-        assert_eq!(w.text, "writer idle 63% of the run, waiting for frames (40%), lock (3%); untraced gaps between spans 20%");
+        assert_eq!(
+            w.text,
+            "writer idle 63% of the run, waiting for frames (40%), lock (3%); untraced gaps between spans 20%"
+        );
         assert_eq!(a.top[0].what, "frames");
         assert_eq!(a.top[0].dur, 40);
         assert_eq!(a.top[1].what, UNTRACED);

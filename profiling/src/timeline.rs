@@ -164,16 +164,20 @@ fn process(log: RunLog) -> Process {
         };
         let lane = match device {
             Some(d) => device_lanes.entry(d.clone()).or_insert_with(|| Lane { name: d, ..Lane::default() }),
-            None => thread_lanes
-                .entry(s.tid)
-                .or_insert_with(|| Lane { name: format!("thread {}", s.tid), tid: s.tid, ..Lane::default() }),
+            None => thread_lanes.entry(s.tid).or_insert_with(|| Lane {
+                name: format!("thread {}", s.tid),
+                tid: s.tid,
+                ..Lane::default()
+            }),
         };
         lane.spans.push(span);
     }
     for e in log.events {
-        let lane = thread_lanes
-            .entry(e.tid)
-            .or_insert_with(|| Lane { name: format!("thread {}", e.tid), tid: e.tid, ..Lane::default() });
+        let lane = thread_lanes.entry(e.tid).or_insert_with(|| Lane {
+            name: format!("thread {}", e.tid),
+            tid: e.tid,
+            ..Lane::default()
+        });
         lane.events.push(LaneEvent { ts: at(e.ts), name: e.name, fields: e.fields });
     }
     let mut counters: BTreeMap<Arc<str>, Vec<(u64, f64)>> = BTreeMap::new();
@@ -193,11 +197,8 @@ fn process(log: RunLog) -> Process {
             CounterTrack { name, samples }
         })
         .collect();
-    let label = format!(
-        "{} (pid {})",
-        if log.header.command.is_empty() { "run" } else { &log.header.command },
-        log.header.pid
-    );
+    let label =
+        format!("{} (pid {})", if log.header.command.is_empty() { "run" } else { &log.header.command }, log.header.pid);
     Process { header: log.header, footer: log.footer, path: log.path, label, start, end, lanes, counters }
 }
 
@@ -235,7 +236,7 @@ fn nest(lane: &mut Lane) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::log::{Span, RunLog};
+    use crate::log::{RunLog, Span};
 
     /// A log with the given threads and spans `(tid, name, start, end)`, times relative to a fixed origin.
     pub(crate) fn log_with(threads: &[(u64, &str)], spans: &[(u64, &str, u64, u64)]) -> RunLog {
@@ -269,8 +270,15 @@ pub(crate) mod tests {
     fn nests_by_time_and_makes_one_lane_per_thread() {
         let log = log_with(
             &[(1, "main"), (2, "writer"), (3, "idle-thread")],
-            &[(1, "a.outer", 0, 100), (1, "a.inner", 10, 20), (1, "a.inner2", 30, 90), (1, "a.leaf", 40, 50),
-              (2, "w.one", 5, 15), (2, "w.two", 15, 25), (1, "a.next", 100, 120)],
+            &[
+                (1, "a.outer", 0, 100),
+                (1, "a.inner", 10, 20),
+                (1, "a.inner2", 30, 90),
+                (1, "a.leaf", 40, 50),
+                (2, "w.one", 5, 15),
+                (2, "w.two", 15, 25),
+                (1, "a.next", 100, 120),
+            ],
         );
         let tl = Timeline::from_logs(vec![log]);
         assert_eq!(tl.processes.len(), 1);

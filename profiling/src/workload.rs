@@ -38,7 +38,12 @@ pub struct Pipeline {
 
 impl Default for Pipeline {
     fn default() -> Self {
-        Pipeline { frames: 400, frame_bytes: 16 << 10, frame_interval: Duration::from_micros(200), stall: Duration::ZERO }
+        Pipeline {
+            frames: 400,
+            frame_bytes: 16 << 10,
+            frame_interval: Duration::from_micros(200),
+            stall: Duration::ZERO,
+        }
     }
 }
 
@@ -175,7 +180,13 @@ mod tests {
         lanes.retain(|l| ["camera", "receiver", "writer"].contains(l));
         assert_eq!(lanes, ["camera", "receiver", "writer"]);
         let count = |lane: &str, name: &str| {
-            tl.processes[0].lanes.iter().filter(|l| l.name == lane).flat_map(|l| &l.spans).filter(|s| &*s.name == name).count()
+            tl.processes[0]
+                .lanes
+                .iter()
+                .filter(|l| l.name == lane)
+                .flat_map(|l| &l.spans)
+                .filter(|s| &*s.name == name)
+                .count()
         };
         assert_eq!(count("writer", "sim.write_chunk"), 60);
         assert_eq!(count("camera", "sim.expose"), 60);

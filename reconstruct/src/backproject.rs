@@ -202,9 +202,7 @@ pub fn backproject_sinogram(
     let prep = Prepared::new(filtered, n_cols, angles_rad, center, out_size);
     let mut out = vec![0f32; out_size * out_size];
     let tr = tile_rows(out_size);
-    out.par_chunks_mut(tr * out_size)
-        .enumerate()
-        .for_each(|(t, tile)| prep.backproject_tile(out_size, t * tr, tile));
+    out.par_chunks_mut(tr * out_size).enumerate().for_each(|(t, tile)| prep.backproject_tile(out_size, t * tr, tile));
     out
 }
 

@@ -37,7 +37,13 @@ pub struct BenchError(String);
 
 /// Times the reconstruction of `slices` slices of `size x size` from `angles` angles, best of `repeats`, on
 /// `threads` rayon threads (`None`: the global pool, all cores).
-pub fn run_case(size: usize, angles: usize, slices: usize, repeats: usize, threads: Option<usize>) -> Result<BenchCase, BenchError> {
+pub fn run_case(
+    size: usize,
+    angles: usize,
+    slices: usize,
+    repeats: usize,
+    threads: Option<usize>,
+) -> Result<BenchCase, BenchError> {
     match threads {
         None => Ok(run_here(size, angles, slices, repeats)),
         Some(n) => {
@@ -94,7 +100,13 @@ fn run_here(size: usize, angles: usize, slices: usize, repeats: usize) -> BenchC
 
 /// The textbook loop, for comparison in the same run: for every pixel, for every angle, compute the
 /// detector position from `cos`/`sin`, test the bounds and interpolate (one thread, no blocking, no SIMD).
-pub fn textbook_backproject(filtered: &[f32], n_cols: usize, angles_rad: &[f32], center: f64, out_size: usize) -> Vec<f32> {
+pub fn textbook_backproject(
+    filtered: &[f32],
+    n_cols: usize,
+    angles_rad: &[f32],
+    center: f64,
+    out_size: usize,
+) -> Vec<f32> {
     let h = (out_size as f64 - 1.0) / 2.0;
     let trig: Vec<(f64, f64)> = angles_rad.iter().map(|&t| ((t as f64).cos(), (t as f64).sin())).collect();
     let mut out = vec![0f32; out_size * out_size];

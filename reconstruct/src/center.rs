@@ -44,7 +44,11 @@ fn predictions(angles_rad: &[f32], max_refs: usize) -> Vec<Prediction> {
     };
     let wrap = |a: f64| {
         let t = (a + PI).rem_euclid(2.0 * PI) - PI;
-        if t <= -PI { t + 2.0 * PI } else { t }
+        if t <= -PI {
+            t + 2.0 * PI
+        } else {
+            t
+        }
     };
     let mut out = Vec::new();
     for k in 0..n {
@@ -168,11 +172,8 @@ pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<C
     let h = 0.05;
     let (em, e0, ep) = (eval(fine.1 - h), fine.0, eval(fine.1 + h));
     let denom = em - 2.0 * e0 + ep;
-    let center = if denom > 0.0 && em.is_finite() && ep.is_finite() {
-        fine.1 + 0.5 * h * (em - ep) / denom
-    } else {
-        fine.1
-    };
+    let center =
+        if denom > 0.0 && em.is_finite() && ep.is_finite() { fine.1 + 0.5 * h * (em - ep) / denom } else { fine.1 };
     Ok(CenterEstimate { center, residual: fine.0, references: preds.len() })
 }
 

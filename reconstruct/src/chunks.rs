@@ -123,7 +123,11 @@ impl BloscChunks {
                             return if bytes.len() == chunk_bytes {
                                 Ok((i, bytes))
                             } else {
-                                Err(format!("unfiltered chunk at {:?} has {} bytes, expected {chunk_bytes}", batch[i], bytes.len()))
+                                Err(format!(
+                                    "unfiltered chunk at {:?} has {} bytes, expected {chunk_bytes}",
+                                    batch[i],
+                                    bytes.len()
+                                ))
                             };
                         }
                         let mut dst = vec![0u8; chunk_bytes];
@@ -142,7 +146,8 @@ impl BloscChunks {
                         if r < rows.start || r >= rows.end {
                             continue;
                         }
-                        let src = &bytes[(df * cr + dr) * nc * self.sample.size()..(df * cr + dr + 1) * nc * self.sample.size()];
+                        let src = &bytes
+                            [(df * cr + dr) * nc * self.sample.size()..(df * cr + dr + 1) * nc * self.sample.size()];
                         let o = ((f0 + df) * nr + (r - rows.start)) * nc;
                         self.sample.to_f32(src, &mut out[o..o + nc]);
                     }

@@ -32,7 +32,8 @@ impl SinogramPipeline {
     /// Validates `setup` and builds the filter.
     pub fn new(setup: &ReconSetup) -> Result<SinogramPipeline, BackendError> {
         validate(setup)?;
-        let kind: FilterKind = setup.filter.parse().map_err(|e: crate::filter::UnknownFilter| BackendError::Input(e.to_string()))?;
+        let kind: FilterKind =
+            setup.filter.parse().map_err(|e: crate::filter::UnknownFilter| BackendError::Input(e.to_string()))?;
         let n = setup.angles_rad.len();
         let weight = ScanRange::of(&setup.angles_rad).weight(n);
         Ok(SinogramPipeline { setup: setup.clone(), filter: RowFilter::new(kind, setup.n_cols, weight) })
@@ -94,9 +95,7 @@ pub fn backproject_all(preps: &[Prepared], out_size: usize) -> Vec<f32> {
     let mut out = vec![0f32; per_slice * preps.len()];
     out.par_chunks_mut(per_slice)
         .zip(preps)
-        .flat_map(|(slice, prep)| {
-            slice.par_chunks_mut(tr * out_size).enumerate().map(move |(t, tile)| (prep, t, tile))
-        })
+        .flat_map(|(slice, prep)| slice.par_chunks_mut(tr * out_size).enumerate().map(move |(t, tile)| (prep, t, tile)))
         .for_each(|(prep, t, tile)| prep.backproject_tile(out_size, t * tr, tile));
     out
 }

@@ -76,7 +76,13 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> WriteError {
 }
 
 /// Writes one `size x size` slice as a TIFF file with the provenance in `ImageDescription`.
-pub fn write_tiff(path: &Path, size: usize, data: &[f32], depth: TiffDepth, provenance: &str) -> Result<(), WriteError> {
+pub fn write_tiff(
+    path: &Path,
+    size: usize,
+    data: &[f32],
+    depth: TiffDepth,
+    provenance: &str,
+) -> Result<(), WriteError> {
     let file = File::create(path).map_err(|e| io_err(path, e))?;
     let mut enc = TiffEncoder::new(BufWriter::new(file)).map_err(|e| io_err(path, e))?;
     let (w, h) = (size as u32, size as u32);
@@ -131,12 +137,7 @@ impl H5Volume {
         let file = hdf5::File::create(path).map_err(e)?;
         let entry = file.create_group("entry").map_err(e)?;
         let data = entry.create_group("data").map_err(e)?;
-        let ds = data
-            .new_dataset::<f32>()
-            .chunk((1, size, size))
-            .shape((n, size, size))
-            .create("data")
-            .map_err(e)?;
+        let ds = data.new_dataset::<f32>().chunk((1, size, size)).shape((n, size, size)).create("data").map_err(e)?;
         ds.new_attr::<u64>().create(FIRST_SLICE_ATTR).and_then(|a| a.write_scalar(&(first as u64))).map_err(e)?;
         let text: hdf5::types::VarLenUnicode =
             provenance.parse().map_err(|x| io_err(path, format!("provenance text: {x}")))?;

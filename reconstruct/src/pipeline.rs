@@ -197,7 +197,11 @@ pub struct Progress {
 }
 
 /// Resolves `--slices` and `--part` against a detector of `rows` rows.
-pub fn select_rows(rows: usize, slices: Option<Range<usize>>, part: Option<(usize, usize)>) -> Result<Range<usize>, ReconError> {
+pub fn select_rows(
+    rows: usize,
+    slices: Option<Range<usize>>,
+    part: Option<(usize, usize)>,
+) -> Result<Range<usize>, ReconError> {
     let r = slices.unwrap_or(0..rows);
     if r.start >= r.end || r.end > rows {
         return Err(ReconError::Options(format!(
@@ -213,13 +217,20 @@ pub fn select_rows(rows: usize, slices: Option<Range<usize>>, part: Option<(usiz
     let lo = r.start + len * (i - 1) / n;
     let hi = r.start + len * i / n;
     if lo == hi {
-        return Err(ReconError::Options(format!("--part {i}/{n}: this share of {len} slices is empty; use fewer parts")));
+        return Err(ReconError::Options(format!(
+            "--part {i}/{n}: this share of {len} slices is empty; use fewer parts"
+        )));
     }
     Ok(lo..hi)
 }
 
 /// Rows per slab that keep the slabs in flight within `memory_bytes`.
-pub fn slab_rows_for_budget(file: &NxTomo, out_size: usize, memory_bytes: u64, devices: usize) -> Result<usize, ReconError> {
+pub fn slab_rows_for_budget(
+    file: &NxTomo,
+    out_size: usize,
+    memory_bytes: u64,
+    devices: usize,
+) -> Result<usize, ReconError> {
     let n_angles = file.projections().len() as u64;
     let (frames_row, out_row) = (file.slab_bytes_per_row() as u64, (out_size * out_size * 4) as u64);
     // Per row: every slab in flight holds its raw rows (all frames, f32) or its output slices; one more raw
@@ -227,7 +238,8 @@ pub fn slab_rows_for_budget(file: &NxTomo, out_size: usize, memory_bytes: u64, d
     // out_size wide) and the output of the slab it works on.
     let in_flight = schedule::max_in_flight(devices) as u64;
     let padded = (file.cols() as f64 + 1.42 * out_size as f64 + 8.0) as u64;
-    let per_row = in_flight * (frames_row + out_row) + frames_row + n_angles * (file.cols() as u64 + padded) * 4 + out_row;
+    let per_row =
+        in_flight * (frames_row + out_row) + frames_row + n_angles * (file.cols() as u64 + padded) * 4 + out_row;
     let rows = memory_bytes / per_row;
     if rows == 0 {
         return Err(ReconError::Options(format!(
@@ -273,7 +285,8 @@ pub fn auto_center(file: &NxTomo) -> Result<CenterEstimate, ReconError> {
     let _span = tracing::info_span!("recon.center", rows = hi - lo).entered();
     let sinos = read_minus_log(file, lo..hi)?;
     let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
-    find_center(&sinos, file.cols(), &angles).map_err(|source| ReconError::Center { path: file.path().to_path_buf(), source })
+    find_center(&sinos, file.cols(), &angles)
+        .map_err(|source| ReconError::Center { path: file.path().to_path_buf(), source })
 }
 
 /// The setup for `file` with `opts` and a resolved centre.
@@ -290,7 +303,11 @@ pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup 
     setup
 }
 
-fn cpu_backend(threads: Option<usize>, rows_per_slab: usize, counts: Arc<PreprocessCounts>) -> Result<CpuBackend, ReconError> {
+fn cpu_backend(
+    threads: Option<usize>,
+    rows_per_slab: usize,
+    counts: Arc<PreprocessCounts>,
+) -> Result<CpuBackend, ReconError> {
     let backend = match threads {
         Some(n) => CpuBackend::with_threads(n, rows_per_slab)?,
         None => CpuBackend { rows_per_slab, ..Default::default() },
@@ -376,7 +393,11 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
                     percentile_range(&pipe.reconstruct_minus_log(&sino))
                 }
             };
-            if b == Bits::U16 { TiffDepth::U16 { lo, hi } } else { TiffDepth::U8 { lo, hi } }
+            if b == Bits::U16 {
+                TiffDepth::U16 { lo, hi }
+            } else {
+                TiffDepth::U8 { lo, hi }
+            }
         }
     };
     let out_size = setup.out_size;
@@ -384,7 +405,8 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
         Format::Hdf5 => {
             let path = h5_path(opts);
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| WriteError::Io { path: dir.to_path_buf(), reason: e.to_string() })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| WriteError::Io { path: dir.to_path_buf(), reason: e.to_string() })?;
             }
             Some(H5Volume::create(&path, rows.start, rows.len(), out_size, &prov_json)?)
         }
@@ -444,7 +466,8 @@ pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>
     let rows = select_rows(file.rows(), opts.slices.clone(), None)?;
     let mid = (rows.start + rows.end) / 2;
     let sino = read_minus_log(&file, mid..mid + 1)?;
-    std::fs::create_dir_all(&opts.output).map_err(|e| WriteError::Io { path: opts.output.clone(), reason: e.to_string() })?;
+    std::fs::create_dir_all(&opts.output)
+        .map_err(|e| WriteError::Io { path: opts.output.clone(), reason: e.to_string() })?;
     let mut written = Vec::new();
     for &c in centers {
         let setup = setup_for(&file, opts, c);
@@ -474,7 +497,8 @@ fn part_number(provenance: &str) -> Option<(u64, u64)> {
 /// Checks that volumes made with `--part I/N` are every part `1..=N` of one run (a missing first or last part
 /// leaves no hole in the slices, so only the part numbers reveal it).
 fn check_part_numbers(parts: &[(&Path, &str)]) -> Result<(), ReconError> {
-    let numbered: Vec<(&Path, (u64, u64))> = parts.iter().filter_map(|(p, prov)| Some((*p, part_number(prov)?))).collect();
+    let numbered: Vec<(&Path, (u64, u64))> =
+        parts.iter().filter_map(|(p, prov)| Some((*p, part_number(prov)?))).collect();
     let Some(&(first_path, (_, n))) = numbered.first() else { return Ok(()) };
     if numbered.len() != parts.len() {
         return Err(ReconError::Options(format!(
@@ -510,7 +534,9 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
     let mut info = Vec::new();
     for p in parts {
         let f = hdf5::File::open(p).map_err(|e| err(p, format!("cannot open: {e}")))?;
-        let ds = f.dataset(VOLUME_PATH).map_err(|_| err(p, format!("no {VOLUME_PATH}: not a `beamline recon --format h5` volume")))?;
+        let ds = f
+            .dataset(VOLUME_PATH)
+            .map_err(|_| err(p, format!("no {VOLUME_PATH}: not a `beamline recon --format h5` volume")))?;
         let first: u64 = ds
             .attr(FIRST_SLICE_ATTR)
             .and_then(|a| a.read_scalar())

@@ -275,8 +275,7 @@ impl LivePreview {
         let mut tile = vec![0f32; g.out_size * g.out_size];
         for (i, &r) in self.rows.iter().enumerate() {
             pixels.row_into(r * g.cols..(r + 1) * g.cols, &mut row, false);
-            self.progress.clamped +=
-                normalize_minus_log(&mut row, &self.dark[i], &self.flat[i], &self.flat[i], &[0.0]);
+            self.progress.clamped += normalize_minus_log(&mut row, &self.dark[i], &self.flat[i], &self.flat[i], &[0.0]);
             self.filter.apply(&mut row, 1);
             let prep = Prepared::new(&row, g.cols, &theta, g.center, g.out_size);
             prep.backproject_tile(g.out_size, 0, &mut tile);

@@ -26,11 +26,8 @@ pub const DATA_PATHS: &[&str] = &["/entry/instrument/detector/data", "/entry/dat
 /// Where the image keys are looked for, in order.
 pub const IMAGE_KEY_PATHS: &[&str] = &["/entry/instrument/detector/image_key", "/entry/data/image_key"];
 /// Where the rotation angles are looked for, in order.
-pub const ANGLE_PATHS: &[&str] = &[
-    "/entry/sample/rotation_angle",
-    "/entry/data/rotation_angle",
-    "/entry/sample/transformations/rotation_angle",
-];
+pub const ANGLE_PATHS: &[&str] =
+    &["/entry/sample/rotation_angle", "/entry/data/rotation_angle", "/entry/sample/transformations/rotation_angle"];
 
 /// NXtomo `image_key` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,22 +157,34 @@ impl NxTomo {
         let (data_path, data) = find(&file, DATA_PATHS).ok_or_else(|| missing("frame data", DATA_PATHS))?;
         let (key_path, key_ds) = find(&file, IMAGE_KEY_PATHS).ok_or_else(|| missing("image_key", IMAGE_KEY_PATHS))?;
         let (angle_path, angle_ds) = find(&file, ANGLE_PATHS).ok_or_else(|| missing("rotation_angle", ANGLE_PATHS))?;
-        let shape_err = |dataset: &str, reason: String| ReadError::Shape { path: pb.clone(), dataset: dataset.to_string(), reason };
+        let shape_err =
+            |dataset: &str, reason: String| ReadError::Shape { path: pb.clone(), dataset: dataset.to_string(), reason };
         let dims = data.shape();
         if dims.len() != 3 {
             return Err(shape_err(&data_path, format!("expected 3 dimensions [frames][rows][cols], found {dims:?}")));
         }
         let shape = [dims[0], dims[1], dims[2]];
         if shape[1] == 0 || shape[2] < 2 {
-            return Err(shape_err(&data_path, format!("frames of {} x {} pixels cannot be reconstructed", shape[1], shape[2])));
+            return Err(shape_err(
+                &data_path,
+                format!("frames of {} x {} pixels cannot be reconstructed", shape[1], shape[2]),
+            ));
         }
-        let keys: Vec<i64> = key_ds.read_raw().map_err(|e| shape_err(&key_path, format!("cannot read as integers: {e}")))?;
-        let angles: Vec<f64> = angle_ds.read_raw().map_err(|e| shape_err(&angle_path, format!("cannot read as numbers: {e}")))?;
+        let keys: Vec<i64> =
+            key_ds.read_raw().map_err(|e| shape_err(&key_path, format!("cannot read as integers: {e}")))?;
+        let angles: Vec<f64> =
+            angle_ds.read_raw().map_err(|e| shape_err(&angle_path, format!("cannot read as numbers: {e}")))?;
         if keys.len() != shape[0] {
-            return Err(shape_err(&key_path, format!("has {} entries but {} has {} frames", keys.len(), data_path, shape[0])));
+            return Err(shape_err(
+                &key_path,
+                format!("has {} entries but {} has {} frames", keys.len(), data_path, shape[0]),
+            ));
         }
         if angles.len() != shape[0] {
-            return Err(shape_err(&angle_path, format!("has {} entries but {} has {} frames", angles.len(), data_path, shape[0])));
+            return Err(shape_err(
+                &angle_path,
+                format!("has {} entries but {} has {} frames", angles.len(), data_path, shape[0]),
+            ));
         }
         let mut projections = Vec::new();
         let mut flats = Vec::new();
@@ -193,10 +202,14 @@ impl NxTomo {
             return Err(frames_err(format!("{} projections (image_key 0); need at least 2", projections.len())));
         }
         if flats.is_empty() {
-            return Err(frames_err("no flat fields (image_key 1): take flats with the scan, or the volume cannot be normalised".into()));
+            return Err(frames_err(
+                "no flat fields (image_key 1): take flats with the scan, or the volume cannot be normalised".into(),
+            ));
         }
         if darks.is_empty() {
-            return Err(frames_err("no dark fields (image_key 2): take darks with the scan, or the volume cannot be normalised".into()));
+            return Err(frames_err(
+                "no dark fields (image_key 2): take darks with the scan, or the volume cannot be normalised".into(),
+            ));
         }
         let proj_angles: Vec<Degrees> = projections.iter().map(|f| Degrees(angles[f.0])).collect();
         if let Some(i) = proj_angles.iter().position(|a| !a.0.is_finite()) {
@@ -219,7 +232,11 @@ impl NxTomo {
             flats_after,
             darks,
             angles: proj_angles,
-            fast: if std::env::var_os("BEAMLINE_RECON_HDF5_FILTER").is_some() { None } else { BloscChunks::plan(&data) },
+            fast: if std::env::var_os("BEAMLINE_RECON_HDF5_FILTER").is_some() {
+                None
+            } else {
+                BloscChunks::plan(&data)
+            },
             data,
         })
     }
@@ -301,7 +318,8 @@ impl NxTomo {
         }
         let raw = &raw[..];
         let frame_row = |f: FrameIndex, r: usize| &raw[(f.0 * nr + r) * nc..(f.0 * nr + r + 1) * nc];
-        let values_err = |reason: String| ReadError::Values { path: self.path.clone(), dataset: self.data_path.clone(), reason };
+        let values_err =
+            |reason: String| ReadError::Values { path: self.path.clone(), dataset: self.data_path.clone(), reason };
         // NaN or infinity anywhere we use is an error, not something to clamp silently.
         for group in [&self.projections, &self.flats_before, &self.flats_after, &self.darks] {
             for &f in group.iter() {
@@ -329,11 +347,16 @@ impl NxTomo {
             acc.into_iter().map(|v| (v / n) as f32).collect()
         };
         let dark = average(&self.darks);
-        let flat_before = if self.flats_before.is_empty() { average(&self.flats_after) } else { average(&self.flats_before) };
+        let flat_before =
+            if self.flats_before.is_empty() { average(&self.flats_after) } else { average(&self.flats_before) };
         let flat_after = if self.flats_after.is_empty() { flat_before.clone() } else { average(&self.flats_after) };
         for r in 0..nr {
             let row = r * nc..(r + 1) * nc;
-            let above = flat_before[row.clone()].iter().zip(&flat_after[row.clone()]).zip(&dark[row]).any(|((b, a), d)| b > d || a > d);
+            let above = flat_before[row.clone()]
+                .iter()
+                .zip(&flat_after[row.clone()])
+                .zip(&dark[row])
+                .any(|((b, a), d)| b > d || a > d);
             if !above {
                 return Err(values_err(format!(
                     "flat field of detector row {} is nowhere above the dark field (zero or missing beam in the flats?); \

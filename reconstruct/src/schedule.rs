@@ -76,9 +76,7 @@ pub enum ScheduleError {
         reason: String,
     },
     /// Every device failed on a slab.
-    #[error(
-        "no device could reconstruct rows {rows:?} (every device failed and was retired): {source}"
-    )]
+    #[error("no device could reconstruct rows {rows:?} (every device failed and was retired): {source}")]
     AllDevicesFailed {
         /// Rows of the slab.
         rows: Range<usize>,
@@ -122,24 +120,11 @@ struct Work {
 /// What the reader and the workers tell the caller's thread.
 enum Event {
     /// A device finished a slab.
-    Done {
-        seq: usize,
-        rows: Range<usize>,
-        device: usize,
-        data: Vec<f32>,
-        seconds: f64,
-    },
+    Done { seq: usize, rows: Range<usize>, device: usize, data: Vec<f32>, seconds: f64 },
     /// A device failed on a slab and retired; the slab comes back for another device.
-    Failed {
-        device: usize,
-        work: Work,
-        error: BackendError,
-    },
+    Failed { device: usize, work: Work, error: BackendError },
     /// A device rejected a slab's input.
-    Rejected {
-        rows: Range<usize>,
-        error: BackendError,
-    },
+    Rejected { rows: Range<usize>, error: BackendError },
     /// The reader could not read a slab.
     ReadFailed { rows: Range<usize>, reason: String },
     /// The reader produced every slab; this many in total.
@@ -160,11 +145,7 @@ where
     R: Fn(Range<usize>) -> Result<Slab, String> + Send + Sync,
     W: FnMut(Range<usize>, Vec<f32>) -> Result<(), String>,
 {
-    let slab_rows = devices
-        .iter()
-        .map(|d| d.preferred_rows(setup).max(1))
-        .min()
-        .ok_or(ScheduleError::NoDevice)?;
+    let slab_rows = devices.iter().map(|d| d.preferred_rows(setup).max(1)).min().ok_or(ScheduleError::NoDevice)?;
     let names: Vec<String> = devices.iter().map(|d| d.name()).collect();
     let n_devices = devices.len();
     let in_flight = max_in_flight(n_devices);
@@ -180,13 +161,7 @@ where
 
     let mut report = RunReport {
         slabs_per_device: names.iter().map(|n| (n.clone(), 0)).collect(),
-        devices: names
-            .iter()
-            .map(|n| DeviceStats {
-                name: n.clone(),
-                ..DeviceStats::default()
-            })
-            .collect(),
+        devices: names.iter().map(|n| DeviceStats { name: n.clone(), ..DeviceStats::default() }).collect(),
         slab_rows,
         ..RunReport::default()
     };
@@ -196,29 +171,18 @@ where
             let (read, cancel, events, rows) = (&read, &cancel, event_tx.clone(), rows.clone());
             let spawned = std::thread::Builder::new()
                 .name("reader".into())
-                .spawn_scoped(scope, move || {
-                    read_slabs(read, rows, slab_rows, cancel, &credit_tx, &work_tx, &events)
-                });
+                .spawn_scoped(scope, move || read_slabs(read, rows, slab_rows, cancel, &credit_tx, &work_tx, &events));
             spawned.expect("spawning the reader thread");
         }
         for (index, device) in devices.into_iter().enumerate() {
             let (work_rx, retry_rx, events) = (work_rx.clone(), retry_rx.clone(), event_tx.clone());
             let spawned = std::thread::Builder::new()
                 .name(thread_name(&names[index]))
-                .spawn_scoped(scope, move || {
-                    work(index, device, setup, &work_rx, &retry_rx, &events)
-                });
+                .spawn_scoped(scope, move || work(index, device, setup, &work_rx, &retry_rx, &events));
             spawned.expect("spawning a device worker thread");
         }
         drop((work_rx, retry_rx, event_tx));
-        let outcome = collect(
-            &mut report,
-            &names,
-            event_rx,
-            retry_tx,
-            credit_rx,
-            &mut write,
-        );
+        let outcome = collect(&mut report, &names, event_rx, retry_tx, credit_rx, &mut write);
         // Whatever happened, let the reader stop early; every channel end this thread held is dropped by
         // now, so the workers drain and exit and the scope can join them.
         cancel.store(true, Ordering::Relaxed);
@@ -252,14 +216,10 @@ fn read_slabs<R>(
             return;
         }
         let r = start..(start + slab_rows).min(rows.end);
-        if info_span!("wait.in_flight", rows = r.len())
-            .in_scope(|| credits.send(()))
-            .is_err()
-        {
+        if info_span!("wait.in_flight", rows = r.len()).in_scope(|| credits.send(())).is_err() {
             return;
         }
-        let slab =
-            info_span!("recon.read", start = r.start, rows = r.len()).in_scope(|| read(r.clone()));
+        let slab = info_span!("recon.read", start = r.start, rows = r.len()).in_scope(|| read(r.clone()));
         let slab = match slab {
             Ok(slab) => slab,
             Err(reason) => {
@@ -267,8 +227,7 @@ fn read_slabs<R>(
                 return;
             }
         };
-        let sent = info_span!("wait.queue_push", start = r.start)
-            .in_scope(|| work.send(Work { seq, slab }).is_ok());
+        let sent = info_span!("wait.queue_push", start = r.start).in_scope(|| work.send(Work { seq, slab }).is_ok());
         if !sent {
             return;
         }
@@ -305,38 +264,20 @@ fn work(
         let span = info_span!("recon.slab", device = %name, start = rows.start, rows = rows.len());
         let t0 = std::time::Instant::now();
         let result = span.in_scope(|| {
-            catch_unwind(AssertUnwindSafe(|| device.reconstruct(setup, &item.slab))).unwrap_or_else(
-                |panic| {
-                    Err(BackendError::Device {
-                        device: name.clone(),
-                        reason: panic_message(panic.as_ref()),
-                    })
-                },
-            )
+            catch_unwind(AssertUnwindSafe(|| device.reconstruct(setup, &item.slab))).unwrap_or_else(|panic| {
+                Err(BackendError::Device { device: name.clone(), reason: panic_message(panic.as_ref()) })
+            })
         });
         let event = match result {
-            Ok(data) => Event::Done {
-                seq: item.seq,
-                rows,
-                device: index,
-                data,
-                seconds: t0.elapsed().as_secs_f64(),
-            },
+            Ok(data) => Event::Done { seq: item.seq, rows, device: index, data, seconds: t0.elapsed().as_secs_f64() },
             Err(BackendError::Input(reason)) => {
                 // The run ends on this; take no further slab.
-                let _ = events.send(Event::Rejected {
-                    rows,
-                    error: BackendError::Input(reason),
-                });
+                let _ = events.send(Event::Rejected { rows, error: BackendError::Input(reason) });
                 return;
             }
             Err(error) => {
                 warn!(device = %name, start = rows.start, rows = rows.len(), %error, "device failed; retiring it");
-                let _ = events.send(Event::Failed {
-                    device: index,
-                    work: item,
-                    error,
-                });
+                let _ = events.send(Event::Failed { device: index, work: item, error });
                 return;
             }
         };
@@ -379,20 +320,11 @@ where
         let Ok(event) = event else {
             return Err(ScheduleError::AllDevicesFailed {
                 rows: 0..0,
-                source: BackendError::Device {
-                    device: "all".into(),
-                    reason: "every worker exited".into(),
-                },
+                source: BackendError::Device { device: "all".into(), reason: "every worker exited".into() },
             });
         };
         match event {
-            Event::Done {
-                seq,
-                rows,
-                device,
-                data,
-                seconds,
-            } => {
+            Event::Done { seq, rows, device, data, seconds } => {
                 report.slabs_per_device[device].1 += 1;
                 let stats = &mut report.devices[device];
                 stats.slabs += 1;
@@ -403,28 +335,18 @@ where
                 while let Some((rows, data)) = pending.remove(&next) {
                     info_span!("recon.write", start = rows.start, rows = rows.len())
                         .in_scope(|| write(rows.clone(), data))
-                        .map_err(|reason| ScheduleError::Write {
-                            rows: rows.clone(),
-                            reason,
-                        })?;
+                        .map_err(|reason| ScheduleError::Write { rows: rows.clone(), reason })?;
                     report.rows += rows.len();
                     next += 1;
                     let _ = credits.try_recv();
                 }
             }
-            Event::Failed {
-                device,
-                work,
-                error,
-            } => {
+            Event::Failed { device, work, error } => {
                 live -= 1;
                 let rows = work.slab.rows.clone();
                 report.retired.push(names[device].clone());
                 if live == 0 {
-                    return Err(ScheduleError::AllDevicesFailed {
-                        rows,
-                        source: error,
-                    });
+                    return Err(ScheduleError::AllDevicesFailed { rows, source: error });
                 }
                 report.retries.push(format!(
                     "rows {}..{}: {error}; {} retired, slab retried on another device",
@@ -433,12 +355,7 @@ where
                 // The receiving workers are alive (live > 0), so this cannot fail.
                 let _ = retry.send(work);
             }
-            Event::Rejected { rows, error } => {
-                return Err(ScheduleError::Rejected {
-                    rows,
-                    source: error,
-                })
-            }
+            Event::Rejected { rows, error } => return Err(ScheduleError::Rejected { rows, source: error }),
             Event::ReadFailed { rows, reason } => return Err(ScheduleError::Read { rows, reason }),
             Event::ReaderDone { slabs } => total = Some(slabs),
         }

@@ -191,10 +191,7 @@ fn summary_map(s: &SeriesSummary) -> Map {
     m.insert("name".into(), s.name.clone().into());
     m.insert("points".into(), (s.frames as i64).into());
     m.insert("status".into(), s.status.as_str().into());
-    m.insert(
-        "file".into(),
-        s.file.as_ref().map_or(Dynamic::UNIT, |f| f.display().to_string().into()),
-    );
+    m.insert("file".into(), s.file.as_ref().map_or(Dynamic::UNIT, |f| f.display().to_string().into()));
     m
 }
 
@@ -386,9 +383,8 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
         call(&s, &ctx, || s.sleep(seconds(&t, "sleep")?))
     });
     let s = session.clone();
-    engine.register_fn("checkpoint", move |ctx: NativeCallContext| -> RResult<()> {
-        call(&s, &ctx, || s.checkpoint())
-    });
+    engine
+        .register_fn("checkpoint", move |ctx: NativeCallContext| -> RResult<()> { call(&s, &ctx, || s.checkpoint()) });
     let s = session.clone();
     engine.register_fn("beam_current", move |ctx: NativeCallContext| -> RResult<f64> {
         call(&s, &ctx, || Ok(s.beamline.beam.current()?))

@@ -183,8 +183,8 @@ impl Default for BeamlineConfig {
 impl BeamlineConfig {
     /// Parses and checks TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<BeamlineConfig, ConfigError> {
-        let c: BeamlineConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        let c: BeamlineConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
         c.validate()?;
         Ok(c)
     }

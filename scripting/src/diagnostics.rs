@@ -135,24 +135,18 @@ pub fn runtime_error(
             format!("the script exceeded the function call depth limit; endless recursion?{limit_hint}"),
             None,
         ),
-        EvalAltResult::ErrorDataTooLarge(what, _) => (
-            RunStatus::LimitExceeded,
-            format!("{what} exceeds the engine limit{limit_hint}"),
-            None,
-        ),
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            (RunStatus::LimitExceeded, format!("{what} exceeds the engine limit{limit_hint}"), None)
+        }
         EvalAltResult::ErrorTooManyModules(_) | EvalAltResult::ErrorTooManyVariables(_) => {
             (RunStatus::LimitExceeded, format!("{e}{limit_hint}"), None)
         }
-        EvalAltResult::ErrorTerminated(reason, _) => {
-            (RunStatus::Aborted, format!("aborted: {reason}"), None)
-        }
+        EvalAltResult::ErrorTerminated(reason, _) => (RunStatus::Aborted, format!("aborted: {reason}"), None),
         EvalAltResult::ErrorRuntime(msg, _) => {
             let text = msg.to_string();
             match fault.filter(|f| f.to_string() == text) {
                 Some(f @ ScanError::Aborted(_)) => (RunStatus::Aborted, f.to_string(), None),
-                Some(f) if f.device().is_some() => {
-                    (RunStatus::DeviceError, text, f.device().map(str::to_string))
-                }
+                Some(f) if f.device().is_some() => (RunStatus::DeviceError, text, f.device().map(str::to_string)),
                 _ => (RunStatus::ScriptError, text, None),
             }
         }

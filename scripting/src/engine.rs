@@ -27,12 +27,21 @@ impl SiteLibrary {
 pub fn is_plain_module_name(path: &str) -> bool {
     !path.is_empty()
         && path.split('/').all(|seg| {
-            !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
 }
 
 impl ModuleResolver for SiteLibrary {
-    fn resolve(&self, engine: &Engine, source: Option<&str>, path: &str, pos: Position) -> Result<Shared<Module>, Box<EvalAltResult>> {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         if !is_plain_module_name(path) {
             return Err(EvalAltResult::ErrorRuntime(
                 format!(
@@ -67,13 +76,7 @@ pub fn build(session: &Arc<Session>, cfg: &EngineConfig) -> (Engine, Scope<'stat
         None => engine.set_module_resolver(DummyModuleResolver::new()),
     };
     let control = session.control.clone();
-    engine.on_progress(move |_ops| {
-        if control.is_aborted() {
-            Some(Dynamic::from(control.reason()))
-        } else {
-            None
-        }
-    });
+    engine.on_progress(move |_ops| if control.is_aborted() { Some(Dynamic::from(control.reason())) } else { None });
     let s = session.clone();
     engine.on_print(move |text| s.say(text));
     let s = session.clone();

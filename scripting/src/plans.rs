@@ -296,7 +296,13 @@ impl FlyPlan {
     }
 
     /// One constant-velocity pass from projection `first`; returns the projection lost to a beam drop.
-    fn segment(&self, s: &Session, rot: &Arc<dyn Motor>, p: &TomoParams, first: usize) -> Result<Option<usize>, ScanError> {
+    fn segment(
+        &self,
+        s: &Session,
+        rot: &Arc<dyn Motor>,
+        p: &TomoParams,
+        first: usize,
+    ) -> Result<Option<usize>, ScanError> {
         let end = p.start + p.range + self.runup;
         s.plan_moves(&[(rot.clone(), end)])?;
         rot.start_move(end)?;

@@ -156,7 +156,12 @@ impl ScanRun {
     }
 
     /// Starts with a caller-owned control (to abort or pause from elsewhere, e.g. a Ctrl-C handler).
-    pub fn start_with(name: &str, text: String, options: ScanOptions, control: Arc<Control>) -> Result<ScanRun, RunError> {
+    pub fn start_with(
+        name: &str,
+        text: String,
+        options: ScanOptions,
+        control: Arc<Control>,
+    ) -> Result<ScanRun, RunError> {
         let progress = Arc::new(Progress::default());
         let live_detector = if options.dry_run { None } else { Some(make_detector(&options)?) };
         let job = Job { name: name.to_string(), text, options, control: control.clone(), progress: progress.clone() };
@@ -215,7 +220,11 @@ struct Job {
 
 impl Job {
     fn sources(&self) -> Sources {
-        Sources { main: self.name.clone(), text: self.text.clone(), library: self.options.config.engine.site_library.clone() }
+        Sources {
+            main: self.name.clone(),
+            text: self.text.clone(),
+            library: self.options.config.engine.site_library.clone(),
+        }
     }
 
     fn run(self, live_detector: Option<Arc<dyn Detector>>) -> ScanOutcome {
@@ -289,15 +298,8 @@ impl Job {
         let o = &self.options;
         let cfg = &o.config;
         let provenance = Provenance::new(&self.name, &self.text, o.params.clone());
-        let session = Arc::new(Session::new(
-            beamline,
-            self.control.clone(),
-            mode,
-            cfg.suspender,
-            provenance,
-            progress,
-            output,
-        ));
+        let session =
+            Arc::new(Session::new(beamline, self.control.clone(), mode, cfg.suspender, provenance, progress, output));
         let (engine, mut scope) = crate::engine::build(&session, &cfg.engine);
         let sources = self.sources();
         let error = match engine.compile_with_scope(&scope, &self.text) {

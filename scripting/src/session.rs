@@ -516,7 +516,6 @@ impl Session {
             let _ = self.drive(&back, true);
         }
     }
-
 }
 
 impl Session {

@@ -132,8 +132,9 @@ fn pause_holds_at_a_checkpoint_and_resume_finishes_every_point() {
     let (opts, det, _) = recording(zero_time());
     let control = Arc::new(scripting::control::Control::default());
     control.pause();
-    let run = ScanRun::start_with("p.rhai", "scan(samx, 0.0, 1.0, 20, #{exposure: 0.0});".into(), opts, control.clone())
-        .unwrap();
+    let run =
+        ScanRun::start_with("p.rhai", "scan(samx, 0.0, 1.0, 20, #{exposure: 0.0});".into(), opts, control.clone())
+            .unwrap();
     let p = run.progress().clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !p.paused.load(Ordering::Acquire) {

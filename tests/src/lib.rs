@@ -11,10 +11,7 @@ use std::process::Command;
 
 /// Root of the workspace (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests crate sits inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests crate sits inside the workspace").to_path_buf()
 }
 
 /// Path of the `beamline` binary built by the same `cargo test` profile as this test.
@@ -23,10 +20,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn beamline_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     // target/<profile>/deps/<test> -> target/<profile>/beamline
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test executable lives in target/<profile>/deps");
     let bin = profile_dir.join(format!("beamline{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
@@ -60,11 +54,7 @@ pub fn python() -> PathBuf {
 /// when it fails.
 pub fn run_python(script: &str, args: &[&str]) -> String {
     let path = workspace_root().join("tests/py").join(script);
-    let out = Command::new(python())
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("start python");
+    let out = Command::new(python()).arg(&path).args(args).output().expect("start python");
     assert!(
         out.status.success(),
         "python {} {:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
@@ -79,9 +69,8 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
 
 /// Headless Chromium (`BEAMLINE_CHROMIUM` overrides `/usr/bin/chromium`). Panics when missing.
 pub fn chromium() -> PathBuf {
-    let p = std::env::var_os("BEAMLINE_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let p =
+        std::env::var_os("BEAMLINE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     assert!(p.exists(), "Chromium not found at {}: run `make test`, which installs it", p.display());
     p
 }

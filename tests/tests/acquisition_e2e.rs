@@ -54,7 +54,8 @@ fn uncompressed_float32_360_degree_series_lands_exactly() {
     let ep = free_endpoint();
     let file = dir.path().join("raw.h5");
     let rx = receive(&ep, &file);
-    let args = "--size 32 --angles 24 --range 360 --flats 2 --darks 2 --dtype float32 --compression none --series raw32";
+    let args =
+        "--size 32 --angles 24 --range 360 --flats 2 --darks 2 --dtype float32 --compression none --series raw32";
     ok(&simulate(&ep, &args.split(' ').collect::<Vec<_>>()), "simulate");
     let stdout = ok(&wait(rx, LIMIT, "receive"), "receive");
     assert!(stdout.contains("expected 28, received 28, rejected 0, missing 0"), "closing line: {stdout}");
@@ -70,7 +71,13 @@ fn replay_resends_a_file_frame_for_frame_and_output_dir_serves_series_after_seri
     let ep = free_endpoint();
     let first = dir.path().join("first.h5");
     let rx = receive(&ep, &first);
-    ok(&simulate(&ep, &["--size", "24", "--angles", "10", "--flats", "2", "--darks", "1", "--series", "orig", "--dtype", "uint8"]), "simulate");
+    ok(
+        &simulate(
+            &ep,
+            &["--size", "24", "--angles", "10", "--flats", "2", "--darks", "1", "--series", "orig", "--dtype", "uint8"],
+        ),
+        "simulate",
+    );
     ok(&wait(rx, LIMIT, "receive"), "receive");
 
     // A directory receiver takes the replayed series and a second simulated one, one file each.
@@ -83,7 +90,10 @@ fn replay_resends_a_file_frame_for_frame_and_output_dir_serves_series_after_seri
         .spawn()
         .unwrap();
     ok(&simulate(&ep2, &["--replay", first.to_str().unwrap(), "--series", "again"]), "replay");
-    ok(&simulate(&ep2, &["--size", "16", "--angles", "5", "--flats", "1", "--darks", "1", "--series", "second"]), "simulate 2");
+    ok(
+        &simulate(&ep2, &["--size", "16", "--angles", "5", "--flats", "1", "--darks", "1", "--series", "second"]),
+        "simulate 2",
+    );
     // Both series must be closed before Ctrl-C; the closing of the second shows in its file's status.
     let deadline = std::time::Instant::now() + LIMIT;
     while !(out_dir.join("again.h5").exists() && out_dir.join("second.h5").exists()) {

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use acquisition::blosc::{validate_chunk, Codec};
 use acquisition::protocol::{
-    decode_frame_header, decode_series_end, encode_frame_header, BloscParams, Compression, Degrees, Dtype,
-    FrameHeader, FrameIndex, ImageKey, SeriesStart, SeriesStatus, Shape,
+    decode_frame_header, decode_series_end, encode_frame_header, BloscParams, Compression, Degrees, Dtype, FrameHeader,
+    FrameIndex, ImageKey, SeriesStart, SeriesStatus, Shape,
 };
 use acquisition::sender::SeriesSender;
 use acquisition_common::{check, ok, spawn_receiver, wait, Expected};
@@ -56,8 +56,10 @@ struct Sent {
 }
 
 fn frame_json(series: &str, index: u64, key: u64, protocol: u32) -> Vec<u8> {
-    format!(r#"{{"protocol":{protocol},"series":"{series}","index":{index},"image_key":{key},"angle":1.5,"timestamp":1.0}}"#)
-        .into_bytes()
+    format!(
+        r#"{{"protocol":{protocol},"series":"{series}","index":{index},"image_key":{key},"angle":1.5,"timestamp":1.0}}"#
+    )
+    .into_bytes()
 }
 
 fn garbage(rng: &mut Rng, sent: &[Sent]) -> Vec<Vec<u8>> {
@@ -73,10 +75,12 @@ fn garbage(rng: &mut Rng, sent: &[Sent]) -> Vec<Vec<u8>> {
         m
     };
     match rng.below(16) {
-        0 => (0..1 + rng.below(5)).map(|_| {
-            let n = rng.below(64);
-            rng.bytes(n)
-        }).collect(),
+        0 => (0..1 + rng.below(5))
+            .map(|_| {
+                let n = rng.below(64);
+                rng.bytes(n)
+            })
+            .collect(),
         1 => {
             let n = rng.below(80);
             vec![b"frame".to_vec(), rng.bytes(n), pick.payload.clone()]
@@ -164,7 +168,13 @@ fn indistinguishable_from_valid(m: &[Vec<u8>], seen: &[bool]) -> bool {
 }
 
 fn start(series: &str) -> SeriesStart {
-    SeriesStart::new(series, Shape([ROWS as u32, COLS as u32]), Dtype::Uint16, Compression::Blosc1(BloscParams::default()), N)
+    SeriesStart::new(
+        series,
+        Shape([ROWS as u32, COLS as u32]),
+        Dtype::Uint16,
+        Compression::Blosc1(BloscParams::default()),
+        N,
+    )
 }
 
 #[test]
@@ -209,11 +219,21 @@ fn ten_thousand_bad_messages_cost_no_good_frame() {
     let mut bad = 0u64;
     for i in 0..N {
         // Smooth frames with noise: compressible, so blosc chunks have real block tables.
-        let px: Vec<u8> = (0..ROWS * COLS)
-            .flat_map(|p| ((p as u64 * 3 + i * 11 + rng.next() % 7) as u16).to_le_bytes())
-            .collect();
-        let key = if i < 5 { ImageKey::Dark } else if i < 10 { ImageKey::Flat } else { ImageKey::Projection };
-        let h = FrameHeader { index: FrameIndex(i), image_key: key, angle: Degrees(i as f64 * 0.9), timestamp: 1.7e9 + i as f64 };
+        let px: Vec<u8> =
+            (0..ROWS * COLS).flat_map(|p| ((p as u64 * 3 + i * 11 + rng.next() % 7) as u16).to_le_bytes()).collect();
+        let key = if i < 5 {
+            ImageKey::Dark
+        } else if i < 10 {
+            ImageKey::Flat
+        } else {
+            ImageKey::Projection
+        };
+        let h = FrameHeader {
+            index: FrameIndex(i),
+            image_key: key,
+            angle: Degrees(i as f64 * 0.9),
+            timestamp: 1.7e9 + i as f64,
+        };
         sender.send_frame(&h, &px).unwrap();
         let mut header = Vec::new();
         encode_frame_header(SERIES, &h, &mut header);

@@ -8,10 +8,7 @@ use reconstruct::pipeline::BackendChoice;
 
 #[test]
 fn gpu_check_compiles_every_kernel_and_reports_ptx_sizes() {
-    let out = tests::beamline()
-        .args(["gpu", "check", "--json"])
-        .output()
-        .expect("run beamline gpu check");
+    let out = tests::beamline().args(["gpu", "check", "--json"]).output().expect("run beamline gpu check");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -21,23 +18,16 @@ fn gpu_check_compiles_every_kernel_and_reports_ptx_sizes() {
     for kernel in kernels::ALL {
         for arch in ["sm_80", "sm_90"] {
             assert!(
-                stdout.lines().any(|l| l.contains(arch)
-                    && l.contains(kernel.name)
-                    && l.contains("bytes PTX")),
+                stdout.lines().any(|l| l.contains(arch) && l.contains(kernel.name) && l.contains("bytes PTX")),
                 "no PTX size for {} on {arch}:\n{stdout}",
                 kernel.name
             );
         }
     }
-    let json: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("JSON last line");
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("JSON last line");
     assert_eq!(json["ok"], true);
-    let sizes: Vec<u64> = json["kernels"]
-        .as_array()
-        .expect("kernels")
-        .iter()
-        .filter_map(|k| k["ptx_bytes"].as_u64())
-        .collect();
+    let sizes: Vec<u64> =
+        json["kernels"].as_array().expect("kernels").iter().filter_map(|k| k["ptx_bytes"].as_u64()).collect();
     assert_eq!(sizes.len(), 2 * kernels::ALL.len());
     assert!(sizes.iter().all(|s| *s > 500), "{sizes:?}");
     if !driver_present() {
@@ -57,14 +47,8 @@ fn gpu_check_fails_without_nvrtc() {
         // NVRTC is installed system-wide (CUDA toolkit): nothing to test here.
         return;
     }
-    assert!(
-        !out.status.success(),
-        "must fail when no kernel can be compiled:\n{stdout}"
-    );
-    assert!(
-        stdout.contains("pip install nvidia-cuda-nvrtc-cu12"),
-        "must say what to do:\n{stdout}"
-    );
+    assert!(!out.status.success(), "must fail when no kernel can be compiled:\n{stdout}");
+    assert!(stdout.contains("pip install nvidia-cuda-nvrtc-cu12"), "must say what to do:\n{stdout}");
 }
 
 #[test]
@@ -78,25 +62,17 @@ fn backend_selection_without_and_with_a_gpu() {
     assert!(!devices.is_empty());
     assert_eq!(line.lines().count(), 1, "one line: {line}");
     if driver_present() {
-        assert!(
-            line.contains("cuda") || line.contains("using the CPU"),
-            "{line}"
-        );
+        assert!(line.contains("cuda") || line.contains("using the CPU"), "{line}");
     } else {
         assert!(
-            line.starts_with("backend: cpu")
-                && line.contains("no CUDA driver")
-                && line.contains("using the CPU"),
+            line.starts_with("backend: cpu") && line.contains("no CUDA driver") && line.contains("using the CPU"),
             "{line}"
         );
         let err = match select_backends(BackendChoice::Cuda, &cpu) {
             Err(e) => e.to_string(),
             Ok((_, line)) => panic!("--backend cuda without a driver must fail, got {line}"),
         };
-        assert!(
-            err.contains("no CUDA driver") && err.contains("--backend cpu"),
-            "{err}"
-        );
+        assert!(err.contains("no CUDA driver") && err.contains("--backend cpu"), "{err}");
     }
 }
 

@@ -39,17 +39,11 @@ const OUT: usize = 64;
 const CENTER: f64 = 31.0;
 
 fn shape() -> SlabShape {
-    SlabShape {
-        rows: ROWS as u32,
-        angles: ANGLES as u32,
-        cols: COLS as u32,
-    }
+    SlabShape { rows: ROWS as u32, angles: ANGLES as u32, cols: COLS as u32 }
 }
 
 fn angles() -> Vec<f32> {
-    (0..ANGLES)
-        .map(|a| (a as f64 * std::f64::consts::PI / ANGLES as f64) as f32)
-        .collect()
+    (0..ANGLES).map(|a| (a as f64 * std::f64::consts::PI / ANGLES as f64) as f32).collect()
 }
 
 fn setup(filter: FilterKind) -> ReconSetup {
@@ -64,23 +58,19 @@ fn setup(filter: FilterKind) -> ReconSetup {
 fn raw_slab() -> Slab {
     let ellipses = acquisition::phantom::shepp_logan_2d();
     let angles64: Vec<f64> = angles().iter().map(|a| *a as f64).collect();
-    let sino =
-        acquisition::phantom::sinogram_2d(&ellipses, &angles64, COLS, CENTER, COLS as f64 / 2.2);
+    let sino = acquisition::phantom::sinogram_2d(&ellipses, &angles64, COLS, CENTER, COLS as f64 / 2.2);
     let mut slab = Slab {
         rows: 10..10 + ROWS,
         projections: Vec::with_capacity(ROWS * ANGLES * COLS),
         dark: Vec::new(),
         flat_before: Vec::new(),
         flat_after: Vec::new(),
-        flat_weight: (0..ANGLES)
-            .map(|a| a as f32 / (ANGLES - 1) as f32)
-            .collect(),
+        flat_weight: (0..ANGLES).map(|a| a as f32 / (ANGLES - 1) as f32).collect(),
     };
     for r in 0..ROWS {
         for c in 0..COLS {
             slab.dark.push(95.0 + ((r * 31 + c * 7) % 11) as f32);
-            slab.flat_before
-                .push(9000.0 + 13.0 * c as f32 + 100.0 * r as f32);
+            slab.flat_before.push(9000.0 + 13.0 * c as f32 + 100.0 * r as f32);
             slab.flat_after.push(9400.0 - 5.0 * c as f32);
         }
         // Dead column: flat equals dark.
@@ -134,27 +124,16 @@ fn cpu_minus_log(slab: &Slab) -> (Vec<f32>, u64) {
 fn normalisation_matches_the_cpu_backend() {
     let slab = raw_slab();
     let (want, clamped) = cpu_minus_log(&slab);
-    assert!(
-        clamped > ROWS as u64 * ANGLES as u64,
-        "the test data must exercise clamping ({clamped})"
-    );
-    let got = harness::normalize_minus_log(
-        shape(),
-        &slab.projections,
-        fields(&slab),
-        TRANSMISSION_FLOOR,
-    )
-    .expect("harness launch");
+    assert!(clamped > ROWS as u64 * ANGLES as u64, "the test data must exercise clamping ({clamped})");
+    let got = harness::normalize_minus_log(shape(), &slab.projections, fields(&slab), TRANSMISSION_FLOOR)
+        .expect("harness launch");
     let mut worst = 0f32;
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let tol = 4.0 * f32::EPSILON * w.abs().max(1.0);
         assert!((g - w).abs() <= tol, "value {i}: kernel {g}, CPU {w}");
         worst = worst.max((g - w).abs());
     }
-    println!(
-        "normalisation: max |kernel - CPU| = {worst:e} over {} values",
-        got.len()
-    );
+    println!("normalisation: max |kernel - CPU| = {worst:e} over {} values", got.len());
 }
 
 #[test]
@@ -162,16 +141,7 @@ fn zinger_removal_matches_the_cpu_backend() {
     let slab = raw_slab();
     let (mut minus_log, _) = cpu_minus_log(&slab);
     // Spikes on single angles, including the first and last angle (mirrored neighbours).
-    for (k, i) in [
-        7usize,
-        64 * 3 + 2,
-        64 * 59 + 40,
-        3 * 64 * 60 - 1,
-        64 * 60 + 64 * 30 + 12,
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (k, i) in [7usize, 64 * 3 + 2, 64 * 59 + 40, 3 * 64 * 60 - 1, 64 * 60 + 64 * 30 + 12].iter().enumerate() {
         minus_log[*i] += if k % 2 == 0 { 5.0 } else { -5.0 };
     }
     let threshold = 1.5;
@@ -182,15 +152,8 @@ fn zinger_removal_matches_the_cpu_backend() {
         replaced += remove_zingers(sino, COLS, threshold);
     }
     assert!(replaced >= 5, "the spikes must be found ({replaced})");
-    let differing = got
-        .iter()
-        .zip(&want)
-        .filter(|(g, w)| g.to_bits() != w.to_bits())
-        .count();
-    assert_eq!(
-        differing, 0,
-        "zinger removal must match the CPU bit for bit"
-    );
+    let differing = got.iter().zip(&want).filter(|(g, w)| g.to_bits() != w.to_bits()).count();
+    assert_eq!(differing, 0, "zinger removal must match the CPU bit for bit");
 }
 
 #[test]
@@ -205,20 +168,16 @@ fn filter_matches_the_cpu_fft_filter_for_every_window() {
         let mut want = minus_log.clone();
         let weight = ScanRange::of(&s.angles_rad).weight(ANGLES);
         RowFilter::new(kind, COLS, weight).apply(&mut want, ANGLES);
-        let max_h = reconstruct::filter::frequency_response(kind, l, weight)
-            .iter()
-            .fold(0f64, |m, v| m.max(v.abs() as f64));
+        let max_h =
+            reconstruct::filter::frequency_response(kind, l, weight).iter().fold(0f64, |m, v| m.max(v.abs() as f64));
         let eps = f32::EPSILON as f64;
         let mut worst_ratio = 0f64;
         for (line, (g_line, w_line)) in got.chunks(COLS).zip(want.chunks(COLS)).enumerate() {
             let x = &minus_log[line * COLS..(line + 1) * COLS];
             let norm2 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
             for i in 0..COLS {
-                let direct: f64 = (0..COLS)
-                    .map(|j| (x[j] as f64 * taps[i + COLS - 1 - j] as f64).abs())
-                    .sum();
-                let tol = 4.0 * eps * (l as f64).log2() * norm2 * max_h
-                    + 4.0 * eps * (COLS as f64).sqrt() * direct;
+                let direct: f64 = (0..COLS).map(|j| (x[j] as f64 * taps[i + COLS - 1 - j] as f64).abs()).sum();
+                let tol = 4.0 * eps * (l as f64).log2() * norm2 * max_h + 4.0 * eps * (COLS as f64).sqrt() * direct;
                 let diff = (g_line[i] as f64 - w_line[i] as f64).abs();
                 assert!(
                     diff <= tol,
@@ -229,10 +188,7 @@ fn filter_matches_the_cpu_fft_filter_for_every_window() {
                 worst_ratio = worst_ratio.max(diff / tol);
             }
         }
-        println!(
-            "filter {kind}: worst |kernel - CPU| is {:.3} of the tolerance",
-            worst_ratio
-        );
+        println!("filter {kind}: worst |kernel - CPU| is {:.3} of the tolerance", worst_ratio);
     }
 }
 
@@ -245,13 +201,10 @@ fn backprojection_matches_the_cpu_backend() {
     RowFilter::new(FilterKind::SheppLogan, COLS, weight).apply(&mut filtered, ANGLES);
     let (cos, sin) = host::trig_tables(&s.angles_rad);
     let geometry = host::backproject_geometry(&s).expect("geometry");
-    let got =
-        harness::backproject(shape(), &filtered, &cos, &sin, geometry).expect("harness launch");
+    let got = harness::backproject(shape(), &filtered, &cos, &sin, geometry).expect("harness launch");
     let want: Vec<f32> = filtered
         .chunks(ANGLES * COLS)
-        .flat_map(|sino| {
-            reconstruct::backproject::backproject_sinogram(sino, COLS, &s.angles_rad, CENTER, OUT)
-        })
+        .flat_map(|sino| reconstruct::backproject::backproject_sinogram(sino, COLS, &s.angles_rad, CENTER, OUT))
         .collect();
     assert_eq!(got.len(), want.len());
     let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -262,15 +215,8 @@ fn backprojection_matches_the_cpu_backend() {
         assert!((g - w).abs() <= tol, "pixel {i}: kernel {g}, CPU {w}");
         worst = worst.max((g - w).abs());
     }
-    let exact = got
-        .iter()
-        .zip(&want)
-        .filter(|(g, w)| g.to_bits() == w.to_bits())
-        .count();
-    println!(
-        "backprojection: max |kernel - CPU| = {worst:e}; {exact} of {} pixels bit-identical",
-        got.len()
-    );
+    let exact = got.iter().zip(&want).filter(|(g, w)| g.to_bits() == w.to_bits()).count();
+    println!("backprojection: max |kernel - CPU| = {worst:e}; {exact} of {} pixels bit-identical", got.len());
 }
 
 #[test]
@@ -278,36 +224,22 @@ fn whole_kernel_chain_matches_the_cpu_backend() {
     let slab = raw_slab();
     let mut s = setup(FilterKind::Hann);
     s.zinger_threshold = Some(2.0);
-    let want = CpuBackend::default()
-        .reconstruct(&s, &slab)
-        .expect("CPU backend");
+    let want = CpuBackend::default().reconstruct(&s, &slab).expect("CPU backend");
 
-    let minus_log = harness::normalize_minus_log(
-        shape(),
-        &slab.projections,
-        fields(&slab),
-        TRANSMISSION_FLOOR,
-    )
-    .expect("normalise");
+    let minus_log =
+        harness::normalize_minus_log(shape(), &slab.projections, fields(&slab), TRANSMISSION_FLOOR).expect("normalise");
     let dezingered = harness::remove_zingers(shape(), &minus_log, 2.0).expect("zingers");
     let filtered =
-        harness::filter_convolve(shape(), &dezingered, &host::filter_taps(&s).expect("taps"))
-            .expect("filter");
+        harness::filter_convolve(shape(), &dezingered, &host::filter_taps(&s).expect("taps")).expect("filter");
     let (cos, sin) = host::trig_tables(&s.angles_rad);
     let geometry = host::backproject_geometry(&s).expect("geometry");
     let got = harness::backproject(shape(), &filtered, &cos, &sin, geometry).expect("backproject");
 
     let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(&want)
-        .fold(0f32, |m, (g, w)| m.max((g - w).abs()));
+    let worst = got.iter().zip(&want).fold(0f32, |m, (g, w)| m.max((g - w).abs()));
     println!("whole chain: max |kernels - CPU backend| = {worst:e}, max |volume| = {max}");
     assert!(max > 0.1);
-    assert!(
-        worst <= 1e-4 * max,
-        "kernels differ from the CPU backend by {worst} (max {max})"
-    );
+    assert!(worst <= 1e-4 * max, "kernels differ from the CPU backend by {worst} (max {max})");
 }
 
 #[test]
@@ -324,45 +256,24 @@ fn grid_stride_loops_cover_slabs_larger_than_the_grid() {
     let threads = ELEMENTWISE_BLOCK as usize * ELEMENTWISE_MAX_BLOCKS as usize;
     let (rows, cols) = (2usize, 256usize);
     let angles = threads / (rows * cols) + 7;
-    let shape = SlabShape {
-        rows: rows as u32,
-        angles: angles as u32,
-        cols: cols as u32,
-    };
+    let shape = SlabShape { rows: rows as u32, angles: angles as u32, cols: cols as u32 };
     assert!(shape.len() > threads);
-    let raw: Vec<f32> = (0..shape.len())
-        .map(|i| 120.0 + (i % 977) as f32 * 9.5)
-        .collect();
+    let raw: Vec<f32> = (0..shape.len()).map(|i| 120.0 + (i % 977) as f32 * 9.5).collect();
     let dark = vec![100.0; rows * cols];
     let flat = vec![9500.0; rows * cols];
     let weight: Vec<f32> = (0..angles).map(|a| (a % 3) as f32 / 2.0).collect();
-    let f = Fields {
-        dark: &dark,
-        flat_before: &flat,
-        flat_after: &flat,
-        flat_weight: &weight,
-    };
+    let f = Fields { dark: &dark, flat_before: &flat, flat_after: &flat, flat_weight: &weight };
     let got = harness::normalize_minus_log(shape, &raw, f, TRANSMISSION_FLOOR).expect("normalise");
     let mut want = raw.clone();
     for (r, sino) in want.chunks_mut(angles * cols).enumerate() {
         let f = r * cols..(r + 1) * cols;
         normalize_minus_log(sino, &dark[f.clone()], &flat[f.clone()], &flat[f], &weight);
     }
-    let bad = got
-        .iter()
-        .zip(&want)
-        .filter(|(g, w)| (*g - *w).abs() > 4.0 * f32::EPSILON * w.abs().max(1.0))
-        .count();
-    assert_eq!(
-        bad, 0,
-        "{bad} values differ; the tail past the grid must be computed too"
-    );
+    let bad = got.iter().zip(&want).filter(|(g, w)| (*g - *w).abs() > 4.0 * f32::EPSILON * w.abs().max(1.0)).count();
+    assert_eq!(bad, 0, "{bad} values differ; the tail past the grid must be computed too");
     let dezingered = harness::remove_zingers(shape, &want, 0.5).expect("zingers");
     for sino in want.chunks_mut(angles * cols) {
         remove_zingers(sino, cols, 0.5);
     }
-    assert!(dezingered
-        .iter()
-        .zip(&want)
-        .all(|(g, w)| g.to_bits() == w.to_bits()));
+    assert!(dezingered.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()));
 }

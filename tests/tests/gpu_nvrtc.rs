@@ -22,17 +22,9 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_warnings() {
     for arch in ARCHS {
         for kernel in kernels::ALL {
             let compiled = nvrtc::compile(kernel, arch).unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                compiled.ptx.contains(&format!(".target {arch}")),
-                "{}: PTX not for {arch}",
-                kernel.name
-            );
+            assert!(compiled.ptx.contains(&format!(".target {arch}")), "{}: PTX not for {arch}", kernel.name);
             assert!(compiled.ptx.contains(&format!(".entry {}", kernel.name)));
-            println!(
-                "NVRTC {major}.{minor} {arch} {:<20} {:>6} bytes of PTX",
-                kernel.name,
-                compiled.ptx.len()
-            );
+            println!("NVRTC {major}.{minor} {arch} {:<20} {:>6} bytes of PTX", kernel.name, compiled.ptx.len());
         }
     }
 }
@@ -42,10 +34,7 @@ fn compilation_is_cached_per_process() {
     require_nvrtc();
     let a = nvrtc::compile(kernels::BACKPROJECT, "sm_80").expect("compile");
     let b = nvrtc::compile(kernels::BACKPROJECT, "sm_80").expect("compile");
-    assert!(
-        std::sync::Arc::ptr_eq(&a, &b),
-        "the second request must come from the cache"
-    );
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "the second request must come from the cache");
 }
 
 #[test]

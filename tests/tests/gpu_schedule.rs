@@ -15,9 +15,7 @@ const OUT: usize = 20;
 const ROWS: Range<usize> = 3..70;
 
 fn setup() -> ReconSetup {
-    let angles = (0..N_ANGLES)
-        .map(|a| a as f32 * std::f32::consts::PI / N_ANGLES as f32)
-        .collect();
+    let angles = (0..N_ANGLES).map(|a| a as f32 * std::f32::consts::PI / N_ANGLES as f32).collect();
     ReconSetup::new(angles, N_COLS, (N_COLS as f64 - 1.0) / 2.0, OUT)
 }
 
@@ -26,23 +24,15 @@ fn read(rows: Range<usize>) -> Result<Slab, String> {
     let n = rows.len();
     let projections = rows
         .clone()
-        .flat_map(|r| {
-            (0..N_ANGLES * N_COLS)
-                .map(move |i| 100.0 + ((r * 7919 + i * 104_729) % 1000) as f32 * 0.37)
-        })
+        .flat_map(|r| (0..N_ANGLES * N_COLS).map(move |i| 100.0 + ((r * 7919 + i * 104_729) % 1000) as f32 * 0.37))
         .collect();
     Ok(Slab {
         rows: rows.clone(),
         projections,
-        dark: rows
-            .clone()
-            .flat_map(|r| (0..N_COLS).map(move |c| ((r + c) % 5) as f32))
-            .collect(),
+        dark: rows.clone().flat_map(|r| (0..N_COLS).map(move |c| ((r + c) % 5) as f32)).collect(),
         flat_before: vec![600.0; n * N_COLS],
         flat_after: vec![640.0; n * N_COLS],
-        flat_weight: (0..N_ANGLES)
-            .map(|a| a as f32 / (N_ANGLES - 1) as f32)
-            .collect(),
+        flat_weight: (0..N_ANGLES).map(|a| a as f32 / (N_ANGLES - 1) as f32).collect(),
     })
 }
 
@@ -66,22 +56,15 @@ impl Backend for RowBackend {
                 let line: Vec<f32> = (0..nc)
                     .map(|c| {
                         let w = slab.flat_weight[a];
-                        let flat = (1.0 - w) * slab.flat_before[r * nc + c]
-                            + w * slab.flat_after[r * nc + c];
+                        let flat = (1.0 - w) * slab.flat_before[r * nc + c] + w * slab.flat_after[r * nc + c];
                         let d = slab.dark[r * nc + c];
-                        -((slab.projections[(r * na + a) * nc + c] - d) / (flat - d))
-                            .max(1e-6)
-                            .ln()
+                        -((slab.projections[(r * na + a) * nc + c] - d) / (flat - d)).max(1e-6).ln()
                     })
                     .collect();
                 for y in 0..n {
                     for x in 0..n {
-                        let (px, py) = (
-                            x as f64 - (n as f64 - 1.0) / 2.0,
-                            (n as f64 - 1.0) / 2.0 - y as f64,
-                        );
-                        let t =
-                            px * (*theta as f64).cos() + py * (*theta as f64).sin() + setup.center;
+                        let (px, py) = (x as f64 - (n as f64 - 1.0) / 2.0, (n as f64 - 1.0) / 2.0 - y as f64);
+                        let t = px * (*theta as f64).cos() + py * (*theta as f64).sin() + setup.center;
                         let c = t.round();
                         if c >= 0.0 && (c as usize) < nc {
                             out[(r * n + y) * n + x] += line[c as usize];
@@ -117,15 +100,7 @@ struct Flaky {
 impl Flaky {
     fn new(inner: Box<dyn Backend>, fail_on: usize, how: Failure) -> (Flaky, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
-        (
-            Flaky {
-                inner,
-                fail_on,
-                calls: calls.clone(),
-                how,
-            },
-            calls,
-        )
+        (Flaky { inner, fail_on, calls: calls.clone(), how }, calls)
     }
 }
 
@@ -138,10 +113,7 @@ impl Backend for Flaky {
         if self.calls.fetch_add(1, Ordering::SeqCst) >= self.fail_on {
             match self.how {
                 Failure::Error => {
-                    return Err(BackendError::Device {
-                        device: self.name(),
-                        reason: "injected: device lost".into(),
-                    })
+                    return Err(BackendError::Device { device: self.name(), reason: "injected: device lost".into() })
                 }
                 Failure::Panic => panic!("injected panic in {}", self.name()),
             }
@@ -180,32 +152,20 @@ impl Backend for Gated {
 }
 
 fn gated(inner: Box<dyn Backend>, calls: &Arc<AtomicUsize>, until: usize) -> Box<dyn Backend> {
-    Box::new(Gated {
-        inner,
-        calls: calls.clone(),
-        until,
-    })
+    Box::new(Gated { inner, calls: calls.clone(), until })
 }
 
 fn device(name: &str, rows_per_slab: usize) -> Box<dyn Backend> {
-    Box::new(RowBackend {
-        name: name.into(),
-        rows_per_slab,
-    })
+    Box::new(RowBackend { name: name.into(), rows_per_slab })
 }
 
 /// Runs the scheduler, checking that the writer sees contiguous ranges starting at `ROWS.start`.
-fn run(
-    devices: Vec<Box<dyn Backend>>,
-) -> (Result<schedule::RunReport, ScheduleError>, Vec<f32>, usize) {
+fn run(devices: Vec<Box<dyn Backend>>) -> (Result<schedule::RunReport, ScheduleError>, Vec<f32>, usize) {
     let setup = setup();
     let mut volume = Vec::new();
     let mut next_row = ROWS.start;
     let result = schedule::run(&setup, devices, ROWS, read, |rows, data| {
-        assert_eq!(
-            rows.start, next_row,
-            "rows must arrive in order, without gap or repeat"
-        );
+        assert_eq!(rows.start, next_row, "rows must arrive in order, without gap or repeat");
         assert_eq!(data.len(), rows.len() * OUT * OUT);
         next_row = rows.end;
         volume.extend_from_slice(&data);
@@ -224,38 +184,21 @@ fn single_device_volume() -> Vec<f32> {
 
 fn assert_bit_identical(a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len());
-    let differing = a
-        .iter()
-        .zip(b)
-        .filter(|(x, y)| x.to_bits() != y.to_bits())
-        .count();
-    assert_eq!(
-        differing, 0,
-        "{differing} voxels differ from the single-device run"
-    );
+    let differing = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    assert_eq!(differing, 0, "{differing} voxels differ from the single-device run");
 }
 
 #[test]
 fn several_devices_give_the_single_device_volume() {
     let reference = single_device_volume();
-    assert!(
-        reference.iter().any(|v| *v != 0.0),
-        "the reference volume must not be empty"
-    );
+    assert!(reference.iter().any(|v| *v != 0.0), "the reference volume must not be empty");
     let devices = vec![device("cpu:0", 5), device("cpu:1", 3), device("cpu:2", 8)];
     let (result, volume, _) = run(devices);
     let report = result.expect("three-device run");
     assert_bit_identical(&reference, &volume);
-    assert_eq!(
-        report.slab_rows, 3,
-        "slabs are cut to the smallest preferred size"
-    );
+    assert_eq!(report.slab_rows, 3, "slabs are cut to the smallest preferred size");
     let slabs: usize = report.slabs_per_device.iter().map(|(_, n)| n).sum();
-    assert_eq!(
-        slabs,
-        ROWS.len().div_ceil(3),
-        "every slab reconstructed exactly once"
-    );
+    assert_eq!(slabs, ROWS.len().div_ceil(3), "every slab reconstructed exactly once");
     assert!(report.retries.is_empty() && report.retired.is_empty());
 }
 
@@ -264,37 +207,17 @@ fn a_failing_device_is_retired_and_its_slab_retried() {
     let reference = single_device_volume();
     for how in [Failure::Error, Failure::Panic] {
         let (flaky, calls) = Flaky::new(device("cpu:1", 4), 2, how);
-        let devices = vec![
-            gated(device("cpu:0", 4), &calls, 3),
-            Box::new(flaky),
-            gated(device("cpu:2", 4), &calls, 3),
-        ];
+        let devices = vec![gated(device("cpu:0", 4), &calls, 3), Box::new(flaky), gated(device("cpu:2", 4), &calls, 3)];
         let (result, volume, _) = run(devices);
         let report = result.expect("run survives one failing device");
         assert_bit_identical(&reference, &volume);
         assert_eq!(report.retired, vec!["cpu:1".to_string()]);
         assert_eq!(report.retries.len(), 1, "{:?}", report.retries);
-        assert!(
-            report.retries[0].contains("cpu:1 retired"),
-            "{}",
-            report.retries[0]
-        );
+        assert!(report.retries[0].contains("cpu:1 retired"), "{}", report.retries[0]);
         let slabs: usize = report.slabs_per_device.iter().map(|(_, n)| n).sum();
-        assert_eq!(
-            slabs,
-            ROWS.len().div_ceil(4),
-            "no slab lost or doubled: {:?}",
-            report.slabs_per_device
-        );
-        let flaky_slabs = report
-            .slabs_per_device
-            .iter()
-            .find(|(n, _)| n == "cpu:1")
-            .map(|(_, n)| *n);
-        assert!(
-            flaky_slabs.unwrap_or(0) <= 2,
-            "a device counts only the slabs it finished"
-        );
+        assert_eq!(slabs, ROWS.len().div_ceil(4), "no slab lost or doubled: {:?}", report.slabs_per_device);
+        let flaky_slabs = report.slabs_per_device.iter().find(|(n, _)| n == "cpu:1").map(|(_, n)| *n);
+        assert!(flaky_slabs.unwrap_or(0) <= 2, "a device counts only the slabs it finished");
     }
 }
 
@@ -306,10 +229,7 @@ fn every_device_failing_is_an_error_and_nothing_is_doubled() {
     let devices: Vec<Box<dyn Backend>> = vec![Box::new(first), gated(Box::new(second), &calls, 4)];
     let (result, volume, end) = run(devices);
     match result {
-        Err(ScheduleError::AllDevicesFailed {
-            source: BackendError::Device { .. },
-            ..
-        }) => {}
+        Err(ScheduleError::AllDevicesFailed { source: BackendError::Device { .. }, .. }) => {}
         other => panic!("expected AllDevicesFailed, got {other:?}"),
     }
     // What was written is an in-order prefix of the single-device volume.
@@ -354,15 +274,8 @@ fn read_and_write_errors_stop_the_run_cleanly() {
             Ok(())
         }
     });
-    assert!(
-        matches!(result, Err(ScheduleError::Write { .. })),
-        "{result:?}"
-    );
-    assert_eq!(
-        written.load(Ordering::SeqCst),
-        3,
-        "the writer is not called after it failed"
-    );
+    assert!(matches!(result, Err(ScheduleError::Write { .. })), "{result:?}");
+    assert_eq!(written.load(Ordering::SeqCst), 3, "the writer is not called after it failed");
 }
 
 #[test]
@@ -375,9 +288,7 @@ fn an_input_error_is_not_retried() {
         }
         fn reconstruct(&mut self, _: &ReconSetup, _: &Slab) -> Result<Vec<f32>, BackendError> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            Err(BackendError::Input(
-                "angles do not match projections".into(),
-            ))
+            Err(BackendError::Input("angles do not match projections".into()))
         }
     }
     /// A healthy device that starts only once the picky one has rejected something, so the order is fixed.
@@ -386,11 +297,7 @@ fn an_input_error_is_not_retried() {
         fn name(&self) -> String {
             self.1.name()
         }
-        fn reconstruct(
-            &mut self,
-            setup: &ReconSetup,
-            slab: &Slab,
-        ) -> Result<Vec<f32>, BackendError> {
+        fn reconstruct(&mut self, setup: &ReconSetup, slab: &Slab) -> Result<Vec<f32>, BackendError> {
             while self.0.load(Ordering::SeqCst) == 0 {
                 std::thread::yield_now();
             }
@@ -398,20 +305,11 @@ fn an_input_error_is_not_retried() {
         }
     }
     let rejected = Arc::new(AtomicUsize::new(0));
-    let devices: Vec<Box<dyn Backend>> = vec![
-        Box::new(Rejecting(rejected.clone())),
-        Box::new(AfterRejection(rejected.clone(), device("cpu:1", 16))),
-    ];
+    let devices: Vec<Box<dyn Backend>> =
+        vec![Box::new(Rejecting(rejected.clone())), Box::new(AfterRejection(rejected.clone(), device("cpu:1", 16)))];
     let (result, _, _) = run(devices);
-    assert!(
-        matches!(result, Err(ScheduleError::Rejected { .. })),
-        "{result:?}"
-    );
-    assert_eq!(
-        rejected.load(Ordering::SeqCst),
-        1,
-        "the picky device is not asked again"
-    );
+    assert!(matches!(result, Err(ScheduleError::Rejected { .. })), "{result:?}");
+    assert_eq!(rejected.load(Ordering::SeqCst), 1, "the picky device is not asked again");
 }
 
 #[test]
@@ -419,13 +317,9 @@ fn no_device_and_empty_range() {
     let setup = setup();
     let none = schedule::run(&setup, Vec::new(), ROWS, read, |_, _| Ok(()));
     assert!(matches!(none, Err(ScheduleError::NoDevice)));
-    let empty = schedule::run(
-        &setup,
-        vec![device("cpu:0", 4)],
-        5..5,
-        read,
-        |_, _| -> Result<(), String> { panic!("nothing to write") },
-    );
+    let empty = schedule::run(&setup, vec![device("cpu:0", 4)], 5..5, read, |_, _| -> Result<(), String> {
+        panic!("nothing to write")
+    });
     assert_eq!(empty.expect("empty range").rows, 0);
 }
 
@@ -434,12 +328,7 @@ fn no_device_and_empty_range() {
 #[test]
 fn cpu_backend_devices_are_bit_identical_with_and_without_failure() {
     use reconstruct::cpu::CpuBackend;
-    let cpu = |rows_per_slab| -> Box<dyn Backend> {
-        Box::new(CpuBackend {
-            rows_per_slab,
-            ..CpuBackend::default()
-        })
-    };
+    let cpu = |rows_per_slab| -> Box<dyn Backend> { Box::new(CpuBackend { rows_per_slab, ..CpuBackend::default() }) };
     let (result, reference, _) = run(vec![cpu(ROWS.len())]);
     result.expect("single CPU device");
     assert!(reference.iter().all(|v| v.is_finite()) && reference.iter().any(|v| *v != 0.0));

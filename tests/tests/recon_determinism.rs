@@ -82,14 +82,19 @@ fn same_bits_for_any_thread_count_and_slab_size() {
 fn two_cpu_devices_through_the_scheduler_give_the_same_volume() {
     let d = data();
     let reference = run(&d, 2, 3);
-    let devices: Vec<Box<dyn Backend>> = (0..2)
-        .map(|_| Box::new(CpuBackend { rows_per_slab: 2, ..Default::default() }) as Box<dyn Backend>)
-        .collect();
+    let devices: Vec<Box<dyn Backend>> =
+        (0..2).map(|_| Box::new(CpuBackend { rows_per_slab: 2, ..Default::default() }) as Box<dyn Backend>).collect();
     let mut out = Vec::new();
-    schedule::run(&d.setup, devices, 0..d.rows, |r| Ok(slab(&d, r)), |_, v| {
-        out.extend(v);
-        Ok(())
-    })
+    schedule::run(
+        &d.setup,
+        devices,
+        0..d.rows,
+        |r| Ok(slab(&d, r)),
+        |_, v| {
+            out.extend(v);
+            Ok(())
+        },
+    )
     .expect("run");
     assert!(out.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
 }

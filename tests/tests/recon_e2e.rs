@@ -54,7 +54,8 @@ fn h5py_file_to_float_tiff_stack_read_by_tifffile() {
     assert!(stdout.contains("reconstructed 6 slices"), "closing line: {stdout}");
     let v = check(&out_dir, 128, 6, 0);
     assert_accurate(&v, 6, "float32");
-    let prov: Value = serde_json::from_str(v["provenance"].as_str().expect("ImageDescription")).expect("provenance JSON");
+    let prov: Value =
+        serde_json::from_str(v["provenance"].as_str().expect("ImageDescription")).expect("provenance JSON");
     assert_eq!(prov["parameters"]["center"], 63.5);
     assert_eq!(prov["parameters"]["filter"], "ramp");
     assert!(prov["software"].as_str().unwrap().starts_with("beamline"));
@@ -84,7 +85,17 @@ fn sixteen_bit_output_and_centre_sweep() {
     let input = dir.path().join("scan.h5");
     make(&input, &["--rows", "2"]);
     let out16 = dir.path().join("u16");
-    let o = recon(&[input.to_str().unwrap(), "-o", out16.to_str().unwrap(), "--center", "63.5", "--bits", "16", "--range", "-0.01:0.03"]);
+    let o = recon(&[
+        input.to_str().unwrap(),
+        "-o",
+        out16.to_str().unwrap(),
+        "--center",
+        "63.5",
+        "--bits",
+        "16",
+        "--range",
+        "-0.01:0.03",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let v = check(&out16, 128, 2, 0);
     assert_eq!(v["slices"][0]["dtype"], "uint16");
@@ -109,7 +120,15 @@ fn small_memory_budget_and_hdf5_filter_path_give_the_same_volume_bit_for_bit() {
     let volume = |name: &str, memory: &str, hdf5_filter: bool| {
         let out = dir.path().join(name);
         let mut cmd = beamline();
-        cmd.arg("recon").args([input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--format", "h5", "--center", "63.5"]);
+        cmd.arg("recon").args([
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--format",
+            "h5",
+            "--center",
+            "63.5",
+        ]);
         cmd.args(["--memory", memory, "--quiet"]);
         if hdf5_filter {
             // The HDF5 filter pipeline instead of the parallel raw-chunk blosc decoder.
@@ -125,7 +144,15 @@ fn small_memory_budget_and_hdf5_filter_path_give_the_same_volume_bit_for_bit() {
     let reference = volume("big.h5", "4G", false);
     assert_eq!(reference, volume("small.h5", "2M", false), "slab size changed the volume");
     assert_eq!(reference, volume("filter.h5", "4G", true), "blosc fast path differs from the HDF5 filter");
-    let o = recon(&[input.to_str().unwrap(), "-o", dir.path().join("x").to_str().unwrap(), "--center", "63.5", "--memory", "10K"]);
+    let o = recon(&[
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().join("x").to_str().unwrap(),
+        "--center",
+        "63.5",
+        "--memory",
+        "10K",
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--memory"), "{}", text(&o));
 }

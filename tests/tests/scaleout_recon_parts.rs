@@ -92,7 +92,9 @@ fn parts_merged_equal_one_process_bit_for_bit() {
 
     // A missing first or last part leaves no hole in the slices; the part numbers reveal it.
     let (first, last) = (&parts[PARTS - 1], &parts[0]); // reversed above
-    for (given, absent) in [(vec![&parts[1], last], format!("1/{PARTS}")), (vec![first, &parts[1]], format!("{PARTS}/{PARTS}"))] {
+    for (given, absent) in
+        [(vec![&parts[1], last], format!("1/{PARTS}")), (vec![first, &parts[1]], format!("{PARTS}/{PARTS}"))]
+    {
         let out = merge(&given, &partial);
         assert!(!out.status.success(), "merging without part {absent} must fail: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);

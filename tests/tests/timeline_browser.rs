@@ -80,10 +80,15 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("run.jsonl");
     let page = dir.path().join("timeline.html");
-    run(beamline()
-        .arg("--log")
-        .arg(&log)
-        .args(["bench", "trace", "--pipeline-only", "--frames", "200", "--inject-stall-ms", "400"]));
+    run(beamline().arg("--log").arg(&log).args([
+        "bench",
+        "trace",
+        "--pipeline-only",
+        "--frames",
+        "200",
+        "--inject-stall-ms",
+        "400",
+    ]));
     let threads = threads_in_log(&log);
     for t in ["camera", "receiver", "writer", "main"] {
         assert!(threads.iter().any(|n| n == t), "thread {t} missing from the log: {threads:?}");
@@ -106,8 +111,12 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
         dir.path(),
     );
     assert_clean(&report);
-    let mut lanes: Vec<String> =
-        report["eval"]["lanes"].as_array().expect("lanes").iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect();
+    let mut lanes: Vec<String> = report["eval"]["lanes"]
+        .as_array()
+        .expect("lanes")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("").to_owned())
+        .collect();
     lanes.sort();
     assert_eq!(lanes, threads, "one lane per thread of the run");
     let first = report["eval"]["first_stall"].as_str().expect("a stall list");

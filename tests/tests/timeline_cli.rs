@@ -51,7 +51,10 @@ fn every_command_leaves_a_log_with_header_and_footer_and_runs_report_groups_fail
     assert!(footers.iter().all(|f| f["t"] == "footer"));
     let failed: Vec<&Value> = footers.iter().filter(|f| f["status"] == "error").collect();
     assert_eq!(failed.len(), 2);
-    assert!(failed[0]["error"].as_str().unwrap_or("").contains("a.jsonl") || failed[1]["error"].as_str().unwrap_or("").contains("a.jsonl"));
+    assert!(
+        failed[0]["error"].as_str().unwrap_or("").contains("a.jsonl")
+            || failed[1]["error"].as_str().unwrap_or("").contains("a.jsonl")
+    );
 
     let html = work.path().join("report.html");
     let out = beamline()
@@ -64,14 +67,21 @@ fn every_command_leaves_a_log_with_header_and_footer_and_runs_report_groups_fail
         .expect("runs report");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(html.with_extension("json")).expect("json written")).expect("JSON");
+        serde_json::from_str(&std::fs::read_to_string(html.with_extension("json")).expect("json written"))
+            .expect("JSON");
     assert_eq!(report["runs"].as_array().map(Vec::len), Some(3));
     assert_eq!(report["per_command"]["timeline"]["runs"], 2);
     assert_eq!(report["per_command"]["timeline"]["failed"], 2);
     assert_eq!(report["per_command"]["bench trace"]["failed"], 0);
-    assert_eq!(report["failures"].as_array().map(Vec::len), Some(1), "both failures are one kind: {}", report["failures"]);
+    assert_eq!(
+        report["failures"].as_array().map(Vec::len),
+        Some(1),
+        "both failures are one kind: {}",
+        report["failures"]
+    );
     assert_eq!(report["failures"][0]["count"], 2);
-    let bench = report["runs"].as_array().expect("runs").iter().find(|r| r["command"] == "bench trace").expect("bench run");
+    let bench =
+        report["runs"].as_array().expect("runs").iter().find(|r| r["command"] == "bench trace").expect("bench run");
     assert_eq!(bench["frames"], 20.0, "last value of counter.frames");
     assert!(bench["frames_per_s"].as_f64().unwrap_or(0.0) > 0.0);
     assert!(bench["cpu_ns_per_frame"].as_f64().unwrap_or(0.0) > 0.0);

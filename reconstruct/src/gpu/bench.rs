@@ -67,25 +67,11 @@ struct Scan {
 impl Scan {
     fn new(shape: ScanShape, setup: &ReconSetup) -> Scan {
         let angles64: Vec<f64> = setup.angles_rad.iter().map(|a| *a as f64).collect();
-        let sino = sinogram_2d(
-            &shepp_logan_2d(),
-            &angles64,
-            shape.size,
-            setup.center,
-            shape.size as f64 / 2.0,
-        );
+        let sino = sinogram_2d(&shepp_logan_2d(), &angles64, shape.size, setup.center, shape.size as f64 / 2.0);
         let (dark, flat) = (100.0f32, 10_000.0f32);
         let mu = 4.0 / shape.size as f32;
-        let row = sino
-            .iter()
-            .map(|p| dark + (flat - dark) * (-mu * p).exp())
-            .collect();
-        Scan {
-            row,
-            dark: vec![dark; shape.size],
-            flat: vec![flat; shape.size],
-            angles: shape.angles,
-        }
+        let row = sino.iter().map(|p| dark + (flat - dark) * (-mu * p).exp()).collect();
+        Scan { row, dark: vec![dark; shape.size], flat: vec![flat; shape.size], angles: shape.angles }
     }
 
     fn read(&self, rows: Range<usize>) -> Slab {
@@ -103,23 +89,15 @@ impl Scan {
 
 /// Runs the scan on `1..=max_devices` devices; `open(k)` provides `k` fresh devices. A first run on one
 /// device warms up (kernel compilation, allocation) and is not reported.
-pub fn run_scaling<F>(
-    shape: ScanShape,
-    max_devices: usize,
-    mut open: F,
-) -> Result<Vec<ScalingPoint>, BenchError>
+pub fn run_scaling<F>(shape: ScanShape, max_devices: usize, mut open: F) -> Result<Vec<ScalingPoint>, BenchError>
 where
     F: FnMut(usize) -> Result<Vec<Box<dyn Backend>>, String>,
 {
     let center = (shape.size as f64 - 1.0) / 2.0;
-    let angles = (0..shape.angles)
-        .map(|i| (std::f64::consts::PI * i as f64 / shape.angles as f64) as f32)
-        .collect();
+    let angles = (0..shape.angles).map(|i| (std::f64::consts::PI * i as f64 / shape.angles as f64) as f32).collect();
     let setup = ReconSetup::new(angles, shape.size, center, shape.size);
     let scan = Scan::new(shape, &setup);
-    let run = |devices: Vec<Box<dyn Backend>>,
-               rows: usize|
-     -> Result<(f64, schedule::RunReport), BenchError> {
+    let run = |devices: Vec<Box<dyn Backend>>, rows: usize| -> Result<(f64, schedule::RunReport), BenchError> {
         let t0 = Instant::now();
         let report = schedule::run(
             &setup,

@@ -13,9 +13,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use kernels::launch::{self, Launch};
 use kernels::{BackprojectGeometry, Kernel, SlabShape};
@@ -45,10 +43,7 @@ pub struct DeviceInfo {
 impl DeviceInfo {
     /// The NVRTC architecture for this device, e.g. `sm_80`.
     pub fn arch(&self) -> String {
-        format!(
-            "sm_{}{}",
-            self.compute_capability.0, self.compute_capability.1
-        )
+        format!("sm_{}{}", self.compute_capability.0, self.compute_capability.1)
     }
 }
 
@@ -81,24 +76,16 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>, GpuError> {
     }
     let count = CudaContext::device_count().map_err(driver_err("counting devices"))?;
     (0..count.max(0) as usize)
-        .map(|i| {
-            CudaContext::new(i)
-                .map_err(driver_err("opening a device"))
-                .and_then(|c| info(&c))
-        })
+        .map(|i| CudaContext::new(i).map_err(driver_err("opening a device")).and_then(|c| info(&c)))
         .collect()
 }
 
 fn info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo, GpuError> {
-    let (free_bytes, total_bytes) = ctx
-        .mem_get_info()
-        .map_err(driver_err("reading free memory"))?;
+    let (free_bytes, total_bytes) = ctx.mem_get_info().map_err(driver_err("reading free memory"))?;
     Ok(DeviceInfo {
         ordinal: ctx.ordinal(),
         name: ctx.name().map_err(driver_err("reading the device name"))?,
-        compute_capability: ctx
-            .compute_capability()
-            .map_err(driver_err("reading the compute capability"))?,
+        compute_capability: ctx.compute_capability().map_err(driver_err("reading the compute capability"))?,
         free_bytes,
         total_bytes,
     })
@@ -116,11 +103,7 @@ const LANES: usize = 2;
 /// Rows per chunk for a device with `free_bytes` free: both lanes' device buffers must fit in
 /// [`DEVICE_MEMORY_SHARE`] of it, and one chunk's input in [`MAX_CHUNK_INPUT_BYTES`].
 pub fn chunk_rows(setup: &ReconSetup, free_bytes: usize) -> usize {
-    let (a, c, n) = (
-        setup.angles_rad.len().max(1),
-        setup.n_cols.max(1),
-        setup.out_size.max(1),
-    );
+    let (a, c, n) = (setup.angles_rad.len().max(1), setup.n_cols.max(1), setup.out_size.max(1));
     let per_row_device = 4 * (3 * a * c + 3 * c + n * n);
     let by_device = (free_bytes as f64 * DEVICE_MEMORY_SHARE) as usize / (LANES * per_row_device);
     let by_host = MAX_CHUNK_INPUT_BYTES / (4 * a * c);
@@ -174,20 +157,14 @@ pub struct CudaBackend {
 
 impl std::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CudaBackend")
-            .field("info", &self.info)
-            .finish()
+        f.debug_struct("CudaBackend").field("info", &self.info).finish()
     }
 }
 
 fn load(ctx: &Arc<CudaContext>, kernel: Kernel, arch: &str) -> Result<CudaFunction, GpuError> {
     let compiled = nvrtc::compile(kernel, arch)?;
-    let module = ctx
-        .load_module(Ptx::from_src(compiled.ptx.clone()))
-        .map_err(driver_err("loading PTX"))?;
-    module
-        .load_function(kernel.name)
-        .map_err(driver_err("finding a kernel in its module"))
+    let module = ctx.load_module(Ptx::from_src(compiled.ptx.clone())).map_err(driver_err("loading PTX"))?;
+    module.load_function(kernel.name).map_err(driver_err("finding a kernel in its module"))
 }
 
 impl CudaBackend {
@@ -206,13 +183,7 @@ impl CudaBackend {
             filter: load(&ctx, kernels::FILTER_CONVOLVE, &arch)?,
             backproject: load(&ctx, kernels::BACKPROJECT, &arch)?,
         };
-        Ok(CudaBackend {
-            info,
-            ctx,
-            functions,
-            prepared: None,
-            max_rows: None,
-        })
+        Ok(CudaBackend { info, ctx, functions, prepared: None, max_rows: None })
     }
 
     /// Caps the rows per slab this device asks for (for a host memory budget); slabs below
@@ -246,21 +217,14 @@ impl CudaBackend {
         let taps = host::filter_taps(setup)?;
         let (cos, sin) = host::trig_tables(&setup.angles_rad);
         let geometry = host::backproject_geometry(setup)?;
-        let (free, _) = self
-            .ctx
-            .mem_get_info()
-            .map_err(device_error(self.name(), "reading free memory"))?;
+        let (free, _) = self.ctx.mem_get_info().map_err(device_error(self.name(), "reading free memory"))?;
         let rows = chunk_rows(setup, free.min(self.info.free_bytes));
         let (a, c, n) = (setup.angles_rad.len(), setup.n_cols, setup.out_size);
         let (sino_len, field_len, out_len) = (rows * a * c, rows * c, rows * n * n);
         let stream = self.ctx.default_stream();
         let upload = |v: &[f32]| stream.clone_htod(v);
         let err = device_error(self.name(), "uploading constants");
-        let (taps, cos, sin) = (
-            upload(&taps).map_err(&err)?,
-            upload(&cos).map_err(&err)?,
-            upload(&sin).map_err(&err)?,
-        );
+        let (taps, cos, sin) = (upload(&taps).map_err(&err)?, upload(&cos).map_err(&err)?, upload(&sin).map_err(&err)?);
         let flat_weight = stream.alloc_zeros::<f32>(a.max(1)).map_err(&err)?;
         let mut lanes = Vec::with_capacity(LANES);
         let err = device_error(self.name(), "allocating lane buffers");
@@ -270,14 +234,9 @@ impl CudaBackend {
             // before anything reads them.
             let (host_in, host_out) = unsafe {
                 (
+                    self.ctx.alloc_pinned::<f32>(sino_len + 3 * field_len).map_err(&err)?,
                     self.ctx
-                        .alloc_pinned::<f32>(sino_len + 3 * field_len)
-                        .map_err(&err)?,
-                    self.ctx
-                        .alloc_pinned_with_flags::<f32>(
-                            out_len,
-                            cudarc::driver::sys::CU_MEMHOSTALLOC_PORTABLE,
-                        )
+                        .alloc_pinned_with_flags::<f32>(out_len, cudarc::driver::sys::CU_MEMHOSTALLOC_PORTABLE)
                         .map_err(&err)?,
                 )
             };
@@ -292,33 +251,17 @@ impl CudaBackend {
                 pending: None,
             });
         }
-        self.ctx
-            .synchronize()
-            .map_err(device_error(self.name(), "synchronising after setup"))?;
-        self.prepared = Some(Prepared {
-            setup_key: key,
-            taps,
-            cos,
-            sin,
-            flat_weight,
-            geometry,
-            chunk_rows: rows,
-            lanes,
-        });
+        self.ctx.synchronize().map_err(device_error(self.name(), "synchronising after setup"))?;
+        self.prepared =
+            Some(Prepared { setup_key: key, taps, cos, sin, flat_weight, geometry, chunk_rows: rows, lanes });
         Ok(())
     }
 }
 
 /// Maps a driver error on `device` while doing `what` to a device failure (the scheduler retries the slab
 /// elsewhere).
-fn device_error(
-    device: String,
-    what: &'static str,
-) -> impl Fn(cudarc::driver::DriverError) -> BackendError {
-    move |e| BackendError::Device {
-        device: device.clone(),
-        reason: format!("{what}: {e:?}"),
-    }
+fn device_error(device: String, what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> BackendError {
+    move |e| BackendError::Device { device: device.clone(), reason: format!("{what}: {e:?}") }
 }
 
 fn config(l: Launch) -> LaunchConfig {
@@ -356,9 +299,7 @@ impl Backend for CudaBackend {
             ("flat_weight", slab.flat_weight.len(), a),
         ] {
             if len != want {
-                return Err(BackendError::Input(format!(
-                    "slab {what} has {len} values, expected {want}"
-                )));
+                return Err(BackendError::Input(format!("slab {what} has {len} values, expected {want}")));
             }
         }
         self.prepare(setup)?;
@@ -367,18 +308,15 @@ impl Backend for CudaBackend {
         let _span = span.enter();
         let device_err = |what: &'static str| device_error(name.clone(), what);
         let f = &self.functions;
-        let p = self.prepared.as_mut().ok_or_else(|| BackendError::Device {
-            device: name.clone(),
-            reason: "not prepared".into(),
-        })?;
+        let p = self
+            .prepared
+            .as_mut()
+            .ok_or_else(|| BackendError::Device { device: name.clone(), reason: "not prepared".into() })?;
         p.lanes[0]
             .stream
             .memcpy_htod(&slab.flat_weight, &mut p.flat_weight)
             .map_err(device_err("uploading flat weights"))?;
-        p.lanes[0]
-            .stream
-            .synchronize()
-            .map_err(device_err("uploading flat weights"))?;
+        p.lanes[0].stream.synchronize().map_err(device_err("uploading flat weights"))?;
         let host_preprocess = setup.stripe_size.is_some();
         let mut out = vec![0f32; n_rows * n * n];
         let (sino_max, field_max) = (p.chunk_rows * a * c, p.chunk_rows * c);
@@ -388,14 +326,9 @@ impl Backend for CudaBackend {
             let rows = start..(start + step).min(n_rows);
             let lane = &mut p.lanes[k % LANES];
             finish(lane, &mut out).map_err(device_err("downloading slices"))?;
-            let shape = SlabShape {
-                rows: rows.len() as u32,
-                angles: a as u32,
-                cols: c as u32,
-            };
+            let shape = SlabShape { rows: rows.len() as u32, angles: a as u32, cols: c as u32 };
             {
-                let _stage =
-                    tracing::info_span!("gpu.stage", device = %name, rows = rows.len()).entered();
+                let _stage = tracing::info_span!("gpu.stage", device = %name, rows = rows.len()).entered();
                 let values = rows.start * a * c..rows.end * a * c;
                 let fr = rows.start * c..rows.end * c;
                 // Stripe removal has no kernel: preprocess in ordinary memory (the staging buffer is
@@ -420,58 +353,36 @@ impl Backend for CudaBackend {
                     }
                     v
                 });
-                let staged = lane
-                    .host_in
-                    .as_mut_slice()
-                    .map_err(device_err("waiting for a staging buffer"))?;
+                let staged = lane.host_in.as_mut_slice().map_err(device_err("waiting for a staging buffer"))?;
                 let (sino, fields) = staged.split_at_mut(sino_max);
-                sino[..values.len()]
-                    .copy_from_slice(preprocessed.as_deref().unwrap_or(&slab.projections[values]));
+                sino[..values.len()].copy_from_slice(preprocessed.as_deref().unwrap_or(&slab.projections[values]));
                 fields[..fr.len()].copy_from_slice(&slab.dark[fr.clone()]);
-                fields[field_max..field_max + fr.len()]
-                    .copy_from_slice(&slab.flat_before[fr.clone()]);
-                fields[2 * field_max..2 * field_max + fr.len()]
-                    .copy_from_slice(&slab.flat_after[fr]);
+                fields[field_max..field_max + fr.len()].copy_from_slice(&slab.flat_before[fr.clone()]);
+                fields[2 * field_max..2 * field_max + fr.len()].copy_from_slice(&slab.flat_after[fr]);
             }
             let s = lane.stream.clone();
-            s.memcpy_htod(&lane.host_in, &mut lane.dev_in)
-                .map_err(device_err("uploading a chunk"))?;
+            s.memcpy_htod(&lane.host_in, &mut lane.dev_in).map_err(device_err("uploading a chunk"))?;
             let (u_rows, u_a, u_c) = (shape.rows, shape.angles, shape.cols);
             let sino_view = lane.dev_in.slice(0..sino_max);
             let dark = lane.dev_in.slice(sino_max..sino_max + field_max);
-            let fb = lane
-                .dev_in
-                .slice(sino_max + field_max..sino_max + 2 * field_max);
-            let fa = lane
-                .dev_in
-                .slice(sino_max + 2 * field_max..sino_max + 3 * field_max);
+            let fb = lane.dev_in.slice(sino_max + field_max..sino_max + 2 * field_max);
+            let fa = lane.dev_in.slice(sino_max + 2 * field_max..sino_max + 3 * field_max);
             let bad_launch = |e: kernels::launch::LaunchError| BackendError::Input(e.to_string());
             let launch_err = device_err("launching a kernel");
             // SAFETY (all launches): argument types and order match the kernel signatures in kernels/cuda;
             // every buffer holds at least the values the shape makes the kernel touch.
             let filtered_input = if host_preprocess {
-                s.memcpy_dtod(&sino_view, &mut lane.dev_a)
-                    .map_err(device_err("copying a chunk"))?;
+                s.memcpy_dtod(&sino_view, &mut lane.dev_a).map_err(device_err("copying a chunk"))?;
                 &mut lane.dev_a
             } else {
                 let floor = TRANSMISSION_FLOOR;
                 let mut b = s.launch_builder(&f.normalize);
-                b.arg(&sino_view)
-                    .arg(&dark)
-                    .arg(&fb)
-                    .arg(&fa)
-                    .arg(&p.flat_weight)
-                    .arg(&mut lane.dev_a);
+                b.arg(&sino_view).arg(&dark).arg(&fb).arg(&fa).arg(&p.flat_weight).arg(&mut lane.dev_a);
                 b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&floor);
                 unsafe { b.launch(config(launch::elementwise(shape))) }.map_err(&launch_err)?;
                 if let Some(threshold) = setup.zinger_threshold {
                     let mut b = s.launch_builder(&f.zingers);
-                    b.arg(&lane.dev_a)
-                        .arg(&mut lane.dev_b)
-                        .arg(&u_rows)
-                        .arg(&u_a)
-                        .arg(&u_c)
-                        .arg(&threshold);
+                    b.arg(&lane.dev_a).arg(&mut lane.dev_b).arg(&u_rows).arg(&u_a).arg(&u_c).arg(&threshold);
                     unsafe { b.launch(config(launch::elementwise(shape))) }.map_err(&launch_err)?;
                     std::mem::swap(&mut lane.dev_a, &mut lane.dev_b);
                 }
@@ -479,33 +390,15 @@ impl Backend for CudaBackend {
             };
             let lines = shape.lines() as u32;
             let mut b = s.launch_builder(&f.filter);
-            b.arg(&*filtered_input)
-                .arg(&p.taps)
-                .arg(&mut lane.dev_b)
-                .arg(&lines)
-                .arg(&u_c);
-            unsafe { b.launch(config(launch::filter(shape).map_err(bad_launch)?)) }
-                .map_err(&launch_err)?;
+            b.arg(&*filtered_input).arg(&p.taps).arg(&mut lane.dev_b).arg(&lines).arg(&u_c);
+            unsafe { b.launch(config(launch::filter(shape).map_err(bad_launch)?)) }.map_err(&launch_err)?;
             let g = p.geometry;
             let mut b = s.launch_builder(&f.backproject);
-            b.arg(&lane.dev_b)
-                .arg(&p.cos)
-                .arg(&p.sin)
-                .arg(&mut lane.dev_out);
-            b.arg(&u_rows)
-                .arg(&u_a)
-                .arg(&u_c)
-                .arg(&g.out_size)
-                .arg(&g.c0)
-                .arg(&g.pad);
-            unsafe {
-                b.launch(config(
-                    launch::backproject(u_rows, g.out_size).map_err(bad_launch)?,
-                ))
-            }
-            .map_err(&launch_err)?;
-            s.memcpy_dtoh(&lane.dev_out, &mut lane.host_out)
-                .map_err(device_err("downloading slices"))?;
+            b.arg(&lane.dev_b).arg(&p.cos).arg(&p.sin).arg(&mut lane.dev_out);
+            b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&g.out_size).arg(&g.c0).arg(&g.pad);
+            unsafe { b.launch(config(launch::backproject(u_rows, g.out_size).map_err(bad_launch)?)) }
+                .map_err(&launch_err)?;
+            s.memcpy_dtoh(&lane.dev_out, &mut lane.host_out).map_err(device_err("downloading slices"))?;
             lane.pending = Some(rows.start * n * n..rows.end * n * n);
         }
         for lane in &mut p.lanes {
@@ -533,8 +426,7 @@ mod tests {
         let rows = chunk_rows(&setup, 1 << 30);
         assert!(
             rows >= 1
-                && 2 * rows * 4 * (3 * 2048 * 2048 + 3 * 2048 + 2048 * 2048)
-                    <= (0.7 * (1u64 << 30) as f64) as usize
+                && 2 * rows * 4 * (3 * 2048 * 2048 + 3 * 2048 + 2048 * 2048) <= (0.7 * (1u64 << 30) as f64) as usize
         );
         // Nothing free still gives one row (the device then fails and the slab is retried elsewhere).
         assert_eq!(chunk_rows(&setup, 0), 1);

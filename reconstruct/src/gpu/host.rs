@@ -19,18 +19,13 @@ use crate::geometry::ScanRange;
 /// length is at least `2 n_cols`, convolving with them is exactly what the CPU's padded FFT filter
 /// computes, up to rounding.
 pub fn filter_taps(setup: &ReconSetup) -> Result<Vec<f32>, BackendError> {
-    let kind: FilterKind = setup
-        .filter
-        .parse()
-        .map_err(|e: crate::filter::UnknownFilter| BackendError::Input(e.to_string()))?;
+    let kind: FilterKind =
+        setup.filter.parse().map_err(|e: crate::filter::UnknownFilter| BackendError::Input(e.to_string()))?;
     let n = setup.n_cols;
     let l = padded_len(n);
     let weight = ScanRange::of(&setup.angles_rad).weight(setup.angles_rad.len());
     let response = frequency_response(kind, l, weight);
-    let mut h: Vec<Complex64> = response
-        .iter()
-        .map(|v| Complex64::new(*v as f64, 0.0))
-        .collect();
+    let mut h: Vec<Complex64> = response.iter().map(|v| Complex64::new(*v as f64, 0.0)).collect();
     FftPlanner::<f64>::new().plan_fft_inverse(l).process(&mut h);
     let taps = (0..2 * n - 1)
         .map(|i| {
@@ -43,10 +38,7 @@ pub fn filter_taps(setup: &ReconSetup) -> Result<Vec<f32>, BackendError> {
 
 /// Per-angle `(cos, sin)` tables as f32, computed in f64 like the CPU backend.
 pub fn trig_tables(angles_rad: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    angles_rad
-        .iter()
-        .map(|&t| ((t as f64).cos() as f32, (t as f64).sin() as f32))
-        .unzip()
+    angles_rad.iter().map(|&t| ((t as f64).cos() as f32, (t as f64).sin() as f32)).unzip()
 }
 
 /// The backprojection frame: the CPU backend's left padding (enough that every detector position reached
@@ -58,14 +50,9 @@ pub fn backproject_geometry(setup: &ReconSetup) -> Result<BackprojectGeometry, B
     let reach = setup.out_size as f64 * std::f64::consts::FRAC_1_SQRT_2 + 2.0;
     let lo = (setup.center - reach).floor().min(0.0);
     let pad = (-lo) as i64 + 2;
-    let pad = i32::try_from(pad).map_err(|_| {
-        BackendError::Input(format!("rotation axis {} is out of reach", setup.center))
-    })?;
-    Ok(BackprojectGeometry {
-        out_size,
-        c0: (setup.center + pad as f64) as f32,
-        pad,
-    })
+    let pad = i32::try_from(pad)
+        .map_err(|_| BackendError::Input(format!("rotation axis {} is out of reach", setup.center)))?;
+    Ok(BackprojectGeometry { out_size, c0: (setup.center + pad as f64) as f32, pad })
 }
 
 #[cfg(test)]

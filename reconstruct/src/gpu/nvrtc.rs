@@ -87,10 +87,7 @@ pub fn compile(kernel: Kernel, arch: &str) -> Result<Arc<CompiledKernel>, Compil
         return Ok(hit.clone());
     }
     let compiled = Arc::new(compile_uncached(kernel, arch)?);
-    cache()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, compiled.clone());
+    cache().lock().unwrap_or_else(|p| p.into_inner()).insert(key, compiled.clone());
     Ok(compiled)
 }
 
@@ -100,11 +97,7 @@ pub fn compile_all(arch: &str) -> Result<Vec<Arc<CompiledKernel>>, CompileError>
 }
 
 fn text(chars: &[c_char]) -> String {
-    let bytes: Vec<u8> = chars
-        .iter()
-        .map(|c| *c as u8)
-        .take_while(|b| *b != 0)
-        .collect();
+    let bytes: Vec<u8> = chars.iter().map(|c| *c as u8).take_while(|b| *b != 0).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -119,24 +112,18 @@ fn compile_uncached(kernel: Kernel, arch: &str) -> Result<CompiledKernel, Compil
         reason,
         log,
     };
-    let src = CString::new(kernel.source)
-        .map_err(|_| rejected("source contains a NUL byte".into(), String::new()))?;
-    let name = CString::new(kernel.file)
-        .map_err(|_| rejected("file name contains a NUL byte".into(), String::new()))?;
+    let src = CString::new(kernel.source).map_err(|_| rejected("source contains a NUL byte".into(), String::new()))?;
+    let name =
+        CString::new(kernel.file).map_err(|_| rejected("file name contains a NUL byte".into(), String::new()))?;
     let mut options: Vec<String> = OPTIONS.iter().map(|s| s.to_string()).collect();
     options.push(format!("--gpu-architecture={arch}"));
-    let prog = result::create_program(&src, Some(&name))
-        .map_err(|e| rejected(format!("{e:?}"), String::new()))?;
+    let prog = result::create_program(&src, Some(&name)).map_err(|e| rejected(format!("{e:?}"), String::new()))?;
     // SAFETY: `prog` was created above and is destroyed exactly once below; `src` and `name` outlive it.
     let outcome = unsafe {
         let compiled = result::compile_program(prog, &options);
-        let log = result::get_program_log(prog)
-            .map(|l| text(&l))
-            .unwrap_or_default();
+        let log = result::get_program_log(prog).map(|l| text(&l)).unwrap_or_default();
         let ptx = match compiled {
-            Ok(()) => result::get_ptx(prog)
-                .map(|p| text(&p))
-                .map_err(|e| rejected(format!("{e:?}"), log.clone())),
+            Ok(()) => result::get_ptx(prog).map(|p| text(&p)).map_err(|e| rejected(format!("{e:?}"), log.clone())),
             Err(e) => Err(rejected(format!("compilation failed ({e:?})"), log.clone())),
         };
         let _ = result::destroy_program(prog);
@@ -144,20 +131,10 @@ fn compile_uncached(kernel: Kernel, arch: &str) -> Result<CompiledKernel, Compil
     };
     let (ptx, log) = outcome?;
     if log.to_ascii_lowercase().contains("warning") {
-        return Err(rejected(
-            "compiled with warnings (warnings are errors here)".into(),
-            log,
-        ));
+        return Err(rejected("compiled with warnings (warnings are errors here)".into(), log));
     }
     if !ptx.contains(&format!(".entry {}", kernel.name)) {
-        return Err(rejected(
-            format!("PTX has no entry point {}", kernel.name),
-            log,
-        ));
+        return Err(rejected(format!("PTX has no entry point {}", kernel.name), log));
     }
-    Ok(CompiledKernel {
-        kernel,
-        arch: arch.to_string(),
-        ptx,
-    })
+    Ok(CompiledKernel { kernel, arch: arch.to_string(), ptx })
 }

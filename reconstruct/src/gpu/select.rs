@@ -30,10 +30,7 @@ pub fn open_gpus() -> Result<(Vec<CudaBackend>, Vec<String>), GpuError> {
 /// The backends for `choice` and one line saying what was chosen (and why, when `auto` fell back to the
 /// CPU). `cpu` is cloned for CPU runs, so its counters are shared with the caller; its `rows_per_slab`,
 /// when set, also caps the slab size of the GPUs (a host memory budget).
-pub fn select_backends(
-    choice: BackendChoice,
-    cpu: &CpuBackend,
-) -> Result<(Vec<Box<dyn Backend>>, String), GpuError> {
+pub fn select_backends(choice: BackendChoice, cpu: &CpuBackend) -> Result<(Vec<Box<dyn Backend>>, String), GpuError> {
     let cpu_only = |why: String| -> (Vec<Box<dyn Backend>>, String) {
         let b = cpu.clone();
         let line = format!("backend: {}{why}", b.name());
@@ -50,20 +47,11 @@ pub fn select_backends(
                 cap => gpus.into_iter().map(|g| g.limit_rows(cap)).collect(),
             };
             let names: Vec<String> = gpus.iter().map(|g| g.name()).collect();
-            let mut line = format!(
-                "backend: cuda on {} GPU(s): {}",
-                gpus.len(),
-                names.join(", ")
-            );
+            let mut line = format!("backend: cuda on {} GPU(s): {}", gpus.len(), names.join(", "));
             if !failed.is_empty() {
                 line.push_str(&format!(" (not used: {})", failed.join("; ")));
             }
-            Ok((
-                gpus.into_iter()
-                    .map(|g| Box::new(g) as Box<dyn Backend>)
-                    .collect(),
-                line,
-            ))
+            Ok((gpus.into_iter().map(|g| Box::new(g) as Box<dyn Backend>).collect(), line))
         }
         Ok((_, failed)) => {
             let why = format!("no GPU could be opened: {}", failed.join("; "));

@@ -282,10 +282,9 @@ fn bar(quiet: bool, len: u64, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let b = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(&format!(
-        "{what} {{bar:40}} {{pos}}/{{len}} frames  {{per_sec}}  eta {{eta}}"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} frames  {{per_sec}}  eta {{eta}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     b.set_style(style);
     b
 }
@@ -304,8 +303,9 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         let src = NxtomoSource::open(path)?;
         let explicit = std::env::args().any(|x| x == "--compression" || x.starts_with("--compression="));
         let pb = bar(a.quiet, src.frames().len() as u64, "replay");
-        let n = replay_series(&mut sender, &src, &series, explicit.then_some(compression), fps, |n, _| pb.set_position(n))
-            .with_context(|| format!("replaying {}", path.display()))?;
+        let n =
+            replay_series(&mut sender, &src, &series, explicit.then_some(compression), fps, |n, _| pb.set_position(n))
+                .with_context(|| format!("replaying {}", path.display()))?;
         pb.finish_and_clear();
         n
     } else {
@@ -432,7 +432,14 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
                 let spawn = |endpoint: &str| {
                     Process::new(&exe)
                         .args(["bench-sender", "--connect", endpoint])
-                        .args(["--rows", &rows.to_string(), "--cols", &rows.to_string(), "--frames", &frames.to_string()])
+                        .args([
+                            "--rows",
+                            &rows.to_string(),
+                            "--cols",
+                            &rows.to_string(),
+                            "--frames",
+                            &frames.to_string(),
+                        ])
                         .stdout(Stdio::null())
                         .stderr(Stdio::piped())
                         .spawn()

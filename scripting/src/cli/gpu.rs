@@ -88,12 +88,8 @@ impl Command {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {
-            Command::Gpu {
-                action: GpuAction::Check(args),
-            } => check(args),
-            Command::Gpu {
-                action: GpuAction::Bench(args),
-            } => bench(args),
+            Command::Gpu { action: GpuAction::Check(args) } => check(args),
+            Command::Gpu { action: GpuAction::Bench(args) } => bench(args),
         }
     }
 }
@@ -101,14 +97,7 @@ impl Command {
 /// `beamline bench recon --backend cuda`: the CPU benchmark's 512x512 x 720-angle case on every GPU of the
 /// node through the multi-device scheduler, 1..N devices, with per-device rates.
 pub(crate) fn bench_recon_on_gpus(json: bool) -> anyhow::Result<ExitCode> {
-    bench(BenchArgs {
-        backend: BenchBackend::Cuda,
-        size: 512,
-        angles: 720,
-        slices: 64,
-        max_devices: None,
-        json,
-    })
+    bench(BenchArgs { backend: BenchBackend::Cuda, size: 512, angles: 720, slices: 64, max_devices: None, json })
 }
 
 impl Bench {
@@ -126,23 +115,14 @@ fn report_devices() -> (Vec<String>, serde_json::Value) {
     if !device::driver_present() {
         println!("CUDA driver: not found (libcuda.so.1 is not loadable) -- no GPU can run here");
         println!("devices: none (install the NVIDIA driver on a GPU node; kernels are still compiled below)");
-        return (
-            Vec::new(),
-            serde_json::json!({ "driver": null, "devices": [] }),
-        );
+        return (Vec::new(), serde_json::json!({ "driver": null, "devices": [] }));
     }
     let version = device::driver_version().map(|(a, b)| format!("{a}.{b}"));
-    println!(
-        "CUDA driver: found, CUDA {}",
-        version.as_deref().unwrap_or("version unknown")
-    );
+    println!("CUDA driver: found, CUDA {}", version.as_deref().unwrap_or("version unknown"));
     match device::list_devices() {
         Ok(devices) if devices.is_empty() => {
             println!("devices: none (the driver reports no GPU; check `nvidia-smi`)");
-            (
-                Vec::new(),
-                serde_json::json!({ "driver": version, "devices": [] }),
-            )
+            (Vec::new(), serde_json::json!({ "driver": version, "devices": [] }))
         }
         Ok(devices) => {
             let mut archs = Vec::new();
@@ -162,38 +142,24 @@ fn report_devices() -> (Vec<String>, serde_json::Value) {
                     "free_bytes": d.free_bytes, "total_bytes": d.total_bytes,
                 }));
             }
-            (
-                archs,
-                serde_json::json!({ "driver": version, "devices": list }),
-            )
+            (archs, serde_json::json!({ "driver": version, "devices": list }))
         }
         Err(e) => {
             println!("devices: the driver failed to list them: {e}");
-            (
-                Vec::new(),
-                serde_json::json!({ "driver": version, "devices": [], "error": e.to_string() }),
-            )
+            (Vec::new(), serde_json::json!({ "driver": version, "devices": [], "error": e.to_string() }))
         }
     }
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (device_archs, devices_json) = report_devices();
-    let mut archs: Vec<String> = args
-        .arch
-        .iter()
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
-        .collect();
+    let mut archs: Vec<String> = args.arch.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
     for a in device_archs {
         if !archs.contains(&a) {
             archs.push(a);
         }
     }
-    if archs
-        .iter()
-        .any(|a| !a.starts_with("sm_") && !a.starts_with("compute_"))
-    {
+    if archs.iter().any(|a| !a.starts_with("sm_") && !a.starts_with("compute_")) {
         bail!("--arch {archs:?}: architectures look like sm_80 or compute_80");
     }
     let version = match nvrtc::nvrtc_version() {
@@ -201,19 +167,12 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             println!("NVRTC: {e}");
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "check": "gpu", "ok": false, "nvrtc": null, "gpu": devices_json })
-                );
+                println!("{}", serde_json::json!({ "check": "gpu", "ok": false, "nvrtc": null, "gpu": devices_json }));
             }
             return Ok(ExitCode::FAILURE);
         }
     };
-    println!(
-        "NVRTC {version}: compiling {} kernels for {}",
-        kernels::ALL.len(),
-        archs.join(", ")
-    );
+    println!("NVRTC {version}: compiling {} kernels for {}", kernels::ALL.len(), archs.join(", "));
     let mut failures = 0;
     let mut results = Vec::new();
     for arch in &archs {
@@ -222,17 +181,15 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             match nvrtc::compile(kernel, arch) {
                 Ok(c) => {
                     let ms = t0.elapsed().as_secs_f64() * 1e3;
-                    println!(
-                        "  {arch:<8} {:<20} {:>7} bytes PTX  ({ms:.0} ms)",
-                        kernel.name,
-                        c.ptx.len()
-                    );
+                    println!("  {arch:<8} {:<20} {:>7} bytes PTX  ({ms:.0} ms)", kernel.name, c.ptx.len());
                     results.push(serde_json::json!({ "arch": arch, "kernel": kernel.name, "ptx_bytes": c.ptx.len(), "ok": true }));
                 }
                 Err(e) => {
                     failures += 1;
                     println!("  {arch:<8} {:<20} FAILED: {e}", kernel.name);
-                    results.push(serde_json::json!({ "arch": arch, "kernel": kernel.name, "ok": false, "error": e.to_string() }));
+                    results.push(
+                        serde_json::json!({ "arch": arch, "kernel": kernel.name, "ok": false, "error": e.to_string() }),
+                    );
                 }
             }
         }
@@ -249,22 +206,14 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{v}");
     }
-    Ok(if failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.size < 2 || args.angles < 2 || args.slices == 0 {
         bail!("--size and --angles must be at least 2 and --slices at least 1");
     }
-    let shape = ScanShape {
-        size: args.size,
-        angles: args.angles,
-        slices: args.slices,
-    };
+    let shape = ScanShape { size: args.size, angles: args.angles, slices: args.slices };
     let (label, max) = match args.backend {
         BenchBackend::Cpu => ("cpu".to_string(), 1),
         BenchBackend::Cuda => {
@@ -279,10 +228,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 bail!("no GPU could be opened: {}", failed.join("; "));
             }
             let names: Vec<String> = gpus.iter().map(|g| g.name()).collect();
-            (
-                names.join(", "),
-                args.max_devices.unwrap_or(gpus.len()).min(gpus.len()),
-            )
+            (names.join(", "), args.max_devices.unwrap_or(gpus.len()).min(gpus.len()))
         }
     };
     println!(

@@ -139,9 +139,10 @@ fn timeline(a: TimelineArgs) -> anyhow::Result<ExitCode> {
         let _s = tracing::info_span!("timeline.read", logs = a.logs.len() as u64).entered();
         profiling::timeline::Timeline::from_paths(&a.logs)?
     };
-    let out = a.output.clone().unwrap_or_else(|| {
-        PathBuf::from(if a.format == Format::Chrome { "timeline.json" } else { "timeline.html" })
-    });
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(if a.format == Format::Chrome { "timeline.json" } else { "timeline.html" }));
     pb.set_message("rendering");
     let text = {
         let _s = tracing::info_span!("timeline.render", spans = tl.span_count() as u64).entered();
@@ -163,7 +164,11 @@ fn timeline(a: TimelineArgs) -> anyhow::Result<ExitCode> {
         out.display(),
         tl.span_count(),
         text.len() as f64 / 1e6,
-        if a.format == Format::Html { "; open it in any browser, it needs no network" } else { "; open it at ui.perfetto.dev" }
+        if a.format == Format::Html {
+            "; open it in any browser, it needs no network"
+        } else {
+            "; open it at ui.perfetto.dev"
+        }
     );
     if let Some(top) = profiling::stalls::analyse(&tl).lanes.first() {
         println!("biggest stall: {}", top.text);
@@ -208,7 +213,11 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     if a.pipeline_only {
         let t = Instant::now();
         workload::pipeline(&pipe)?;
-        println!("pipeline: {} frames through camera → receiver → writer in {:.3} s", a.frames, t.elapsed().as_secs_f64());
+        println!(
+            "pipeline: {} frames through camera → receiver → writer in {:.3} s",
+            a.frames,
+            t.elapsed().as_secs_f64()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let n = a.spans.max(1000);
@@ -224,7 +233,11 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     // 3. Recording: registry + this layer writing a real log in the background; best of 3 recorders,
     //    each recording exactly n spans; the last log is rendered below.
     let log = tmp.path().join("bench.jsonl");
-    let info = RunInfo { command: "bench trace (recorded spans)".into(), argv: vec!["bench".into()], version: env!("CARGO_PKG_VERSION").into() };
+    let info = RunInfo {
+        command: "bench trace (recorded spans)".into(),
+        argv: vec!["bench".into()],
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
     let config = Config::default();
     let mut on = Cost { wall: f64::INFINITY, cpu: f64::INFINITY };
     let (mut totals, mut flush_s, mut growth, mut proc_cpu) = (profiling::Totals::default(), 0.0, 0, f64::INFINITY);
@@ -260,11 +273,28 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     println!("                                        wall ns/span   thread-CPU ns/span");
     println!("  tracing off (no subscriber)          {:10.1}     {:10.1}", off.wall, off.cpu);
     println!("  registry only (no recording layer)   {:10.1}     {:10.1}", reg.wall, reg.cpu);
-    println!("  recording layer on                   {:10.1}     {:10.1}   (goal <= 1000; tracing-chrome: 2500-7800 here)", on.wall, on.cpu);
-    println!("  process CPU incl. the writer thread: {proc_cpu:.1} ns/span; machine load average now {}", load_average());
-    println!("  recorded {} records, dropped {}, writer drained the rest in {flush_s:.3} s after the loop", totals.written, totals.dropped);
-    println!("  log: {:.1} bytes/record (JSON lines), {:.1} MB", log_bytes as f64 / totals.written.max(1) as f64, log_bytes as f64 / 1e6);
-    println!("memory while recording {n} spans: peak RSS +{:.1} MB (design bound of buffers ~{:.1} MB + fields)", growth as f64 / 1e6, bound as f64 / 1e6);
+    println!(
+        "  recording layer on                   {:10.1}     {:10.1}   (goal <= 1000; tracing-chrome: 2500-7800 here)",
+        on.wall, on.cpu
+    );
+    println!(
+        "  process CPU incl. the writer thread: {proc_cpu:.1} ns/span; machine load average now {}",
+        load_average()
+    );
+    println!(
+        "  recorded {} records, dropped {}, writer drained the rest in {flush_s:.3} s after the loop",
+        totals.written, totals.dropped
+    );
+    println!(
+        "  log: {:.1} bytes/record (JSON lines), {:.1} MB",
+        log_bytes as f64 / totals.written.max(1) as f64,
+        log_bytes as f64 / 1e6
+    );
+    println!(
+        "memory while recording {n} spans: peak RSS +{:.1} MB (design bound of buffers ~{:.1} MB + fields)",
+        growth as f64 / 1e6,
+        bound as f64 / 1e6
+    );
     for (k, v) in [
         ("ns_per_span_off", off.wall),
         ("ns_per_span_registry", reg.wall),
@@ -320,7 +350,11 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     // 6. The pipeline, recorded into this run's own log (see `beamline timeline`).
     let t = Instant::now();
     workload::pipeline(&pipe)?;
-    println!("synthetic pipeline ({} frames) recorded into this run's log in {:.2} s", a.frames, t.elapsed().as_secs_f64());
+    println!(
+        "synthetic pipeline ({} frames) recorded into this run's log in {:.2} s",
+        a.frames,
+        t.elapsed().as_secs_f64()
+    );
     if a.json {
         println!("{}", serde_json::Value::Object(j));
     }
@@ -389,7 +423,8 @@ fn load_average() -> f64 {
 /// Loads `html` in headless Chromium with `--dump-dom`; returns (process wall s, ms until the page's
 /// script reported ready).
 fn chromium_load(html: &Path, tmp: &Path) -> anyhow::Result<(f64, f64)> {
-    let bin = std::env::var_os("BEAMLINE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let bin =
+        std::env::var_os("BEAMLINE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     anyhow::ensure!(bin.exists(), "{} not found (install chromium or set BEAMLINE_CHROMIUM)", bin.display());
     let t = Instant::now();
     let out = std::process::Command::new(&bin)
@@ -407,7 +442,12 @@ fn chromium_load(html: &Path, tmp: &Path) -> anyhow::Result<(f64, f64)> {
         .nth(1)
         .and_then(|s| s.split('"').next())
         .and_then(|s| s.parse::<f64>().ok())
-        .with_context(|| format!("the page did not report ready; chromium said: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")))?;
+        .with_context(|| {
+            format!(
+                "the page did not report ready; chromium said: {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            )
+        })?;
     Ok((wall, ready))
 }
 
@@ -526,7 +566,9 @@ impl Recording {
         };
         let failed = outcome != Outcome::Success;
         match guard.finish(&outcome) {
-            Ok(t) if t.dropped > 0 => eprintln!("warning: the run log lost {} records (the disk was too slow)", t.dropped),
+            Ok(t) if t.dropped > 0 => {
+                eprintln!("warning: the run log lost {} records (the disk was too slow)", t.dropped)
+            }
             Ok(_) => {}
             Err(e) => eprintln!("warning: the run log is incomplete: {e}"),
         }

@@ -344,7 +344,8 @@ fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             p["bluesky"].as_str().unwrap_or("?"),
             p["ophyd"].as_str().unwrap_or("?"),
             p["scan_us_per_point"].as_f64().unwrap_or(f64::NAN),
-            p["count_us_per_point"].as_f64().unwrap_or(f64::NAN), p["points"]
+            p["count_us_per_point"].as_f64().unwrap_or(f64::NAN),
+            p["points"]
         ),
         Err(e) => println!("peer not run: {e}"),
     }

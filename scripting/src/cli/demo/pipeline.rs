@@ -69,17 +69,20 @@ struct Summary {
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let run = RunDir::create(args.out.as_deref())?;
-    eprintln!("beamline demo: {}x{} detector, {} projections; everything goes to {}", args.size, args.size, args.angles, run.show(run.root()));
+    eprintln!(
+        "beamline demo: {}x{} detector, {} projections; everything goes to {}",
+        args.size,
+        args.size,
+        args.angles,
+        run.show(run.root())
+    );
     let ui = Ui::new();
-    let mut summary = Summary {
-        run_dir: run.root().to_path_buf(),
-        size: args.size,
-        angles: args.angles,
-        ..Default::default()
-    };
+    let mut summary =
+        Summary { run_dir: run.root().to_path_buf(), size: args.size, angles: args.angles, ..Default::default() };
     // This process's own spans go to the run folder too, unless a recording is already installed (`--log`).
-    let recording = (!tracing::dispatcher::has_been_set())
-        .then(|| crate::cli::profile::Recording::start(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id())))));
+    let recording = (!tracing::dispatcher::has_been_set()).then(|| {
+        crate::cli::profile::Recording::start(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id()))))
+    });
 
     let feed = Arc::new(PreviewFeed::new(PREVIEW_ROWS, args.angles as usize));
     let acquired = acquire(&run, &args, &ui, &feed).context("acquisition (scan + receiver)")?;
@@ -113,7 +116,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     summary.slices_per_second = summary.tiffs as f64 / summary.recon_seconds.max(1e-9);
     summary.steps.push((recon.name.clone(), summary.recon_seconds));
     ui.step("accuracy: comparing the volume with the phantom");
-    let attenuation = acquisition::sim::SimConfig::new(file.rows(), file.cols(), acquisition::protocol::Dtype::Uint16).attenuation;
+    let attenuation =
+        acquisition::sim::SimConfig::new(file.rows(), file.cols(), acquisition::protocol::Dtype::Uint16).attenuation;
     match accuracy::measure(&run.recon_dir(), file.rows(), file.cols(), attenuation) {
         Ok(a) => summary.accuracy = Some(a),
         Err(e) => summary.accuracy_error = Some(format!("{e:#}")),
@@ -176,8 +180,7 @@ fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Res
     det.insert("endpoint".into(), toml::Value::String(endpoint.into()));
     det.remove("output_dir");
     let text = toml::to_string(&cfg).context("encoding the demo beamline configuration")?;
-    std::fs::write(run.beamline_config(), text)
-        .with_context(|| format!("writing {}", run.beamline_config().display()))
+    std::fs::write(run.beamline_config(), text).with_context(|| format!("writing {}", run.beamline_config().display()))
 }
 
 /// Runs the receiver (in this process, `feed` watching its writer) and the example tomography scan (a child
@@ -274,9 +277,8 @@ fn reconstruct(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finishe
 
 /// Trace logs of every step (and of this process) in the run folder.
 fn trace_logs(run: &RunDir) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(run.logs())
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut logs: Vec<PathBuf> =
+        std::fs::read_dir(run.logs()).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
     logs.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
     logs.sort();
     logs

@@ -31,12 +31,7 @@ pub fn run(args: StitchArgs) -> anyhow::Result<ExitCode> {
     let plan = vds::StitchPlan::new(n_frames, sources)?;
     let layout = vds::verify(&plan)?;
     vds::write_master(&args.output, &plan, &layout)?;
-    let per_file: Vec<String> = args
-        .sources
-        .iter()
-        .zip(&held)
-        .map(|(p, n)| format!("{} ({n})", p.display()))
-        .collect();
+    let per_file: Vec<String> = args.sources.iter().zip(&held).map(|(p, n)| format!("{} ({n})", p.display())).collect();
     println!(
         "{}: {n_frames} frames of {}x{} in frame order, {} virtual mapping(s) over {} files: {}",
         args.output.display(),
