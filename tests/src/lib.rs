@@ -24,7 +24,7 @@ pub fn beamline_bin() -> PathBuf {
     let bin = profile_dir.join(format!("beamline{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} not found: build it first with `cargo build --release -p scripting` (or run `make test`)",
+        "{} not found: build it first with `cargo build --release -p beamline` (or run `make test`)",
         bin.display()
     );
     bin

@@ -90,10 +90,6 @@ pub struct SpreadArgs {
     pub seed: u64,
 }
 
-/// Benchmarks of this area (none: the demo reports its own rates).
-#[derive(Debug, Subcommand)]
-pub enum Bench {}
-
 impl Command {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
@@ -102,12 +98,5 @@ impl Command {
             Command::Stitch(args) => stitch::run(args),
             Command::Spread(args) => spread::run(args),
         }
-    }
-}
-
-impl Bench {
-    /// Runs the benchmark.
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        match self {}
     }
 }

@@ -81,7 +81,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Summary { run_dir: run.root().to_path_buf(), size: args.size, angles: args.angles, ..Default::default() };
     // This process's own spans go to the run folder too, unless a recording is already installed (`--log`).
     let recording = (!tracing::dispatcher::has_been_set()).then(|| {
-        crate::cli::profile::Recording::start(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id()))))
+        crate::profile::Recording::start(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id()))))
     });
 
     let feed = Arc::new(PreviewFeed::new(PREVIEW_ROWS, args.angles as usize));
@@ -170,7 +170,7 @@ impl Ui {
 /// pushing to `endpoint` (an external receiver) instead of its in-process one.
 fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Result<()> {
     let mut cfg: toml::Table =
-        crate::config::DEFAULT_BEAMLINE.parse().context("the built-in beamline configuration is not valid TOML")?;
+        scripting::config::DEFAULT_BEAMLINE.parse().context("the built-in beamline configuration is not valid TOML")?;
     let det = cfg
         .get_mut("detector")
         .and_then(toml::Value::as_table_mut)
