@@ -7,22 +7,26 @@
 //! deals the frames round robin (frame `i` to receiver `i mod N`, order kept within each connection), and
 //! ends the series on every connection with the number of frames *that* receiver was sent. Each receiver
 //! then writes a full-length file whose frames it never got carry `image_key` 3 ("not received"), which is
-//! exactly the claim `beamline stitch` checks and stitches.
+//! exactly the claim [`crate::vds::stitch`] (`beamline stitch`) checks and stitches.
 
-use acquisition::protocol::{FrameHeader, SeriesStart, SeriesStatus};
-use acquisition::sender::{SendError, SeriesSender};
+use crate::protocol::{FrameHeader, SeriesStart, SeriesStatus};
+use crate::sender::{SendError, SeriesSender};
 
 /// One series spread round robin over one connection per receiver.
-pub struct FanOut {
+pub struct FanOutSender {
     senders: Vec<SeriesSender>,
     next: usize,
 }
 
-impl FanOut {
+impl FanOutSender {
     /// Connects one PUSH socket to each of `endpoints` (where `beamline receive` processes bind).
-    pub fn connect(endpoints: &[String]) -> Result<FanOut, SendError> {
+    /// Refuses an empty list ([`SendError::State`]).
+    pub fn connect(endpoints: &[String]) -> Result<FanOutSender, SendError> {
+        if endpoints.is_empty() {
+            return Err(SendError::State("fan-out over no receivers: give at least one endpoint"));
+        }
         let senders = endpoints.iter().map(|e| SeriesSender::connect(e)).collect::<Result<Vec<_>, _>>()?;
-        Ok(FanOut { senders, next: 0 })
+        Ok(FanOutSender { senders, next: 0 })
     }
 
     /// Receivers served.
@@ -51,8 +55,50 @@ impl FanOut {
     }
 }
 
-impl acquisition::sim::FrameSink for FanOut {
+impl crate::sim::FrameSink for FanOutSender {
     fn send_frame(&mut self, header: &FrameHeader, pixels_le: &[u8]) -> Result<(), SendError> {
-        FanOut::send_frame(self, header, pixels_le).map(|_| ())
+        FanOutSender::send_frame(self, header, pixels_le).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Compression, Dtype, FrameIndex, ImageKey, Shape};
+    use crate::receiver::{Output, Receiver, ReceiverConfig};
+
+    /// Three real receivers: frame `i` lands in receiver `i mod 3`, every receiver gets the series start
+    /// and its own end count.
+    #[test]
+    fn deals_frames_round_robin_over_real_receivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut threads = Vec::new();
+        let mut endpoints = Vec::new();
+        for k in 0..3 {
+            let mut cfg = ReceiverConfig::new(Output::File(dir.path().join(format!("w{k}.h5"))));
+            cfg.endpoint = "tcp://127.0.0.1:*".into();
+            let r = Receiver::bind(cfg).unwrap();
+            endpoints.push(r.endpoint());
+            threads.push(r.spawn().unwrap());
+        }
+        let mut fan = FanOutSender::connect(&endpoints).unwrap();
+        assert_eq!(fan.width(), 3);
+        let n = 7u64;
+        fan.start_series(&SeriesStart::new("fan", Shape([2, 3]), Dtype::Uint8, Compression::None, n)).unwrap();
+        let mut went = Vec::new();
+        for i in 0..n {
+            let header = FrameHeader {
+                index: FrameIndex(i),
+                image_key: ImageKey::Projection,
+                angle: crate::protocol::Degrees(i as f64),
+                timestamp: 0.0,
+            };
+            went.push(fan.send_frame(&header, &[i as u8; 6]).unwrap());
+        }
+        assert_eq!(went, vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(fan.end_series(SeriesStatus::Complete).unwrap(), vec![3, 2, 2]);
+        let received: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap().series[0].received).collect();
+        assert_eq!(received, vec![3, 2, 2]);
+        assert!(FanOutSender::connect(&[]).is_err());
     }
 }
