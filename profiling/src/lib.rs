@@ -92,6 +92,7 @@ pub mod log;
 mod pack;
 pub mod recorder;
 pub mod report;
+pub mod rundir;
 pub mod stalls;
 pub mod stats;
 pub mod timeline;
