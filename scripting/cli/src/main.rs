@@ -25,6 +25,7 @@ mod demo;
 mod gpu;
 mod profile;
 mod recon;
+mod scaleout;
 mod scan;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +64,8 @@ enum Command {
     Profile(profile::Command),
     #[command(flatten)]
     Demo(demo::Command),
+    #[command(flatten)]
+    ScaleOut(scaleout::Command),
     /// Benchmarks: print figures, and with --json one JSON object on the last line.
     Bench {
         #[command(subcommand)]
@@ -88,7 +91,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `beamline demo` records into its own run folder (nothing may land outside it) unless `--log` says where.
     let demo_records_itself = matches!(cli.command, Command::Demo(_)) && cli.log.is_none();
-    let recording = (!demo_records_itself).then(|| profile::Recording::start(cli.log.as_deref()));
+    let recording = (!demo_records_itself).then(|| profile::start_recording(cli.log.as_deref()));
     let result = match cli.command {
         Command::Acquire(c) => c.run(),
         Command::Recon(c) => c.run(),
@@ -96,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Scan(c) => c.run(),
         Command::Profile(c) => c.run(),
         Command::Demo(c) => c.run(),
+        Command::ScaleOut(c) => c.run(),
         Command::Bench { which } => match which {
             Bench::Acquire(b) => b.run(),
             Bench::Recon(b) => b.run(),
@@ -112,7 +116,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     if let Some(recording) = recording {
-        recording.finish(&result);
+        profile::finish_recording(recording, &result);
     }
     code
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::run_dir::RunDir;
+use profiling::rundir::RunFolder as RunDir;
 
 /// What the placeholder of a subcommand that has not been built yet says (see `cli/*.rs`).
 const PLACEHOLDER: &str = "not implemented yet";
