@@ -83,6 +83,7 @@
 
 #![warn(missing_docs)]
 
+pub mod browser;
 pub mod chrome;
 pub mod clock;
 mod error;

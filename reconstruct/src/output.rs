@@ -136,9 +136,7 @@ pub enum ReadError {
         reason: String,
     },
     /// The image is not one 32-bit float grey plane.
-    #[error(
-        "{path}: only uncompressed 32-bit float TIFFs are read here (reconstruct with the default --bits)"
-    )]
+    #[error("{path}: only uncompressed 32-bit float TIFFs are read here (reconstruct with the default --bits)")]
     NotF32 {
         /// The file.
         path: PathBuf,

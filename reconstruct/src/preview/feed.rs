@@ -439,8 +439,8 @@ mod tests {
     fn writes_next_to_the_output_at_the_series_end() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("scan.h5");
-        let feed = PreviewFeed::with_rows(PreviewRows::Rows(vec![5, 20]), None)
-            .writing_next_to(&Output::File(file.clone()));
+        let feed =
+            PreviewFeed::with_rows(PreviewRows::Rows(vec![5, 20]), None).writing_next_to(&Output::File(file.clone()));
         simulated(&feed, 32, 30, serde_json::json!({ "angles": 30 }));
         assert!(feed.written().is_empty());
         feed.series_end(None);
@@ -451,7 +451,8 @@ mod tests {
         assert_eq!(w.projections, 30);
         assert!(w.files.iter().all(|f| f.is_file()));
 
-        let feed = PreviewFeed::with_rows(PreviewRows::Evenly(1), None).writing_next_to(&Output::Dir(dir.path().into()));
+        let feed =
+            PreviewFeed::with_rows(PreviewRows::Evenly(1), None).writing_next_to(&Output::Dir(dir.path().into()));
         for _ in 0..2 {
             simulated(&feed, 16, 10, serde_json::json!({}));
             feed.series_end(None);

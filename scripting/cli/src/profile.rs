@@ -280,7 +280,7 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  process CPU incl. the writer thread: {proc_cpu:.1} ns/span; machine load average now {}",
-        load_average()
+        clock::load_average().unwrap_or(-1.0)
     );
     println!(
         "  recorded {} records, dropped {}, writer drained the rest in {flush_s:.3} s after the loop",
@@ -314,7 +314,7 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     j.insert("log_bytes_per_record".into(), round(log_bytes as f64 / totals.written.max(1) as f64).into());
     j.insert("rss_growth_mb".into(), round(growth as f64 / 1e6).into());
     j.insert("buffer_bound_mb".into(), round(bound as f64 / 1e6).into());
-    j.insert("load_average".into(), load_average().into());
+    j.insert("load_average".into(), clock::load_average().unwrap_or(-1.0).into());
 
     // 4. Render that log as a page.
     let t = Instant::now();
@@ -413,24 +413,14 @@ fn time_once(n: u64, dispatch: &tracing::Dispatch) -> Cost {
     })
 }
 
-/// The 1-minute load average, to judge how much other work competed for the cores.
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
-        .unwrap_or(-1.0)
-}
-
 /// Loads `html` in headless Chromium with `--dump-dom`; returns (process wall s, ms until the page's
 /// script reported ready).
 fn chromium_load(html: &Path, tmp: &Path) -> anyhow::Result<(f64, f64)> {
-    let bin =
-        std::env::var_os("BEAMLINE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let bin = profiling::browser::chromium_path();
     anyhow::ensure!(bin.exists(), "{} not found (install chromium or set BEAMLINE_CHROMIUM)", bin.display());
     let t = Instant::now();
     let out = std::process::Command::new(&bin)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args(profiling::browser::HEADLESS_FLAGS)
         .arg(format!("--user-data-dir={}", tmp.join("chromium-profile").display()))
         .arg("--dump-dom")
         .arg(format!("file://{}", html.display()))
@@ -475,7 +465,9 @@ pub fn finish_recording(recording: Recording, result: &anyhow::Result<ExitCode>)
     };
     let end = recording.finish(&outcome);
     match &end.totals {
-        Some(Ok(t)) if t.dropped > 0 => eprintln!("warning: the run log lost {} records (the disk was too slow)", t.dropped),
+        Some(Ok(t)) if t.dropped > 0 => {
+            eprintln!("warning: the run log lost {} records (the disk was too slow)", t.dropped)
+        }
         Some(Err(e)) => eprintln!("warning: the run log is incomplete: {e}"),
         _ => {}
     }

@@ -81,9 +81,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut summary =
         Summary { run_dir: run.root().to_path_buf(), size: args.size, angles: args.angles, ..Default::default() };
     // This process's own spans go to the run folder too, unless a recording is already installed (`--log`).
-    let recording = (!tracing::dispatcher::has_been_set()).then(|| {
-        crate::profile::start_recording(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id()))))
-    });
+    let recording = (!tracing::dispatcher::has_been_set())
+        .then(|| crate::profile::start_recording(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id())))));
 
     let feed = Arc::new(PreviewFeed::new(PREVIEW_ROWS, args.angles as usize));
     let acquired = acquire(&run, &args, &ui, &feed).context("acquisition (scan + receiver)")?;
