@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use acquisition::blosc::{decompress_validated, validate_chunk};
-use acquisition::protocol::{Compression, Dtype, FrameHeader, ImageKey, SeriesStart};
-use reconstruct::geometry::Degrees;
+use acquisition::protocol::{Compression, Dtype, FrameHeader, SeriesStart};
 use reconstruct::output::{tiff_name, write_tiff, TiffDepth};
-use reconstruct::preview::{FrameKind, LivePreview, Pixels, PreviewGeometry, PreviewProgress};
+use reconstruct::preview::{LivePreview, Pixels, PreviewGeometry, PreviewProgress};
 
 /// A live preview of a few rows of whatever series the receiver writes next.
 #[derive(Debug)]
@@ -75,13 +74,8 @@ impl PreviewFeed {
         } else {
             payload
         };
-        let kind = match header.image_key {
-            ImageKey::Projection => FrameKind::Projection,
-            ImageKey::Flat => FrameKind::Flat,
-            ImageKey::Dark => FrameKind::Dark,
-        };
         let typed = decode_le(dtype, pixels);
-        let result = preview.on_frame(kind, Degrees(header.angle.0), typed.as_pixels());
+        let result = preview.on_frame(header.image_key, header.angle, typed.as_pixels());
         if let Err(e) = result {
             st.error = Some(format!("frame {}: {e}", header.index));
         }
@@ -166,7 +160,7 @@ mod tests {
     use super::*;
     use acquisition::blosc::Codec;
     use acquisition::phantom::{rasterize_3d_slice, shepp_logan_3d, Detector};
-    use acquisition::protocol::{BloscParams, Degrees as WireDegrees, FrameIndex, Shape};
+    use acquisition::protocol::{BloscParams, Degrees as WireDegrees, FrameIndex, ImageKey, Shape};
     use acquisition::sim::{FrameGenerator, Schedule, SimConfig};
 
     /// The simulator's frames, blosc-compressed as on the wire, through the feed: the preview of the
