@@ -210,7 +210,7 @@ pub fn measure(
 
 fn file_frame_bytes(path: &Path) -> Result<usize, BenchError> {
     let f = hdf5::File::open(path).map_err(|e| BenchError::Run(format!("reopen {}: {e}", path.display())))?;
-    let ds = f.dataset("entry/instrument/detector/data").map_err(|e| BenchError::Run(e.to_string()))?;
+    let ds = f.dataset(crate::nexus::path::DATA).map_err(|e| BenchError::Run(e.to_string()))?;
     let sh = ds.shape();
     Ok(sh.get(1).copied().unwrap_or(0) * sh.get(2).copied().unwrap_or(0) * ds.dtype().map(|t| t.size()).unwrap_or(0))
 }

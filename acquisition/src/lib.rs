@@ -3,9 +3,12 @@
 //!
 //! This crate must not reconstruct, script scans or render timelines; it must never decompress and
 //! recompress a frame on the ingest path, and it must never panic on anything that arrives over the wire.
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod blosc;
 pub mod budget;
+pub mod nexus;
 pub mod phantom;
 pub mod protocol;
 pub mod receiver;

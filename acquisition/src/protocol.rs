@@ -12,7 +12,6 @@
 //! another language); this module is its Rust implementation.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,60 +54,7 @@ pub enum ProtocolError {
     Field(String),
 }
 
-/// Index of a frame within its series, `0..frames`; also its position along the first axis of the dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FrameIndex(pub u64);
-
-impl fmt::Display for FrameIndex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A rotation angle in degrees.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Degrees(pub f64);
-
-impl Degrees {
-    /// The angle in radians.
-    pub fn to_radians(self) -> f64 {
-        self.0.to_radians()
-    }
-}
-
-/// What a frame shows, with the NXtomo `image_key` codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum ImageKey {
-    /// A projection of the sample (0).
-    Projection = 0,
-    /// A flat field: beam, no sample (1).
-    Flat = 1,
-    /// A dark field: no beam (2).
-    Dark = 2,
-}
-
-impl ImageKey {
-    /// The NXtomo code written to `image_key`; 3 ("invalid") is reserved for frames that never arrived.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The key for an NXtomo code, `None` for anything but 0, 1, 2.
-    pub fn from_code(code: u64) -> Option<ImageKey> {
-        match code {
-            0 => Some(ImageKey::Projection),
-            1 => Some(ImageKey::Flat),
-            2 => Some(ImageKey::Dark),
-            _ => None,
-        }
-    }
-}
-
-/// NXtomo `image_key` value written for frames that never arrived.
-pub const IMAGE_KEY_INVALID: i32 = 3;
+pub use crate::nexus::{Degrees, FrameIndex, ImageKey};
 
 /// Pixel type of a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -384,7 +330,7 @@ impl SeriesStart {
 pub struct FrameHeader {
     /// Position in the series.
     pub index: FrameIndex,
-    /// Projection, flat or dark.
+    /// Projection, flat or dark ([`ImageKey::Invalid`] is never sent: receivers reject it).
     pub image_key: ImageKey,
     /// Rotation angle of the sample when the frame was taken.
     pub angle: Degrees,
@@ -525,7 +471,10 @@ pub fn decode_series_end(json: &[u8]) -> Result<SeriesEnd, ProtocolError> {
 pub fn decode_frame_header(json: &[u8]) -> Result<DecodedFrame<'_>, ProtocolError> {
     let w: FrameWire<'_> = serde_json::from_slice(json)?;
     check_version(w.protocol)?;
-    let image_key = ImageKey::from_code(w.image_key)
+    let image_key = i64::try_from(w.image_key)
+        .ok()
+        .and_then(ImageKey::from_code)
+        .filter(|k| k.is_valid())
         .ok_or_else(|| field(format!("image_key {} must be 0 (projection), 1 (flat) or 2 (dark)", w.image_key)))?;
     if !w.angle.is_finite() || !w.timestamp.is_finite() {
         return Err(field("angle and timestamp must be finite numbers".into()));

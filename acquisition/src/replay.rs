@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Dataset, H5Type};
 
+use crate::nexus::{NexusError, NxTomoFile};
 use crate::protocol::{
     now_timestamp, BloscParams, Compression, Compressor, Degrees, Dtype, FrameHeader, FrameIndex, ImageKey,
     SeriesStart, SeriesStatus, Shape, Shuffle,
@@ -26,6 +26,9 @@ pub enum ReplayError {
         /// The underlying error.
         detail: String,
     },
+    /// The file is not a readable NXtomo file.
+    #[error("{0}. Give an NXtomo file (as written by `beamline receive`)")]
+    Nexus(#[from] NexusError),
     /// Sending failed.
     #[error(transparent)]
     Send(#[from] SendError),
@@ -37,55 +40,22 @@ pub struct NxtomoSource {
     data: Dataset,
     dtype: Dtype,
     shape: Shape,
-    keys: Vec<i64>,
-    angles: Vec<f64>,
+    keys: Vec<ImageKey>,
+    angles: Vec<Degrees>,
     compression: Option<BloscParams>,
-}
-
-fn dtype_of(td: &TypeDescriptor) -> Option<Dtype> {
-    match td {
-        TypeDescriptor::Unsigned(IntSize::U1) => Some(Dtype::Uint8),
-        TypeDescriptor::Unsigned(IntSize::U2) => Some(Dtype::Uint16),
-        TypeDescriptor::Unsigned(IntSize::U4) => Some(Dtype::Uint32),
-        TypeDescriptor::Float(FloatSize::U4) => Some(Dtype::Float32),
-        _ => None,
-    }
 }
 
 impl NxtomoSource {
     /// Opens `path` and reads its image keys and angles.
     pub fn open(path: &Path) -> Result<NxtomoSource, ReplayError> {
-        let err = |what: &'static str| {
-            move |e: hdf5::Error| ReplayError::File { path: path.to_path_buf(), what, detail: e.to_string() }
-        };
-        let file = hdf5::File::open(path).map_err(err("open"))?;
-        let data = file.dataset("entry/instrument/detector/data").map_err(err("/entry/instrument/detector/data"))?;
-        let shape = data.shape();
-        let td = data.dtype().and_then(|t| t.to_descriptor()).map_err(err("data type"))?;
-        let bad = |what, detail: String| ReplayError::File { path: path.to_path_buf(), what, detail };
-        let dtype = dtype_of(&td).ok_or_else(|| bad("data type", format!("{td:?} is not uint8/16/32 or float32")))?;
-        if shape.len() != 3
-            || shape[1] == 0
-            || shape[2] == 0
-            || shape[1] > u32::MAX as usize
-            || shape[2] > u32::MAX as usize
-        {
-            return Err(bad("data shape", format!("{shape:?} is not [frames, rows, cols]")));
+        let file = NxTomoFile::open(path)?;
+        let dtype = file.dtype()?;
+        let shape = file.shape();
+        if shape[1] == 0 || shape[2] == 0 || shape[1] > u32::MAX as usize || shape[2] > u32::MAX as usize {
+            let detail = format!("{shape:?} is not [frames, rows, cols]");
+            return Err(ReplayError::File { path: path.to_path_buf(), what: "data shape", detail });
         }
-        let keys: Vec<i64> = file
-            .dataset("entry/instrument/detector/image_key")
-            .and_then(|d| d.read_raw())
-            .map_err(err("/entry/instrument/detector/image_key"))?;
-        let angles: Vec<f64> = file
-            .dataset("entry/sample/rotation_angle")
-            .and_then(|d| d.read_raw())
-            .map_err(err("/entry/sample/rotation_angle"))?;
-        if keys.len() != shape[0] || angles.len() != shape[0] {
-            return Err(bad(
-                "per-frame datasets",
-                format!("{} keys, {} angles for {} frames", keys.len(), angles.len(), shape[0]),
-            ));
-        }
+        let data = file.data().clone();
         let compression = data.filters().into_iter().find_map(|f| match f {
             hdf5::filters::Filter::Blosc(lib, clevel, shuffle) => {
                 let compressor = match lib {
@@ -107,8 +77,8 @@ impl NxtomoSource {
             data,
             dtype,
             shape: Shape([shape[1] as u32, shape[2] as u32]),
-            keys,
-            angles,
+            keys: file.image_keys().to_vec(),
+            angles: file.angles().to_vec(),
             compression,
         })
     }
@@ -134,10 +104,8 @@ impl NxtomoSource {
             .iter()
             .zip(&self.angles)
             .enumerate()
-            .filter_map(|(i, (k, a))| {
-                let key = ImageKey::from_code(u64::try_from(*k).ok()?)?;
-                Some((i as u64, key, Degrees(if a.is_finite() { *a } else { 0.0 })))
-            })
+            .filter(|(_, (k, _))| k.is_valid())
+            .map(|(i, (&k, a))| (i as u64, k, Degrees(if a.0.is_finite() { a.0 } else { 0.0 })))
             .collect()
     }
 

@@ -118,7 +118,7 @@ impl FrameGenerator {
         let n = self.beam.len();
         self.counts.clear();
         match key {
-            ImageKey::Dark => self.counts.resize(n, 0.0),
+            ImageKey::Dark | ImageKey::Invalid => self.counts.resize(n, 0.0),
             ImageKey::Flat => {
                 let fluct = 1.0 + 0.005 * self.rng.sample::<f32, _>(StandardNormal);
                 self.counts.extend(self.beam.iter().map(|b| b * fluct));

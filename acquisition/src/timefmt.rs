@@ -1,40 +1,4 @@
-//! UTC timestamps in RFC 3339 / ISO 8601 form without a date-time dependency.
+//! UTC timestamps in RFC 3339 / ISO 8601 form: the workspace's one implementation is
+//! [`profiling::clock::rfc3339`], re-exported here for the files this crate writes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// `2026-11-22T03:43:32.123456Z` for `t` (UTC, microseconds).
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_micros())
-}
-
-/// Howard Hinnant's days-to-civil algorithm: (year, month, day) of `z` days after 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn known_dates() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_795_318_212_500);
-        assert_eq!(rfc3339(t), "2026-11-22T03:30:12.500000Z");
-    }
-}
+pub use profiling::clock::rfc3339;

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 
 use hdf5::{Dataset, Extents, File, Hyperslab, Selection, SliceOrIndex};
 
-use crate::protocol::{FrameIndex, IMAGE_KEY_INVALID};
+use crate::nexus::{attr_str, class, nx_group, path as nx, string_dataset, varlen, FrameIndex, ImageKey};
 
 /// Path of the frame dataset in an NXtomo file.
-pub const DATA_PATH: &str = "/entry/instrument/detector/data";
+pub const DATA_PATH: &str = nx::DATA;
 
 /// One source file and the frames it claims to hold.
 #[derive(Debug, Clone)]
@@ -162,6 +162,16 @@ pub enum StitchError {
         /// The row in the source dataset.
         row: u64,
     },
+    /// A source lacks a per-frame dataset the master needs ([`PER_FRAME`]), or has it with the wrong length.
+    #[error("source {path} has no usable {dataset}: {reason}; every writer's file must hold it (was it written by `beamline receive`?)")]
+    MissingDataset {
+        /// The file.
+        path: PathBuf,
+        /// The dataset.
+        dataset: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// Writing the master file failed.
     #[error("writing master file {path}: {reason}")]
     Write {
@@ -252,11 +262,11 @@ fn compact(owner: &[(usize, u64)], n_sources: usize) -> Vec<Mapping> {
 }
 
 /// Path of the per-frame image keys in an NXtomo file.
-pub const IMAGE_KEY_PATH: &str = "/entry/instrument/detector/image_key";
+pub const IMAGE_KEY_PATH: &str = nx::IMAGE_KEY;
 
 /// What a receiver's file says it holds: the series length (rows of its frame dataset, one row per
 /// series frame) and, as a [`Source`], the frames whose `image_key` is not
-/// [`IMAGE_KEY_INVALID`] (the receiver's mark for frames that never reached it).
+/// [`ImageKey::Invalid`] (the receiver's mark for frames that never reached it).
 pub fn read_claims(path: &Path) -> Result<(u64, Source), StitchError> {
     if !path.exists() {
         return Err(StitchError::MissingSource(path.to_path_buf()));
@@ -271,9 +281,12 @@ pub fn read_claims(path: &Path) -> Result<(u64, Source), StitchError> {
             reason: format!("{IMAGE_KEY_PATH} has {} entries but {DATA_PATH} has {rows} frames", keys.len()),
         });
     }
-    let invalid = i64::from(IMAGE_KEY_INVALID);
-    let frames =
-        keys.iter().enumerate().filter(|(_, &k)| k != invalid).map(|(i, _)| (FrameIndex(i as u64), i as u64)).collect();
+    let frames = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, &k)| ImageKey::from_stored(k).is_valid())
+        .map(|(i, _)| (FrameIndex(i as u64), i as u64))
+        .collect();
     Ok((rows, Source { path: path.to_path_buf(), dataset: DATA_PATH.into(), frames }))
 }
 
@@ -332,6 +345,16 @@ pub fn verify(plan: &StitchPlan) -> Result<SourceLayout, StitchError> {
             }
         }
         let n_rows = dims[0] as u64;
+        for &dataset in PER_FRAME {
+            let missing = |reason: String| StitchError::MissingDataset { path: src.path.clone(), dataset, reason };
+            if !file.link_exists(dataset) {
+                return Err(missing("not found".into()));
+            }
+            let len = file.dataset(dataset).map_err(|e| missing(e.to_string()))?.shape();
+            if len != [dims[0]] {
+                return Err(missing(format!("shape {len:?}, expected [{n_rows}] (one entry per frame)")));
+            }
+        }
         let chunked = ds.is_chunked();
         for &(FrameIndex(frame), row) in &src.frames {
             if row >= n_rows || (chunked && !chunk_allocated(&ds, row)) {
@@ -359,22 +382,31 @@ fn chunk_allocated(ds: &Dataset, row: u64) -> bool {
     status >= 0 && size > 0 && addr != hdf5_sys::h5::HADDR_UNDEF
 }
 
-/// Per-frame 1-D datasets copied into the master in series order, when the sources have them.
-pub const PER_FRAME: &[&str] =
-    &["/entry/instrument/detector/image_key", "/entry/sample/rotation_angle", "/entry/instrument/detector/timestamp"];
+/// Per-frame 1-D datasets copied into the master in series order; every source must have them
+/// ([`verify`] refuses a source without one).
+pub const PER_FRAME: &[&str] = &[nx::IMAGE_KEY, nx::ROTATION_ANGLE, nx::FRAME_TIMESTAMP];
 
 /// Writes the master NXtomo file `out`: `/entry` (NXentry, definition NXtomo) with the virtual frame
-/// dataset, the per-frame datasets of [`PER_FRAME`] found in the sources copied in series order, `/entry/data`
-/// (NXdata) linking them, and the list of sources. Call [`verify`] first; `out` is replaced.
+/// dataset, the per-frame datasets of [`PER_FRAME`] copied from the sources in series order, `/entry/data`
+/// (NXdata) linking them, and the list of sources. Call [`verify`] first; `out` is replaced, and removed
+/// again when writing fails.
 pub fn write_master(out: &Path, plan: &StitchPlan, layout: &SourceLayout) -> Result<(), StitchError> {
+    let r = write_master_file(out, plan, layout);
+    if r.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    r
+}
+
+fn write_master_file(out: &Path, plan: &StitchPlan, layout: &SourceLayout) -> Result<(), StitchError> {
     let write_err = |e: hdf5::Error| StitchError::Write { path: out.to_path_buf(), reason: e.to_string() };
     let base = out.parent().map(Path::to_path_buf).unwrap_or_default();
     let file = File::create(out).map_err(write_err)?;
-    let entry = nx_group(&file, "entry", "NXentry").map_err(write_err)?;
-    string_dataset(&entry, "definition", "NXtomo").map_err(write_err)?;
-    let instrument = nx_group(&entry, "instrument", "NXinstrument").map_err(write_err)?;
-    let detector = nx_group(&instrument, "detector", "NXdetector").map_err(write_err)?;
-    let sample = nx_group(&entry, "sample", "NXsample").map_err(write_err)?;
+    let entry = nx_group(&file, nx::ENTRY, class::ENTRY).map_err(write_err)?;
+    string_dataset(&entry, nx::leaf(nx::DEFINITION), class::TOMO).map_err(write_err)?;
+    nx_group(&file, nx::INSTRUMENT, class::INSTRUMENT).map_err(write_err)?;
+    let detector = nx_group(&file, nx::DETECTOR, class::DETECTOR).map_err(write_err)?;
+    nx_group(&file, nx::SAMPLE, class::SAMPLE).map_err(write_err)?;
 
     let [y, x] = layout.frame_shape;
     let vds_extents = Extents::from((plan.n_frames as usize, y, x));
@@ -392,62 +424,78 @@ pub fn write_master(out: &Path, plan: &StitchPlan, layout: &SourceLayout) -> Res
             m.series.hyperslab(layout.frame_shape),
         );
     }
-    let data = builder.create("data").map_err(write_err)?;
+    let data = builder.create(nx::leaf(nx::DATA)).map_err(write_err)?;
     data.new_attr::<hdf5::types::VarLenUnicode>()
         .create("interpretation")
         .and_then(|a| a.write_scalar(&varlen("image")))
         .map_err(write_err)?;
 
-    for path in PER_FRAME {
-        copy_per_frame(&file, plan, path).map_err(write_err)?;
+    for &path in PER_FRAME {
+        copy_per_frame(&file, plan, path).map_err(|e| match e {
+            CopyError::Source(path, dataset, reason) => StitchError::MissingDataset { path, dataset, reason },
+            CopyError::Master(e) => write_err(e),
+        })?;
     }
-    let nxdata = nx_group(&entry, "data", "NXdata").map_err(write_err)?;
+    let nxdata = nx_group(&file, nx::NXDATA, class::DATA).map_err(write_err)?;
     nxdata
-        .link_soft("/entry/instrument/detector/data", "data")
-        .and_then(|_| attr_str(&nxdata, "signal", "data"))
+        .link_soft(nx::DATA, nx::leaf(nx::NXDATA_DATA))
+        .and_then(|_| attr_str(&nxdata, "signal", nx::leaf(nx::NXDATA_DATA)))
         .map_err(write_err)?;
-    if file.link_exists("/entry/instrument/detector/image_key") {
-        nxdata.link_soft("/entry/instrument/detector/image_key", "image_key").map_err(write_err)?;
-    }
-    if file.link_exists("/entry/sample/rotation_angle") {
-        nxdata.link_soft("/entry/sample/rotation_angle", "rotation_angle").map_err(write_err)?;
-    }
-    let _ = sample;
+    nxdata.link_soft(nx::IMAGE_KEY, nx::leaf(nx::NXDATA_IMAGE_KEY)).map_err(write_err)?;
+    nxdata.link_soft(nx::ROTATION_ANGLE, nx::leaf(nx::NXDATA_ROTATION_ANGLE)).map_err(write_err)?;
 
     let names: Vec<hdf5::types::VarLenUnicode> =
         plan.sources.iter().map(|s| varlen(&source_name(&base, &s.path))).collect();
-    let stitch = nx_group(&entry, "stitch", "NXcollection").map_err(write_err)?;
-    stitch.new_dataset_builder().with_data(&names).create("sources").map_err(write_err)?;
+    let stitch = nx_group(&file, nx::STITCH, class::COLLECTION).map_err(write_err)?;
+    stitch.new_dataset_builder().with_data(&names).create(nx::leaf(nx::STITCH_SOURCES)).map_err(write_err)?;
     let owners: Vec<u32> = plan.owner.iter().map(|&(s, _)| s as u32).collect();
-    stitch.new_dataset_builder().with_data(&owners).create("source_of_frame").map_err(write_err)?;
+    stitch.new_dataset_builder().with_data(&owners).create(nx::leaf(nx::STITCH_SOURCE_OF_FRAME)).map_err(write_err)?;
     file.flush().map_err(write_err)?;
     Ok(())
 }
 
-/// Copies a per-frame 1-D dataset from the sources into the master in series order (skipped when the
-/// first source does not have it).
-fn copy_per_frame(file: &File, plan: &StitchPlan, path: &str) -> hdf5::Result<()> {
+/// Why a per-frame dataset could not be copied.
+enum CopyError {
+    /// A source lacks the dataset or cannot give it: (file, dataset, what went wrong).
+    Source(PathBuf, &'static str, String),
+    /// Writing into the master failed.
+    Master(hdf5::Error),
+}
+
+/// Copies a per-frame 1-D dataset from the sources into the master in series order. A source without it
+/// (or with too few entries) is an error: a master without, say, timestamps would be silently incomplete.
+fn copy_per_frame(file: &File, plan: &StitchPlan, path: &'static str) -> Result<(), CopyError> {
     let mut values: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut dtype = None;
     for (s, src) in plan.sources.iter().enumerate() {
-        let f = File::open(&src.path)?;
+        let bad = |reason: String| CopyError::Source(src.path.clone(), path, reason);
+        let f = File::open(&src.path).map_err(|e| bad(e.to_string()))?;
         if !f.link_exists(path) {
-            return Ok(());
+            return Err(bad("not found".into()));
         }
-        let ds = f.dataset(path)?;
-        dtype.get_or_insert(ds.dtype()?);
-        values.insert(s, ds.read_raw::<f64>()?);
+        let ds = f.dataset(path).map_err(|e| bad(e.to_string()))?;
+        dtype.get_or_insert(ds.dtype().map_err(|e| bad(e.to_string()))?);
+        values.insert(s, ds.read_raw::<f64>().map_err(|e| bad(e.to_string()))?);
     }
     let mut out = Vec::with_capacity(plan.owner.len());
     for &(s, row) in &plan.owner {
-        let v = values.get(&s).and_then(|v| v.get(row as usize)).copied();
-        out.push(v.ok_or_else(|| hdf5::Error::from(format!("{path} is shorter than row {row}")))?);
+        match values.get(&s).and_then(|v| v.get(row as usize)) {
+            Some(v) => out.push(*v),
+            None => {
+                let reason = format!("shorter than row {row}");
+                return Err(CopyError::Source(plan.sources[s].path.clone(), path, reason));
+            }
+        }
     }
-    let (group, name) = path.rsplit_once('/').unwrap_or(("/", path));
-    let group = file.group(group)?;
-    let dtype = dtype.ok_or_else(|| hdf5::Error::from("no sources"))?;
-    let ds = group.new_dataset_builder().empty_as(&dtype).shape(out.len()).create(name)?;
-    ds.write_raw(&out)?;
+    let group = file.group(nx::parent(path)).map_err(CopyError::Master)?;
+    let dtype = dtype.ok_or_else(|| CopyError::Master(hdf5::Error::from("no sources")))?;
+    let ds = group
+        .new_dataset_builder()
+        .empty_as(&dtype)
+        .shape(out.len())
+        .create(nx::leaf(path))
+        .map_err(CopyError::Master)?;
+    ds.write_raw(&out).map_err(CopyError::Master)?;
     Ok(())
 }
 
@@ -459,24 +507,6 @@ fn source_name(base: &Path, src: &Path) -> String {
         Ok(rel) => format!("./{}", rel.display()),
         Err(_) => s.display().to_string(),
     }
-}
-
-fn varlen(s: &str) -> hdf5::types::VarLenUnicode {
-    s.parse().unwrap_or_default()
-}
-
-fn attr_str(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
-    loc.new_attr::<hdf5::types::VarLenUnicode>().create(name)?.write_scalar(&varlen(value))
-}
-
-fn nx_group(parent: &hdf5::Group, name: &str, class: &str) -> hdf5::Result<hdf5::Group> {
-    let g = parent.create_group(name)?;
-    attr_str(&g, "NX_class", class)?;
-    Ok(g)
-}
-
-fn string_dataset(parent: &hdf5::Group, name: &str, value: &str) -> hdf5::Result<()> {
-    parent.new_dataset::<hdf5::types::VarLenUnicode>().create(name)?.write_scalar(&varlen(value))
 }
 
 /// What [`stitch`] wrote.
@@ -578,7 +608,8 @@ mod tests {
         assert!(matches!(StitchPlan::new(2, vec![]), Err(StitchError::NoSources)));
     }
 
-    fn write_source(path: &Path, rows: usize, frames: &[(u64, u64)], shape: [usize; 2]) {
+    /// A receiver-like file: frames, image keys, angles and (with `times`) timestamps, per row.
+    fn write_source(path: &Path, rows: usize, frames: &[(u64, u64)], shape: [usize; 2], times: bool) {
         let f = File::create(path).unwrap();
         let det = f.create_group("entry").unwrap().create_group("instrument").unwrap();
         let det = det.create_group("detector").unwrap();
@@ -589,13 +620,22 @@ mod tests {
             .create("data")
             .unwrap();
         let mut keys = vec![0i32; rows];
+        let mut angles = vec![f64::NAN; rows];
+        let mut stamps = vec![f64::NAN; rows];
         for &(frame, row) in frames {
+            angles[row as usize] = frame as f64 * 0.5;
+            stamps[row as usize] = 1.0e9 + frame as f64;
             let px: Vec<u16> = (0..shape[0] * shape[1]).map(|i| (frame * 1000 + i as u64) as u16).collect();
             let arr = ndarray::Array3::from_shape_vec((1, shape[0], shape[1]), px).unwrap();
             ds.write_slice(&arr, ndarray::s![row as usize..row as usize + 1, .., ..]).unwrap();
             keys[row as usize] = if frame < 2 { 2 } else { 0 };
         }
-        det.new_dataset_builder().with_data(&keys).create("image_key").unwrap();
+        det.new_dataset_builder().with_data(&keys).create(nx::leaf(nx::IMAGE_KEY)).unwrap();
+        if times {
+            det.new_dataset_builder().with_data(&stamps).create(nx::leaf(nx::FRAME_TIMESTAMP)).unwrap();
+        }
+        let sample = f.group(nx::ENTRY).unwrap().create_group(nx::leaf(nx::SAMPLE)).unwrap();
+        sample.new_dataset_builder().with_data(&angles).create(nx::leaf(nx::ROTATION_ANGLE)).unwrap();
     }
 
     #[test]
@@ -607,7 +647,7 @@ mod tests {
         for s in 0..3u64 {
             let frames: Vec<(u64, u64)> = (0..n).filter(|f| f % 3 == s).map(|f| (f, f / 3)).collect();
             let path = dir.path().join(format!("w{s}.h5"));
-            write_source(&path, frames.len(), &frames, shape);
+            write_source(&path, frames.len(), &frames, shape, true);
             let frames = frames.iter().map(|&(f, r)| (FrameIndex(f), r)).collect();
             sources.push(Source { path, dataset: DATA_PATH.into(), frames });
         }
@@ -622,12 +662,36 @@ mod tests {
                 assert_eq!(data[frame * 12 + i], (frame as u64 * 1000 + i as u64) as u16);
             }
         }
-        let keys: Vec<i32> = f.dataset("/entry/instrument/detector/image_key").unwrap().read_raw().unwrap();
+        let keys: Vec<i32> = f.dataset(nx::IMAGE_KEY).unwrap().read_raw().unwrap();
         assert_eq!(keys, vec![2, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // The per-frame vectors come from the source that holds each frame, under the writer's names.
+        let angles: Vec<f64> = f.dataset(nx::ROTATION_ANGLE).unwrap().read_raw().unwrap();
+        assert_eq!(angles, (0..n).map(|i| i as f64 * 0.5).collect::<Vec<_>>());
+        let stamps: Vec<f64> = f.dataset(nx::FRAME_TIMESTAMP).unwrap().read_raw().unwrap();
+        assert_eq!(stamps, (0..n).map(|i| 1.0e9 + i as f64).collect::<Vec<_>>());
+        drop(f);
+
+        // A source without timestamps is refused, naming the file and the dataset; no master is written.
+        let untimed = dir.path().join("untimed.h5");
+        let frames: Vec<(u64, u64)> = (0..n).filter(|f| f % 3 == 1).map(|f| (f, f / 3)).collect();
+        write_source(&untimed, frames.len(), &frames, shape, false);
+        let mut bad = sources.clone();
+        bad[1].path = untimed.clone();
+        let e = verify(&StitchPlan::new(n, bad.clone()).unwrap()).unwrap_err();
+        assert!(
+            matches!(&e, StitchError::MissingDataset { path, dataset, .. } if *path == untimed && *dataset == nx::FRAME_TIMESTAMP),
+            "{e}"
+        );
+        assert!(e.to_string().contains("untimed.h5") && e.to_string().contains("frame_timestamp"), "{e}");
+        // Even without `verify`, writing the master refuses rather than skipping the dataset.
+        let plan = StitchPlan::new(n, bad).unwrap();
+        let m2 = dir.path().join("m2.h5");
+        let e = write_master(&m2, &plan, &layout).unwrap_err();
+        assert!(matches!(e, StitchError::MissingDataset { .. }) && !m2.exists(), "{e}");
 
         // A source that lost a frame it claims (row never written) is refused.
         let holey = dir.path().join("holey.h5");
-        write_source(&holey, 4, &[(1, 0), (4, 1), (7, 2)], shape);
+        write_source(&holey, 4, &[(1, 0), (4, 1), (7, 2)], shape, true);
         let mut bad = sources.clone();
         bad[1] = Source {
             path: holey,

@@ -4,20 +4,20 @@
 //! Layout (see `PROTOCOL.md` for the full list):
 //! `/entry` NXentry (`definition` = "NXtomo", `title`, `start_time`, `end_time`, `program_name`),
 //! `/entry/instrument/detector` NXdetector (`data` [n, rows, cols] one frame per chunk, `image_key`,
-//! `timestamp`), `/entry/sample` NXsample (`rotation_angle` in degrees), `/entry/data` NXdata (hard links to
+//! `frame_timestamp`), `/entry/sample` NXsample (`rotation_angle` in degrees), `/entry/data` NXdata (hard links to
 //! data, rotation_angle, image_key), `/entry/acquisition` NXcollection (provenance, counts, missing frames).
 //!
-//! All HDF5 calls of a writer happen on the thread that owns it.
+//! The paths are [`crate::nexus::path`]'s. All HDF5 calls of a writer happen on the thread that owns it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use hdf5::types::VarLenUnicode;
-use hdf5::{Dataset, File, Group, H5Type, Location};
+use hdf5::{Dataset, File, Group, H5Type};
 
+use crate::nexus::{acq, attr_str, class, nx_group, path as nx, string_dataset as dataset_str, varlen, ImageKey};
 use crate::protocol::{
     Compression, Compressor, Dtype, FrameHeader, FrameIndex, SeriesEnd, SeriesStart, SeriesStatus, Shuffle,
-    IMAGE_KEY_INVALID, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use crate::reject::Rejections;
 use crate::timefmt::rfc3339;
@@ -110,24 +110,12 @@ pub struct NxtomoWriter {
     bytes: u64,
 }
 
-fn vlu(s: &str) -> VarLenUnicode {
-    let clean: String = s.chars().filter(|c| *c != '\0').collect();
-    clean.parse().unwrap_or_default()
-}
-
-fn attr_str(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
-    loc.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&vlu(value))
-}
-
-fn dataset_str(g: &Group, name: &str, value: &str) -> hdf5::Result<Dataset> {
-    let ds = g.new_dataset::<VarLenUnicode>().create(name)?;
-    ds.write_scalar(&vlu(value))?;
-    Ok(ds)
-}
+/// The code the writer stores for frames not (yet) received.
+const INVALID: i32 = ImageKey::Invalid.code() as i32;
 
 fn set_str(g: &Group, name: &str, value: &str) -> hdf5::Result<()> {
     match g.dataset(name) {
-        Ok(ds) => ds.write_scalar(&vlu(value)),
+        Ok(ds) => ds.write_scalar(&varlen(value)),
         Err(_) => dataset_str(g, name, value).map(|_| ()),
     }
 }
@@ -138,12 +126,6 @@ fn set_u64(g: &Group, name: &str, value: u64) -> hdf5::Result<()> {
         Err(_) => g.new_dataset::<u64>().create(name)?,
     };
     ds.write_scalar(&value)
-}
-
-fn nx_group(parent: &Group, name: &str, class: &str) -> hdf5::Result<Group> {
-    let g = parent.create_group(name)?;
-    attr_str(&g, "NX_class", class)?;
-    Ok(g)
 }
 
 fn create_data<T: H5Type>(det: &Group, start: &SeriesStart) -> hdf5::Result<Dataset> {
@@ -166,7 +148,7 @@ fn create_data<T: H5Type>(det: &Group, start: &SeriesStart) -> hdf5::Result<Data
             b.blosc(lib, p.clevel, shuffle)
         }
     };
-    b.create("data")
+    b.create(nx::leaf(nx::DATA))
 }
 
 fn vector<T: H5Type + Copy>(g: &Group, name: &str, init: &[T]) -> hdf5::Result<Dataset> {
@@ -209,15 +191,16 @@ impl NxtomoWriter {
         let file = File::create(path).map_err(err("create file"))?;
         let n = start.frames as usize;
         let build = || -> hdf5::Result<NxtomoWriter> {
-            let entry = nx_group(&file, "entry", "NXentry")?;
-            dataset_str(&entry, "definition", "NXtomo")?;
-            dataset_str(&entry, "title", &start.series)?;
-            dataset_str(&entry, "start_time", &rfc3339(SystemTime::now()))?;
-            let prog = dataset_str(&entry, "program_name", &prov.software)?;
+            let leaf = nx::leaf;
+            let entry = nx_group(&file, nx::ENTRY, class::ENTRY)?;
+            dataset_str(&entry, leaf(nx::DEFINITION), class::TOMO)?;
+            dataset_str(&entry, leaf(nx::TITLE), &start.series)?;
+            dataset_str(&entry, leaf(nx::START_TIME), &rfc3339(SystemTime::now()))?;
+            let prog = dataset_str(&entry, leaf(nx::PROGRAM_NAME), &prov.software)?;
             attr_str(&prog, "version", env!("CARGO_PKG_VERSION"))?;
             attr_str(&prog, "configuration", &prov.command_line)?;
-            let inst = nx_group(&entry, "instrument", "NXinstrument")?;
-            let det = nx_group(&inst, "detector", "NXdetector")?;
+            nx_group(&file, nx::INSTRUMENT, class::INSTRUMENT)?;
+            let det = nx_group(&file, nx::DETECTOR, class::DETECTOR)?;
             let data = match start.dtype {
                 Dtype::Uint8 => create_data::<u8>(&det, start)?,
                 Dtype::Uint16 => create_data::<u16>(&det, start)?,
@@ -226,32 +209,32 @@ impl NxtomoWriter {
             };
             attr_str(&data, "units", "counts")?;
             attr_str(&data, "interpretation", "image")?;
-            let keys = vec![IMAGE_KEY_INVALID; n];
-            let image_key = vector(&det, "image_key", &keys)?;
+            let keys = vec![INVALID; n];
+            let image_key = vector(&det, leaf(nx::IMAGE_KEY), &keys)?;
             attr_str(&image_key, "description", "0 projection, 1 flat, 2 dark, 3 invalid (frame not received)")?;
             let times = vec![f64::NAN; n];
-            let timestamp = vector(&det, "frame_timestamp", &times)?;
+            let timestamp = vector(&det, leaf(nx::FRAME_TIMESTAMP), &times)?;
             attr_str(&timestamp, "units", "s")?;
             attr_str(&timestamp, "description", "frame acquisition time, seconds since 1970-01-01T00:00:00Z")?;
-            let sample = nx_group(&entry, "sample", "NXsample")?;
-            dataset_str(&sample, "name", &start.series)?;
-            let angle = vector(&sample, "rotation_angle", &times)?;
+            let sample = nx_group(&file, nx::SAMPLE, class::SAMPLE)?;
+            dataset_str(&sample, leaf(nx::SAMPLE_NAME), &start.series)?;
+            let angle = vector(&sample, leaf(nx::ROTATION_ANGLE), &times)?;
             attr_str(&angle, "units", "degree")?;
-            let nxdata = nx_group(&entry, "data", "NXdata")?;
-            attr_str(&nxdata, "signal", "data")?;
-            nxdata.link_hard("/entry/instrument/detector/data", "data")?;
-            nxdata.link_hard("/entry/instrument/detector/image_key", "image_key")?;
-            nxdata.link_hard("/entry/sample/rotation_angle", "rotation_angle")?;
-            let acq = nx_group(&entry, "acquisition", "NXcollection")?;
-            set_u64(&acq, "protocol_version", PROTOCOL_VERSION as u64)?;
-            dataset_str(&acq, "series_id", &start.series)?;
-            dataset_str(&acq, "software", &prov.software)?;
-            dataset_str(&acq, "command_line", &prov.command_line)?;
-            dataset_str(&acq, "series_start", &serde_json::to_string(start).unwrap_or_default())?;
-            dataset_str(&acq, "series_metadata", &start.metadata.to_string())?;
-            set_u64(&acq, "frames_expected", start.frames)?;
-            set_u64(&acq, "frames_received", 0)?;
-            dataset_str(&acq, "status", "receiving")?;
+            let nxdata = nx_group(&file, nx::NXDATA, class::DATA)?;
+            attr_str(&nxdata, "signal", leaf(nx::NXDATA_DATA))?;
+            nxdata.link_hard(nx::DATA, leaf(nx::NXDATA_DATA))?;
+            nxdata.link_hard(nx::IMAGE_KEY, leaf(nx::NXDATA_IMAGE_KEY))?;
+            nxdata.link_hard(nx::ROTATION_ANGLE, leaf(nx::NXDATA_ROTATION_ANGLE))?;
+            let acq = nx_group(&file, nx::ACQUISITION, class::COLLECTION)?;
+            set_u64(&acq, acq::PROTOCOL_VERSION, PROTOCOL_VERSION as u64)?;
+            dataset_str(&acq, acq::SERIES_ID, &start.series)?;
+            dataset_str(&acq, acq::SOFTWARE, &prov.software)?;
+            dataset_str(&acq, acq::COMMAND_LINE, &prov.command_line)?;
+            dataset_str(&acq, acq::SERIES_START, &serde_json::to_string(start).unwrap_or_default())?;
+            dataset_str(&acq, acq::SERIES_METADATA, &start.metadata.to_string())?;
+            set_u64(&acq, acq::FRAMES_EXPECTED, start.frames)?;
+            set_u64(&acq, acq::FRAMES_RECEIVED, 0)?;
+            dataset_str(&acq, acq::STATUS, "receiving")?;
             file.flush()?;
             Ok(NxtomoWriter {
                 path: path.to_path_buf(),
@@ -333,7 +316,7 @@ impl NxtomoWriter {
             self.angle.write(&self.angles)?;
             self.timestamp.write(&self.times)?;
             self.image_key.write(&self.keys)?;
-            set_u64(&self.acquisition, "frames_received", self.received)?;
+            set_u64(&self.acquisition, acq::FRAMES_RECEIVED, self.received)?;
             self.file.flush()
         })();
         r.map_err(|source| WriteError::Hdf5 { what: "flush".into(), path: self.path.clone(), cause: source })?;
@@ -346,33 +329,30 @@ impl NxtomoWriter {
     /// the file. `end` is `None` when the receiver stopped before the series end arrived.
     pub fn finish(mut self, end: Option<&SeriesEnd>, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
         self.flush()?;
-        let absent: Vec<FrameIndex> = self
-            .keys
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| **k == IMAGE_KEY_INVALID)
-            .map(|(i, _)| FrameIndex(i as u64))
-            .collect();
+        let absent: Vec<FrameIndex> =
+            self.keys.iter().enumerate().filter(|(_, k)| **k == INVALID).map(|(i, _)| FrameIndex(i as u64)).collect();
         let status = end.map(|e| e.status.unwrap_or(SeriesStatus::Complete));
         let share = is_complete_share(end, self.keys.len() as u64, self.received, &rejected);
         let (missing, not_sent) = if share { (Vec::new(), absent) } else { (absent, Vec::new()) };
-        let acq = self.acquisition.clone();
+        let group = self.acquisition.clone();
         let r = (|| -> hdf5::Result<()> {
-            index_list(&acq, "missing_frames", &missing)?;
-            set_u64(&acq, "frames_missing", missing.len() as u64)?;
-            index_list(&acq, "not_sent_frames", &not_sent)?;
-            set_u64(&acq, "frames_not_sent", not_sent.len() as u64)?;
-            set_u64(&acq, "frames_rejected", rejected.total())?;
-            set_str(&acq, "rejected_by_reason", &rejected.to_json().to_string())?;
-            set_str(&acq, "status", status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str()))?;
+            let acq = &group;
+            index_list(&acq, acq::MISSING_FRAMES, &missing)?;
+            set_u64(&acq, acq::FRAMES_MISSING, missing.len() as u64)?;
+            index_list(&acq, acq::NOT_SENT_FRAMES, &not_sent)?;
+            set_u64(&acq, acq::FRAMES_NOT_SENT, not_sent.len() as u64)?;
+            set_u64(&acq, acq::FRAMES_REJECTED, rejected.total())?;
+            set_str(&acq, acq::REJECTED_BY_REASON, &rejected.to_json().to_string())?;
+            let status = status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str());
+            set_str(&acq, acq::STATUS, status)?;
             if let Some(e) = end {
-                set_u64(&acq, "frames_sent", e.frames_sent)?;
+                set_u64(&acq, acq::FRAMES_SENT, e.frames_sent)?;
                 if let Some(m) = &e.metadata {
-                    set_str(&acq, "end_metadata", &m.to_string())?;
+                    set_str(&acq, acq::END_METADATA, &m.to_string())?;
                 }
             }
-            let entry = self.file.group("entry")?;
-            set_str(&entry, "end_time", &rfc3339(SystemTime::now()))?;
+            let entry = self.file.group(nx::ENTRY)?;
+            set_str(&entry, nx::leaf(nx::END_TIME), &rfc3339(SystemTime::now()))?;
             self.file.flush()
         })();
         r.map_err(|source| WriteError::Hdf5 { what: "finish".into(), path: self.path.clone(), cause: source })?;
@@ -429,7 +409,7 @@ mod tests {
 
     fn read_u64s(path: &Path, name: &str) -> Vec<u64> {
         let f = File::open(path).unwrap();
-        f.dataset(&format!("/entry/acquisition/{name}")).unwrap().read_raw().unwrap()
+        f.dataset(&format!("{}/{name}", nx::ACQUISITION)).unwrap().read_raw().unwrap()
     }
 
     #[test]
@@ -441,8 +421,8 @@ mod tests {
         assert_eq!(read_u64s(&s.path, "missing_frames"), Vec::<u64>::new());
         assert_eq!(read_u64s(&s.path, "not_sent_frames"), vec![1, 3]);
         assert_eq!(read_u64s(&s.path, "frames_not_sent"), vec![2]);
-        let keys: Vec<i32> = File::open(&s.path).unwrap().dataset("/entry/data/image_key").unwrap().read_raw().unwrap();
-        assert_eq!(keys, vec![0, IMAGE_KEY_INVALID, 0, IMAGE_KEY_INVALID]);
+        let keys: Vec<i32> = File::open(&s.path).unwrap().dataset(nx::NXDATA_IMAGE_KEY).unwrap().read_raw().unwrap();
+        assert_eq!(keys, vec![0, INVALID, 0, INVALID]);
     }
 
     #[test]

@@ -129,6 +129,14 @@ impl Civil {
     }
 }
 
+/// `2026-11-22T03:43:32.123456Z` for `t`: RFC 3339 / ISO 8601, UTC, microseconds (times before 1970 read as
+/// the epoch).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let c = Civil::from_unix_ns(d.as_secs().saturating_mul(1_000_000_000));
+    format!("{}T{:02}:{:02}:{:02}.{:06}Z", c.date(), c.hour, c.minute, c.second, d.subsec_micros())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +147,15 @@ mod tests {
         // 2026-11-22 03:40:56 UTC
         assert_eq!(Civil::from_unix_ns(1_795_318_856_000_000_000).compact(), "20261122T034056Z");
         assert_eq!(Civil::from_unix_ns(951_782_400_000_000_000).date(), "2000-02-29");
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_318_212_500);
+        assert_eq!(rfc3339(t), "2026-11-22T03:30:12.500000Z");
     }
 
     #[test]

@@ -29,16 +29,9 @@ impl Column {
     }
 }
 
-/// Angle in degrees, as stored in NXtomo `rotation_angle`.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct Degrees(pub f64);
-
-impl Degrees {
-    /// The same angle in radians.
-    pub fn to_radians(self) -> f64 {
-        self.0.to_radians()
-    }
-}
+/// Angle in degrees, as stored in NXtomo `rotation_angle` (the workspace's one type, from
+/// [`acquisition::nexus`]).
+pub use acquisition::nexus::Degrees;
 
 /// Object coordinates `(x, y)` in pixels of the centre of output pixel `[row][col]` of an `n x n` slice.
 pub fn pixel_centre(n: usize, row: usize, col: usize) -> (f64, f64) {

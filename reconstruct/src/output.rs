@@ -158,11 +158,11 @@ pub fn read_f32_tiff(path: &Path) -> Result<(usize, usize, Vec<f32>), ReadError>
 }
 
 /// Data set holding the volume in HDF5 output, `[slice][y][x]` float32.
-pub const VOLUME_PATH: &str = "/entry/data/data";
+pub const VOLUME_PATH: &str = acquisition::nexus::path::NXDATA_DATA;
 /// Attribute of [`VOLUME_PATH`]: detector row of the first slice.
 pub const FIRST_SLICE_ATTR: &str = "first_slice";
 /// Scalar string data set with the provenance JSON.
-pub const PROVENANCE_PATH: &str = "/entry/provenance";
+pub const PROVENANCE_PATH: &str = acquisition::nexus::path::PROVENANCE;
 
 /// An HDF5 volume being written slice by slice.
 #[derive(Debug)]

@@ -21,29 +21,7 @@ use crate::backproject::Prepared;
 use crate::filter::{FilterKind, RowFilter};
 use crate::geometry::Degrees;
 use crate::preprocess::normalize_minus_log;
-
-/// What a frame is, as in NXtomo's `image_key`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameKind {
-    /// A projection of the sample (`image_key` 0).
-    Projection,
-    /// A flat field, beam without sample (`image_key` 1).
-    Flat,
-    /// A dark field, no beam (`image_key` 2).
-    Dark,
-}
-
-impl FrameKind {
-    /// The kind of an NXtomo `image_key` value; `None` for values the preview ignores (3, invalid).
-    pub fn from_image_key(key: i64) -> Option<FrameKind> {
-        match key {
-            0 => Some(FrameKind::Projection),
-            1 => Some(FrameKind::Flat),
-            2 => Some(FrameKind::Dark),
-            _ => None,
-        }
-    }
-}
+use acquisition::nexus::ImageKey;
 
 /// The pixels of one whole frame (`rows x cols`, row-major), in the detector's element type.
 #[derive(Debug, Clone, Copy)]
@@ -218,26 +196,27 @@ impl LivePreview {
         &self.geometry
     }
 
-    /// Takes the next frame of the series, in acquisition order.
-    pub fn on_frame(&mut self, kind: FrameKind, angle: Degrees, pixels: Pixels<'_>) -> Result<(), PreviewError> {
+    /// Takes the next frame of the series, in acquisition order; [`ImageKey::Invalid`] frames are ignored.
+    pub fn on_frame(&mut self, kind: ImageKey, angle: Degrees, pixels: Pixels<'_>) -> Result<(), PreviewError> {
         let (rows, cols) = (self.geometry.rows, self.geometry.cols);
         if pixels.len() != rows * cols {
             return Err(PreviewError::FrameSize { got: pixels.len(), rows, cols });
         }
         match kind {
-            FrameKind::Dark | FrameKind::Flat if !self.dark.is_empty() => {
+            ImageKey::Invalid => {}
+            ImageKey::Dark | ImageKey::Flat if !self.dark.is_empty() => {
                 // Taken after the projections started: the full reconstruction may use these (flats after),
                 // a live preview has already normalised with what came before.
             }
-            FrameKind::Dark => {
+            ImageKey::Dark => {
                 self.add_rows(pixels, true);
                 self.progress.darks += 1;
             }
-            FrameKind::Flat => {
+            ImageKey::Flat => {
                 self.add_rows(pixels, false);
                 self.progress.flats += 1;
             }
-            FrameKind::Projection => {
+            ImageKey::Projection => {
                 if !angle.0.is_finite() {
                     return Err(PreviewError::BadAngle(angle.0));
                 }
@@ -346,15 +325,15 @@ mod tests {
         let chosen = [6usize, 12, 17];
         let mut preview = LivePreview::new(PreviewGeometry::centered(rows, cols, n), &chosen).unwrap();
         let dark = vec![DARK as u16; rows * cols];
-        preview.on_frame(FrameKind::Dark, Degrees(0.0), Pixels::U16(&dark)).unwrap();
-        preview.on_frame(FrameKind::Dark, Degrees(0.0), Pixels::U16(&dark)).unwrap();
-        preview.on_frame(FrameKind::Flat, Degrees(0.0), Pixels::U16(&flat_frame(rows, cols))).unwrap();
+        preview.on_frame(ImageKey::Dark, Degrees(0.0), Pixels::U16(&dark)).unwrap();
+        preview.on_frame(ImageKey::Dark, Degrees(0.0), Pixels::U16(&dark)).unwrap();
+        preview.on_frame(ImageKey::Flat, Degrees(0.0), Pixels::U16(&flat_frame(rows, cols))).unwrap();
 
         let angles: Vec<f64> = (0..n).map(|k| 180.0 * k as f64 / n as f64).collect();
         let mut sinos = vec![vec![0f32; n * cols]; chosen.len()];
         for (k, &deg) in angles.iter().enumerate() {
             let frame = raw_frame(&project_3d(&phantom, &det, deg.to_radians()), cols, scale);
-            preview.on_frame(FrameKind::Projection, Degrees(deg), Pixels::U16(&frame)).unwrap();
+            preview.on_frame(ImageKey::Projection, Degrees(deg), Pixels::U16(&frame)).unwrap();
             for (s, &r) in chosen.iter().enumerate() {
                 for c in 0..cols {
                     let flat = FLAT * (1.0 + 0.1 * (c as f32 / cols as f32));
@@ -389,21 +368,21 @@ mod tests {
         let mut p = LivePreview::new(PreviewGeometry::centered(rows, cols, 4), &[1]).unwrap();
         let flat = flat_frame(rows, cols);
         // A projection before any flat is skipped, not normalised with nothing.
-        p.on_frame(FrameKind::Projection, Degrees(0.0), Pixels::U16(&flat)).unwrap();
+        p.on_frame(ImageKey::Projection, Degrees(0.0), Pixels::U16(&flat)).unwrap();
         assert_eq!(p.progress().skipped, 1);
-        p.on_frame(FrameKind::Flat, Degrees(0.0), Pixels::U16(&flat)).unwrap();
+        p.on_frame(ImageKey::Flat, Degrees(0.0), Pixels::U16(&flat)).unwrap();
         let short = vec![0u16; 3];
-        let e = p.on_frame(FrameKind::Projection, Degrees(0.0), Pixels::U16(&short)).unwrap_err();
+        let e = p.on_frame(ImageKey::Projection, Degrees(0.0), Pixels::U16(&short)).unwrap_err();
         assert_eq!(e, PreviewError::FrameSize { got: 3, rows, cols });
-        let e = p.on_frame(FrameKind::Projection, Degrees(f64::NAN), Pixels::U16(&flat));
+        let e = p.on_frame(ImageKey::Projection, Degrees(f64::NAN), Pixels::U16(&flat));
         assert!(matches!(e, Err(PreviewError::BadAngle(_))));
         assert_eq!(p.progress().projections, 0);
 
         let mut bump = flat.clone();
         bump[cols + 8] /= 2;
-        p.on_frame(FrameKind::Projection, Degrees(0.0), Pixels::U16(&bump)).unwrap();
+        p.on_frame(ImageKey::Projection, Degrees(0.0), Pixels::U16(&bump)).unwrap();
         let one = p.slices();
-        p.on_frame(FrameKind::Projection, Degrees(0.0), Pixels::U16(&bump)).unwrap();
+        p.on_frame(ImageKey::Projection, Degrees(0.0), Pixels::U16(&bump)).unwrap();
         let two = p.slices();
         // Two identical projections out of four, rescaled by 4/2, equal one rescaled by 4/1.
         for (a, b) in one[0].iter().zip(&two[0]) {

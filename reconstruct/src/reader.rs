@@ -1,7 +1,8 @@
 //! Reads NXtomo files: selects projections, flats and darks by `image_key`, and reads slabs of detector
 //! rows (sinograms) for all frames at once, so memory grows with the slab, not with the file.
 //!
-//! Layout looked up (first match wins), `N` frames of `rows x cols`:
+//! The file is opened through [`acquisition::nexus::NxTomoFile`]; layout looked up (first match wins), `N`
+//! frames of `rows x cols`:
 //! * data: `/entry/instrument/detector/data`, `/entry/data/data`, `/entry/imaging/data` — `[N][rows][cols]`,
 //!   any integer or float type;
 //! * image key: `/entry/instrument/detector/image_key`, `/entry/data/image_key` — `[N]`, 0 projection,
@@ -20,43 +21,16 @@ use ndarray::s;
 use crate::backend::Slab;
 use crate::chunks::BloscChunks;
 use crate::geometry::Degrees;
+use acquisition::nexus::{self, NexusError, NxTomoFile};
+
+pub use acquisition::nexus::{FrameIndex, ImageKey};
 
 /// Where the frames are looked for, in order.
-pub const DATA_PATHS: &[&str] = &["/entry/instrument/detector/data", "/entry/data/data", "/entry/imaging/data"];
+pub const DATA_PATHS: &[&str] = nexus::path::DATA_CANDIDATES;
 /// Where the image keys are looked for, in order.
-pub const IMAGE_KEY_PATHS: &[&str] = &["/entry/instrument/detector/image_key", "/entry/data/image_key"];
+pub const IMAGE_KEY_PATHS: &[&str] = nexus::path::IMAGE_KEY_CANDIDATES;
 /// Where the rotation angles are looked for, in order.
-pub const ANGLE_PATHS: &[&str] =
-    &["/entry/sample/rotation_angle", "/entry/data/rotation_angle", "/entry/sample/transformations/rotation_angle"];
-
-/// NXtomo `image_key` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageKey {
-    /// 0: a projection.
-    Projection,
-    /// 1: a flat (open beam) field.
-    Flat,
-    /// 2: a dark field.
-    Dark,
-    /// 3 or anything else: not to be used.
-    Invalid,
-}
-
-impl ImageKey {
-    /// Decodes a stored key.
-    pub fn from_code(code: i64) -> ImageKey {
-        match code {
-            0 => ImageKey::Projection,
-            1 => ImageKey::Flat,
-            2 => ImageKey::Dark,
-            _ => ImageKey::Invalid,
-        }
-    }
-}
-
-/// Index of a frame in the file's data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FrameIndex(pub usize);
+pub const ANGLE_PATHS: &[&str] = nexus::path::ANGLE_CANDIDATES;
 
 /// Why a file could not be read. Every variant names the file and, where there is one, the dataset.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +97,16 @@ pub enum ReadError {
     },
 }
 
+impl From<NexusError> for ReadError {
+    fn from(e: NexusError) -> ReadError {
+        match e {
+            NexusError::Open { path, reason } => ReadError::Open { path, reason },
+            NexusError::Missing { path, what, tried } => ReadError::Missing { path, what, tried },
+            NexusError::Shape { path, dataset, reason } => ReadError::Shape { path, dataset, reason },
+        }
+    }
+}
+
 /// An open NXtomo file with its frame bookkeeping.
 #[derive(Debug)]
 pub struct NxTomo {
@@ -141,59 +125,30 @@ pub struct NxTomo {
     fast: Option<BloscChunks>,
 }
 
-fn find(file: &hdf5::File, paths: &[&str]) -> Option<(String, hdf5::Dataset)> {
-    paths.iter().find_map(|p| file.dataset(p).ok().map(|d| (p.to_string(), d)))
-}
-
 impl NxTomo {
     /// Opens `path` and reads the image keys and angles (not the frames).
     pub fn open(path: &Path) -> Result<NxTomo, ReadError> {
+        let file = NxTomoFile::open(path)?;
         let pb = path.to_path_buf();
-        if !path.exists() {
-            return Err(ReadError::Open { path: pb, reason: "no such file".into() });
-        }
-        let file = hdf5::File::open(path).map_err(|e| ReadError::Open { path: pb.clone(), reason: e.to_string() })?;
-        let missing = |what, paths: &[&str]| ReadError::Missing { path: pb.clone(), what, tried: paths.join(", ") };
-        let (data_path, data) = find(&file, DATA_PATHS).ok_or_else(|| missing("frame data", DATA_PATHS))?;
-        let (key_path, key_ds) = find(&file, IMAGE_KEY_PATHS).ok_or_else(|| missing("image_key", IMAGE_KEY_PATHS))?;
-        let (angle_path, angle_ds) = find(&file, ANGLE_PATHS).ok_or_else(|| missing("rotation_angle", ANGLE_PATHS))?;
-        let shape_err =
-            |dataset: &str, reason: String| ReadError::Shape { path: pb.clone(), dataset: dataset.to_string(), reason };
-        let dims = data.shape();
-        if dims.len() != 3 {
-            return Err(shape_err(&data_path, format!("expected 3 dimensions [frames][rows][cols], found {dims:?}")));
-        }
-        let shape = [dims[0], dims[1], dims[2]];
+        let (data_path, key_path, angle_path) =
+            (file.data_path().to_string(), file.key_path().to_string(), file.angle_path().to_string());
+        let shape = file.shape();
         if shape[1] == 0 || shape[2] < 2 {
-            return Err(shape_err(
-                &data_path,
-                format!("frames of {} x {} pixels cannot be reconstructed", shape[1], shape[2]),
-            ));
+            return Err(ReadError::Shape {
+                path: pb,
+                dataset: data_path,
+                reason: format!("frames of {} x {} pixels cannot be reconstructed", shape[1], shape[2]),
+            });
         }
-        let keys: Vec<i64> =
-            key_ds.read_raw().map_err(|e| shape_err(&key_path, format!("cannot read as integers: {e}")))?;
-        let angles: Vec<f64> =
-            angle_ds.read_raw().map_err(|e| shape_err(&angle_path, format!("cannot read as numbers: {e}")))?;
-        if keys.len() != shape[0] {
-            return Err(shape_err(
-                &key_path,
-                format!("has {} entries but {} has {} frames", keys.len(), data_path, shape[0]),
-            ));
-        }
-        if angles.len() != shape[0] {
-            return Err(shape_err(
-                &angle_path,
-                format!("has {} entries but {} has {} frames", angles.len(), data_path, shape[0]),
-            ));
-        }
+        let (keys, angles) = (file.image_keys(), file.angles());
         let mut projections = Vec::new();
         let mut flats = Vec::new();
         let mut darks = Vec::new();
         for (i, &k) in keys.iter().enumerate() {
-            match ImageKey::from_code(k) {
-                ImageKey::Projection => projections.push(FrameIndex(i)),
-                ImageKey::Flat => flats.push(FrameIndex(i)),
-                ImageKey::Dark => darks.push(FrameIndex(i)),
+            match k {
+                ImageKey::Projection => projections.push(FrameIndex::from(i)),
+                ImageKey::Flat => flats.push(FrameIndex::from(i)),
+                ImageKey::Dark => darks.push(FrameIndex::from(i)),
                 ImageKey::Invalid => {}
             }
         }
@@ -211,7 +166,7 @@ impl NxTomo {
                 "no dark fields (image_key 2): take darks with the scan, or the volume cannot be normalised".into(),
             ));
         }
-        let proj_angles: Vec<Degrees> = projections.iter().map(|f| Degrees(angles[f.0])).collect();
+        let proj_angles: Vec<Degrees> = projections.iter().map(|f| angles[f.as_usize()]).collect();
         if let Some(i) = proj_angles.iter().position(|a| !a.0.is_finite()) {
             return Err(ReadError::Values {
                 path: pb,
@@ -235,9 +190,9 @@ impl NxTomo {
             fast: if std::env::var_os("BEAMLINE_RECON_HDF5_FILTER").is_some() {
                 None
             } else {
-                BloscChunks::plan(&data)
+                BloscChunks::plan(file.data())
             },
-            data,
+            data: file.data().clone(),
         })
     }
 
@@ -317,7 +272,7 @@ impl NxTomo {
             });
         }
         let raw = &raw[..];
-        let frame_row = |f: FrameIndex, r: usize| &raw[(f.0 * nr + r) * nc..(f.0 * nr + r + 1) * nc];
+        let frame_row = |f: FrameIndex, r: usize| &raw[(f.as_usize() * nr + r) * nc..(f.as_usize() * nr + r + 1) * nc];
         let values_err =
             |reason: String| ReadError::Values { path: self.path.clone(), dataset: self.data_path.clone(), reason };
         // NaN or infinity anywhere we use is an error, not something to clamp silently.

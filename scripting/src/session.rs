@@ -305,6 +305,9 @@ impl Session {
     }
 
     fn frame_request(&self, key: ImageKey, angle: f64, exposure: Duration) -> Result<FrameRequest, ScanError> {
+        if !key.is_valid() {
+            return Err(ScanError::Argument("a frame cannot be taken as image_key 3 (invalid)".into()));
+        }
         let s = lock(&self.series);
         let index = s
             .as_ref()

@@ -1,6 +1,7 @@
 //! Scale-out over several writers: one sender deals a series over three `beamline receive` processes,
 //! `beamline stitch` builds the master NXtomo file, and h5py (an independent reader) finds every frame in
-//! order and identical to the same series written by one receiver. A missing source file or a missing
+//! order and identical to the same series written by one receiver (frame timestamps included: they must be
+//! where the single writer puts them and equal to the source files'). A missing source file or a missing
 //! writer is a clear error and writes no master.
 
 #[path = "scaleout_util.rs"]

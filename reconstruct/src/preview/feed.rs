@@ -15,11 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use acquisition::blosc::{decompress_validated, validate_chunk};
-use acquisition::protocol::{Compression, Dtype, FrameHeader, ImageKey, SeriesEnd, SeriesStart};
+use acquisition::protocol::{Compression, Dtype, FrameHeader, SeriesEnd, SeriesStart};
 use acquisition::receiver::Output;
 
-use super::{FrameKind, LivePreview, Pixels, PreviewError, PreviewGeometry, PreviewProgress};
-use crate::geometry::Degrees;
+use super::{LivePreview, Pixels, PreviewError, PreviewGeometry, PreviewProgress};
 use crate::output::{tiff_name, write_tiff, TiffDepth, WriteError};
 
 /// Which detector rows a feed previews.
@@ -191,11 +190,6 @@ impl PreviewFeed {
         let mut guard = self.lock();
         let st = &mut *guard;
         let (Some(preview), Some(dtype)) = (st.preview.as_mut(), st.dtype) else { return };
-        let kind = match header.image_key {
-            ImageKey::Projection => FrameKind::Projection,
-            ImageKey::Flat => FrameKind::Flat,
-            ImageKey::Dark => FrameKind::Dark,
-        };
         let g = preview.geometry();
         let bytes = g.rows * g.cols * dtype.size();
         let pixels: &[u8] = if st.compressed {
@@ -211,7 +205,7 @@ impl PreviewFeed {
             payload
         };
         let typed = decode_le(dtype, pixels);
-        if let Err(reason) = preview.on_frame(kind, Degrees(header.angle.0), typed.as_pixels()) {
+        if let Err(reason) = preview.on_frame(header.image_key, header.angle, typed.as_pixels()) {
             st.error = Some(FeedError::Frame { index: header.index.0, reason });
         }
     }
@@ -350,7 +344,7 @@ mod tests {
     use super::*;
     use acquisition::blosc::Codec;
     use acquisition::phantom::{rasterize_3d_slice, shepp_logan_3d, Detector};
-    use acquisition::protocol::{BloscParams, Degrees as WireDegrees, FrameIndex, Shape};
+    use acquisition::protocol::{BloscParams, Degrees as WireDegrees, FrameIndex, ImageKey, Shape};
     use acquisition::sim::{FrameGenerator, Schedule, SimConfig};
 
     fn simulated(feed: &PreviewFeed, size: usize, angles: u64, metadata: serde_json::Value) -> SimConfig {

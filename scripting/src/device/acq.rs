@@ -14,7 +14,7 @@ use acquisition::receiver::{Output, Receiver, ReceiverConfig, ReceiverThread};
 use acquisition::sender::SeriesSender;
 use acquisition::sim::{FrameGenerator, SimConfig};
 
-use super::detector::{Detector, FrameRequest, ImageKey, SeriesInfo, SeriesStatus, SeriesSummary};
+use super::detector::{Detector, FrameRequest, SeriesInfo, SeriesStatus, SeriesSummary};
 use super::DeviceError;
 use crate::config::{secs, DetectorConfig};
 
@@ -99,14 +99,6 @@ impl AcquisitionDetector {
     }
 }
 
-fn wire_key(k: ImageKey) -> protocol::ImageKey {
-    match k {
-        ImageKey::Projection => protocol::ImageKey::Projection,
-        ImageKey::Flat => protocol::ImageKey::Flat,
-        ImageKey::Dark => protocol::ImageKey::Dark,
-    }
-}
-
 /// Checks a series name against the wire protocol's rules (it names the file).
 pub fn check_series_name(name: &str) -> Result<(), String> {
     protocol::check_series_id(name).map_err(|e| e.to_string())
@@ -150,10 +142,10 @@ impl Detector for AcquisitionDetector {
         let State { generator, pixels, open } = &mut *st;
         let open = open.as_mut().ok_or_else(|| self.err("trigger with no series staged"))?;
         let _span = tracing::trace_span!("detector.frame", frame = frame.index).entered();
-        generator.frame_into(wire_key(frame.key), Degrees(frame.angle), pixels);
+        generator.frame_into(frame.key, Degrees(frame.angle), pixels);
         open.pending = Some(FrameHeader {
             index: FrameIndex(open.kept),
-            image_key: wire_key(frame.key),
+            image_key: frame.key,
             angle: Degrees(frame.angle),
             timestamp: now_timestamp(),
         });

@@ -7,28 +7,8 @@ use std::time::Duration;
 
 use super::DeviceError;
 
-/// NXtomo `image_key`: what a frame is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageKey {
-    /// Sample in the beam, shutter open (key 0).
-    Projection,
-    /// Sample out of the beam, shutter open (key 1).
-    Flat,
-    /// Shutter closed (key 2).
-    Dark,
-}
-
-impl ImageKey {
-    /// The NXtomo integer code.
-    pub fn code(self) -> u8 {
-        match self {
-            ImageKey::Projection => 0,
-            ImageKey::Flat => 1,
-            ImageKey::Dark => 2,
-        }
-    }
-}
+/// NXtomo `image_key`: what a frame is (the workspace's one type, from [`acquisition::nexus`]).
+pub use acquisition::nexus::ImageKey;
 
 /// One frame a scan asks for.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -64,12 +64,13 @@ fn read_str(f: &hdf5::File, path: &str) -> String {
 /// file the receiver wrote).
 pub fn read_nxtomo(path: &std::path::Path) -> Nxtomo {
     let f = hdf5::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let end = read_str(&f, "/entry/acquisition/end_metadata");
+    use acquisition::nexus::{acq, path};
+    let end = read_str(&f, &format!("{}/{}", path::ACQUISITION, acq::END_METADATA));
     Nxtomo {
-        status: read_str(&f, "/entry/acquisition/status"),
-        image_key: f.dataset("/entry/instrument/detector/image_key").unwrap().read_raw::<i32>().unwrap(),
-        angles: f.dataset("/entry/sample/rotation_angle").unwrap().read_raw::<f64>().unwrap(),
-        shape: f.dataset("/entry/instrument/detector/data").unwrap().shape(),
+        status: read_str(&f, &format!("{}/{}", path::ACQUISITION, acq::STATUS)),
+        image_key: f.dataset(path::IMAGE_KEY).unwrap().read_raw::<i32>().unwrap(),
+        angles: f.dataset(path::ROTATION_ANGLE).unwrap().read_raw::<f64>().unwrap(),
+        shape: f.dataset(path::DATA).unwrap().shape(),
         end: serde_json::from_str(&end).unwrap(),
     }
 }
