@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::backend::{BackendError, ReconSetup, Slab};
+use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 use crate::center::{find_center, CenterError, CenterEstimate};
 use crate::cpu::{CpuBackend, PreprocessCounts, SinogramPipeline};
 use crate::filter::FilterKind;
@@ -337,8 +337,27 @@ fn percentile_range(data: &[f32]) -> (f32, f32) {
     (at(0.001), at(0.999))
 }
 
-/// Reconstructs `opts.input` into `opts.output`; `progress` is called after every slab written.
+/// The devices of a run and one line saying what was chosen (what [`crate::gpu::select_backends`] returns).
+pub type Devices = (Vec<Box<dyn Backend>>, String);
+
+/// Reconstructs `opts.input` into `opts.output` on the devices `--backend` selects
+/// ([`crate::gpu::select_backends`]); `progress` is called after every slab written.
 pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress)) -> Result<ReconSummary, ReconError> {
+    let mut choose = |cpu: &CpuBackend| {
+        crate::gpu::select_backends(opts.backend, cpu)
+            .map_err(|e| ReconError::Options(format!("--backend {}: {e}", opts.backend.name())))
+    };
+    reconstruct_file_on(opts, &mut choose, progress)
+}
+
+/// [`reconstruct_file`] with the devices chosen by `choose` instead of `--backend`: it is given the run's CPU
+/// backend (whose counters the summary reports) and returns the devices to schedule over. For tests and
+/// for programs that bring their own [`Backend`]s.
+pub fn reconstruct_file_on(
+    opts: &ReconOptions,
+    choose: &mut dyn FnMut(&CpuBackend) -> Result<Devices, ReconError>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ReconSummary, ReconError> {
     let t0 = Instant::now();
     let created_unix = now_unix();
     let file = NxTomo::open(&opts.input)?;
@@ -356,8 +375,7 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     let counts = Arc::new(PreprocessCounts::default());
     let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, 1)?;
     let cpu = cpu_backend(opts.threads, slab_rows, counts.clone())?;
-    let (devices, backend_line) = crate::gpu::select_backends(opts.backend, &cpu)
-        .map_err(|e| ReconError::Options(format!("--backend {}: {e}", opts.backend.name())))?;
+    let (devices, backend_line) = choose(&cpu)?;
     tracing::info!(backend = %backend_line, "backend selected");
     let provenance = Provenance {
         software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
