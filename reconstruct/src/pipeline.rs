@@ -224,7 +224,10 @@ pub fn select_rows(
     Ok(lo..hi)
 }
 
-/// Rows per slab that keep the slabs in flight within `memory_bytes`.
+/// Most rows a slab holds, whatever the budget allows.
+pub const MAX_SLAB_ROWS: usize = 256;
+
+/// Rows per slab that keep the slabs in flight over `devices` devices within `memory_bytes`.
 pub fn slab_rows_for_budget(
     file: &NxTomo,
     out_size: usize,
@@ -235,11 +238,11 @@ pub fn slab_rows_for_budget(
     let (frames_row, out_row) = (file.slab_bytes_per_row() as u64, (out_size * out_size * 4) as u64);
     // Per row: every slab in flight holds its raw rows (all frames, f32) or its output slices; one more raw
     // copy exists while a slab is read; the backend holds a sinogram copy, the padded sinogram (~1.42 x
-    // out_size wide) and the output of the slab it works on.
+    // out_size wide) and the output of the slab it works on; every device works on a slab at once.
     let in_flight = schedule::max_in_flight(devices) as u64;
     let padded = (file.cols() as f64 + 1.42 * out_size as f64 + 8.0) as u64;
-    let per_row =
-        in_flight * (frames_row + out_row) + frames_row + n_angles * (file.cols() as u64 + padded) * 4 + out_row;
+    let working = n_angles * (file.cols() as u64 + padded) * 4 + out_row;
+    let per_row = in_flight * (frames_row + out_row) + frames_row + devices.max(1) as u64 * working;
     let rows = memory_bytes / per_row;
     if rows == 0 {
         return Err(ReconError::Options(format!(
@@ -250,7 +253,7 @@ pub fn slab_rows_for_budget(
             (per_row >> 20) + 1
         )));
     }
-    Ok((rows as usize).min(256))
+    Ok((rows as usize).min(MAX_SLAB_ROWS))
 }
 
 fn now_unix() -> u64 {
@@ -315,6 +318,26 @@ fn cpu_backend(
     Ok(CpuBackend { counts, ..backend })
 }
 
+/// A device whose slabs hold at most `rows` rows (its share of the memory budget), whatever it prefers.
+struct BudgetCap {
+    inner: Box<dyn Backend>,
+    rows: usize,
+}
+
+impl Backend for BudgetCap {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn reconstruct(&mut self, setup: &ReconSetup, slab: &Slab) -> Result<Vec<f32>, BackendError> {
+        self.inner.reconstruct(setup, slab)
+    }
+
+    fn preferred_rows(&self, setup: &ReconSetup) -> usize {
+        self.inner.preferred_rows(setup).min(self.rows)
+    }
+}
+
 /// Where the HDF5 volume goes for `opts`.
 pub fn h5_path(opts: &ReconOptions) -> PathBuf {
     let o = &opts.output;
@@ -373,9 +396,13 @@ pub fn reconstruct_file_on(
     let setup = setup_for(&file, opts, center);
     crate::cpu::validate(&setup)?;
     let counts = Arc::new(PreprocessCounts::default());
-    let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, 1)?;
-    let cpu = cpu_backend(opts.threads, slab_rows, counts.clone())?;
+    // The budget is shared by every device's slabs, so slabs are sized once the devices are known; until
+    // then the CPU backend (and through it the GPUs) asks for the most rows a slab may hold.
+    let cpu = cpu_backend(opts.threads, MAX_SLAB_ROWS, counts.clone())?;
     let (devices, backend_line) = choose(&cpu)?;
+    let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, devices.len())?;
+    let devices: Vec<Box<dyn Backend>> =
+        devices.into_iter().map(|inner| Box::new(BudgetCap { inner, rows: slab_rows }) as Box<dyn Backend>).collect();
     tracing::info!(backend = %backend_line, "backend selected");
     let provenance = Provenance {
         software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
