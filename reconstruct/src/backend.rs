@@ -8,8 +8,13 @@
 
 use std::ops::Range;
 
+use crate::filter::FilterKind;
+
 /// Everything about the reconstruction that is the same for every slab.
-#[derive(Debug, Clone)]
+///
+/// Two setups are equal when every field is (floats by `==`): a backend that keeps per-setup constants
+/// (the CUDA backend's uploaded tables) compares the setup it prepared for with the one it is given.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReconSetup {
     /// Projection angles in radians, one per projection, in acquisition order.
     pub angles_rad: Vec<f32>,
@@ -20,9 +25,8 @@ pub struct ReconSetup {
     pub center: f64,
     /// Output slices are `out_size` x `out_size` pixels.
     pub out_size: usize,
-    /// Filter applied to each projection row before backprojection (one of the names in
-    /// [`crate::filter`]: ramp, shepp-logan, cosine, hamming, hann, parzen).
-    pub filter: FilterName,
+    /// Filter applied to each projection row before backprojection.
+    pub filter: FilterKind,
     /// Vo's sorting-based stripe removal with this median window (columns), or none.
     pub stripe_size: Option<usize>,
     /// Zinger removal with this threshold (in `-log` units), or none.
@@ -37,15 +41,12 @@ impl ReconSetup {
             n_cols,
             center,
             out_size,
-            filter: "ramp".to_string(),
+            filter: FilterKind::Ramp,
             stripe_size: None,
             zinger_threshold: None,
         }
     }
 }
-
-/// Name of a reconstruction filter (the CPU backend owns their definitions).
-pub type FilterName = String;
 
 /// One unit of work: a contiguous slab of detector rows, raw counts, with the dark and flat fields for
 /// those rows.

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 use crate::backproject::{tile_rows, Prepared};
-use crate::filter::{FilterKind, RowFilter};
+use crate::filter::RowFilter;
 use crate::geometry::ScanRange;
 use crate::preprocess::{normalize_minus_log, remove_zingers};
 use crate::stripes::remove_stripes_sorting;
@@ -32,11 +32,9 @@ impl SinogramPipeline {
     /// Validates `setup` and builds the filter.
     pub fn new(setup: &ReconSetup) -> Result<SinogramPipeline, BackendError> {
         validate(setup)?;
-        let kind: FilterKind =
-            setup.filter.parse().map_err(|e: crate::filter::UnknownFilter| BackendError::Input(e.to_string()))?;
         let n = setup.angles_rad.len();
         let weight = ScanRange::of(&setup.angles_rad).weight(n);
-        Ok(SinogramPipeline { setup: setup.clone(), filter: RowFilter::new(kind, setup.n_cols, weight) })
+        Ok(SinogramPipeline { setup: setup.clone(), filter: RowFilter::new(setup.filter, setup.n_cols, weight) })
     }
 
     /// Raw counts of one detector row (`[angle][col]`, modified in place) to a filtered sinogram ready for
@@ -116,7 +114,7 @@ pub fn validate(setup: &ReconSetup) -> Result<(), BackendError> {
         return bad(format!("output size {} is out of range 1..=65536", setup.out_size));
     }
     let n = setup.n_cols as f64;
-    if !setup.center.is_finite() || setup.center < -n || setup.center > 2.0 * n {
+    if !center_within_reach(setup.center, setup.n_cols) {
         return bad(format!(
             "rotation axis at column {} is far outside the {}-column detector; --center takes a column \
              position (the middle is {})",
@@ -126,6 +124,13 @@ pub fn validate(setup: &ReconSetup) -> Result<(), BackendError> {
         ));
     }
     Ok(())
+}
+
+/// Whether a rotation axis at column `center` can be reconstructed from an `n_cols`-column detector: finite,
+/// and no further than one detector width outside it.
+pub fn center_within_reach(center: f64, n_cols: usize) -> bool {
+    let n = n_cols as f64;
+    center.is_finite() && center >= -n && center <= 2.0 * n
 }
 
 /// The CPU backend (rayon). Holds run-wide counters the pipeline reads after the run.

@@ -11,10 +11,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::backend::{BackendError, ReconSetup, Slab};
+use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 use crate::center::{find_center, CenterError, CenterEstimate};
 use crate::cpu::{CpuBackend, PreprocessCounts, SinogramPipeline};
 use crate::filter::FilterKind;
+use crate::gpu::GpuError;
 use crate::output::{tiff_name, write_provenance_file, write_tiff, H5Volume, Provenance, TiffDepth, WriteError};
 use crate::preprocess::normalize_minus_log;
 use crate::reader::{NxTomo, ReadError};
@@ -165,9 +166,133 @@ pub enum ReconError {
     /// The input could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// The options do not fit the file.
-    #[error("{0}")]
-    Options(String),
+    /// `--slices` lies outside the detector or is empty.
+    #[error("--slices {start}:{end} is outside the detector's rows 0:{rows} (end is exclusive): give a non-empty range within 0:{rows}")]
+    SlicesOutOfRange {
+        /// First row asked for.
+        start: usize,
+        /// One past the last row asked for.
+        end: usize,
+        /// Rows of the detector.
+        rows: usize,
+    },
+    /// `--part I/N` with `I` not between 1 and `N`.
+    #[error("--part {index}/{count}: I must be between 1 and N (the first of N parts is --part 1/N)")]
+    BadPart {
+        /// `I`.
+        index: usize,
+        /// `N`.
+        count: usize,
+    },
+    /// `--part I/N` leaves this part without slices.
+    #[error("--part {index}/{count}: this share of {slices} slices is empty; use at most {slices} parts")]
+    EmptyPart {
+        /// `I`.
+        index: usize,
+        /// `N`.
+        count: usize,
+        /// Slices shared out.
+        slices: usize,
+    },
+    /// `--center` is out of reach of the detector.
+    #[error(
+        "--center {center} is far outside the {cols}-column detector; --center takes a column position \
+         (the middle is {middle}), or leave it out to find the axis from the data"
+    )]
+    BadCenter {
+        /// The centre given.
+        center: f64,
+        /// Detector columns.
+        cols: usize,
+        /// The detector's middle column.
+        middle: f64,
+    },
+    /// `--memory` cannot hold one detector row per slab.
+    #[error(
+        "--memory {memory_mib} MiB is too small for this file: one detector row needs about {row_mib} MiB with \
+         {in_flight} slabs in flight over {devices} device(s); give at least --memory {need_mib}M"
+    )]
+    MemoryTooSmall {
+        /// The budget, MiB.
+        memory_mib: u64,
+        /// Bytes per detector row, MiB.
+        row_mib: u64,
+        /// Slabs in flight at most.
+        in_flight: usize,
+        /// Devices sharing the budget.
+        devices: usize,
+        /// The smallest budget that works, MiB.
+        need_mib: u64,
+    },
+    /// `--backend` cannot be honoured.
+    #[error("--backend {choice}: {source}")]
+    Backend {
+        /// The choice (`cuda`, ...).
+        choice: &'static str,
+        /// Why.
+        source: GpuError,
+    },
+    /// Volumes given to merge mix `--part` volumes with others.
+    #[error(
+        "{path} was made with --part but other volumes given were not: merge only the volume_partIIIofNNN.h5 \
+         files of one run"
+    )]
+    MixedParts {
+        /// A volume made with `--part`.
+        path: PathBuf,
+    },
+    /// Volumes given to merge are parts of runs with different part counts.
+    #[error("{path} is part {index}/{count} but {first} is of {first_count} parts: merge the parts of one run")]
+    PartCountMismatch {
+        /// The odd volume.
+        path: PathBuf,
+        /// Its `I`.
+        index: u64,
+        /// Its `N`.
+        count: u64,
+        /// The first volume.
+        first: PathBuf,
+        /// The first volume's `N`.
+        first_count: u64,
+    },
+    /// Parts of a `--part I/N` run are missing from a merge.
+    #[error(
+        "part(s) {absent} missing: the volume would lack their slices; run `beamline recon ... --part I/{count}` \
+         for them and pass all {count} volume_partIIIof{count:03}.h5 files"
+    )]
+    PartsMissing {
+        /// The missing parts, `I/N`, comma-separated (at most 10).
+        absent: String,
+        /// `N`.
+        count: u64,
+    },
+    /// A file given to merge is not a volume this crate wrote.
+    #[error("{path}: {reason}")]
+    NotAVolume {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A part volume could not be read.
+    #[error("{path}: reading the part volume: {source}")]
+    PartRead {
+        /// The file.
+        path: PathBuf,
+        /// HDF5's error.
+        source: hdf5::Error,
+    },
+    /// Parts given to merge do not fit together.
+    #[error("{path}: {reason}")]
+    PartsDoNotFit {
+        /// The part that does not fit.
+        path: PathBuf,
+        /// How.
+        reason: String,
+    },
+    /// Nothing to merge.
+    #[error("no parts given: pass the volume_partIIIofNNN.h5 files to merge")]
+    NoParts,
     /// Automatic centre finding failed.
     #[error("{path}: automatic centre: {source}")]
     Center {
@@ -178,10 +303,10 @@ pub enum ReconError {
     },
     /// The backend refused the setup.
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Setup(#[from] BackendError),
     /// The scheduled run failed.
     #[error(transparent)]
-    Schedule(#[from] ScheduleError),
+    Schedule(#[from] ScheduleError<ReadError, WriteError>),
     /// Output failed.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -204,27 +329,25 @@ pub fn select_rows(
 ) -> Result<Range<usize>, ReconError> {
     let r = slices.unwrap_or(0..rows);
     if r.start >= r.end || r.end > rows {
-        return Err(ReconError::Options(format!(
-            "--slices {}:{} is outside the detector's rows 0:{rows} (end is exclusive)",
-            r.start, r.end
-        )));
+        return Err(ReconError::SlicesOutOfRange { start: r.start, end: r.end, rows });
     }
     let Some((i, n)) = part else { return Ok(r) };
     if n == 0 || i == 0 || i > n {
-        return Err(ReconError::Options(format!("--part {i}/{n}: I must be between 1 and N")));
+        return Err(ReconError::BadPart { index: i, count: n });
     }
     let len = r.len();
     let lo = r.start + len * (i - 1) / n;
     let hi = r.start + len * i / n;
     if lo == hi {
-        return Err(ReconError::Options(format!(
-            "--part {i}/{n}: this share of {len} slices is empty; use fewer parts"
-        )));
+        return Err(ReconError::EmptyPart { index: i, count: n, slices: len });
     }
     Ok(lo..hi)
 }
 
-/// Rows per slab that keep the slabs in flight within `memory_bytes`.
+/// Most rows a slab holds, whatever the budget allows.
+pub const MAX_SLAB_ROWS: usize = 256;
+
+/// Rows per slab that keep the slabs in flight over `devices` devices within `memory_bytes`.
 pub fn slab_rows_for_budget(
     file: &NxTomo,
     out_size: usize,
@@ -235,22 +358,22 @@ pub fn slab_rows_for_budget(
     let (frames_row, out_row) = (file.slab_bytes_per_row() as u64, (out_size * out_size * 4) as u64);
     // Per row: every slab in flight holds its raw rows (all frames, f32) or its output slices; one more raw
     // copy exists while a slab is read; the backend holds a sinogram copy, the padded sinogram (~1.42 x
-    // out_size wide) and the output of the slab it works on.
+    // out_size wide) and the output of the slab it works on; every device works on a slab at once.
     let in_flight = schedule::max_in_flight(devices) as u64;
     let padded = (file.cols() as f64 + 1.42 * out_size as f64 + 8.0) as u64;
-    let per_row =
-        in_flight * (frames_row + out_row) + frames_row + n_angles * (file.cols() as u64 + padded) * 4 + out_row;
+    let working = n_angles * (file.cols() as u64 + padded) * 4 + out_row;
+    let per_row = in_flight * (frames_row + out_row) + frames_row + devices.max(1) as u64 * working;
     let rows = memory_bytes / per_row;
     if rows == 0 {
-        return Err(ReconError::Options(format!(
-            "--memory {} MiB is too small for this file: one detector row needs about {} MiB with {in_flight} slabs in flight; \
-             give at least --memory {}M",
-            memory_bytes >> 20,
-            per_row >> 20,
-            (per_row >> 20) + 1
-        )));
+        return Err(ReconError::MemoryTooSmall {
+            memory_mib: memory_bytes >> 20,
+            row_mib: per_row >> 20,
+            in_flight: in_flight as usize,
+            devices,
+            need_mib: (per_row >> 20) + 1,
+        });
     }
-    Ok((rows as usize).min(256))
+    Ok((rows as usize).min(MAX_SLAB_ROWS))
 }
 
 fn now_unix() -> u64 {
@@ -297,7 +420,7 @@ pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup 
         center,
         opts.out_size.unwrap_or(file.cols()),
     );
-    setup.filter = opts.filter.name().to_string();
+    setup.filter = opts.filter;
     setup.stripe_size = opts.stripe_size;
     setup.zinger_threshold = opts.zinger;
     setup
@@ -313,6 +436,26 @@ fn cpu_backend(
         None => CpuBackend { rows_per_slab, ..Default::default() },
     };
     Ok(CpuBackend { counts, ..backend })
+}
+
+/// A device whose slabs hold at most `rows` rows (its share of the memory budget), whatever it prefers.
+struct BudgetCap {
+    inner: Box<dyn Backend>,
+    rows: usize,
+}
+
+impl Backend for BudgetCap {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn reconstruct(&mut self, setup: &ReconSetup, slab: &Slab) -> Result<Vec<f32>, BackendError> {
+        self.inner.reconstruct(setup, slab)
+    }
+
+    fn preferred_rows(&self, setup: &ReconSetup) -> usize {
+        self.inner.preferred_rows(setup).min(self.rows)
+    }
 }
 
 /// Where the HDF5 volume goes for `opts`.
@@ -337,13 +480,39 @@ fn percentile_range(data: &[f32]) -> (f32, f32) {
     (at(0.001), at(0.999))
 }
 
-/// Reconstructs `opts.input` into `opts.output`; `progress` is called after every slab written.
+/// The devices of a run and one line saying what was chosen (what [`crate::gpu::select_backends`] returns).
+pub type Devices = (Vec<Box<dyn Backend>>, String);
+
+/// Reconstructs `opts.input` into `opts.output` on the devices `--backend` selects
+/// ([`crate::gpu::select_backends`]); `progress` is called after every slab written.
 pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress)) -> Result<ReconSummary, ReconError> {
+    let mut choose = |cpu: &CpuBackend| {
+        crate::gpu::select_backends(opts.backend, cpu)
+            .map_err(|source| ReconError::Backend { choice: opts.backend.name(), source })
+    };
+    reconstruct_file_on(opts, &mut choose, progress)
+}
+
+/// [`reconstruct_file`] with the devices chosen by `choose` instead of `--backend`: it is given the run's CPU
+/// backend (whose counters the summary reports) and returns the devices to schedule over. For tests and
+/// for programs that bring their own [`Backend`]s.
+pub fn reconstruct_file_on(
+    opts: &ReconOptions,
+    choose: &mut dyn FnMut(&CpuBackend) -> Result<Devices, ReconError>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ReconSummary, ReconError> {
     let t0 = Instant::now();
     let created_unix = now_unix();
     let file = NxTomo::open(&opts.input)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), opts.part)?;
     let (center, residual) = match opts.center {
+        CenterChoice::Column(c) if !crate::cpu::center_within_reach(c, file.cols()) => {
+            return Err(ReconError::BadCenter {
+                center: c,
+                cols: file.cols(),
+                middle: (file.cols() as f64 - 1.0) / 2.0,
+            })
+        }
         CenterChoice::Column(c) => (c, None),
         CenterChoice::Auto => {
             let est = auto_center(&file)?;
@@ -354,10 +523,13 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     let setup = setup_for(&file, opts, center);
     crate::cpu::validate(&setup)?;
     let counts = Arc::new(PreprocessCounts::default());
-    let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, 1)?;
-    let cpu = cpu_backend(opts.threads, slab_rows, counts.clone())?;
-    let (devices, backend_line) = crate::gpu::select_backends(opts.backend, &cpu)
-        .map_err(|e| ReconError::Options(format!("--backend {}: {e}", opts.backend.name())))?;
+    // The budget is shared by every device's slabs, so slabs are sized once the devices are known; until
+    // then the CPU backend (and through it the GPUs) asks for the most rows a slab may hold.
+    let cpu = cpu_backend(opts.threads, MAX_SLAB_ROWS, counts.clone())?;
+    let (devices, backend_line) = choose(&cpu)?;
+    let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, devices.len())?;
+    let devices: Vec<Box<dyn Backend>> =
+        devices.into_iter().map(|inner| Box::new(BudgetCap { inner, rows: slab_rows }) as Box<dyn Backend>).collect();
     tracing::info!(backend = %backend_line, "backend selected");
     let provenance = Provenance {
         software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
@@ -420,15 +592,15 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     let total = rows.len();
     let mut done = 0;
     progress(Progress { done, total });
-    let read = |r: Range<usize>| -> Result<Slab, String> { file.read_slab(r).map_err(|e| e.to_string()) };
-    let write = |r: Range<usize>, data: Vec<f32>| -> Result<(), String> {
+    let read = |r: Range<usize>| -> Result<Slab, ReadError> { file.read_slab(r) };
+    let write = |r: Range<usize>, data: Vec<f32>| -> Result<(), WriteError> {
         let _span = tracing::info_span!("recon.write", rows = r.len()).entered();
         match &h5 {
-            Some(vol) => vol.write(r.start, &data).map_err(|e| e.to_string())?,
+            Some(vol) => vol.write(r.start, &data)?,
             None => {
                 for (k, slice) in data.chunks(out_size * out_size).enumerate() {
                     let path = opts.output.join(tiff_name(r.start + k));
-                    write_tiff(&path, out_size, slice, depth, &prov_json).map_err(|e| e.to_string())?;
+                    write_tiff(&path, out_size, slice, depth, &prov_json)?;
                 }
             }
         }
@@ -501,26 +673,21 @@ fn check_part_numbers(parts: &[(&Path, &str)]) -> Result<(), ReconError> {
         parts.iter().filter_map(|(p, prov)| Some((*p, part_number(prov)?))).collect();
     let Some(&(first_path, (_, n))) = numbered.first() else { return Ok(()) };
     if numbered.len() != parts.len() {
-        return Err(ReconError::Options(format!(
-            "{} was made with --part but other volumes given were not: merge only the volume_partIIIofNNN.h5 files of one run",
-            first_path.display()
-        )));
+        return Err(ReconError::MixedParts { path: first_path.to_path_buf() });
     }
     if let Some((p, (i, m))) = numbered.iter().find(|(_, (_, m))| *m != n) {
-        return Err(ReconError::Options(format!(
-            "{} is part {i}/{m} but {} is of {n} parts: merge the parts of one run",
-            p.display(),
-            first_path.display()
-        )));
+        return Err(ReconError::PartCountMismatch {
+            path: p.to_path_buf(),
+            index: *i,
+            count: *m,
+            first: first_path.to_path_buf(),
+            first_count: n,
+        });
     }
     let absent: Vec<String> =
         (1..=n).filter(|k| !numbered.iter().any(|(_, (i, _))| i == k)).take(10).map(|k| format!("{k}/{n}")).collect();
     if !absent.is_empty() {
-        return Err(ReconError::Options(format!(
-            "part(s) {} missing: the volume would lack their slices; run `beamline recon ... --part I/{n}` for them \
-             and pass all {n} volume_partIIIof{n:03}.h5 files",
-            absent.join(", ")
-        )));
+        return Err(ReconError::PartsMissing { absent: absent.join(", "), count: n });
     }
     Ok(())
 }
@@ -530,20 +697,26 @@ fn check_part_numbers(parts: &[(&Path, &str)]) -> Result<(), ReconError> {
 /// with `--part I/N` must include every part 1 to N.
 pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, ReconError> {
     use crate::output::{FIRST_SLICE_ATTR, PROVENANCE_PATH, VOLUME_PATH};
-    let err = |p: &Path, m: String| ReconError::Options(format!("{}: {m}", p.display()));
+    let not_a_volume = |p: &Path, reason: String| ReconError::NotAVolume { path: p.to_path_buf(), reason };
+    let unreadable = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| ReconError::PartRead { path, source }
+    };
+    let misfit = |p: &Path, reason: String| ReconError::PartsDoNotFit { path: p.to_path_buf(), reason };
     let mut info = Vec::new();
     for p in parts {
-        let f = hdf5::File::open(p).map_err(|e| err(p, format!("cannot open: {e}")))?;
+        let f = hdf5::File::open(p).map_err(|e| {
+            not_a_volume(p, format!("cannot open: {e}; give the .h5 volumes of `beamline recon --format h5`"))
+        })?;
         let ds = f
             .dataset(VOLUME_PATH)
-            .map_err(|_| err(p, format!("no {VOLUME_PATH}: not a `beamline recon --format h5` volume")))?;
-        let first: u64 = ds
-            .attr(FIRST_SLICE_ATTR)
-            .and_then(|a| a.read_scalar())
-            .map_err(|_| err(p, format!("{VOLUME_PATH} has no {FIRST_SLICE_ATTR} attribute")))?;
+            .map_err(|_| not_a_volume(p, format!("no {VOLUME_PATH}: not a `beamline recon --format h5` volume")))?;
+        let first: u64 = ds.attr(FIRST_SLICE_ATTR).and_then(|a| a.read_scalar()).map_err(|_| {
+            not_a_volume(p, format!("{VOLUME_PATH} has no {FIRST_SLICE_ATTR} attribute: not a `beamline recon` volume"))
+        })?;
         let shape = ds.shape();
         if shape.len() != 3 || shape[1] != shape[2] {
-            return Err(err(p, format!("{VOLUME_PATH} has shape {shape:?}, expected [slices][n][n]")));
+            return Err(not_a_volume(p, format!("{VOLUME_PATH} has shape {shape:?}, expected [slices][n][n]")));
         }
         let prov: String = f
             .dataset(PROVENANCE_PATH)
@@ -554,15 +727,18 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
     }
     check_part_numbers(&info.iter().map(|i| (i.3.as_path(), i.4.as_str())).collect::<Vec<_>>())?;
     info.sort_by_key(|i| i.0);
-    let Some(head) = info.first() else { return Err(ReconError::Options("no parts given".into())) };
+    let Some(head) = info.first() else { return Err(ReconError::NoParts) };
     let size = head.2;
     let mut next = head.0;
     for (first, n, s, p, _) in &info {
         if *s != size {
-            return Err(err(p, format!("slices are {s} px, the other parts {size} px")));
+            return Err(misfit(p, format!("slices are {s} px, the other parts {size} px: merge the parts of one run")));
         }
         if *first != next {
-            return Err(err(p, format!("starts at slice {first}, expected {next}: parts missing or overlapping")));
+            return Err(misfit(
+                p,
+                format!("starts at slice {first}, expected {next}: parts missing or overlapping; pass every part once"),
+            ));
         }
         next = first + n;
     }
@@ -573,12 +749,12 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
     });
     let vol = H5Volume::create(out, range.start, range.len(), size, &prov.to_string())?;
     for (first, n, _, p, _) in &info {
-        let f = hdf5::File::open(p).map_err(|e| err(p, e.to_string()))?;
-        let ds = f.dataset(VOLUME_PATH).map_err(|e| err(p, e.to_string()))?;
+        let f = hdf5::File::open(p).map_err(unreadable(p))?;
+        let ds = f.dataset(VOLUME_PATH).map_err(unreadable(p))?;
         for k in 0..*n {
             let slice: Vec<f32> = ds
                 .read_slice::<f32, _, ndarray::Ix2>(ndarray::s![k, .., ..])
-                .map_err(|e| err(p, e.to_string()))?
+                .map_err(unreadable(p))?
                 .into_iter()
                 .collect();
             vol.write(first + k, &slice)?;

@@ -64,16 +64,17 @@ impl DeviceStats {
     }
 }
 
-/// Why a scheduled run stopped.
+/// Why a scheduled run stopped. `R` and `W` are the errors of the caller's read and write functions,
+/// kept as they are (with their sources).
 #[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
+pub enum ScheduleError<R, W> {
     /// Reading a slab failed.
-    #[error("reading rows {rows:?}: {reason}")]
+    #[error("reading rows {rows:?}: {source}")]
     Read {
         /// Rows being read.
         rows: Range<usize>,
         /// What went wrong.
-        reason: String,
+        source: R,
     },
     /// Every device failed on a slab.
     #[error("no device could reconstruct rows {rows:?} (every device failed and was retired): {source}")]
@@ -92,16 +93,27 @@ pub enum ScheduleError {
         source: BackendError,
     },
     /// Writing results failed.
-    #[error("writing rows {rows:?}: {reason}")]
+    #[error("writing rows {rows:?}: {source}")]
     Write {
         /// Rows being written.
         rows: Range<usize>,
         /// What went wrong.
-        reason: String,
+        source: W,
     },
     /// There is no device to run on.
     #[error("no device to run on: give at least one backend (the CPU backend always works)")]
     NoDevice,
+    /// The operating system refused a thread of the run.
+    #[error(
+        "cannot start the {thread:?} thread: {source}; the system is out of threads or memory \
+         (check `ulimit -u` and free memory, or run with fewer devices)"
+    )]
+    Spawn {
+        /// The thread's name ("reader" or the device's).
+        thread: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
 }
 
 /// How many slabs may exist at once for `devices` devices: two per device (one being reconstructed, one
@@ -118,7 +130,7 @@ struct Work {
 }
 
 /// What the reader and the workers tell the caller's thread.
-enum Event {
+enum Event<R> {
     /// A device finished a slab.
     Done { seq: usize, rows: Range<usize>, device: usize, data: Vec<f32>, seconds: f64 },
     /// A device failed on a slab and retired; the slab comes back for another device.
@@ -126,7 +138,7 @@ enum Event {
     /// A device rejected a slab's input.
     Rejected { rows: Range<usize>, error: BackendError },
     /// The reader could not read a slab.
-    ReadFailed { rows: Range<usize>, reason: String },
+    ReadFailed { rows: Range<usize>, error: R },
     /// The reader produced every slab; this many in total.
     ReaderDone { slabs: usize },
 }
@@ -134,16 +146,17 @@ enum Event {
 /// Reconstructs `rows` on `devices`. `read` loads the slab for a range of rows (called from a reader
 /// thread, so it must be `Send + Sync`); `write` receives `[row][y][x]` results strictly in row order, on
 /// the caller's thread.
-pub fn run<R, W>(
+pub fn run<R, W, RE, WE>(
     setup: &ReconSetup,
     devices: Vec<Box<dyn Backend>>,
     rows: Range<usize>,
     read: R,
     mut write: W,
-) -> Result<RunReport, ScheduleError>
+) -> Result<RunReport, ScheduleError<RE, WE>>
 where
-    R: Fn(Range<usize>) -> Result<Slab, String> + Send + Sync,
-    W: FnMut(Range<usize>, Vec<f32>) -> Result<(), String>,
+    R: Fn(Range<usize>) -> Result<Slab, RE> + Send + Sync,
+    W: FnMut(Range<usize>, Vec<f32>) -> Result<(), WE>,
+    RE: Send,
 {
     let slab_rows = devices.iter().map(|d| d.preferred_rows(setup).max(1)).min().ok_or(ScheduleError::NoDevice)?;
     let names: Vec<String> = devices.iter().map(|d| d.name()).collect();
@@ -153,7 +166,7 @@ where
     // Work flows reader -> `work` (bounded) -> workers; failed slabs come back through `retry`.
     let (work_tx, work_rx) = bounded::<Work>(2 * n_devices);
     let (retry_tx, retry_rx) = unbounded::<Work>();
-    let (event_tx, event_rx) = unbounded::<Event>();
+    let (event_tx, event_rx) = unbounded::<Event<RE>>();
     // One token per slab in flight: the reader blocks on a full `credits` channel; the caller's thread
     // frees a token each time it has written a slab.
     let (credit_tx, credit_rx) = bounded::<()>(in_flight);
@@ -167,28 +180,58 @@ where
     };
 
     std::thread::scope(|scope| {
-        {
+        let mut started = {
             let (read, cancel, events, rows) = (&read, &cancel, event_tx.clone(), rows.clone());
-            let spawned = std::thread::Builder::new()
-                .name("reader".into())
-                .spawn_scoped(scope, move || read_slabs(read, rows, slab_rows, cancel, &credit_tx, &work_tx, &events));
-            spawned.expect("spawning the reader thread");
-        }
+            spawn(scope, 0, "reader".into(), move || {
+                read_slabs(read, rows, slab_rows, cancel, &credit_tx, &work_tx, &events)
+            })
+        };
         for (index, device) in devices.into_iter().enumerate() {
+            if started.is_err() {
+                break;
+            }
             let (work_rx, retry_rx, events) = (work_rx.clone(), retry_rx.clone(), event_tx.clone());
-            let spawned = std::thread::Builder::new()
-                .name(thread_name(&names[index]))
-                .spawn_scoped(scope, move || work(index, device, setup, &work_rx, &retry_rx, &events));
-            spawned.expect("spawning a device worker thread");
+            started = spawn(scope, index + 1, thread_name(&names[index]), move || {
+                work(index, device, setup, &work_rx, &retry_rx, &events)
+            });
         }
         drop((work_rx, retry_rx, event_tx));
-        let outcome = collect(&mut report, &names, event_rx, retry_tx, credit_rx, &mut write);
+        let outcome = match started {
+            Ok(()) => collect(&mut report, &names, event_rx, retry_tx, credit_rx, &mut write),
+            Err(error) => {
+                // The threads already started see their channels close and exit.
+                drop((event_rx, retry_tx, credit_rx));
+                Err(error)
+            }
+        };
         // Whatever happened, let the reader stop early; every channel end this thread held is dropped by
         // now, so the workers drain and exit and the scope can join them.
         cancel.store(true, Ordering::Relaxed);
         outcome
     })?;
     Ok(report)
+}
+
+/// Starts the run's thread number `index` (0 is the reader) in `scope`.
+fn spawn<'scope, F, R, W>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    index: usize,
+    name: String,
+    f: F,
+) -> Result<(), ScheduleError<R, W>>
+where
+    F: FnOnce() + Send + 'scope,
+{
+    let builder = std::thread::Builder::new().name(name.clone());
+    #[cfg(test)]
+    let builder = match tests::HUGE_STACK_FROM.with(|from| from.get()) {
+        // A stack no system can map: the operating system refuses the thread.
+        Some(first) if index >= first => builder.stack_size(1 << 50),
+        _ => builder,
+    };
+    #[cfg(not(test))]
+    let _ = index;
+    builder.spawn_scoped(scope, f).map(drop).map_err(|source| ScheduleError::Spawn { thread: name, source })
 }
 
 /// Thread names must be short enough to show in tools; a device name such as
@@ -198,16 +241,16 @@ fn thread_name(device: &str) -> String {
 }
 
 /// The reader thread: cuts `rows` into slabs of `slab_rows` and queues them in order.
-fn read_slabs<R>(
+fn read_slabs<R, RE>(
     read: &R,
     rows: Range<usize>,
     slab_rows: usize,
     cancel: &AtomicBool,
     credits: &Sender<()>,
     work: &Sender<Work>,
-    events: &Sender<Event>,
+    events: &Sender<Event<RE>>,
 ) where
-    R: Fn(Range<usize>) -> Result<Slab, String>,
+    R: Fn(Range<usize>) -> Result<Slab, RE>,
 {
     let mut seq = 0;
     let mut start = rows.start;
@@ -222,8 +265,8 @@ fn read_slabs<R>(
         let slab = info_span!("recon.read", start = r.start, rows = r.len()).in_scope(|| read(r.clone()));
         let slab = match slab {
             Ok(slab) => slab,
-            Err(reason) => {
-                let _ = events.send(Event::ReadFailed { rows: r, reason });
+            Err(error) => {
+                let _ = events.send(Event::ReadFailed { rows: r, error });
                 return;
             }
         };
@@ -240,13 +283,13 @@ fn read_slabs<R>(
 
 /// One device's worker: takes retried slabs first, then new ones, until the queues close or the device
 /// fails (it then hands its slab back and retires).
-fn work(
+fn work<RE>(
     index: usize,
     mut device: Box<dyn Backend>,
     setup: &ReconSetup,
     work: &Receiver<Work>,
     retry: &Receiver<Work>,
-    events: &Sender<Event>,
+    events: &Sender<Event<RE>>,
 ) {
     let name = device.name();
     loop {
@@ -298,16 +341,16 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The caller's thread: reorders results, writes them in slice order, requeues failed slabs.
-fn collect<W>(
+fn collect<W, RE, WE>(
     report: &mut RunReport,
     names: &[String],
-    events: Receiver<Event>,
+    events: Receiver<Event<RE>>,
     retry: Sender<Work>,
     credits: Receiver<()>,
     write: &mut W,
-) -> Result<(), ScheduleError>
+) -> Result<(), ScheduleError<RE, WE>>
 where
-    W: FnMut(Range<usize>, Vec<f32>) -> Result<(), String>,
+    W: FnMut(Range<usize>, Vec<f32>) -> Result<(), WE>,
 {
     let mut live = names.len();
     let mut pending: BTreeMap<usize, (Range<usize>, Vec<f32>)> = BTreeMap::new();
@@ -335,7 +378,7 @@ where
                 while let Some((rows, data)) = pending.remove(&next) {
                     info_span!("recon.write", start = rows.start, rows = rows.len())
                         .in_scope(|| write(rows.clone(), data))
-                        .map_err(|reason| ScheduleError::Write { rows: rows.clone(), reason })?;
+                        .map_err(|source| ScheduleError::Write { rows: rows.clone(), source })?;
                     report.rows += rows.len();
                     next += 1;
                     let _ = credits.try_recv();
@@ -356,9 +399,82 @@ where
                 let _ = retry.send(work);
             }
             Event::Rejected { rows, error } => return Err(ScheduleError::Rejected { rows, source: error }),
-            Event::ReadFailed { rows, reason } => return Err(ScheduleError::Read { rows, reason }),
+            Event::ReadFailed { rows, error } => return Err(ScheduleError::Read { rows, source: error }),
             Event::ReaderDone { slabs } => total = Some(slabs),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::cpu::CpuBackend;
+
+    thread_local! {
+        /// Threads of a run started from this thread with this index or above (0 is the reader) get a stack
+        /// no system can map, so the operating system refuses them.
+        pub(super) static HUGE_STACK_FROM: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    fn slab(rows: Range<usize>) -> Slab {
+        let (n, a, c) = (rows.len(), 4, 8);
+        Slab {
+            projections: vec![50.0; n * a * c],
+            dark: vec![0.0; n * c],
+            flat_before: vec![100.0; n * c],
+            flat_after: vec![100.0; n * c],
+            flat_weight: vec![0.0; a],
+            rows,
+        }
+    }
+
+    #[test]
+    fn a_thread_the_system_refuses_is_an_error_not_a_panic() {
+        let setup = ReconSetup::new(vec![0.0, 0.5, 1.0, 1.5], 8, 3.5, 8);
+        let devices = || -> Vec<Box<dyn Backend>> {
+            (0..3)
+                .map(|_| Box::new(CpuBackend { rows_per_slab: 2, ..CpuBackend::default() }) as Box<dyn Backend>)
+                .collect()
+        };
+        let mut written = 0;
+        let healthy = run(
+            &setup,
+            devices(),
+            0..10,
+            |r| Ok::<_, String>(slab(r)),
+            |r, _| {
+                written += r.len();
+                Ok::<_, String>(())
+            },
+        );
+        assert_eq!(healthy.expect("a run with every thread started").rows, 10);
+        assert_eq!(written, 10);
+        // The reader refused; then a worker refused once the reader and another worker run (they must stop).
+        for (first_refused, thread) in [(0, "reader"), (2, "cpu (")] {
+            HUGE_STACK_FROM.with(|from| from.set(Some(first_refused)));
+            let mut written = 0;
+            let result = run(
+                &setup,
+                devices(),
+                0..10,
+                |r| Ok::<_, String>(slab(r)),
+                |r, _| {
+                    written += r.len();
+                    Ok::<_, String>(())
+                },
+            );
+            HUGE_STACK_FROM.with(|from| from.set(None));
+            match result {
+                Err(ScheduleError::Spawn { thread: name, source }) => {
+                    assert!(name.starts_with(thread), "{name}");
+                    assert!(source.raw_os_error().is_some(), "the refusal comes from the system: {source}");
+                }
+                other => panic!("expected a spawn error, got {other:?}"),
+            }
+            assert_eq!(written, 0, "nothing is written when the run cannot start");
+        }
+    }
 }

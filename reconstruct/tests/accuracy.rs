@@ -30,7 +30,7 @@ fn reconstruct_phantom(n: usize, n_angles: usize, span_deg: f64, filter: &str, c
     let angles: Vec<f64> = (0..n_angles).map(|i| (i as f64 * span_deg / n_angles as f64).to_radians()).collect();
     let sino = sinogram_2d(&shepp_logan_2d(), &angles, n, center, n as f64 / 2.0);
     let mut setup = ReconSetup::new(angles.iter().map(|&a| a as f32).collect(), n, center, n);
-    setup.filter = filter.to_string();
+    setup.filter = filter.parse().expect("one of the six filters");
     let pipe = SinogramPipeline::new(&setup).expect("valid setup");
     let slice = pipe.reconstruct_minus_log(&sino);
     let truth = rasterize_2d_area(&shepp_logan_2d(), n, 8);

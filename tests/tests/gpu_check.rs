@@ -44,7 +44,16 @@ fn gpu_check_fails_without_nvrtc() {
         .expect("run beamline gpu check");
     let stdout = String::from_utf8_lossy(&out.stdout);
     if stdout.contains("NVRTC 1") {
-        // NVRTC is installed system-wide (CUDA toolkit): nothing to test here.
+        // NVRTC is installed system-wide (CUDA toolkit), so hiding the pip copy cannot take it away: the
+        // check must then still compile every kernel.
+        assert!(out.status.success(), "NVRTC was found, yet the check failed:\n{stdout}");
+        for kernel in kernels::ALL {
+            assert!(
+                stdout.lines().any(|l| l.contains(kernel.name) && l.contains("bytes PTX")),
+                "NVRTC was found, yet no PTX for {}:\n{stdout}",
+                kernel.name
+            );
+        }
         return;
     }
     assert!(!out.status.success(), "must fail when no kernel can be compiled:\n{stdout}");

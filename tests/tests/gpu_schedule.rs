@@ -160,7 +160,9 @@ fn device(name: &str, rows_per_slab: usize) -> Box<dyn Backend> {
 }
 
 /// Runs the scheduler, checking that the writer sees contiguous ranges starting at `ROWS.start`.
-fn run(devices: Vec<Box<dyn Backend>>) -> (Result<schedule::RunReport, ScheduleError>, Vec<f32>, usize) {
+fn run(
+    devices: Vec<Box<dyn Backend>>,
+) -> (Result<schedule::RunReport, ScheduleError<String, String>>, Vec<f32>, usize) {
     let setup = setup();
     let mut volume = Vec::new();
     let mut next_row = ROWS.start;
@@ -169,7 +171,7 @@ fn run(devices: Vec<Box<dyn Backend>>) -> (Result<schedule::RunReport, ScheduleE
         assert_eq!(data.len(), rows.len() * OUT * OUT);
         next_row = rows.end;
         volume.extend_from_slice(&data);
-        Ok(())
+        Ok::<(), String>(())
     });
     (result, volume, next_row)
 }
@@ -254,10 +256,10 @@ fn read_and_write_errors_stop_the_run_cleanly() {
                 read(rows)
             }
         },
-        |_, _| Ok(()),
+        |_, _| Ok::<(), String>(()),
     );
     match result {
-        Err(ScheduleError::Read { rows, reason }) => {
+        Err(ScheduleError::Read { rows, source: reason }) => {
             assert!(rows.start >= 30);
             assert_eq!(reason, "disk on fire");
         }
@@ -315,7 +317,7 @@ fn an_input_error_is_not_retried() {
 #[test]
 fn no_device_and_empty_range() {
     let setup = setup();
-    let none = schedule::run(&setup, Vec::new(), ROWS, read, |_, _| Ok(()));
+    let none = schedule::run(&setup, Vec::new(), ROWS, read, |_, _| Ok::<(), String>(()));
     assert!(matches!(none, Err(ScheduleError::NoDevice)));
     let empty = schedule::run(&setup, vec![device("cpu:0", 4)], 5..5, read, |_, _| -> Result<(), String> {
         panic!("nothing to write")

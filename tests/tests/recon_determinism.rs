@@ -29,7 +29,7 @@ fn data() -> Data {
         }
     }
     let mut setup = ReconSetup::new(angles.iter().map(|&a| a as f32).collect(), det.cols, 47.5, det.cols);
-    setup.filter = "hann".into();
+    setup.filter = reconstruct::filter::FilterKind::Hann;
     setup.stripe_size = Some(5);
     setup.zinger_threshold = Some(0.5);
     Data { setup, rows: det.rows, raw, cols: det.cols }
@@ -55,10 +55,10 @@ fn run(d: &Data, threads: usize, slab_rows: usize) -> Vec<f32> {
         &d.setup,
         vec![Box::new(backend) as Box<dyn Backend>],
         0..d.rows,
-        |r| Ok(slab(d, r)),
+        |r| Ok::<_, String>(slab(d, r)),
         |_, v| {
             out.extend(v);
-            Ok(())
+            Ok::<(), String>(())
         },
     )
     .expect("run");
@@ -89,10 +89,10 @@ fn two_cpu_devices_through_the_scheduler_give_the_same_volume() {
         &d.setup,
         devices,
         0..d.rows,
-        |r| Ok(slab(&d, r)),
+        |r| Ok::<_, String>(slab(&d, r)),
         |_, v| {
             out.extend(v);
-            Ok(())
+            Ok::<(), String>(())
         },
     )
     .expect("run");

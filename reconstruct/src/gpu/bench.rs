@@ -6,6 +6,7 @@
 //! detector row and copied into every slab by the reader, so reading costs a memory copy and the figures
 //! measure the scheduler and the devices, not a disk.
 
+use std::convert::Infallible;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -53,7 +54,7 @@ pub enum BenchError {
     Devices(String),
     /// The scheduled run failed.
     #[error(transparent)]
-    Run(#[from] ScheduleError),
+    Run(#[from] ScheduleError<Infallible, Infallible>),
 }
 
 /// The raw slab source of the benchmark: one row's counts and fields, copied for every row.
@@ -103,10 +104,10 @@ where
             &setup,
             devices,
             0..rows,
-            |r| Ok(scan.read(r)),
+            |r| Ok::<_, Infallible>(scan.read(r)),
             |_, data| {
                 std::hint::black_box(data);
-                Ok(())
+                Ok::<_, Infallible>(())
             },
         )?;
         Ok((t0.elapsed().as_secs_f64(), report))

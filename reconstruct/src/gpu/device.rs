@@ -127,16 +127,22 @@ struct Functions {
     backproject: CudaFunction,
 }
 
-/// Device-side constants of one setup.
+/// What one setup needs on the device: its constants and both lanes' buffers.
 struct Prepared {
-    setup_key: String,
+    /// The setup these were made for (the cache key: a different setup prepares again).
+    setup: ReconSetup,
+    constants: Constants,
+    chunk_rows: usize,
+    lanes: Vec<Lane>,
+}
+
+/// Device-side constants of one setup (and the per-slab flat weights).
+struct Constants {
     taps: CudaSlice<f32>,
     cos: CudaSlice<f32>,
     sin: CudaSlice<f32>,
     flat_weight: CudaSlice<f32>,
     geometry: BackprojectGeometry,
-    chunk_rows: usize,
-    lanes: Vec<Lane>,
 }
 
 /// A stream with its own staging and device buffers.
@@ -209,21 +215,11 @@ impl CudaBackend {
 
     /// Uploads the per-setup constants and allocates both lanes, unless already done for this setup.
     fn prepare(&mut self, setup: &ReconSetup) -> Result<(), BackendError> {
-        let key = format!(
-            "{:?}|{}|{}|{}|{}|{:?}|{:?}",
-            setup.angles_rad,
-            setup.n_cols,
-            setup.center,
-            setup.out_size,
-            setup.filter,
-            setup.stripe_size,
-            setup.zinger_threshold
-        );
-        if self.prepared.as_ref().is_some_and(|p| p.setup_key == key) {
+        if self.prepared.as_ref().is_some_and(|p| p.setup == *setup) {
             return Ok(());
         }
         self.prepared = None; // free the old buffers first
-        let taps = host::filter_taps(setup)?;
+        let taps = host::filter_taps(setup);
         let (cos, sin) = host::trig_tables(&setup.angles_rad);
         let geometry = host::backproject_geometry(setup)?;
         let (free, _) = self.ctx.mem_get_info().map_err(device_error(self.name(), "reading free memory"))?;
@@ -261,8 +257,8 @@ impl CudaBackend {
             });
         }
         self.ctx.synchronize().map_err(device_error(self.name(), "synchronising after setup"))?;
-        self.prepared =
-            Some(Prepared { setup_key: key, taps, cos, sin, flat_weight, geometry, chunk_rows: rows, lanes });
+        let constants = Constants { taps, cos, sin, flat_weight, geometry };
+        self.prepared = Some(Prepared { setup: setup.clone(), constants, chunk_rows: rows, lanes });
         Ok(())
     }
 }
@@ -281,6 +277,156 @@ fn config(l: Launch) -> LaunchConfig {
     }
 }
 
+/// Checks the setup and that the slab holds what the setup says (input errors: no device would do better).
+fn check_slab(setup: &ReconSetup, slab: &Slab) -> Result<(), BackendError> {
+    crate::cpu::validate(setup)?;
+    let (a, c) = (setup.angles_rad.len(), setup.n_cols);
+    let n_rows = slab.rows.len();
+    for (what, len, want) in [
+        ("projections", slab.projections.len(), n_rows * a * c),
+        ("dark", slab.dark.len(), n_rows * c),
+        ("flat_before", slab.flat_before.len(), n_rows * c),
+        ("flat_after", slab.flat_after.len(), n_rows * c),
+        ("flat_weight", slab.flat_weight.len(), a),
+    ] {
+        if len != want {
+            return Err(BackendError::Input(format!("slab {what} has {len} values, expected {want}")));
+        }
+    }
+    Ok(())
+}
+
+/// Uploads the slab's per-angle flat weights (shared by every chunk) and waits for them.
+fn upload_flat_weights(
+    lane: &Lane,
+    constants: &mut Constants,
+    weights: &[f32],
+) -> Result<(), cudarc::driver::DriverError> {
+    lane.stream.memcpy_htod(weights, &mut constants.flat_weight)?;
+    lane.stream.synchronize()
+}
+
+/// Where one chunk lies in a lane's staging and input buffers: `[sinogram | dark | flat_before | flat_after]`,
+/// each part sized for the lane's full chunk.
+struct ChunkLayout {
+    angles: usize,
+    cols: usize,
+    /// Values of the sinogram part.
+    sino_max: usize,
+    /// Values of each field part.
+    field_max: usize,
+}
+
+impl ChunkLayout {
+    fn new(setup: &ReconSetup, chunk_rows: usize) -> ChunkLayout {
+        let (angles, cols) = (setup.angles_rad.len(), setup.n_cols);
+        ChunkLayout { angles, cols, sino_max: chunk_rows * angles * cols, field_max: chunk_rows * cols }
+    }
+
+    fn shape(&self, rows: usize) -> SlabShape {
+        SlabShape { rows: rows as u32, angles: self.angles as u32, cols: self.cols as u32 }
+    }
+}
+
+/// Host preprocessing of slab `rows` for setups with stripe removal (which has no kernel): `-log` of the
+/// normalised counts, zingers, stripes; `[row][angle][col]`.
+fn preprocess_on_host(setup: &ReconSetup, slab: &Slab, rows: Range<usize>) -> Vec<f32> {
+    let (a, c) = (setup.angles_rad.len(), setup.n_cols);
+    let mut v = slab.projections[rows.start * a * c..rows.end * a * c].to_vec();
+    for (r, sino_row) in v.chunks_mut(a * c).enumerate() {
+        let f = (rows.start + r) * c..(rows.start + r + 1) * c;
+        normalize_minus_log(
+            sino_row,
+            &slab.dark[f.clone()],
+            &slab.flat_before[f.clone()],
+            &slab.flat_after[f],
+            &slab.flat_weight,
+        );
+        if let Some(t) = setup.zinger_threshold {
+            remove_zingers(sino_row, c, t);
+        }
+        if let Some(size) = setup.stripe_size {
+            remove_stripes_sorting(sino_row, c, size);
+        }
+    }
+    v
+}
+
+/// Copies slab `rows` into the lane's pinned staging buffer: the preprocessed sinogram when given, else the
+/// raw counts, then the dark and flat fields.
+fn stage(
+    lane: &mut Lane,
+    layout: &ChunkLayout,
+    slab: &Slab,
+    rows: Range<usize>,
+    preprocessed: Option<&[f32]>,
+) -> Result<(), cudarc::driver::DriverError> {
+    let (a, c, field_max) = (layout.angles, layout.cols, layout.field_max);
+    let values = rows.start * a * c..rows.end * a * c;
+    let fr = rows.start * c..rows.end * c;
+    let staged = lane.host_in.as_mut_slice()?;
+    let (sino, fields) = staged.split_at_mut(layout.sino_max);
+    sino[..values.len()].copy_from_slice(preprocessed.unwrap_or(&slab.projections[values]));
+    fields[..fr.len()].copy_from_slice(&slab.dark[fr.clone()]);
+    fields[field_max..field_max + fr.len()].copy_from_slice(&slab.flat_before[fr.clone()]);
+    fields[2 * field_max..2 * field_max + fr.len()].copy_from_slice(&slab.flat_after[fr]);
+    Ok(())
+}
+
+/// Enqueues one staged chunk of `rows` rows on the lane's stream: upload, normalisation and zingers (or a
+/// copy of host-preprocessed values), filter, backprojection, and the download into pinned memory.
+fn launch_chunk(
+    f: &Functions,
+    constants: &Constants,
+    lane: &mut Lane,
+    setup: &ReconSetup,
+    layout: &ChunkLayout,
+    rows: usize,
+    device: &str,
+) -> Result<(), BackendError> {
+    let device_err = |what: &'static str| device_error(device.to_string(), what);
+    let (sino_max, field_max) = (layout.sino_max, layout.field_max);
+    let shape = layout.shape(rows);
+    let s = lane.stream.clone();
+    s.memcpy_htod(&lane.host_in, &mut lane.dev_in).map_err(device_err("uploading a chunk"))?;
+    let (u_rows, u_a, u_c) = (shape.rows, shape.angles, shape.cols);
+    let sino_view = lane.dev_in.slice(0..sino_max);
+    let dark = lane.dev_in.slice(sino_max..sino_max + field_max);
+    let fb = lane.dev_in.slice(sino_max + field_max..sino_max + 2 * field_max);
+    let fa = lane.dev_in.slice(sino_max + 2 * field_max..sino_max + 3 * field_max);
+    let bad_launch = |e: kernels::launch::LaunchError| BackendError::Input(e.to_string());
+    let launch_err = device_err("launching a kernel");
+    // SAFETY (all launches): argument types and order match the kernel signatures in kernels/cuda;
+    // every buffer holds at least the values the shape makes the kernel touch.
+    if setup.stripe_size.is_some() {
+        // Staged values are already -log, dezingered and destriped (see `preprocess_on_host`).
+        s.memcpy_dtod(&sino_view, &mut lane.dev_a).map_err(device_err("copying a chunk"))?;
+    } else {
+        let floor = TRANSMISSION_FLOOR;
+        let mut b = s.launch_builder(&f.normalize);
+        b.arg(&sino_view).arg(&dark).arg(&fb).arg(&fa).arg(&constants.flat_weight).arg(&mut lane.dev_a);
+        b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&floor);
+        unsafe { b.launch(config(launch::elementwise(shape))) }.map_err(&launch_err)?;
+        if let Some(threshold) = setup.zinger_threshold {
+            let mut b = s.launch_builder(&f.zingers);
+            b.arg(&lane.dev_a).arg(&mut lane.dev_b).arg(&u_rows).arg(&u_a).arg(&u_c).arg(&threshold);
+            unsafe { b.launch(config(launch::elementwise(shape))) }.map_err(&launch_err)?;
+            std::mem::swap(&mut lane.dev_a, &mut lane.dev_b);
+        }
+    }
+    let lines = shape.lines() as u32;
+    let mut b = s.launch_builder(&f.filter);
+    b.arg(&lane.dev_a).arg(&constants.taps).arg(&mut lane.dev_b).arg(&lines).arg(&u_c);
+    unsafe { b.launch(config(launch::filter(shape).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+    let g = constants.geometry;
+    let mut b = s.launch_builder(&f.backproject);
+    b.arg(&lane.dev_b).arg(&constants.cos).arg(&constants.sin).arg(&mut lane.dev_out);
+    b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&g.out_size).arg(&g.c0).arg(&g.pad);
+    unsafe { b.launch(config(launch::backproject(u_rows, g.out_size).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+    s.memcpy_dtoh(&lane.dev_out, &mut lane.host_out).map_err(device_err("downloading slices"))?;
+    Ok(())
+}
+
 /// Waits for a lane's download and copies it into the slab's result.
 fn finish(lane: &mut Lane, out: &mut [f32]) -> Result<(), cudarc::driver::DriverError> {
     if let Some(range) = lane.pending.take() {
@@ -297,120 +443,41 @@ impl Backend for CudaBackend {
     }
 
     fn reconstruct(&mut self, setup: &ReconSetup, slab: &Slab) -> Result<Vec<f32>, BackendError> {
-        crate::cpu::validate(setup)?;
-        let (a, c, n) = (setup.angles_rad.len(), setup.n_cols, setup.out_size);
-        let n_rows = slab.rows.len();
-        for (what, len, want) in [
-            ("projections", slab.projections.len(), n_rows * a * c),
-            ("dark", slab.dark.len(), n_rows * c),
-            ("flat_before", slab.flat_before.len(), n_rows * c),
-            ("flat_after", slab.flat_after.len(), n_rows * c),
-            ("flat_weight", slab.flat_weight.len(), a),
-        ] {
-            if len != want {
-                return Err(BackendError::Input(format!("slab {what} has {len} values, expected {want}")));
-            }
-        }
+        check_slab(setup, slab)?;
         self.prepare(setup)?;
         let name = self.name();
+        let n_rows = slab.rows.len();
         let span = tracing::info_span!("recon.backproject", device = %name, rows = n_rows);
         let _span = span.enter();
         let device_err = |what: &'static str| device_error(name.clone(), what);
-        let f = &self.functions;
-        let p = self
+        let functions = &self.functions;
+        let Prepared { constants, chunk_rows, lanes, .. } = self
             .prepared
             .as_mut()
             .ok_or_else(|| BackendError::Device { device: name.clone(), reason: "not prepared".into() })?;
-        p.lanes[0]
-            .stream
-            .memcpy_htod(&slab.flat_weight, &mut p.flat_weight)
-            .map_err(device_err("uploading flat weights"))?;
-        p.lanes[0].stream.synchronize().map_err(device_err("uploading flat weights"))?;
-        let host_preprocess = setup.stripe_size.is_some();
+        upload_flat_weights(&lanes[0], constants, &slab.flat_weight).map_err(device_err("uploading flat weights"))?;
+        let chunk_rows = *chunk_rows;
+        let layout = ChunkLayout::new(setup, chunk_rows);
+        let n = setup.out_size;
         let mut out = vec![0f32; n_rows * n * n];
-        let (sino_max, field_max) = (p.chunk_rows * a * c, p.chunk_rows * c);
         // At least CHUNKS_PER_SLAB chunks when the slab allows, so the lanes overlap within the slab.
-        let step = p.chunk_rows.min(n_rows.div_ceil(CHUNKS_PER_SLAB)).max(1);
+        let step = chunk_rows.min(n_rows.div_ceil(CHUNKS_PER_SLAB)).max(1);
         for (k, start) in (0..n_rows).step_by(step).enumerate() {
             let rows = start..(start + step).min(n_rows);
-            let lane = &mut p.lanes[k % LANES];
+            let lane = &mut lanes[k % LANES];
             finish(lane, &mut out).map_err(device_err("downloading slices"))?;
-            let shape = SlabShape { rows: rows.len() as u32, angles: a as u32, cols: c as u32 };
             {
                 let _stage = tracing::info_span!("gpu.stage", device = %name, rows = rows.len()).entered();
-                let values = rows.start * a * c..rows.end * a * c;
-                let fr = rows.start * c..rows.end * c;
                 // Stripe removal has no kernel: preprocess in ordinary memory (the staging buffer is
                 // write-combined, slow to read back) and stage -log values instead of counts.
-                let preprocessed = host_preprocess.then(|| {
-                    let mut v = slab.projections[values.clone()].to_vec();
-                    for (r, sino_row) in v.chunks_mut(a * c).enumerate() {
-                        let f = (rows.start + r) * c..(rows.start + r + 1) * c;
-                        normalize_minus_log(
-                            sino_row,
-                            &slab.dark[f.clone()],
-                            &slab.flat_before[f.clone()],
-                            &slab.flat_after[f],
-                            &slab.flat_weight,
-                        );
-                        if let Some(t) = setup.zinger_threshold {
-                            remove_zingers(sino_row, c, t);
-                        }
-                        if let Some(size) = setup.stripe_size {
-                            remove_stripes_sorting(sino_row, c, size);
-                        }
-                    }
-                    v
-                });
-                let staged = lane.host_in.as_mut_slice().map_err(device_err("waiting for a staging buffer"))?;
-                let (sino, fields) = staged.split_at_mut(sino_max);
-                sino[..values.len()].copy_from_slice(preprocessed.as_deref().unwrap_or(&slab.projections[values]));
-                fields[..fr.len()].copy_from_slice(&slab.dark[fr.clone()]);
-                fields[field_max..field_max + fr.len()].copy_from_slice(&slab.flat_before[fr.clone()]);
-                fields[2 * field_max..2 * field_max + fr.len()].copy_from_slice(&slab.flat_after[fr]);
+                let preprocessed = setup.stripe_size.is_some().then(|| preprocess_on_host(setup, slab, rows.clone()));
+                stage(lane, &layout, slab, rows.clone(), preprocessed.as_deref())
+                    .map_err(device_err("waiting for a staging buffer"))?;
             }
-            let s = lane.stream.clone();
-            s.memcpy_htod(&lane.host_in, &mut lane.dev_in).map_err(device_err("uploading a chunk"))?;
-            let (u_rows, u_a, u_c) = (shape.rows, shape.angles, shape.cols);
-            let sino_view = lane.dev_in.slice(0..sino_max);
-            let dark = lane.dev_in.slice(sino_max..sino_max + field_max);
-            let fb = lane.dev_in.slice(sino_max + field_max..sino_max + 2 * field_max);
-            let fa = lane.dev_in.slice(sino_max + 2 * field_max..sino_max + 3 * field_max);
-            let bad_launch = |e: kernels::launch::LaunchError| BackendError::Input(e.to_string());
-            let launch_err = device_err("launching a kernel");
-            // SAFETY (all launches): argument types and order match the kernel signatures in kernels/cuda;
-            // every buffer holds at least the values the shape makes the kernel touch.
-            let filtered_input = if host_preprocess {
-                s.memcpy_dtod(&sino_view, &mut lane.dev_a).map_err(device_err("copying a chunk"))?;
-                &mut lane.dev_a
-            } else {
-                let floor = TRANSMISSION_FLOOR;
-                let mut b = s.launch_builder(&f.normalize);
-                b.arg(&sino_view).arg(&dark).arg(&fb).arg(&fa).arg(&p.flat_weight).arg(&mut lane.dev_a);
-                b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&floor);
-                unsafe { b.launch(config(launch::elementwise(shape))) }.map_err(&launch_err)?;
-                if let Some(threshold) = setup.zinger_threshold {
-                    let mut b = s.launch_builder(&f.zingers);
-                    b.arg(&lane.dev_a).arg(&mut lane.dev_b).arg(&u_rows).arg(&u_a).arg(&u_c).arg(&threshold);
-                    unsafe { b.launch(config(launch::elementwise(shape))) }.map_err(&launch_err)?;
-                    std::mem::swap(&mut lane.dev_a, &mut lane.dev_b);
-                }
-                &mut lane.dev_a
-            };
-            let lines = shape.lines() as u32;
-            let mut b = s.launch_builder(&f.filter);
-            b.arg(&*filtered_input).arg(&p.taps).arg(&mut lane.dev_b).arg(&lines).arg(&u_c);
-            unsafe { b.launch(config(launch::filter(shape).map_err(bad_launch)?)) }.map_err(&launch_err)?;
-            let g = p.geometry;
-            let mut b = s.launch_builder(&f.backproject);
-            b.arg(&lane.dev_b).arg(&p.cos).arg(&p.sin).arg(&mut lane.dev_out);
-            b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&g.out_size).arg(&g.c0).arg(&g.pad);
-            unsafe { b.launch(config(launch::backproject(u_rows, g.out_size).map_err(bad_launch)?)) }
-                .map_err(&launch_err)?;
-            s.memcpy_dtoh(&lane.dev_out, &mut lane.host_out).map_err(device_err("downloading slices"))?;
+            launch_chunk(functions, constants, lane, setup, &layout, rows.len(), &name)?;
             lane.pending = Some(rows.start * n * n..rows.end * n * n);
         }
-        for lane in &mut p.lanes {
+        for lane in lanes.iter_mut() {
             finish(lane, &mut out).map_err(device_err("downloading slices"))?;
         }
         Ok(out)

@@ -8,7 +8,7 @@ use rustfft::FftPlanner;
 use kernels::BackprojectGeometry;
 
 use crate::backend::{BackendError, ReconSetup};
-use crate::filter::{frequency_response, padded_len, FilterKind};
+use crate::filter::{frequency_response, padded_len};
 use crate::geometry::ScanRange;
 
 /// The real-space taps of the setup's filter for `filter_convolve`: `2 n_cols - 1` values, index
@@ -18,22 +18,19 @@ use crate::geometry::ScanRange;
 /// backprojection weight `pi / n_angles`), computed in f64 and rounded once to f32. Because the padded
 /// length is at least `2 n_cols`, convolving with them is exactly what the CPU's padded FFT filter
 /// computes, up to rounding.
-pub fn filter_taps(setup: &ReconSetup) -> Result<Vec<f32>, BackendError> {
-    let kind: FilterKind =
-        setup.filter.parse().map_err(|e: crate::filter::UnknownFilter| BackendError::Input(e.to_string()))?;
+pub fn filter_taps(setup: &ReconSetup) -> Vec<f32> {
     let n = setup.n_cols;
     let l = padded_len(n);
     let weight = ScanRange::of(&setup.angles_rad).weight(setup.angles_rad.len());
-    let response = frequency_response(kind, l, weight);
+    let response = frequency_response(setup.filter, l, weight);
     let mut h: Vec<Complex64> = response.iter().map(|v| Complex64::new(*v as f64, 0.0)).collect();
     FftPlanner::<f64>::new().plan_fft_inverse(l).process(&mut h);
-    let taps = (0..2 * n - 1)
+    (0..(2 * n).saturating_sub(1))
         .map(|i| {
             let d = i as isize - (n as isize - 1);
             (h[d.rem_euclid(l as isize) as usize].re / l as f64) as f32
         })
-        .collect();
-    Ok(taps)
+        .collect()
 }
 
 /// Per-angle `(cos, sin)` tables as f32, computed in f64 like the CPU backend.
@@ -66,7 +63,7 @@ mod tests {
         let n = 50;
         let setup = ReconSetup::new(vec![0.0, 1.0, 2.0, 3.0], n, 24.5, 32);
         let w = std::f64::consts::PI / 4.0;
-        let taps = filter_taps(&setup).unwrap();
+        let taps = filter_taps(&setup);
         assert_eq!(taps.len(), 2 * n - 1);
         for d in -(n as isize - 1)..n as isize {
             let k = d.unsigned_abs();
