@@ -97,6 +97,7 @@ pub mod rundir;
 pub mod stalls;
 pub mod stats;
 pub mod timeline;
+pub mod tracebench;
 pub mod workload;
 
 pub use error::Error;

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod accuracy;
 pub mod backend;
 pub mod backproject;
 pub mod bench;
@@ -24,5 +25,6 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod preview;
 pub mod reader;
+pub mod request;
 pub mod schedule;
 pub mod stripes;

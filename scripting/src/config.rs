@@ -280,6 +280,24 @@ pub fn secs(x: f64) -> Duration {
     }
 }
 
+/// The built-in beamline ([`DEFAULT_BEAMLINE`]) as TOML text, with a `size x size` detector that pushes its
+/// frames to an external receiver at `endpoint` instead of writing files itself (what `beamline demo` runs
+/// its scan against).
+pub fn default_with_external_detector(size: u32, endpoint: &str) -> Result<String, ConfigError> {
+    let mut cfg: toml::Table = DEFAULT_BEAMLINE
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("the built-in beamline configuration is not valid TOML: {e}")))?;
+    let det = cfg
+        .get_mut("detector")
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| ConfigError::Invalid("the built-in beamline has no [detector] table".into()))?;
+    det.insert("rows".into(), toml::Value::Integer(i64::from(size)));
+    det.insert("cols".into(), toml::Value::Integer(i64::from(size)));
+    det.insert("endpoint".into(), toml::Value::String(endpoint.into()));
+    det.remove("output_dir");
+    toml::to_string(&cfg).map_err(|e| ConfigError::Invalid(format!("encoding the beamline configuration: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +314,14 @@ mod tests {
         let text = DEFAULT_BEAMLINE.replace("velocity = 5.0", "velocty = 5.0");
         let e = BeamlineConfig::parse(&text, "x.toml").unwrap_err().to_string();
         assert!(e.contains("velocty") && e.contains("x.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_external_detector_variant_parses_and_pushes_to_the_endpoint() {
+        let text = default_with_external_detector(96, "tcp://127.0.0.1:5555").unwrap();
+        let c = BeamlineConfig::parse(&text, "demo.toml").unwrap();
+        assert_eq!((c.detector.rows, c.detector.cols), (96, 96));
+        assert_eq!(c.detector.endpoint.as_deref(), Some("tcp://127.0.0.1:5555"));
+        assert!(c.detector.output_dir.is_none());
     }
 }

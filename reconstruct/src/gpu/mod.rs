@@ -26,6 +26,7 @@
 //! approach 2x; `beamline gpu bench` checks this.
 
 pub mod bench;
+pub mod check;
 pub mod device;
 pub mod host;
 pub mod nvrtc;

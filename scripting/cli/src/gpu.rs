@@ -2,14 +2,11 @@
 //! and `beamline bench gpu` (multi-device scaling of the reconstruction scheduler).
 
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use reconstruct::backend::Backend;
-use reconstruct::cpu::CpuBackend;
-use reconstruct::gpu::bench::{run_scaling, ScalingPoint, ScanShape};
-use reconstruct::gpu::{device, kernels, nvrtc, open_gpus};
+use reconstruct::gpu::bench::{ScalingPoint, ScanShape};
+use reconstruct::gpu::check::{self, DeviceProbe, ScalingDevices, ScalingError, ScalingPlan};
+use reconstruct::gpu::kernels;
 
 /// Subcommands of this area.
 #[derive(Debug, Subcommand)]
@@ -109,25 +106,25 @@ impl Bench {
     }
 }
 
-/// The devices part of `gpu check`: prints what was found, returns the architectures of the GPUs and a
-/// JSON description.
-fn report_devices() -> (Vec<String>, serde_json::Value) {
-    if !device::driver_present() {
-        println!("CUDA driver: not found (libcuda.so.1 is not loadable) -- no GPU can run here");
-        println!("devices: none (install the NVIDIA driver on a GPU node; kernels are still compiled below)");
-        return (Vec::new(), serde_json::json!({ "driver": null, "devices": [] }));
-    }
-    let version = device::driver_version().map(|(a, b)| format!("{a}.{b}"));
+/// The devices part of `gpu check`: prints what was found, returns a JSON description.
+fn report_devices(probe: &DeviceProbe) -> serde_json::Value {
+    let (version, devices) = match probe {
+        DeviceProbe::NoDriver => {
+            println!("CUDA driver: not found (libcuda.so.1 is not loadable) -- no GPU can run here");
+            println!("devices: none (install the NVIDIA driver on a GPU node; kernels are still compiled below)");
+            return serde_json::json!({ "driver": null, "devices": [] });
+        }
+        DeviceProbe::Driver { version, devices } => (version, devices),
+    };
     println!("CUDA driver: found, CUDA {}", version.as_deref().unwrap_or("version unknown"));
-    match device::list_devices() {
+    match devices {
         Ok(devices) if devices.is_empty() => {
             println!("devices: none (the driver reports no GPU; check `nvidia-smi`)");
-            (Vec::new(), serde_json::json!({ "driver": version, "devices": [] }))
+            serde_json::json!({ "driver": version, "devices": [] })
         }
         Ok(devices) => {
-            let mut archs = Vec::new();
             let mut list = Vec::new();
-            for d in &devices {
+            for d in devices {
                 println!(
                     "  cuda:{} {} ({}, {:.1} of {:.1} GiB free)",
                     d.ordinal,
@@ -136,34 +133,26 @@ fn report_devices() -> (Vec<String>, serde_json::Value) {
                     d.free_bytes as f64 / (1u64 << 30) as f64,
                     d.total_bytes as f64 / (1u64 << 30) as f64
                 );
-                archs.push(d.arch());
                 list.push(serde_json::json!({
                     "ordinal": d.ordinal, "name": d.name, "arch": d.arch(),
                     "free_bytes": d.free_bytes, "total_bytes": d.total_bytes,
                 }));
             }
-            (archs, serde_json::json!({ "driver": version, "devices": list }))
+            serde_json::json!({ "driver": version, "devices": list })
         }
         Err(e) => {
             println!("devices: the driver failed to list them: {e}");
-            (Vec::new(), serde_json::json!({ "driver": version, "devices": [], "error": e.to_string() }))
+            serde_json::json!({ "driver": version, "devices": [], "error": e })
         }
     }
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (device_archs, devices_json) = report_devices();
-    let mut archs: Vec<String> = args.arch.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
-    for a in device_archs {
-        if !archs.contains(&a) {
-            archs.push(a);
-        }
-    }
-    if archs.iter().any(|a| !a.starts_with("sm_") && !a.starts_with("compute_")) {
-        bail!("--arch {archs:?}: architectures look like sm_80 or compute_80");
-    }
-    let version = match nvrtc::nvrtc_version() {
-        Ok((a, b)) => format!("{a}.{b}"),
+    let probe = check::probe_devices();
+    let devices_json = report_devices(&probe);
+    let archs = check::archs_to_compile(&args.arch, &probe)?;
+    let version = match check::nvrtc_version() {
+        Ok(v) => v,
         Err(e) => {
             println!("NVRTC: {e}");
             if args.json {
@@ -173,34 +162,25 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     println!("NVRTC {version}: compiling {} kernels for {}", kernels::ALL.len(), archs.join(", "));
-    let mut failures = 0;
-    let mut results = Vec::new();
-    for arch in &archs {
-        for kernel in kernels::ALL {
-            let t0 = Instant::now();
-            match nvrtc::compile(kernel, arch) {
-                Ok(c) => {
-                    let ms = t0.elapsed().as_secs_f64() * 1e3;
-                    println!("  {arch:<8} {:<20} {:>7} bytes PTX  ({ms:.0} ms)", kernel.name, c.ptx.len());
-                    results.push(serde_json::json!({ "arch": arch, "kernel": kernel.name, "ptx_bytes": c.ptx.len(), "ok": true }));
-                }
-                Err(e) => {
-                    failures += 1;
-                    println!("  {arch:<8} {:<20} FAILED: {e}", kernel.name);
-                    results.push(
-                        serde_json::json!({ "arch": arch, "kernel": kernel.name, "ok": false, "error": e.to_string() }),
-                    );
-                }
-            }
-        }
-    }
-    let total = archs.len() * kernels::ALL.len();
+    let report = check::compile_kernels(&archs, |c| match &c.result {
+        Ok(ptx) => println!("  {:<8} {:<20} {:>7} bytes PTX  ({:.0} ms)", c.arch, c.kernel, ptx, c.millis),
+        Err(e) => println!("  {:<8} {:<20} FAILED: {e}", c.arch, c.kernel),
+    });
+    let (failures, total) = (report.failures(), report.results.len());
     if failures == 0 {
         println!("ok: all {total} compilations succeeded without warnings");
     } else {
         println!("FAILED: {failures} of {total} compilations failed (logs above)");
     }
     if args.json {
+        let results: Vec<serde_json::Value> = report
+            .results
+            .iter()
+            .map(|c| match &c.result {
+                Ok(ptx) => serde_json::json!({ "arch": c.arch, "kernel": c.kernel, "ptx_bytes": ptx, "ok": true }),
+                Err(e) => serde_json::json!({ "arch": c.arch, "kernel": c.kernel, "ok": false, "error": e }),
+            })
+            .collect();
         let v = serde_json::json!({
             "check": "gpu", "ok": failures == 0, "nvrtc": version, "gpu": devices_json, "kernels": results,
         });
@@ -210,45 +190,31 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.size < 2 || args.angles < 2 || args.slices == 0 {
-        bail!("--size and --angles must be at least 2 and --slices at least 1");
-    }
     let shape = ScanShape { size: args.size, angles: args.angles, slices: args.slices };
-    let (label, max) = match args.backend {
-        BenchBackend::Cpu => ("cpu".to_string(), 1),
-        BenchBackend::Cuda => {
-            let (gpus, failed) = open_gpus().context(
-                "nothing to measure: GPU figures are only ever measured on GPUs \
-                 (`--backend cpu` runs the same scheduler path on the CPU)",
-            )?;
-            for f in &failed {
-                eprintln!("not used: {f}");
+    let devices = match args.backend {
+        BenchBackend::Cpu => ScalingDevices::Cpu,
+        BenchBackend::Cuda => ScalingDevices::Cuda,
+    };
+    let plan = match ScalingPlan::open(devices, shape, args.max_devices) {
+        Ok(plan) => plan,
+        Err(e) => {
+            if let ScalingError::NoneOpened(failed) = &e {
+                for f in failed {
+                    eprintln!("not used: {f}");
+                }
             }
-            if gpus.is_empty() {
-                bail!("no GPU could be opened: {}", failed.join("; "));
-            }
-            let names: Vec<String> = gpus.iter().map(|g| g.name()).collect();
-            (names.join(", "), args.max_devices.unwrap_or(gpus.len()).min(gpus.len()))
+            return Err(e.into());
         }
     };
+    for f in &plan.not_used {
+        eprintln!("not used: {f}");
+    }
+    let label = &plan.label;
     println!(
         "reconstruction through the multi-device scheduler: {0}x{0} slices from {1} angles, {2} slices per run, on {label}",
         args.size, args.angles, args.slices
     );
-    let backend = args.backend;
-    let open = |k: usize| -> Result<Vec<Box<dyn Backend>>, String> {
-        match backend {
-            BenchBackend::Cpu => Ok(vec![Box::new(CpuBackend::default())]),
-            BenchBackend::Cuda => (0..k)
-                .map(|i| {
-                    reconstruct::gpu::CudaBackend::new(i)
-                        .map(|b| Box::new(b) as Box<dyn Backend>)
-                        .map_err(|e| e.to_string())
-                })
-                .collect(),
-        }
-    };
-    let points = run_scaling(shape, max, open)?;
+    let points = plan.run()?;
     for p in &points {
         print_point(p);
     }

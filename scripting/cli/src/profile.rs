@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
 use profiling::rundir::{self, Recording};
-use profiling::{clock, workload, Config, Outcome, RunInfo};
+use profiling::{clock, tracebench, workload, Outcome};
 
 /// Subcommands of this area.
 #[derive(Debug, Subcommand)]
@@ -221,55 +221,12 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let n = a.spans.max(1000);
-    let tmp = TempDir::new()?;
+    let f = tracebench::measure(a.spans, !a.no_browser)?;
+    let n = f.spans;
+    let (off, reg, on, proc_cpu) = (f.off, f.registry, f.on, f.process_cpu);
     let mut j = serde_json::Map::new();
     j.insert("bench".into(), "trace".into());
     j.insert("spans".into(), n.into());
-
-    // 1. Layer off: spans are disabled (no subscriber), the cost of the instrumentation alone.
-    let off = time_spans(n, tracing::Dispatch::none());
-    // 2. Registry only: what tracing-subscriber costs before any layer records anything.
-    let reg = time_spans(n, profiling::registry_dispatch());
-    // 3. Recording: registry + this layer writing a real log in the background; best of 3 recorders,
-    //    each recording exactly n spans; the last log is rendered below.
-    let log = tmp.path().join("bench.jsonl");
-    let info = RunInfo {
-        command: "bench trace (recorded spans)".into(),
-        argv: vec!["bench".into()],
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
-    let config = Config::default();
-    let mut on = Cost { wall: f64::INFINITY, cpu: f64::INFINITY };
-    let (mut totals, mut flush_s, mut growth, mut proc_cpu) = (profiling::Totals::default(), 0.0, 0, f64::INFINITY);
-    for _ in 0..3 {
-        let (layer, guard) = profiling::record_to_file(&log, &info, config)?;
-        let rss0 = clock::rss_bytes();
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss0));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = {
-            let (peak, stop) = (peak.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    peak.fetch_max(clock::rss_bytes(), std::sync::atomic::Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        };
-        let cpu0 = clock::process_cpu_ns();
-        let c = time_once(n, &layer.into_dispatch());
-        let t_flush = Instant::now();
-        totals = guard.finish(&Outcome::Success)?;
-        flush_s = t_flush.elapsed().as_secs_f64();
-        proc_cpu = proc_cpu.min(clock::process_cpu_ns().saturating_sub(cpu0) as f64 / n as f64);
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = sampler.join();
-        growth = growth.max(peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(rss0));
-        on = Cost { wall: on.wall.min(c.wall), cpu: on.cpu.min(c.cpu) };
-    }
-    let log_bytes = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    let bound = (config.max_batches_in_flight + 2) * config.batch_records * 120;
-
     println!("per-span cost, {n} spans (one u64 field each, nested in batches of 1000), one thread, best of 3:");
     println!("                                        wall ns/span   thread-CPU ns/span");
     println!("  tracing off (no subscriber)          {:10.1}     {:10.1}", off.wall, off.cpu);
@@ -283,18 +240,15 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
         clock::load_average().unwrap_or(-1.0)
     );
     println!(
-        "  recorded {} records, dropped {}, writer drained the rest in {flush_s:.3} s after the loop",
-        totals.written, totals.dropped
+        "  recorded {} records, dropped {}, writer drained the rest in {:.3} s after the loop",
+        f.written, f.dropped, f.writer_drain_s
     );
-    println!(
-        "  log: {:.1} bytes/record (JSON lines), {:.1} MB",
-        log_bytes as f64 / totals.written.max(1) as f64,
-        log_bytes as f64 / 1e6
-    );
+    let per_record = f.log_bytes as f64 / f.written.max(1) as f64;
+    println!("  log: {:.1} bytes/record (JSON lines), {:.1} MB", per_record, f.log_bytes as f64 / 1e6);
     println!(
         "memory while recording {n} spans: peak RSS +{:.1} MB (design bound of buffers ~{:.1} MB + fields)",
-        growth as f64 / 1e6,
-        bound as f64 / 1e6
+        f.rss_growth as f64 / 1e6,
+        f.buffer_bound as f64 / 1e6
     );
     for (k, v) in [
         ("ns_per_span_off", off.wall),
@@ -308,47 +262,36 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     ] {
         j.insert(k.into(), round(v).into());
     }
-    j.insert("written".into(), totals.written.into());
-    j.insert("dropped".into(), totals.dropped.into());
-    j.insert("writer_drain_s".into(), round(flush_s).into());
-    j.insert("log_bytes_per_record".into(), round(log_bytes as f64 / totals.written.max(1) as f64).into());
-    j.insert("rss_growth_mb".into(), round(growth as f64 / 1e6).into());
-    j.insert("buffer_bound_mb".into(), round(bound as f64 / 1e6).into());
+    j.insert("written".into(), f.written.into());
+    j.insert("dropped".into(), f.dropped.into());
+    j.insert("writer_drain_s".into(), round(f.writer_drain_s).into());
+    j.insert("log_bytes_per_record".into(), round(per_record).into());
+    j.insert("rss_growth_mb".into(), round(f.rss_growth as f64 / 1e6).into());
+    j.insert("buffer_bound_mb".into(), round(f.buffer_bound as f64 / 1e6).into());
     j.insert("load_average".into(), clock::load_average().unwrap_or(-1.0).into());
-
-    // 4. Render that log as a page.
-    let t = Instant::now();
-    let tl = profiling::timeline::Timeline::from_paths(std::slice::from_ref(&log))?;
-    let read_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let page = profiling::html::render(&tl, "bench trace: recorded spans");
-    let render_s = t.elapsed().as_secs_f64();
-    let html = tmp.path().join("bench.html");
-    std::fs::write(&html, &page)?;
     println!(
-        "page for {} spans: read+model {read_s:.2} s, render {render_s:.2} s, {:.1} MB ({:.1} bytes/span)",
-        tl.span_count(),
-        page.len() as f64 / 1e6,
-        page.len() as f64 / tl.span_count().max(1) as f64
+        "page for {} spans: read+model {:.2} s, render {:.2} s, {:.1} MB ({:.1} bytes/span)",
+        f.page_spans,
+        f.page_read_s,
+        f.page_render_s,
+        f.page_bytes as f64 / 1e6,
+        f.page_bytes as f64 / f.page_spans.max(1) as f64
     );
-    j.insert("page_spans".into(), tl.span_count().into());
-    j.insert("page_read_s".into(), round(read_s).into());
-    j.insert("page_render_s".into(), round(render_s).into());
-    j.insert("page_mb".into(), round(page.len() as f64 / 1e6).into());
-
-    // 5. Load it in headless Chromium.
-    if !a.no_browser {
-        match chromium_load(&html, tmp.path()) {
-            Ok((wall, ready)) => {
-                println!("headless Chromium: page loaded, parsed and drawn {ready:.0} ms after navigation (goal < 3 s; whole browser process incl. start and DOM dump {wall:.2} s)");
-                j.insert("chromium_ready_ms".into(), round(ready).into());
-                j.insert("chromium_wall_s".into(), round(wall).into());
-            }
-            Err(e) => println!("headless Chromium: not measured ({e:#})"),
+    j.insert("page_spans".into(), f.page_spans.into());
+    j.insert("page_read_s".into(), round(f.page_read_s).into());
+    j.insert("page_render_s".into(), round(f.page_render_s).into());
+    j.insert("page_mb".into(), round(f.page_bytes as f64 / 1e6).into());
+    match f.browser {
+        Some(Ok(load)) => {
+            println!("headless Chromium: page loaded, parsed and drawn {:.0} ms after navigation (goal < 3 s; whole browser process incl. start and DOM dump {:.2} s)", load.ready_ms, load.wall_s);
+            j.insert("chromium_ready_ms".into(), round(load.ready_ms).into());
+            j.insert("chromium_wall_s".into(), round(load.wall_s).into());
         }
+        Some(Err(e)) => println!("headless Chromium: not measured ({:#})", anyhow::Error::from(e)),
+        None => {}
     }
 
-    // 6. The pipeline, recorded into this run's own log (see `beamline timeline`).
+    // The pipeline, recorded into this run's own log (see `beamline timeline`).
     let t = Instant::now();
     workload::pipeline(&pipe)?;
     println!(
@@ -362,84 +305,8 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A scratch folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<TempDir> {
-        let p = std::env::temp_dir().join(format!("beamline-bench-trace-{}-{}", std::process::id(), clock::mono_ns()));
-        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
-        Ok(TempDir(p))
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn round(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
-}
-
-/// Cost of one span, ns.
-#[derive(Debug, Clone, Copy)]
-struct Cost {
-    /// Wall time.
-    wall: f64,
-    /// CPU time of the recording thread.
-    cpu: f64,
-}
-
-/// Cost per span of `workload::nested_spans(n)` under `dispatch`, best of 3 after a warm-up.
-fn time_spans(n: u64, dispatch: tracing::Dispatch) -> Cost {
-    time_once(n / 10, &dispatch);
-    (0..3).map(|_| time_once(n, &dispatch)).fold(Cost { wall: f64::INFINITY, cpu: f64::INFINITY }, |a, b| Cost {
-        wall: a.wall.min(b.wall),
-        cpu: a.cpu.min(b.cpu),
-    })
-}
-
-fn time_once(n: u64, dispatch: &tracing::Dispatch) -> Cost {
-    tracing::dispatcher::with_default(dispatch, || {
-        let (t, c) = (Instant::now(), clock::thread_cpu_ns());
-        workload::nested_spans(n);
-        let cpu = clock::thread_cpu_ns().saturating_sub(c);
-        Cost { wall: t.elapsed().as_nanos() as f64 / n as f64, cpu: cpu as f64 / n as f64 }
-    })
-}
-
-/// Loads `html` in headless Chromium with `--dump-dom`; returns (process wall s, ms until the page's
-/// script reported ready).
-fn chromium_load(html: &Path, tmp: &Path) -> anyhow::Result<(f64, f64)> {
-    let bin = profiling::browser::chromium_path();
-    anyhow::ensure!(bin.exists(), "{} not found (install chromium or set BEAMLINE_CHROMIUM)", bin.display());
-    let t = Instant::now();
-    let out = std::process::Command::new(&bin)
-        .args(profiling::browser::HEADLESS_FLAGS)
-        .arg(format!("--user-data-dir={}", tmp.join("chromium-profile").display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .context("cannot start chromium")?;
-    let wall = t.elapsed().as_secs_f64();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let ready = dom
-        .split("data-ready-ms=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|s| s.parse::<f64>().ok())
-        .with_context(|| {
-            format!(
-                "the page did not report ready; chromium said: {}",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-            )
-        })?;
-    Ok((wall, ready))
 }
 
 // ---------------------------------------------------------------------------------------------------

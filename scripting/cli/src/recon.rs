@@ -1,15 +1,14 @@
 //! `beamline recon` (NXtomo file to a volume, centre sweeps, merging `--part` outputs) and
 //! `beamline bench recon`.
 
-use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use reconstruct::filter::FilterKind;
-use reconstruct::pipeline::{self, BackendChoice, Bits, CenterChoice, Format, Progress, ReconOptions};
+use reconstruct::pipeline::{self, BackendChoice, Format, Progress};
+use reconstruct::request::{self, ReconRequest};
 
 /// Subcommands of this area.
 #[derive(Debug, Subcommand)]
@@ -150,112 +149,33 @@ pub struct BenchArgs {
     backend: String,
 }
 
-/// Parses `A:B` into a range (B exclusive).
-fn parse_range(s: &str, what: &str) -> anyhow::Result<Range<usize>> {
-    let (a, b) = s.split_once(':').with_context(|| format!("{what} {s:?}: expected A:B, e.g. 100:200"))?;
-    let a: usize = a.trim().parse().with_context(|| format!("{what} {s:?}: {a:?} is not a row number"))?;
-    let b: usize = b.trim().parse().with_context(|| format!("{what} {s:?}: {b:?} is not a row number"))?;
-    if b <= a {
-        bail!("{what} {s:?}: the end must be after the start (B is exclusive)");
-    }
-    Ok(a..b)
-}
-
-/// Parses a size like `512M`, `8G`, `1.5GiB`, `1000000`.
-fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches("ib").trim_end_matches('b');
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let v: f64 = num.trim().parse().with_context(|| format!("--memory {s:?}: expected a size like 512M or 8G"))?;
-    if !(v > 0.0) {
-        bail!("--memory {s:?} must be positive");
-    }
-    Ok((v * mul as f64) as u64)
-}
-
-fn parse_pair_f32(s: &str, what: &str) -> anyhow::Result<(f32, f32)> {
-    let (a, b) = s.split_once(':').with_context(|| format!("{what} {s:?}: expected LO:HI"))?;
-    let lo: f32 = a.trim().parse().with_context(|| format!("{what} {s:?}: {a:?} is not a number"))?;
-    let hi: f32 = b.trim().parse().with_context(|| format!("{what} {s:?}: {b:?} is not a number"))?;
-    if !(hi > lo) {
-        bail!("{what} {s:?}: HI must be above LO");
-    }
-    Ok((lo, hi))
-}
-
-fn parse_sweep(s: &str) -> anyhow::Result<Vec<f64>> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let [a, b, step] = parts[..] else { bail!("--center-sweep {s:?}: expected A:B:STEP, e.g. 250:260:0.5") };
-    let num = |x: &str| x.trim().parse::<f64>().with_context(|| format!("--center-sweep {s:?}: {x:?} is not a number"));
-    let (a, b, step) = (num(a)?, num(b)?, num(step)?);
-    if !(step > 0.0) || b < a {
-        bail!("--center-sweep {s:?}: need A <= B and STEP > 0");
-    }
-    let n = ((b - a) / step + 1e-9).floor() as usize + 1;
-    if n > 1000 {
-        bail!("--center-sweep {s:?} gives {n} slices; use a larger STEP (at most 1000 trials)");
-    }
-    Ok((0..n).map(|i| a + i as f64 * step).collect())
-}
-
-fn parse_part(s: &str) -> anyhow::Result<(usize, usize)> {
-    let (i, n) = s.split_once('/').with_context(|| format!("--part {s:?}: expected I/N, e.g. 3/16"))?;
-    let i: usize = i.trim().parse().with_context(|| format!("--part {s:?}: I is not a number"))?;
-    let n: usize = n.trim().parse().with_context(|| format!("--part {s:?}: N is not a number"))?;
-    if i == 0 || i > n {
-        bail!("--part {s:?}: I counts from 1 to N");
-    }
-    Ok((i, n))
-}
-
 impl RunArgs {
-    fn options(&self) -> anyhow::Result<ReconOptions> {
-        let input = self.input.clone().context("give the input NXtomo file")?;
-        let output = self.output.clone().context("give the output with -o")?;
-        let mut o = ReconOptions::new(input, output);
-        o.slices = self.slices.as_deref().map(|s| parse_range(s, "--slices")).transpose()?;
-        o.center = if self.center.eq_ignore_ascii_case("auto") {
-            CenterChoice::Auto
-        } else {
-            let c: f64 = self
-                .center
-                .parse()
-                .with_context(|| format!("--center {:?}: give `auto` or a column position like 255.5", self.center))?;
-            CenterChoice::Column(c)
-        };
-        o.filter = self.filter.parse::<FilterKind>()?;
-        o.format = match self.format {
-            FormatArg::Tiff => Format::Tiff,
-            FormatArg::H5 => Format::Hdf5,
-        };
-        o.bits = match self.bits {
-            32 => Bits::F32,
-            16 => Bits::U16,
-            8 => Bits::U8,
-            b => bail!("--bits {b}: use 32, 16 or 8"),
-        };
-        if o.format == Format::Hdf5 && o.bits != Bits::F32 {
-            bail!("--bits {} applies to TIFF output; HDF5 volumes are float32", self.bits);
+    /// The library's request: the arguments as written, parsed and checked by [`ReconRequest::options`].
+    fn request(&self) -> ReconRequest {
+        ReconRequest {
+            input: self.input.clone(),
+            output: self.output.clone(),
+            slices: self.slices.clone(),
+            center: self.center.clone(),
+            filter: self.filter.clone(),
+            format: match self.format {
+                FormatArg::Tiff => Format::Tiff,
+                FormatArg::H5 => Format::Hdf5,
+            },
+            bits: self.bits,
+            range: self.range.clone(),
+            backend: match self.backend {
+                BackendArg::Auto => BackendChoice::Auto,
+                BackendArg::Cpu => BackendChoice::Cpu,
+                BackendArg::Cuda => BackendChoice::Cuda,
+            },
+            memory: self.memory.clone(),
+            stripes: self.stripes,
+            zinger: self.zinger,
+            threads: self.threads,
+            part: self.part.clone(),
+            size: self.size,
         }
-        o.range = self.range.as_deref().map(|s| parse_pair_f32(s, "--range")).transpose()?;
-        o.backend = match self.backend {
-            BackendArg::Auto => BackendChoice::Auto,
-            BackendArg::Cpu => BackendChoice::Cpu,
-            BackendArg::Cuda => BackendChoice::Cuda,
-        };
-        o.memory_bytes = parse_size(&self.memory)?;
-        o.stripe_size = self.stripes;
-        o.zinger = self.zinger;
-        o.threads = self.threads;
-        o.part = self.part.as_deref().map(parse_part).transpose()?;
-        o.out_size = self.size;
-        Ok(o)
     }
 }
 
@@ -289,9 +209,9 @@ impl Command {
             return Ok(ExitCode::SUCCESS);
         }
         let run = args.run;
-        let opts = run.options()?;
+        let opts = run.request().options()?;
         if let Some(sweep) = &run.center_sweep {
-            let centers = parse_sweep(sweep)?;
+            let centers = request::parse_sweep(sweep)?;
             let files = pipeline::center_sweep(&opts, &centers)?;
             println!(
                 "wrote {} trial slices (centre {:.2} to {:.2}) to {}; pick the sharpest and pass --center VALUE",

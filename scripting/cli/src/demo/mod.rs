@@ -1,11 +1,17 @@
 //! `beamline demo`: the whole pipeline in one command.
+//!
+//! What stays here is command-line glue only: running steps of this very binary as child processes
+//! ([`step`], which needs `current_exe`), wiring the receiver, the live preview and those steps together
+//! with a progress line, and wording the summary ([`pipeline`]). Everything a test or another program
+//! could want is a library call: the run folder (`profiling::rundir::RunFolder`), the receiver
+//! (`acquisition::receiver`), the live preview (`reconstruct::preview::PreviewFeed`), the accuracy against
+//! the phantom (`reconstruct::accuracy`), the timeline and its biggest stall (`profiling`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-mod accuracy;
 mod pipeline;
 mod step;
 

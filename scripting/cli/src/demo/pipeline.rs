@@ -15,9 +15,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use profiling::rundir::RunFolder as RunDir;
+use reconstruct::accuracy::{self, Accuracy};
 use reconstruct::preview::PreviewFeed;
 
-use super::accuracy::{self, Accuracy};
 use super::step::{arg, Finished, Step};
 use super::DemoArgs;
 
@@ -169,17 +169,7 @@ impl Ui {
 /// The beamline configuration of the demo: the built-in simulated beamline with the detector resized and
 /// pushing to `endpoint` (an external receiver) instead of its in-process one.
 fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Result<()> {
-    let mut cfg: toml::Table =
-        scripting::config::DEFAULT_BEAMLINE.parse().context("the built-in beamline configuration is not valid TOML")?;
-    let det = cfg
-        .get_mut("detector")
-        .and_then(toml::Value::as_table_mut)
-        .context("the built-in beamline has no [detector] table")?;
-    det.insert("rows".into(), toml::Value::Integer(i64::from(size)));
-    det.insert("cols".into(), toml::Value::Integer(i64::from(size)));
-    det.insert("endpoint".into(), toml::Value::String(endpoint.into()));
-    det.remove("output_dir");
-    let text = toml::to_string(&cfg).context("encoding the demo beamline configuration")?;
+    let text = scripting::config::default_with_external_detector(size, endpoint)?;
     std::fs::write(run.beamline_config(), text).with_context(|| format!("writing {}", run.beamline_config().display()))
 }
 

@@ -1,0 +1,456 @@
+//! A reconstruction asked for in words: the text forms of [`ReconOptions`] that a command line, a job file
+//! or a web form hands over (`--slices 100:200`, `--center auto`, `--memory 8G`, `--part 3/16`,
+//! `--center-sweep 250:260:0.5`), parsed and checked here, once, with errors that say which option is wrong
+//! and how to write it.
+//!
+//! [`ReconRequest::options`] turns a whole request into [`ReconOptions`]; the parsers are public for
+//! callers that take one value at a time.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use crate::filter::{FilterKind, UnknownFilter};
+use crate::pipeline::{BackendChoice, Bits, CenterChoice, Format, ReconOptions};
+
+/// Why a request could not become [`ReconOptions`]. Each message names the option as written on the
+/// command line (`--slices`, `--memory`, ...) and the text that was given.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No input file.
+    #[error("give the input NXtomo file")]
+    NoInput,
+    /// No output path.
+    #[error("give the output with -o")]
+    NoOutput,
+    /// A pair without its separator (`A:B`, `LO:HI`, `I/N`, `A:B:STEP`).
+    #[error("{option} {text:?}: expected {form}")]
+    Form {
+        /// The option, e.g. `--slices`.
+        option: String,
+        /// What was given.
+        text: String,
+        /// The form expected, with an example.
+        form: &'static str,
+    },
+    /// A part of the value that is not an integer.
+    #[error("{option} {text:?}: {part:?} is not {what}")]
+    NotInteger {
+        /// The option.
+        option: String,
+        /// What was given.
+        text: String,
+        /// The part that does not parse.
+        part: String,
+        /// What it should be ("a row number", "a number").
+        what: &'static str,
+        /// The parse error.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A part of the value that is not a number.
+    #[error("{option} {text:?}: {part:?} is not a number")]
+    NotNumber {
+        /// The option.
+        option: String,
+        /// What was given.
+        text: String,
+        /// The part that does not parse.
+        part: String,
+        /// The parse error.
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    /// A row range that ends before it starts.
+    #[error("{option} {text:?}: the end must be after the start (B is exclusive)")]
+    EmptyRange {
+        /// The option.
+        option: String,
+        /// What was given.
+        text: String,
+    },
+    /// A value range whose top is not above its bottom.
+    #[error("{option} {text:?}: HI must be above LO")]
+    InvertedRange {
+        /// The option.
+        option: String,
+        /// What was given.
+        text: String,
+    },
+    /// A memory size that is not a size.
+    #[error("--memory {text:?}: expected a size like 512M or 8G")]
+    SizeForm {
+        /// What was given.
+        text: String,
+        /// The parse error of the number.
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    /// A memory size that is zero or negative.
+    #[error("--memory {text:?} must be positive")]
+    SizeNotPositive {
+        /// What was given.
+        text: String,
+    },
+    /// `--part I/N` with I outside 1..=N.
+    #[error("--part {text:?}: I counts from 1 to N")]
+    PartOutOfRange {
+        /// What was given.
+        text: String,
+    },
+    /// `--part I/N` where I or N is not a number.
+    #[error("--part {text:?}: {which} is not a number")]
+    PartNotNumber {
+        /// What was given.
+        text: String,
+        /// `I` or `N`.
+        which: &'static str,
+        /// The parse error.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A centre sweep with B < A or a step that is not positive.
+    #[error("--center-sweep {text:?}: need A <= B and STEP > 0")]
+    SweepOrder {
+        /// What was given.
+        text: String,
+    },
+    /// A centre sweep with too many trials.
+    #[error("--center-sweep {text:?} gives {count} slices; use a larger STEP (at most {MAX_SWEEP} trials)")]
+    SweepTooLong {
+        /// What was given.
+        text: String,
+        /// Trials it would give.
+        count: usize,
+    },
+    /// A centre that is neither `auto` nor a number.
+    #[error("--center {text:?}: give `auto` or a column position like 255.5")]
+    Center {
+        /// What was given.
+        text: String,
+        /// The parse error.
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    /// An unknown filter name.
+    #[error(transparent)]
+    Filter(#[from] UnknownFilter),
+    /// A TIFF depth other than 32, 16 or 8.
+    #[error("--bits {0}: use 32, 16 or 8")]
+    Bits(u32),
+    /// Integer samples asked for an HDF5 volume.
+    #[error("--bits {0} applies to TIFF output; HDF5 volumes are float32")]
+    BitsForHdf5(u32),
+}
+
+/// Most trials [`parse_sweep`] gives.
+pub const MAX_SWEEP: usize = 1000;
+
+/// A reconstruction as text: every field as the user wrote it, `None` where they wrote nothing.
+#[derive(Debug, Clone)]
+pub struct ReconRequest {
+    /// NXtomo input file.
+    pub input: Option<PathBuf>,
+    /// Output folder (TIFF), or folder or `.h5` file (HDF5).
+    pub output: Option<PathBuf>,
+    /// Detector rows `A:B` (B exclusive).
+    pub slices: Option<String>,
+    /// `auto` or a detector column.
+    pub center: String,
+    /// Filter name (see [`FilterKind`]).
+    pub filter: String,
+    /// Container.
+    pub format: Format,
+    /// TIFF bits per sample: 32, 16 or 8.
+    pub bits: u32,
+    /// Value range `LO:HI` for integer TIFF output.
+    pub range: Option<String>,
+    /// Hardware.
+    pub backend: BackendChoice,
+    /// Memory budget such as `512M` or `8G`.
+    pub memory: String,
+    /// Stripe removal window.
+    pub stripes: Option<usize>,
+    /// Zinger threshold.
+    pub zinger: Option<f32>,
+    /// CPU threads.
+    pub threads: Option<usize>,
+    /// Share `I/N` of the slices.
+    pub part: Option<String>,
+    /// Output slice side.
+    pub size: Option<usize>,
+}
+
+impl ReconRequest {
+    /// The options this request asks for, every value checked.
+    pub fn options(&self) -> Result<ReconOptions, RequestError> {
+        let input = self.input.clone().ok_or(RequestError::NoInput)?;
+        let output = self.output.clone().ok_or(RequestError::NoOutput)?;
+        let mut o = ReconOptions::new(input, output);
+        o.slices = self.slices.as_deref().map(|s| parse_range(s, "--slices")).transpose()?;
+        o.center = parse_center(&self.center)?;
+        o.filter = self.filter.parse::<FilterKind>()?;
+        o.format = self.format;
+        o.bits = parse_bits(self.bits)?;
+        if o.format == Format::Hdf5 && o.bits != Bits::F32 {
+            return Err(RequestError::BitsForHdf5(self.bits));
+        }
+        o.range = self.range.as_deref().map(|s| parse_pair_f32(s, "--range")).transpose()?;
+        o.backend = self.backend;
+        o.memory_bytes = parse_size(&self.memory)?;
+        o.stripe_size = self.stripes;
+        o.zinger = self.zinger;
+        o.threads = self.threads;
+        o.part = self.part.as_deref().map(parse_part).transpose()?;
+        o.out_size = self.size;
+        Ok(o)
+    }
+}
+
+/// Parses `A:B` into a row range (B exclusive) for the option named `option`.
+pub fn parse_range(s: &str, option: &str) -> Result<Range<usize>, RequestError> {
+    let (a, b) = s.split_once(':').ok_or_else(|| RequestError::Form {
+        option: option.into(),
+        text: s.into(),
+        form: "A:B, e.g. 100:200",
+    })?;
+    let row = |x: &str| {
+        x.trim().parse::<usize>().map_err(|source| RequestError::NotInteger {
+            option: option.into(),
+            text: s.into(),
+            part: x.into(),
+            what: "a row number",
+            source,
+        })
+    };
+    let (a, b) = (row(a)?, row(b)?);
+    if b <= a {
+        return Err(RequestError::EmptyRange { option: option.into(), text: s.into() });
+    }
+    Ok(a..b)
+}
+
+/// Parses a size like `512M`, `8G`, `1.5GiB`, `1000000` (binary multiples: K = 1024) into bytes.
+pub fn parse_size(s: &str) -> Result<u64, RequestError> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().map_err(|source| RequestError::SizeForm { text: s.into(), source })?;
+    if !(v > 0.0) {
+        return Err(RequestError::SizeNotPositive { text: s.into() });
+    }
+    Ok((v * mul as f64) as u64)
+}
+
+/// Parses `LO:HI` (HI above LO) for the option named `option`.
+pub fn parse_pair_f32(s: &str, option: &str) -> Result<(f32, f32), RequestError> {
+    let (a, b) =
+        s.split_once(':').ok_or_else(|| RequestError::Form { option: option.into(), text: s.into(), form: "LO:HI" })?;
+    let num = |x: &str| {
+        x.trim().parse::<f32>().map_err(|source| RequestError::NotNumber {
+            option: option.into(),
+            text: s.into(),
+            part: x.into(),
+            source,
+        })
+    };
+    let (lo, hi) = (num(a)?, num(b)?);
+    if !(hi > lo) {
+        return Err(RequestError::InvertedRange { option: option.into(), text: s.into() });
+    }
+    Ok((lo, hi))
+}
+
+/// Parses `A:B:STEP` into the centres A, A+STEP, ... <= B (at most [`MAX_SWEEP`] of them).
+pub fn parse_sweep(s: &str) -> Result<Vec<f64>, RequestError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [a, b, step] = parts[..] else {
+        return Err(RequestError::Form {
+            option: "--center-sweep".into(),
+            text: s.into(),
+            form: "A:B:STEP, e.g. 250:260:0.5",
+        });
+    };
+    let num = |x: &str| {
+        x.trim().parse::<f64>().map_err(|source| RequestError::NotNumber {
+            option: "--center-sweep".into(),
+            text: s.into(),
+            part: x.into(),
+            source,
+        })
+    };
+    let (a, b, step) = (num(a)?, num(b)?, num(step)?);
+    if !(step > 0.0) || b < a {
+        return Err(RequestError::SweepOrder { text: s.into() });
+    }
+    let n = ((b - a) / step + 1e-9).floor() as usize + 1;
+    if n > MAX_SWEEP {
+        return Err(RequestError::SweepTooLong { text: s.into(), count: n });
+    }
+    Ok((0..n).map(|i| a + i as f64 * step).collect())
+}
+
+/// Parses `I/N` (1-based share I of N).
+pub fn parse_part(s: &str) -> Result<(usize, usize), RequestError> {
+    let (i, n) = s.split_once('/').ok_or_else(|| RequestError::Form {
+        option: "--part".into(),
+        text: s.into(),
+        form: "I/N, e.g. 3/16",
+    })?;
+    let i: usize =
+        i.trim().parse().map_err(|source| RequestError::PartNotNumber { text: s.into(), which: "I", source })?;
+    let n: usize =
+        n.trim().parse().map_err(|source| RequestError::PartNotNumber { text: s.into(), which: "N", source })?;
+    if i == 0 || i > n {
+        return Err(RequestError::PartOutOfRange { text: s.into() });
+    }
+    Ok((i, n))
+}
+
+/// Parses `auto` (any case) or a detector column.
+pub fn parse_center(s: &str) -> Result<CenterChoice, RequestError> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(CenterChoice::Auto);
+    }
+    s.parse::<f64>().map(CenterChoice::Column).map_err(|source| RequestError::Center { text: s.into(), source })
+}
+
+/// The TIFF sample type for 32, 16 or 8 bits.
+pub fn parse_bits(bits: u32) -> Result<Bits, RequestError> {
+    match bits {
+        32 => Ok(Bits::F32),
+        16 => Ok(Bits::U16),
+        8 => Ok(Bits::U8),
+        b => Err(RequestError::Bits(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ReconRequest {
+        ReconRequest {
+            input: Some("scan.h5".into()),
+            output: Some("out".into()),
+            slices: None,
+            center: "auto".into(),
+            filter: "ramp".into(),
+            format: Format::Tiff,
+            bits: 32,
+            range: None,
+            backend: BackendChoice::Auto,
+            memory: "4G".into(),
+            stripes: None,
+            zinger: None,
+            threads: None,
+            part: None,
+            size: None,
+        }
+    }
+
+    #[test]
+    fn row_ranges() {
+        assert_eq!(parse_range("100:200", "--slices").unwrap(), 100..200);
+        assert_eq!(parse_range(" 3 : 4 ", "--slices").unwrap(), 3..4);
+        let e = parse_range("5:5", "--slices").unwrap_err();
+        assert!(matches!(e, RequestError::EmptyRange { .. }), "{e}");
+        let e = parse_range("100-200", "--slices").unwrap_err();
+        assert_eq!(e.to_string(), "--slices \"100-200\": expected A:B, e.g. 100:200");
+        let e = parse_range("a:2", "--slices").unwrap_err();
+        assert_eq!(e.to_string(), "--slices \"a:2\": \"a\" is not a row number");
+        assert!(parse_range("-1:2", "--slices").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("8G").unwrap(), 8 << 30);
+        assert_eq!(parse_size("8g").unwrap(), 8 << 30);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("2kb").unwrap(), 2048);
+        assert_eq!(parse_size("1T").unwrap(), 1 << 40);
+        assert_eq!(parse_size("1000000").unwrap(), 1_000_000);
+        assert!(matches!(parse_size("0").unwrap_err(), RequestError::SizeNotPositive { .. }));
+        assert!(matches!(parse_size("-1G").unwrap_err(), RequestError::SizeNotPositive { .. }));
+        assert!(matches!(parse_size("lots").unwrap_err(), RequestError::SizeForm { .. }));
+    }
+
+    #[test]
+    fn value_ranges() {
+        assert_eq!(parse_pair_f32("-0.5:2", "--range").unwrap(), (-0.5, 2.0));
+        assert!(matches!(parse_pair_f32("2:2", "--range").unwrap_err(), RequestError::InvertedRange { .. }));
+        assert!(matches!(parse_pair_f32("2", "--range").unwrap_err(), RequestError::Form { .. }));
+        assert!(matches!(parse_pair_f32("x:2", "--range").unwrap_err(), RequestError::NotNumber { .. }));
+    }
+
+    #[test]
+    fn sweeps() {
+        assert_eq!(parse_sweep("62:65:0.5").unwrap(), vec![62.0, 62.5, 63.0, 63.5, 64.0, 64.5, 65.0]);
+        assert_eq!(parse_sweep("1:1:1").unwrap(), vec![1.0]);
+        // B not on the grid: the last centre stays at or below B.
+        assert_eq!(parse_sweep("0:1:0.4").unwrap().len(), 3);
+        assert!(matches!(parse_sweep("2:1:1").unwrap_err(), RequestError::SweepOrder { .. }));
+        assert!(matches!(parse_sweep("1:2:0").unwrap_err(), RequestError::SweepOrder { .. }));
+        assert!(matches!(parse_sweep("1:2").unwrap_err(), RequestError::Form { .. }));
+        assert!(matches!(parse_sweep("0:1000:0.5").unwrap_err(), RequestError::SweepTooLong { count: 2001, .. }));
+        assert_eq!(parse_sweep("0:999:1").unwrap().len(), MAX_SWEEP);
+    }
+
+    #[test]
+    fn parts() {
+        assert_eq!(parse_part("3/16").unwrap(), (3, 16));
+        assert_eq!(parse_part("16/16").unwrap(), (16, 16));
+        assert!(matches!(parse_part("0/4").unwrap_err(), RequestError::PartOutOfRange { .. }));
+        assert!(matches!(parse_part("5/4").unwrap_err(), RequestError::PartOutOfRange { .. }));
+        assert!(matches!(parse_part("x/4").unwrap_err(), RequestError::PartNotNumber { which: "I", .. }));
+        assert!(matches!(parse_part("1/y").unwrap_err(), RequestError::PartNotNumber { which: "N", .. }));
+        assert!(matches!(parse_part("3").unwrap_err(), RequestError::Form { .. }));
+    }
+
+    #[test]
+    fn centres_and_bits() {
+        assert_eq!(parse_center("AUTO").unwrap(), CenterChoice::Auto);
+        assert_eq!(parse_center("255.5").unwrap(), CenterChoice::Column(255.5));
+        assert_eq!(parse_center("-3").unwrap(), CenterChoice::Column(-3.0));
+        assert!(matches!(parse_center("middle").unwrap_err(), RequestError::Center { .. }));
+        assert_eq!(parse_bits(16).unwrap(), Bits::U16);
+        assert!(matches!(parse_bits(12).unwrap_err(), RequestError::Bits(12)));
+    }
+
+    #[test]
+    fn a_whole_request() {
+        let mut r = request();
+        r.slices = Some("10:20".into());
+        r.center = "63.5".into();
+        r.filter = "shepp-logan".into();
+        r.bits = 16;
+        r.range = Some("0:1".into());
+        r.memory = "512M".into();
+        r.part = Some("2/3".into());
+        let o = r.options().unwrap();
+        assert_eq!(o.slices, Some(10..20));
+        assert_eq!(o.center, CenterChoice::Column(63.5));
+        assert_eq!(o.filter, FilterKind::SheppLogan);
+        assert_eq!(o.bits, Bits::U16);
+        assert_eq!(o.range, Some((0.0, 1.0)));
+        assert_eq!(o.memory_bytes, 512 << 20);
+        assert_eq!(o.part, Some((2, 3)));
+
+        let mut r = request();
+        r.format = Format::Hdf5;
+        r.bits = 8;
+        assert!(matches!(r.options().unwrap_err(), RequestError::BitsForHdf5(8)));
+        let mut r = request();
+        r.input = None;
+        assert!(matches!(r.options().unwrap_err(), RequestError::NoInput));
+        let mut r = request();
+        r.filter = "box".into();
+        assert!(matches!(r.options().unwrap_err(), RequestError::Filter(_)));
+    }
+}
