@@ -94,6 +94,8 @@ pub struct ReconOptions {
     pub threads: Option<usize>,
     /// Output slice side (`None`: detector width).
     pub out_size: Option<usize>,
+    /// Filtered backprojection or gridrec (gridrec runs on the CPU).
+    pub method: crate::method::Method,
 }
 
 impl BackendChoice {
@@ -126,6 +128,7 @@ impl ReconOptions {
             zinger: None,
             threads: None,
             out_size: None,
+            method: crate::method::Method::Fbp,
         }
     }
 }
@@ -300,6 +303,7 @@ pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup 
     setup.filter = opts.filter.name().to_string();
     setup.stripe_size = opts.stripe_size;
     setup.zinger_threshold = opts.zinger;
+    setup.method = opts.method;
     setup
 }
 
@@ -356,7 +360,17 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     let counts = Arc::new(PreprocessCounts::default());
     let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, 1)?;
     let cpu = cpu_backend(opts.threads, slab_rows, counts.clone())?;
-    let (devices, backend_line) = crate::gpu::select_backends(opts.backend, &cpu)
+    // Gridrec is implemented on the CPU only: `auto` means the CPU for it, `cuda` is refused.
+    let backend_choice = match (opts.method, opts.backend) {
+        (crate::method::Method::Gridrec, BackendChoice::Cuda) => {
+            return Err(ReconError::Options(
+                "--method gridrec runs on the CPU; use --backend cpu or auto, or --method fbp on CUDA".into(),
+            ))
+        }
+        (crate::method::Method::Gridrec, _) => BackendChoice::Cpu,
+        (crate::method::Method::Fbp, b) => b,
+    };
+    let (devices, backend_line) = crate::gpu::select_backends(backend_choice, &cpu)
         .map_err(|e| ReconError::Options(format!("--backend {}: {e}", opts.backend.name())))?;
     tracing::info!(backend = %backend_line, "backend selected");
     let provenance = Provenance {
@@ -368,6 +382,7 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
             "center": center,
             "center_mode": match opts.center { CenterChoice::Auto => "auto", CenterChoice::Column(_) => "given" },
             "filter": opts.filter.name(),
+            "method": opts.method.name(),
             "rows": [rows.start, rows.end],
             "part": opts.part,
             "out_size": setup.out_size,
@@ -474,7 +489,7 @@ pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>
         let pipe = SinogramPipeline::new(&setup)?;
         let slice = pipe.reconstruct_minus_log(&sino);
         let path = opts.output.join(sweep_name(c));
-        let prov = serde_json::json!({"input": opts.input.display().to_string(), "row": mid, "center": c, "filter": opts.filter.name()});
+        let prov = serde_json::json!({"input": opts.input.display().to_string(), "row": mid, "center": c, "filter": opts.filter.name(), "method": opts.method.name()});
         write_tiff(&path, setup.out_size, &slice, TiffDepth::F32, &prov.to_string())?;
         written.push(path);
     }
