@@ -130,10 +130,10 @@ fn linear_interpolation_response(f: f64) -> f64 {
 fn fft_friendly(min: usize) -> usize {
     let mut n = min.max(2);
     loop {
-        if n % 2 == 0 {
+        if n & 1 == 0 {
             let mut k = n;
             for p in [2, 3, 5, 7] {
-                while k % p == 0 {
+                while k / p * p == k {
                     k /= p;
                 }
             }
@@ -428,7 +428,7 @@ impl Gridrec {
         let p = &*self.plan;
         let per_sino = p.n_angles * p.n_cols;
         let per_slice = p.out_size * p.out_size;
-        if sinos.len() % per_sino != 0 {
+        if sinos.len() / per_sino * per_sino != sinos.len() {
             return Err(GridrecError::Input(format!(
                 "{} sinogram values are not a whole number of {} x {} sinograms",
                 sinos.len(),
@@ -603,7 +603,8 @@ fn grid_strip(p: &Plan, spectra: &[Complex32], strip: &Strip, grid: &mut [Comple
     for (a, &(lo, hi)) in strip.ranges.iter().enumerate() {
         let (cu, cv) = p.step[a];
         let spec = &spectra[a * half..(a + 1) * half];
-        for j in lo as usize..hi as usize {
+        let (lo, hi) = (lo as usize, (hi as usize).min(spec.len()));
+        for (j, &v) in spec.iter().enumerate().take(hi).skip(lo) {
             let gy = (j as f64 * cv).clamp(0.0, half_m);
             let fy = gy.floor();
             let iy0 = fy as i64;
@@ -618,7 +619,6 @@ fn grid_strip(p: &Plan, spectra: &[Complex32], strip: &Strip, grid: &mut [Comple
             let wy = kernel_weights(&p.table, (gy - fy) as f32);
             // First touched stored column: u index floor(gx) - (W/2 - 1), stored at + m/2 + W/2.
             let c0 = (fx as i64 + half_m as i64 + 1) as usize;
-            let v = spec[j];
             for iy in first..last {
                 let r = (iy0 + iy - r0) as usize;
                 let wy = wy[iy as usize];
