@@ -11,8 +11,7 @@ use std::str::FromStr;
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Filtered backprojection (CPU or CUDA): cost grows as `N^2 x angles` per slice. The reference method:
-    /// exact linear interpolation per ray, runs on every backend; the better choice below ~1024^2 or with few
-    /// angles.
+    /// linear interpolation per ray, runs on every backend.
     #[default]
     Fbp,
     /// Direct Fourier inversion by gridding ([`crate::gridrec`], CPU): cost grows as `N^2 log N` (plus
