@@ -31,10 +31,12 @@ pub struct ReconSetup {
     pub stripe_size: Option<usize>,
     /// Zinger removal with this threshold (in `-log` units), or none.
     pub zinger_threshold: Option<f32>,
+    /// Filtered backprojection or gridrec (gridrec runs on the CPU backend only).
+    pub method: crate::method::Method,
 }
 
 impl ReconSetup {
-    /// A setup with the ramp filter and no stripe or zinger removal.
+    /// A setup with the ramp filter, filtered backprojection and no stripe or zinger removal.
     pub fn new(angles_rad: Vec<f32>, n_cols: usize, center: f64, out_size: usize) -> ReconSetup {
         ReconSetup {
             angles_rad,
@@ -44,6 +46,7 @@ impl ReconSetup {
             filter: FilterKind::Ramp,
             stripe_size: None,
             zinger_threshold: None,
+            method: crate::method::Method::Fbp,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Benchmarks of the CPU backend on the exact Shepp-Logan sinogram: seconds per slice and G updates/s
-//! (`out_size^2 x angles / seconds`), for `beamline bench recon`.
+//! (`out_size^2 x angles / seconds`) for FBP, seconds per slice for gridrec, and each method's RMSE against
+//! the phantom, for `beamline bench recon`.
 
 use std::time::Instant;
 
@@ -96,6 +97,86 @@ fn run_here(size: usize, angles: usize, slices: usize, repeats: usize) -> BenchC
         gups: updates / best / 1e9,
         backproject_gups: updates / best_bp / 1e9,
     }
+}
+
+/// One gridrec benchmark case: best seconds per slice (1-D FFTs and filter, gridding, 2-D FFT).
+#[derive(Debug, Clone, Serialize)]
+pub struct GridrecCase {
+    /// Slice side (pixels) = detector columns.
+    pub size: usize,
+    /// Projection angles over 180 degrees.
+    pub angles: usize,
+    /// Slices reconstructed per timed repetition.
+    pub slices: usize,
+    /// rayon threads used.
+    pub threads: usize,
+    /// Side of the oversampled Fourier grid.
+    pub grid: usize,
+    /// Best seconds per slice over the repetitions.
+    pub seconds_per_slice: f64,
+    /// Seconds to plan (once per geometry, shared by all slices; not in `seconds_per_slice`).
+    pub plan_seconds: f64,
+}
+
+/// The exact Shepp-Logan sinogram of the benchmarks (`angles` over 180 degrees, axis in the middle).
+fn phantom_case(size: usize, angles: usize) -> (Vec<f32>, Vec<f32>, f64) {
+    let angles_rad: Vec<f64> = (0..angles).map(|i| std::f64::consts::PI * i as f64 / angles as f64).collect();
+    let center = (size as f64 - 1.0) / 2.0;
+    let sino = sinogram_2d(&shepp_logan_2d(), &angles_rad, size, center, size as f64 / 2.0);
+    (sino, angles_rad.iter().map(|&a| a as f32).collect(), center)
+}
+
+/// Times gridrec on `slices` slices of `size x size` from `angles` angles (ramp filter), best of `repeats`,
+/// on the global rayon pool, the same sinogram and the same work (from the `-log` sinogram) as [`run_case`].
+pub fn run_gridrec_case(size: usize, angles: usize, slices: usize, repeats: usize) -> Result<GridrecCase, BenchError> {
+    let (sino, angles_rad, center) = phantom_case(size, angles);
+    let t0 = Instant::now();
+    let g = crate::gridrec::Gridrec::new(crate::filter::FilterKind::Ramp, size, &angles_rad, center, size)
+        .map_err(|e| BenchError(e.to_string()))?;
+    let plan_seconds = t0.elapsed().as_secs_f64();
+    let sinos: Vec<f32> = (0..slices).flat_map(|_| sino.iter().copied()).collect();
+    let mut out = vec![0f32; slices * size * size];
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        let input = sinos.clone();
+        g.reconstruct_into(&input, &mut out).map_err(|e| BenchError(e.to_string()))?;
+        best = best.min(t0.elapsed().as_secs_f64() / slices as f64);
+        std::hint::black_box(&out);
+    }
+    Ok(GridrecCase {
+        size,
+        angles,
+        slices,
+        threads: rayon::current_num_threads(),
+        grid: g.grid_size(),
+        seconds_per_slice: best,
+        plan_seconds,
+    })
+}
+
+/// RMSE of `method` (ramp filter) against the pixel-area-averaged Shepp-Logan phantom over the disc of radius
+/// `250 x size / 512` (the accuracy test's measure), from the exact sinogram of `angles` angles.
+pub fn phantom_rmse(method: crate::method::Method, size: usize, angles: usize) -> Result<f64, BenchError> {
+    let (sino, angles_rad, center) = phantom_case(size, angles);
+    let mut setup = ReconSetup::new(angles_rad, size, center, size);
+    setup.method = method;
+    let pipe = SinogramPipeline::new(&setup).map_err(|e| BenchError(e.to_string()))?;
+    let slice = pipe.reconstruct_minus_log(&sino);
+    let truth = acquisition::phantom::rasterize_2d_area(&shepp_logan_2d(), size, 8);
+    let radius = 250.0 * size as f64 / 512.0;
+    let h = (size as f64 - 1.0) / 2.0;
+    let (mut sum, mut count) = (0.0, 0usize);
+    for r in 0..size {
+        for c in 0..size {
+            let (x, y) = (c as f64 - h, h - r as f64);
+            if x * x + y * y <= radius * radius {
+                sum += (slice[r * size + c] as f64 - truth[r * size + c] as f64).powi(2);
+                count += 1;
+            }
+        }
+    }
+    Ok((sum / count.max(1) as f64).sqrt())
 }
 
 /// The textbook loop, for comparison in the same run: for every pixel, for every angle, compute the

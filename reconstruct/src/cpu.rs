@@ -9,6 +9,8 @@ use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 use crate::backproject::{tile_rows, Prepared};
 use crate::filter::RowFilter;
 use crate::geometry::ScanRange;
+use crate::gridrec::Gridrec;
+use crate::method::Method;
 use crate::preprocess::{normalize_minus_log, remove_zingers};
 use crate::stripes::remove_stripes_sorting;
 
@@ -21,11 +23,13 @@ pub struct PreprocessCounts {
     pub zingers: AtomicU64,
 }
 
-/// A sinogram pipeline for one setup: the filter is built once and reused for every row.
+/// A sinogram pipeline for one setup: the filter (and for gridrec its plan) is built once and reused for
+/// every row.
 #[derive(Debug, Clone)]
 pub struct SinogramPipeline {
     setup: ReconSetup,
     filter: RowFilter,
+    gridrec: Option<Gridrec>,
 }
 
 impl SinogramPipeline {
@@ -34,7 +38,14 @@ impl SinogramPipeline {
         validate(setup)?;
         let n = setup.angles_rad.len();
         let weight = ScanRange::of(&setup.angles_rad).weight(n);
-        Ok(SinogramPipeline { setup: setup.clone(), filter: RowFilter::new(setup.filter, setup.n_cols, weight) })
+        let gridrec = match setup.method {
+            Method::Fbp => None,
+            Method::Gridrec => Some(
+                Gridrec::new(setup.filter, setup.n_cols, &setup.angles_rad, setup.center, setup.out_size)
+                    .map_err(|e| BackendError::Input(e.to_string()))?,
+            ),
+        };
+        Ok(SinogramPipeline { setup: setup.clone(), filter: RowFilter::new(setup.filter, setup.n_cols, weight), gridrec })
     }
 
     /// Raw counts of one detector row (`[angle][col]`, modified in place) to a filtered sinogram ready for
@@ -55,6 +66,13 @@ impl SinogramPipeline {
 
     /// A `-log` sinogram (`[angle][col]`, modified in place) to a filtered one: zingers, stripes, filter.
     pub fn minus_log_to_filtered(&self, sino: &mut [f32], counts: &PreprocessCounts) {
+        self.minus_log_cleaned(sino, counts);
+        self.filter.apply(sino, self.setup.angles_rad.len());
+    }
+
+    /// Zinger and stripe removal on a `-log` sinogram (in place), without the filter (gridrec filters in
+    /// Fourier space itself).
+    pub fn minus_log_cleaned(&self, sino: &mut [f32], counts: &PreprocessCounts) {
         let n_cols = self.setup.n_cols;
         if let Some(t) = self.setup.zinger_threshold {
             counts.zingers.fetch_add(remove_zingers(sino, n_cols, t), Ordering::Relaxed);
@@ -62,7 +80,11 @@ impl SinogramPipeline {
         if let Some(size) = self.setup.stripe_size {
             remove_stripes_sorting(sino, n_cols, size);
         }
-        self.filter.apply(sino, self.setup.angles_rad.len());
+    }
+
+    /// The gridrec plan, when the setup's method is gridrec.
+    pub fn gridrec(&self) -> Option<&Gridrec> {
+        self.gridrec.as_ref()
     }
 
     /// Prepares a filtered sinogram for backprojection with the setup's geometry.
@@ -75,6 +97,16 @@ impl SinogramPipeline {
     /// point for a live preview of a few slices.
     pub fn reconstruct_minus_log(&self, sino: &[f32]) -> Vec<f32> {
         let mut s = sino.to_vec();
+        if let Some(g) = &self.gridrec {
+            self.minus_log_cleaned(&mut s, &PreprocessCounts::default());
+            let n = self.setup.out_size;
+            let mut out = vec![0f32; n * n];
+            // The sinogram length is the setup's by the caller's contract; a mismatch leaves a zero slice.
+            if let Err(e) = g.reconstruct_into(&s, &mut out) {
+                tracing::error!(error = %e, "gridrec refused the sinogram");
+            }
+            return out;
+        }
         self.minus_log_to_filtered(&mut s, &PreprocessCounts::default());
         let prep = self.prepare(&s);
         backproject_all(std::slice::from_ref(&prep), self.setup.out_size)
@@ -200,6 +232,28 @@ impl CpuBackend {
         check("flat_after", slab.flat_after.len(), n_rows * nc)?;
         check("flat_weight", slab.flat_weight.len(), na)?;
         let counts = &self.counts;
+        if let Some(g) = pipe.gridrec() {
+            let mut sinos = slab.projections.clone();
+            {
+                let _span = tracing::info_span!("recon.preprocess", rows = n_rows).entered();
+                sinos.par_chunks_mut(per_row).enumerate().for_each(|(r, sino)| {
+                    let row = r * nc..(r + 1) * nc;
+                    let clamped = normalize_minus_log(
+                        sino,
+                        &slab.dark[row.clone()],
+                        &slab.flat_before[row.clone()],
+                        &slab.flat_after[row],
+                        &slab.flat_weight,
+                    );
+                    counts.clamped.fetch_add(clamped, Ordering::Relaxed);
+                    pipe.minus_log_cleaned(sino, counts);
+                });
+            }
+            let _span = tracing::info_span!("recon.gridrec", rows = n_rows).entered();
+            let mut out = vec![0f32; n_rows * setup.out_size * setup.out_size];
+            g.reconstruct_into(&sinos, &mut out).map_err(|e| BackendError::Input(e.to_string()))?;
+            return Ok(out);
+        }
         let preps: Vec<Prepared> = {
             let _span = tracing::info_span!("recon.preprocess", rows = n_rows).entered();
             (0..n_rows)

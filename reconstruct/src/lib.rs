@@ -1,6 +1,6 @@
 //! Reconstruction: reads NXtomo files, preprocesses (dark/flat, -log, rings, zingers), filters, finds the
-//! centre of rotation, backprojects on CPU (rayon) or CUDA GPUs, schedules work over devices and writes TIFF
-//! stacks or HDF5 volumes with provenance.
+//! centre of rotation, backprojects on CPU (rayon) or CUDA GPUs or inverts in Fourier space (gridrec, CPU),
+//! schedules work over devices and writes TIFF stacks or HDF5 volumes with provenance.
 //!
 //! This crate must not talk to detectors or ZeroMQ, and must never load a whole dataset into memory when a
 //! `--memory` budget says otherwise.
@@ -20,6 +20,8 @@ pub mod cpu;
 pub mod filter;
 pub mod geometry;
 pub mod gpu;
+pub mod gridrec;
+pub mod method;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;

@@ -95,6 +95,8 @@ pub struct ReconOptions {
     pub threads: Option<usize>,
     /// Output slice side (`None`: detector width).
     pub out_size: Option<usize>,
+    /// Filtered backprojection or gridrec (gridrec runs on the CPU).
+    pub method: crate::method::Method,
 }
 
 impl BackendChoice {
@@ -127,6 +129,7 @@ impl ReconOptions {
             zinger: None,
             threads: None,
             out_size: None,
+            method: crate::method::Method::Fbp,
         }
     }
 }
@@ -224,6 +227,9 @@ pub enum ReconError {
         /// The smallest budget that works, MiB.
         need_mib: u64,
     },
+    /// `--method gridrec` was asked of a CUDA backend.
+    #[error("--method gridrec runs on the CPU; use --backend cpu or auto, or --method fbp on CUDA")]
+    MethodNeedsCpu,
     /// `--backend` cannot be honoured.
     #[error("--backend {choice}: {source}")]
     Backend {
@@ -423,6 +429,7 @@ pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup 
     setup.filter = opts.filter;
     setup.stripe_size = opts.stripe_size;
     setup.zinger_threshold = opts.zinger;
+    setup.method = opts.method;
     setup
 }
 
@@ -486,9 +493,14 @@ pub type Devices = (Vec<Box<dyn Backend>>, String);
 /// Reconstructs `opts.input` into `opts.output` on the devices `--backend` selects
 /// ([`crate::gpu::select_backends`]); `progress` is called after every slab written.
 pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress)) -> Result<ReconSummary, ReconError> {
+    // Gridrec is implemented on the CPU only: `auto` means the CPU for it, `cuda` is refused.
+    let backend = match (opts.method, opts.backend) {
+        (crate::method::Method::Gridrec, BackendChoice::Cuda) => return Err(ReconError::MethodNeedsCpu),
+        (crate::method::Method::Gridrec, _) => BackendChoice::Cpu,
+        (crate::method::Method::Fbp, b) => b,
+    };
     let mut choose = |cpu: &CpuBackend| {
-        crate::gpu::select_backends(opts.backend, cpu)
-            .map_err(|source| ReconError::Backend { choice: opts.backend.name(), source })
+        crate::gpu::select_backends(backend, cpu).map_err(|source| ReconError::Backend { choice: backend.name(), source })
     };
     reconstruct_file_on(opts, &mut choose, progress)
 }
@@ -540,6 +552,7 @@ pub fn reconstruct_file_on(
             "center": center,
             "center_mode": match opts.center { CenterChoice::Auto => "auto", CenterChoice::Column(_) => "given" },
             "filter": opts.filter.name(),
+            "method": opts.method.name(),
             "rows": [rows.start, rows.end],
             "part": opts.part,
             "out_size": setup.out_size,
@@ -646,7 +659,7 @@ pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>
         let pipe = SinogramPipeline::new(&setup)?;
         let slice = pipe.reconstruct_minus_log(&sino);
         let path = opts.output.join(sweep_name(c));
-        let prov = serde_json::json!({"input": opts.input.display().to_string(), "row": mid, "center": c, "filter": opts.filter.name()});
+        let prov = serde_json::json!({"input": opts.input.display().to_string(), "row": mid, "center": c, "filter": opts.filter.name(), "method": opts.method.name()});
         write_tiff(&path, setup.out_size, &slice, TiffDepth::F32, &prov.to_string())?;
         written.push(path);
     }

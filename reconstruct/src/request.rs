@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::filter::{FilterKind, UnknownFilter};
 use crate::pipeline::{BackendChoice, Bits, CenterChoice, Format, ReconOptions};
+use crate::method::Method;
 
 /// Why a request could not become [`ReconOptions`]. Each message names the option as written on the
 /// command line (`--slices`, `--memory`, ...) and the text that was given.
@@ -178,6 +179,8 @@ pub struct ReconRequest {
     pub part: Option<String>,
     /// Output slice side.
     pub size: Option<usize>,
+    /// Reconstruction method.
+    pub method: Method,
 }
 
 impl ReconRequest {
@@ -202,6 +205,7 @@ impl ReconRequest {
         o.threads = self.threads;
         o.part = self.part.as_deref().map(parse_part).transpose()?;
         o.out_size = self.size;
+        o.method = self.method;
         Ok(o)
     }
 }
@@ -351,6 +355,7 @@ mod tests {
             threads: None,
             part: None,
             size: None,
+            method: Method::Fbp,
         }
     }
 

@@ -75,7 +75,7 @@ fn run_with(vars: &[(&str, &str)]) -> Result<Vec<String>, VisibilityError> {
             assert!(data[k * OUT * OUT..(k + 1) * OUT * OUT].iter().all(|v| *v == expected), "row {r}");
         }
         next = rows.end;
-        Ok(())
+        Ok::<(), String>(())
     })
     .expect("run on the selected devices");
     assert_eq!(next, ROWS.end, "every row written");

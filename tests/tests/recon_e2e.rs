@@ -183,3 +183,24 @@ fn bad_files_give_clear_errors_naming_the_dataset() {
     let o = recon(&[not_hdf5.to_str().unwrap(), "-o", "x", "--filter", "box"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unknown filter"), "{}", text(&o));
 }
+
+#[test]
+fn gridrec_method_reconstructs_the_same_file_and_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("scan.h5");
+    make(&input, &[]);
+    let out_dir = dir.path().join("gridrec");
+    let o =
+        recon(&[input.to_str().unwrap(), "-o", out_dir.to_str().unwrap(), "--center", "63.5", "--method", "gridrec"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = check(&out_dir, 128, 6, 0);
+    assert_accurate(&v, 6, "float32");
+    let prov: Value =
+        serde_json::from_str(v["provenance"].as_str().expect("ImageDescription")).expect("provenance JSON");
+    assert_eq!(prov["parameters"]["method"], "gridrec");
+    // Gridrec is CPU-only: asking for CUDA with it is refused with a clear message, not silently FBP.
+    let o =
+        recon(&[input.to_str().unwrap(), "-o", out_dir.to_str().unwrap(), "--method", "gridrec", "--backend", "cuda"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("gridrec runs on the CPU"), "{}", text(&o));
+}
