@@ -15,7 +15,7 @@
 
 pub mod feed;
 
-pub use feed::{FeedError, PreviewFeed, PreviewRows, WrittenPreview};
+pub use feed::{FeedError, FeedOptions, PreviewFeed, PreviewRows, WrittenPreview, TEST_DELAY_ENV};
 
 use crate::backproject::Prepared;
 use crate::filter::{FilterKind, RowFilter};
@@ -155,6 +155,9 @@ pub struct LivePreview {
     flat: Vec<Vec<f32>>,
     /// Per chosen row, the `out_size^2` accumulator.
     acc: Vec<Vec<f32>>,
+    /// Scratch of one projection: a detector row and an `out_size^2` tile, kept from frame to frame.
+    row: Vec<f32>,
+    tile: Vec<f32>,
     progress: PreviewProgress,
 }
 
@@ -180,6 +183,8 @@ impl LivePreview {
             dark: Vec::new(),
             flat: Vec::new(),
             acc: zeros(g.out_size * g.out_size),
+            row: vec![0f32; g.cols],
+            tile: vec![0f32; g.out_size * g.out_size],
             rows: rows.to_vec(),
             progress: PreviewProgress { expected: g.projections, ..Default::default() },
             geometry,
@@ -254,15 +259,14 @@ impl LivePreview {
     fn backproject(&mut self, angle: Degrees, pixels: Pixels<'_>) {
         let g = &self.geometry;
         let theta = [angle.to_radians() as f32];
-        let mut row = vec![0f32; g.cols];
-        let mut tile = vec![0f32; g.out_size * g.out_size];
+        let (row, tile) = (&mut self.row, &mut self.tile);
         for (i, &r) in self.rows.iter().enumerate() {
-            pixels.row_into(r * g.cols..(r + 1) * g.cols, &mut row, false);
-            self.progress.clamped += normalize_minus_log(&mut row, &self.dark[i], &self.flat[i], &self.flat[i], &[0.0]);
-            self.filter.apply(&mut row, 1);
-            let prep = Prepared::new(&row, g.cols, &theta, g.center, g.out_size);
-            prep.backproject_tile(g.out_size, 0, &mut tile);
-            for (a, t) in self.acc[i].iter_mut().zip(&tile) {
+            pixels.row_into(r * g.cols..(r + 1) * g.cols, row, false);
+            self.progress.clamped += normalize_minus_log(row, &self.dark[i], &self.flat[i], &self.flat[i], &[0.0]);
+            self.filter.apply(row, 1);
+            let prep = Prepared::new(row, g.cols, &theta, g.center, g.out_size);
+            prep.backproject_tile(g.out_size, 0, tile);
+            for (a, t) in self.acc[i].iter_mut().zip(tile.iter()) {
                 *a += *t;
             }
         }

@@ -43,7 +43,7 @@ fn receive_preview_writes_slices_that_match_the_reconstruction() {
     assert!(stdout.contains("expected 100, received 100, rejected 0, missing 0"), "closing line: {stdout}");
     let preview = dir.path().join("scan.preview");
     assert!(
-        stdout.contains("preview of series") && stdout.contains("rows 12, 24, 36 from 90 projections"),
+        stdout.contains("preview of series") && stdout.contains("rows 12, 24, 36 from 90 of 90 projections"),
         "preview line: {stdout}"
     );
     let mut files: Vec<String> = std::fs::read_dir(&preview)

@@ -380,6 +380,10 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let summary = thread.join()?;
     let code = report(&summary);
     let mut preview_failed = false;
+    // The preview thread finishes the frames queued before each series end (the writer never waited for it).
+    if let Some(f) = &feed {
+        f.finish();
+    }
     for written in feed.map(|f| f.written()).unwrap_or_default() {
         match written {
             Ok(w) => {
@@ -390,11 +394,13 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
                     .map(|r| r.to_string())
                     .collect();
                 println!(
-                    "preview of series {} -> {}: rows {} from {} projections",
+                    "preview of series {} -> {}: rows {} from {} of {} projections, {} frames dropped by the preview",
                     w.series,
                     w.dir.display(),
                     rows.join(", "),
-                    w.projections
+                    w.projections,
+                    w.expected,
+                    w.dropped
                 );
             }
             Err(e) => {

@@ -59,6 +59,8 @@ struct Summary {
     preview_dir: Option<PathBuf>,
     preview_files: Vec<PathBuf>,
     preview_projections: usize,
+    /// Frames the live preview skipped because it fell behind (the file has them all).
+    preview_dropped: u64,
     preview_error: Option<String>,
     timeline: PathBuf,
     top_stall: Option<String>,
@@ -86,6 +88,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let feed = Arc::new(PreviewFeed::new(PREVIEW_ROWS, args.angles as usize));
     let acquired = acquire(&run, &args, &ui, &feed).context("acquisition (scan + receiver)")?;
+    feed.finish();
+    summary.preview_dropped = feed.dropped();
     let preview_dir = run.preview_dir();
     summary.preview_projections = feed.progress().map_or(0, |p| p.projections);
     summary.preview_error = feed.error().map(|e| e.to_string());
@@ -337,12 +341,13 @@ fn print_summary(run: &RunDir, s: &Summary) {
     }
     match &s.preview_dir {
         Some(p) => println!(
-            "  preview    {}/  {} live slices (rows {}) from {} of {} projections{}",
+            "  preview    {}/  {} live slices (rows {}) from {} of {} projections, {} frames dropped{}",
             show(p),
             s.preview_files.len(),
             preview_rows(&s.preview_files),
             s.preview_projections,
             s.angles,
+            s.preview_dropped,
             s.preview_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
         ),
         None => println!("  preview    not written: {}", s.preview_error.as_deref().unwrap_or("no series reached it")),
