@@ -3,14 +3,19 @@
 //! append the payloads to a plain file (the same receive thread + bounded queue + writer thread shape as the
 //! real receiver), and (c) the real receiver writing NXtomo.
 //!
-//! Both (b) and (c) bound their queue by frames and by bytes alike.
+//! Both (b) and (c) bound their queue by frames and by bytes alike. (c) runs twice, with the sender adding the
+//! `xxh3_64` payload checksum (the default of every beamline sender; the receiver verifies it) and without.
+//! When a Python is given, (d) a plain Python receiver of the protocol (`tests/py/ingest_peer.py`: pyzmq +
+//! h5py `write_direct_chunk`) runs as a peer in the same rounds, fed by the same sender.
+//! [`run_rounds`] interleaves all sinks round by round, so load changes on a shared machine hit all of them.
 //!
 //! Each sink is timed from the moment the series start arrives to the moment its file is closed, so the
 //! sender's set-up (making the frame pool) is never counted.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::blosc::Codec;
@@ -60,11 +65,20 @@ pub fn frame_pool(rows: usize, cols: usize, n: usize) -> Result<Vec<Vec<u8>>, Se
 }
 
 /// The benchmark sender: connects to `endpoint`, sends `frames` frames cycling through a pool of
-/// `pool_size` pre-compressed frames, and ends the series.
-pub fn run_sender(endpoint: &str, rows: usize, cols: usize, frames: u64, pool_size: usize) -> Result<(), SendError> {
+/// `pool_size` pre-compressed frames (with the `xxh3_64` payload checksum when `checksum`), and ends the
+/// series.
+pub fn run_sender(
+    endpoint: &str,
+    rows: usize,
+    cols: usize,
+    frames: u64,
+    pool_size: usize,
+    checksum: bool,
+) -> Result<(), SendError> {
     let pool = frame_pool(rows, cols, pool_size.max(1))?;
     let mut s = SeriesSender::connect(endpoint)?;
     s.set_linger(-1)?;
+    s.set_checksum(checksum);
     let start = SeriesStart::new(
         "bench",
         Shape([rows as u32, cols as u32]),
@@ -93,9 +107,21 @@ pub enum Sink {
     Discard,
     /// (b) Receive and append the payload bytes to this plain file.
     Append(PathBuf),
-    /// (c) The real receiver writing this NXtomo file.
+    /// (c) The real receiver writing this NXtomo file (the sender adds payload checksums).
     Nxtomo(PathBuf),
+    /// (c) without payload checksums from the sender.
+    NxtomoNoChecksum(PathBuf),
+    /// (d) The Python peer receiver (`tests/py/ingest_peer.py`) run by this Python, writing this file.
+    Python {
+        /// The Python interpreter (with pyzmq, h5py, hdf5plugin, xxhash).
+        python: PathBuf,
+        /// The file it writes.
+        file: PathBuf,
+    },
 }
+
+/// The Python peer receiver, run with `python -c`.
+pub const PYTHON_PEER: &str = include_str!("../../tests/py/ingest_peer.py");
 
 impl Sink {
     /// Short name for reports.
@@ -104,7 +130,14 @@ impl Sink {
             Sink::Discard => "zmq_discard",
             Sink::Append(_) => "zmq_append_file",
             Sink::Nxtomo(_) => "beamline_receive",
+            Sink::NxtomoNoChecksum(_) => "beamline_receive_no_checksum",
+            Sink::Python { .. } => "python_h5py",
         }
+    }
+
+    /// Whether the sender adds payload checksums for this sink.
+    pub fn checksum(&self) -> bool {
+        !matches!(self, Sink::NxtomoNoChecksum(_))
     }
 }
 
@@ -121,7 +154,8 @@ pub struct Measurement {
     pub compressed_bytes: u64,
     /// Bytes those frames hold uncompressed.
     pub uncompressed_bytes: u64,
-    /// Peak resident memory of this process during the run, if the kernel lets us reset and read it.
+    /// Peak resident memory of this process during the run, if the kernel lets us reset and read it (`None`
+    /// for the Python peer, which runs in its own process).
     pub peak_rss_bytes: Option<u64>,
 }
 
@@ -158,18 +192,26 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Measures one sink: binds a loopback endpoint, starts the sender with `spawn_sender(endpoint)`, receives
-/// one series, waits for the sender to exit.
+/// Measures one sink: binds a loopback endpoint, starts the sender with `spawn_sender(endpoint, checksum)`,
+/// receives one series, waits for the sender to exit.
 pub fn measure(
     sink: &Sink,
     queue_frames: usize,
     queue_bytes: u64,
-    spawn_sender: impl FnOnce(&str) -> std::io::Result<Child>,
+    spawn_sender: impl FnOnce(&str, bool) -> std::io::Result<Child>,
 ) -> Result<Measurement, BenchError> {
     let rss_ok = reset_peak_rss();
-    let run = |endpoint: &str| spawn_sender(endpoint).map_err(|e| BenchError::Run(format!("start the sender: {e}")));
+    let checksum = sink.checksum();
+    let run = |endpoint: &str| {
+        spawn_sender(endpoint, checksum).map_err(|e| BenchError::Run(format!("start the sender: {e}")))
+    };
     let (frames, seconds, compressed, frame_bytes, child) = match sink {
-        Sink::Nxtomo(path) => {
+        Sink::Python { python, file } => {
+            let (frames, seconds, bytes, child) = python_peer(python, file, run)?;
+            let frame_bytes = file_frame_bytes(file)?;
+            (frames, seconds, bytes, frame_bytes, child)
+        }
+        Sink::Nxtomo(path) | Sink::NxtomoNoChecksum(path) => {
             let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
             cfg.endpoint = "tcp://127.0.0.1:*".into();
             cfg.queue_frames = queue_frames;
@@ -204,8 +246,54 @@ pub fn measure(
         seconds,
         compressed_bytes: compressed,
         uncompressed_bytes: frames * frame_bytes as u64,
-        peak_rss_bytes: if rss_ok { peak_rss() } else { None },
+        // The Python peer's memory is another process's: not measured here.
+        peak_rss_bytes: if rss_ok && !matches!(sink, Sink::Python { .. }) { peak_rss() } else { None },
     })
+}
+
+/// Runs the Python peer: it binds and prints its endpoint, the sender is started on it, the peer prints
+/// `{"frames", "seconds", "bytes"}` when its file is closed. Returns those and the sender.
+fn python_peer(
+    python: &Path,
+    file: &Path,
+    run: impl FnOnce(&str) -> Result<Child, BenchError>,
+) -> Result<(u64, f64, u64, Child), BenchError> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| BenchError::Run(format!("Python peer: {what}: {e}"));
+    let mut peer = Command::new(python)
+        .arg("-c")
+        .arg(PYTHON_PEER)
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| failed(&format!("start {}", python.display()), &e))?;
+    let mut out = BufReader::new(peer.stdout.take().ok_or_else(|| failed("stdout", &"not captured"))?);
+    let mut endpoint = String::new();
+    out.read_line(&mut endpoint).map_err(|e| failed("read its endpoint", &e))?;
+    let endpoint = endpoint.trim();
+    if !endpoint.starts_with("tcp://") {
+        let _ = peer.kill();
+        let _ = peer.wait();
+        return Err(failed("no endpoint printed", &"is pyzmq, h5py, hdf5plugin and xxhash installed there?"));
+    }
+    let sender = match run(endpoint) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = peer.kill();
+            let _ = peer.wait();
+            return Err(e);
+        }
+    };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).map_err(|e| failed("read its result", &e))?;
+    let status = peer.wait().map_err(|e| failed("wait", &e))?;
+    if !status.success() {
+        return Err(failed("exit status", &status));
+    }
+    let last = rest.lines().last().unwrap_or("");
+    let j: serde_json::Value = serde_json::from_str(last).map_err(|e| failed(&format!("result {last:?}"), &e))?;
+    let num = |k: &str| j[k].as_f64().ok_or_else(|| failed("result", &format!("no {k} in {last}")));
+    Ok((num("frames")? as u64, num("seconds")?, num("bytes")? as u64, sender))
 }
 
 fn file_frame_bytes(path: &Path) -> Result<usize, BenchError> {
@@ -294,3 +382,120 @@ fn ceiling(
     let secs = t0.map_or(0.0, |t| t.elapsed().as_secs_f64());
     Ok((frames, secs, bytes, frame_bytes))
 }
+
+/// One size of `beamline bench ingest`: every sink, `rounds` interleaved rounds.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Frame edge (square frames of uint16).
+    pub rows: usize,
+    /// Frames per run.
+    pub frames: u64,
+    /// Interleaved rounds.
+    pub rounds: usize,
+    /// Folder for the files written (each removed after its run).
+    pub dir: PathBuf,
+    /// Receiver queue bound in frames.
+    pub queue_frames: usize,
+    /// Receiver queue bound in bytes.
+    pub queue_bytes: u64,
+    /// Python for the peer receiver (`None`: the peer is not run).
+    pub python: Option<PathBuf>,
+}
+
+impl Plan {
+    /// The sinks of one round, in the order they run.
+    pub fn sinks(&self) -> Vec<Sink> {
+        let mut v = vec![
+            Sink::Discard,
+            Sink::Append(self.dir.join("ceiling.bin")),
+            Sink::Nxtomo(self.dir.join("ingest.h5")),
+            Sink::NxtomoNoChecksum(self.dir.join("ingest.h5")),
+        ];
+        if let Some(python) = &self.python {
+            v.push(Sink::Python { python: python.clone(), file: self.dir.join("peer.h5") });
+        }
+        v
+    }
+}
+
+/// Runs `plan.rounds` rounds of every sink; `spawn_sender(endpoint, checksum)` starts one sender process;
+/// `progress` is called after each run. Every run must receive all frames. Returns the runs, round by round.
+pub fn run_rounds(
+    plan: &Plan,
+    mut spawn_sender: impl FnMut(&str, bool) -> std::io::Result<Child>,
+    mut progress: impl FnMut(&Measurement),
+) -> Result<Vec<Vec<Measurement>>, BenchError> {
+    let mut rounds = Vec::new();
+    for _ in 0..plan.rounds.max(1) {
+        let mut round = Vec::new();
+        for sink in plan.sinks() {
+            let m = measure(&sink, plan.queue_frames, plan.queue_bytes, &mut spawn_sender)?;
+            for f in ["ceiling.bin", "ingest.h5", "peer.h5"] {
+                let _ = std::fs::remove_file(plan.dir.join(f));
+            }
+            if m.frames != plan.frames {
+                return Err(BenchError::Run(format!(
+                    "{}x{} {}: received {} of {} frames",
+                    plan.rows, plan.rows, m.sink, m.frames, plan.frames
+                )));
+            }
+            progress(&m);
+            round.push(m);
+        }
+        rounds.push(round);
+    }
+    Ok(rounds)
+}
+
+/// Median and range of one sink's frames/s over the rounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkStats {
+    /// The run with the median frames/s.
+    pub median: Measurement,
+    /// Slowest round, frames/s.
+    pub min_fps: f64,
+    /// Fastest round, frames/s.
+    pub max_fps: f64,
+}
+
+impl SinkStats {
+    /// Round-to-round spread: (fastest - slowest) / median, as a fraction.
+    pub fn spread(&self) -> f64 {
+        (self.max_fps - self.min_fps) / self.median.fps().max(1e-9)
+    }
+}
+
+/// The statistics of `sink` over `rounds` (`None` when it did not run).
+pub fn stats(rounds: &[Vec<Measurement>], sink: &str) -> Option<SinkStats> {
+    let mut mine: Vec<Measurement> = rounds.iter().flatten().filter(|m| m.sink == sink).cloned().collect();
+    if mine.is_empty() {
+        return None;
+    }
+    mine.sort_by(|x, y| x.fps().total_cmp(&y.fps()));
+    Some(SinkStats {
+        median: mine[mine.len() / 2].clone(),
+        min_fps: mine[0].fps(),
+        max_fps: mine[mine.len() - 1].fps(),
+    })
+}
+
+/// frames/s of sink `a` over sink `b`, one ratio per round (same round: the same load), sorted.
+pub fn ratios(rounds: &[Vec<Measurement>], a: &str, b: &str) -> Vec<f64> {
+    let mut v: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| {
+            let fps = |s: &str| r.iter().find(|m| m.sink == s).map(|m| m.fps());
+            Some(fps(a)? / fps(b)?.max(1e-9))
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The ratios the issue sets goals for: (name, sink a, sink b, goal or 0).
+pub const RATIOS: [(&str, &str, &str, f64); 4] = [
+    ("beamline / python", "beamline_receive", "python_h5py", 1.3),
+    ("beamline (no checksum) / python", "beamline_receive_no_checksum", "python_h5py", 1.3),
+    ("beamline / receive-and-discard", "beamline_receive", "zmq_discard", 0.8),
+    ("checksum cost: with / without", "beamline_receive", "beamline_receive_no_checksum", 0.0),
+];

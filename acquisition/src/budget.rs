@@ -5,50 +5,64 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// Bytes in flight between two threads, capped.
+///
+/// `release` signals the condition variable only when a producer is actually waiting, so the common case
+/// (budget not exhausted) costs one uncontended lock per call and no futex wake-up system call.
 #[derive(Debug)]
 pub struct ByteBudget {
     cap: u64,
-    used: Mutex<u64>,
+    state: Mutex<State>,
     freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    used: u64,
+    waiting: u32,
 }
 
 impl ByteBudget {
     /// A budget of `cap` bytes.
     pub fn new(cap: u64) -> ByteBudget {
-        ByteBudget { cap: cap.max(1), used: Mutex::new(0), freed: Condvar::new() }
+        ByteBudget { cap: cap.max(1), state: Mutex::new(State::default()), freed: Condvar::new() }
     }
 
     /// Takes `n` bytes, waiting while that would exceed the cap (one item larger than the cap is let
     /// through when nothing else is in flight). Gives up and returns false when `give_up()` becomes true.
     pub fn acquire(&self, n: u64, give_up: impl Fn() -> bool) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if *used > 0 && *used + n > self.cap {
-            let _w = tracing::trace_span!("wait.queue_push", bytes_in_flight = *used).entered();
-            while *used > 0 && *used + n > self.cap {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.used > 0 && st.used + n > self.cap {
+            let _w = tracing::trace_span!("wait.queue_push", bytes_in_flight = st.used).entered();
+            st.waiting += 1;
+            while st.used > 0 && st.used + n > self.cap {
                 if give_up() {
+                    st.waiting -= 1;
                     return false;
                 }
-                used = self
+                st = self
                     .freed
-                    .wait_timeout(used, Duration::from_millis(50))
+                    .wait_timeout(st, Duration::from_millis(50))
                     .map(|r| r.0)
                     .unwrap_or_else(|e| e.into_inner().0);
             }
+            st.waiting -= 1;
         }
-        *used += n;
+        st.used += n;
         true
     }
 
     /// Returns `n` bytes.
     pub fn release(&self, n: u64) {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        *used = used.saturating_sub(n);
-        self.freed.notify_one();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.used = st.used.saturating_sub(n);
+        if st.waiting > 0 {
+            self.freed.notify_one();
+        }
     }
 
     /// Bytes in flight now.
     pub fn used(&self) -> u64 {
-        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).used
     }
 }
 

@@ -345,6 +345,24 @@ pub struct DecodedFrame<'a> {
     pub series: Cow<'a, str>,
     /// The rest of the header.
     pub header: FrameHeader,
+    /// The payload's checksum as sent ([`payload_checksum`]), when the sender included one.
+    pub checksum: Option<u64>,
+}
+
+/// Name of the optional frame header field that carries the payload checksum.
+pub const CHECKSUM_FIELD: &str = "xxh3_64";
+
+/// The checksum of a payload as the protocol defines it: XXH3 64-bit, seed 0, of the payload bytes exactly
+/// as sent (the blosc1 chunk, or the raw pixels). Sent as 16 lowercase hex digits in [`CHECKSUM_FIELD`].
+pub fn payload_checksum(payload: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(payload)
+}
+
+fn parse_checksum(hex: &str) -> Result<u64, ProtocolError> {
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(field(format!("{CHECKSUM_FIELD} must be 16 hex digits, got {hex:?}")));
+    }
+    u64::from_str_radix(hex, 16).map_err(|_| field(format!("{CHECKSUM_FIELD} {hex:?} is not hexadecimal")))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -356,6 +374,8 @@ struct FrameWire<'a> {
     image_key: u64,
     angle: f64,
     timestamp: f64,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    xxh3_64: Option<Cow<'a, str>>,
 }
 
 /// The series end message.
@@ -479,15 +499,24 @@ pub fn decode_frame_header(json: &[u8]) -> Result<DecodedFrame<'_>, ProtocolErro
     if !w.angle.is_finite() || !w.timestamp.is_finite() {
         return Err(field("angle and timestamp must be finite numbers".into()));
     }
+    let checksum = w.xxh3_64.as_deref().map(parse_checksum).transpose()?;
     Ok(DecodedFrame {
         series: w.series,
         header: FrameHeader { index: FrameIndex(w.index), image_key, angle: Degrees(w.angle), timestamp: w.timestamp },
+        checksum,
     })
 }
 
-/// Encodes part 1 of a frame into `out` (cleared first; reuse it to avoid allocating).
+/// Encodes part 1 of a frame into `out` (cleared first; reuse it to avoid allocating), without a checksum.
 pub fn encode_frame_header(series: &str, h: &FrameHeader, out: &mut Vec<u8>) {
+    encode_frame_header_with(series, h, None, out)
+}
+
+/// Encodes part 1 of a frame into `out` (cleared first), with the payload checksum when `checksum` is given
+/// (compute it with [`payload_checksum`] over the payload as sent).
+pub fn encode_frame_header_with(series: &str, h: &FrameHeader, checksum: Option<u64>, out: &mut Vec<u8>) {
     out.clear();
+    let hex = checksum.map(|c| format!("{c:016x}"));
     let w = FrameWire {
         protocol: PROTOCOL_VERSION,
         series: Cow::Borrowed(series),
@@ -495,6 +524,7 @@ pub fn encode_frame_header(series: &str, h: &FrameHeader, out: &mut Vec<u8>) {
         image_key: h.image_key.code() as u64,
         angle: h.angle.0,
         timestamp: h.timestamp,
+        xxh3_64: hex.as_deref().map(Cow::Borrowed),
     };
     // Writing plain numbers and a validated string into a Vec cannot fail.
     let _ = serde_json::to_writer(out, &w);
@@ -544,6 +574,17 @@ mod tests {
         let d = decode_frame_header(&buf).unwrap();
         assert_eq!(d.series, "s1");
         assert_eq!(d.header, h);
+        assert_eq!(d.checksum, None);
+        encode_frame_header_with("s1", &h, Some(payload_checksum(b"abc")), &mut buf);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        // The XXH3-64 test vector of "abc" (seed 0), as python-xxhash's xxh3_64_hexdigest writes it.
+        assert_eq!(v[CHECKSUM_FIELD], "78af5f94892f3950");
+        let d = decode_frame_header(&buf).unwrap();
+        assert_eq!((d.header, d.checksum), (h, Some(0x78af5f94892f3950)));
+        for bad in ["78af", "78af5f94892f395g", "78af5f94892f39501"] {
+            let j = String::from_utf8(buf.clone()).unwrap().replace("78af5f94892f3950", bad);
+            assert!(matches!(decode_frame_header(j.as_bytes()), Err(ProtocolError::Field(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -22,8 +22,8 @@ use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, 
 use crate::blosc::{decompress_validated, validate_chunk, BloscError};
 use crate::budget::ByteBudget;
 use crate::protocol::{
-    decode_frame_header, decode_series_end, decode_series_start, Compression, FrameHeader, Kind, ProtocolError,
-    SeriesEnd, SeriesStart,
+    decode_frame_header, decode_series_end, decode_series_start, payload_checksum, Compression, FrameHeader, Kind,
+    ProtocolError, SeriesEnd, SeriesStart,
 };
 use crate::reject::{Reason, Rejections};
 use crate::writer::{NxtomoWriter, Provenance, SeriesSummary, WriteError};
@@ -509,6 +509,15 @@ impl Receiver {
         if *seen {
             return Err((Reason::DuplicateFrame, format!("frame {i} already received")));
         }
+        if let Some(sent) = d.checksum {
+            let got = payload_checksum(payload);
+            if got != sent {
+                return Err((
+                    Reason::Checksum,
+                    format!("frame {i}: payload xxh3_64 {got:016x}, header says {sent:016x}"),
+                ));
+            }
+        }
         match s.start.compression {
             Compression::None => {
                 if payload.len() != s.frame_bytes {
@@ -772,6 +781,50 @@ mod tests {
         assert_eq!(s.status, None);
         assert_eq!(s.received, 1);
         assert_eq!(s.missing, vec![FrameIndex(0), FrameIndex(2), FrameIndex(3)]);
+    }
+
+    #[test]
+    fn a_payload_damaged_after_its_checksum_is_rejected_as_checksum_and_the_file_stays_exact() {
+        use crate::blosc::Codec;
+        use crate::protocol::{encode_frame_header_with, BloscParams, CHECKSUM_FIELD};
+        use crate::sim::{FrameGenerator, SimConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.h5");
+        let (thread, ep) = spawn(Output::File(path.clone()));
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        let (rows, cols, n) = (32usize, 48usize, 3u64);
+        let mut gen = FrameGenerator::new(&SimConfig::new(rows, cols, Dtype::Uint16));
+        let mut codec = Codec::new(BloscParams::default(), 2);
+        let pixels: Vec<Vec<u8>> = (0..n).map(|_| gen.frame(ImageKey::Projection, Degrees(1.0))).collect();
+        let chunks: Vec<Vec<u8>> = pixels.iter().map(|p| codec.compress(p).unwrap().to_vec()).collect();
+        let params = BloscParams::default();
+        let start =
+            SeriesStart::new("c", Shape([rows as u32, cols as u32]), Dtype::Uint16, Compression::Blosc1(params), n);
+        tx.start_series(&start).unwrap();
+        // Frame 1 as sent: checksum of the good chunk, one byte of the compressed stream (past the header
+        // and the block table, so header-level validation cannot see it) damaged on the way.
+        let mut hdr = Vec::new();
+        encode_frame_header_with("c", &header(1), Some(payload_checksum(&chunks[1])), &mut hdr);
+        assert!(String::from_utf8_lossy(&hdr).contains(CHECKSUM_FIELD));
+        let mut damaged = chunks[1].clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0x40;
+        validate_chunk(&damaged, 2, rows * cols * 2).expect("the damage is invisible to header validation");
+        tx.send_raw(&[b"frame", &hdr, &damaged]).unwrap();
+        for i in 0..n {
+            tx.send_encoded(&header(i), &chunks[i as usize]).unwrap(); // with checksum (the default)
+        }
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let summary = thread.join().unwrap();
+        let s = &summary.series[0];
+        assert_eq!(s.rejected.get(Reason::Checksum), 1);
+        assert_eq!(s.rejected.total(), 1);
+        assert_eq!((s.received, s.missing.len()), (n, 0));
+        let f = hdf5::File::open(&path).unwrap();
+        let data: Vec<u16> = f.dataset("entry/instrument/detector/data").unwrap().read_raw().unwrap();
+        let want: Vec<u16> =
+            pixels.iter().flat_map(|p| p.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]))).collect();
+        assert!(data == want, "the file holds exactly the good frames");
     }
 
     /// Records every call it gets.

@@ -31,11 +31,13 @@ pub enum Reason {
     BloscHeader,
     /// A blosc payload does not decompress to the declared frame size.
     BloscSize,
+    /// The payload does not match the checksum its frame header carries.
+    Checksum,
 }
 
 impl Reason {
     /// All reasons, in counter order.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Parts,
         Reason::UnknownKind,
         Reason::BadJson,
@@ -49,6 +51,7 @@ impl Reason {
         Reason::PayloadSize,
         Reason::BloscHeader,
         Reason::BloscSize,
+        Reason::Checksum,
     ];
 
     /// The snake_case name used in logs, files and JSON.
@@ -67,6 +70,7 @@ impl Reason {
             Reason::PayloadSize => "payload_size",
             Reason::BloscHeader => "blosc_header",
             Reason::BloscSize => "blosc_size",
+            Reason::Checksum => "checksum",
         }
     }
 }

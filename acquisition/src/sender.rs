@@ -7,8 +7,8 @@ pub use fanout::FanOutSender;
 
 use crate::blosc::{BloscError, Codec};
 use crate::protocol::{
-    encode_frame_header, encode_series_end, encode_series_start, Compression, FrameHeader, Kind, ProtocolError,
-    SeriesEnd, SeriesStart, SeriesStatus, PROTOCOL_VERSION,
+    encode_frame_header_with, encode_series_end, encode_series_start, payload_checksum, Compression, FrameHeader, Kind,
+    ProtocolError, SeriesEnd, SeriesStart, SeriesStatus, PROTOCOL_VERSION,
 };
 
 /// Errors while sending.
@@ -59,6 +59,7 @@ pub struct SeriesSender {
     header: Vec<u8>,
     series: Option<OpenSeries>,
     threads: usize,
+    checksum: bool,
 }
 
 /// Default send high-water mark, in messages.
@@ -95,6 +96,7 @@ impl SeriesSender {
             header: Vec::new(),
             series: None,
             threads: 1,
+            checksum: true,
         })
     }
 
@@ -112,6 +114,12 @@ impl SeriesSender {
     pub fn set_compress_threads(&mut self, n: usize) {
         self.codec = self.codec.take().map(|c| c.with_threads(n));
         self.threads = n;
+    }
+
+    /// Whether frames carry the payload checksum (`xxh3_64` in the frame header, see `PROTOCOL.md`); on by
+    /// default.
+    pub fn set_checksum(&mut self, on: bool) {
+        self.checksum = on;
     }
 
     fn zerr(&self, op: &'static str, source: zmq::Error) -> SendError {
@@ -153,11 +161,12 @@ impl SeriesSender {
         if pixels_le.len() != s.frame_bytes {
             return Err(SendError::FrameSize { got: pixels_le.len(), expected: s.frame_bytes });
         }
-        encode_frame_header(&s.id, header, &mut self.header);
         let payload = match (&mut self.codec, s.compression) {
             (Some(codec), Compression::Blosc1(_)) => codec.compress(pixels_le)?,
             _ => pixels_le,
         };
+        let sum = self.checksum.then(|| payload_checksum(payload));
+        encode_frame_header_with(&s.id, header, sum, &mut self.header);
         send3(&self.socket, &self.header, payload).map_err(|e| SendError::Zmq {
             op: "send",
             endpoint: self.endpoint.clone(),
@@ -173,7 +182,8 @@ impl SeriesSender {
     /// used by replay and benchmarks. The payload is not checked here; the receiver checks it.
     pub fn send_encoded(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
         let s = self.series.as_mut().ok_or(SendError::State("send_encoded before start_series"))?;
-        encode_frame_header(&s.id, header, &mut self.header);
+        let sum = self.checksum.then(|| payload_checksum(payload));
+        encode_frame_header_with(&s.id, header, sum, &mut self.header);
         s.sent += 1;
         send3(&self.socket, &self.header, payload).map_err(|e| SendError::Zmq {
             op: "send",

@@ -1,5 +1,5 @@
-"""An independent sender written from acquisition/PROTOCOL.md only (pyzmq + numpy; blosc chunks made by
-the c-blosc inside hdf5plugin, read back raw with h5py's read_direct_chunk).
+"""An independent sender written from acquisition/PROTOCOL.md only (pyzmq + numpy, xxhash for the payload
+checksum; blosc chunks made by the c-blosc inside hdf5plugin, read back raw with h5py's read_direct_chunk).
 
 usage: acq_sender.py ENDPOINT OUTDIR CODEC(blosc1|none)
 
@@ -15,6 +15,7 @@ import time
 import h5py
 import hdf5plugin
 import numpy as np
+import xxhash
 import zmq
 
 endpoint, outdir, codec = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -51,10 +52,11 @@ order = [i for i in rng.permutation(n).tolist() if i != 5]
 sent = 0
 for i in order:
     hdr = {"protocol": 1, "series": series, "index": i, "image_key": keys[i], "angle": angles[i],
-           "timestamp": time.time()}
+           "timestamp": time.time(), "xxh3_64": xxhash.xxh3_64_hexdigest(payloads[i])}
     sock.send_multipart([b"frame", json.dumps(hdr).encode(), payloads[i]])
     sent += 1
     if i == 3:
+        hdr["xxh3_64"] = xxhash.xxh3_64_hexdigest(dup_payload)
         sock.send_multipart([b"frame", json.dumps(hdr).encode(), dup_payload])
         sent += 1
 end_meta = {"script": "acq_sender.py", "reason": "test abort"}

@@ -1,5 +1,6 @@
-//! `beamline bench ingest --json` runs all six measurements and prints one JSON object on its last line
-//! (figures are not asserted: tests never judge wall-clock time).
+//! `beamline bench ingest --json` runs every sink at both sizes (the Python peer too when BEAMLINE_PYTHON is
+//! set) and prints one JSON object on its last line (figures are not asserted: tests never judge wall-clock
+//! time).
 
 use tests::beamline;
 
@@ -17,8 +18,13 @@ fn bench_ingest_json_reports_every_sink_and_size() {
     let j: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
     assert_eq!(j["bench"], "ingest");
     assert_eq!(j["sender"], "separate process");
+    let python = std::env::var_os("BEAMLINE_PYTHON").is_some();
+    let mut want_sinks = vec!["zmq_discard", "zmq_append_file", "beamline_receive", "beamline_receive_no_checksum"];
+    if python {
+        want_sinks.push("python_h5py");
+    }
     let runs = j["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 6);
+    assert_eq!(runs.len(), 2 * want_sinks.len(), "{runs:?}");
     for r in runs {
         let want = if r["frame"] == "2048x2048" { 3 } else { 40 };
         assert_eq!(r["frames"], want, "{r}");
@@ -26,8 +32,12 @@ fn bench_ingest_json_reports_every_sink_and_size() {
         assert!(r["gb_per_s_uncompressed"].as_f64().unwrap() > 0.0);
     }
     let sinks: Vec<&str> = runs.iter().map(|r| r["sink"].as_str().unwrap()).collect();
-    for s in ["zmq_discard", "zmq_append_file", "beamline_receive"] {
-        assert_eq!(sinks.iter().filter(|x| **x == s).count(), 2, "{s}");
+    for s in &want_sinks {
+        assert_eq!(sinks.iter().filter(|x| *x == s).count(), 2, "{s}");
     }
-    assert!(j["ratio_to_ceiling_b_2048"].as_f64().is_some());
+    let ratios = &j["ratios_per_round"];
+    assert_eq!(ratios["2048x2048 beamline / receive-and-discard"].as_array().map(|r| r.len()), Some(1));
+    if python {
+        assert_eq!(ratios["512x512 beamline / python"].as_array().map(|r| r.len()), Some(1), "{ratios}");
+    }
 }

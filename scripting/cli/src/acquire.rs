@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acquisition::bench::{self, Measurement, Sink};
+use acquisition::bench::{self, Measurement};
 use acquisition::protocol::{BloscParams, Compression, Compressor, Degrees, Dtype, Shuffle};
 use acquisition::receiver::{Output, ReceiveSummary, Receiver, ReceiverConfig, DEFAULT_ENDPOINT};
 use acquisition::replay::{replay_series, NxtomoSource};
@@ -176,7 +176,8 @@ pub struct ReceiveArgs {
     /// Flush the file at least this often while frames arrive (ms).
     #[arg(long, default_value_t = 500)]
     pub flush_ms: u64,
-    /// Decompress every blosc payload to check it (slower; headers are always checked).
+    /// Decompress every blosc payload to check it (slower; headers are always checked). Catches only what
+    /// blosc1 decoding detects (blosc1 has no checksum); the sender's `xxh3_64` payload checksum catches all.
     #[arg(long)]
     pub verify_payload: bool,
     /// Live preview without the demo: reconstruct these detector rows while the frames arrive (N evenly
@@ -207,16 +208,19 @@ pub struct BenchSenderArgs {
     /// Distinct pre-compressed frames cycled through.
     #[arg(long, default_value_t = 8)]
     pub pool: usize,
+    /// Send frames without the payload checksum.
+    #[arg(long)]
+    pub no_checksum: bool,
 }
 
 /// Arguments of `beamline bench ingest`.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Frames sent per 2048x2048 run.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 400)]
     pub large_frames: u64,
     /// Frames sent per 512x512 run.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub small_frames: u64,
     /// Folder for the files written during the runs (deleted afterwards).
     #[arg(long)]
@@ -245,7 +249,8 @@ impl Command {
             Command::Simulate(a) => simulate(a),
             Command::Receive(a) => receive(a),
             Command::BenchSender(a) => {
-                bench::run_sender(&a.connect, a.rows, a.cols, a.frames, a.pool).context("benchmark sender")?;
+                bench::run_sender(&a.connect, a.rows, a.cols, a.frames, a.pool, !a.no_checksum)
+                    .context("benchmark sender")?;
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -462,102 +467,104 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let exe = std::env::current_exe().context("locating the beamline binary")?;
-    let mut results = Vec::new();
+    let python = std::env::var_os("BEAMLINE_PYTHON").map(PathBuf::from);
     println!("sender: a separate `beamline bench-sender` process replaying pre-compressed frames (blosc lz4, byte shuffle, clevel 5)");
+    match &python {
+        Some(p) => println!("peer: tests/py/ingest_peer.py (pyzmq + h5py write_direct_chunk) run by {}", p.display()),
+        None => println!("peer: not run (set BEAMLINE_PYTHON to a Python with pyzmq, h5py, hdf5plugin, xxhash)"),
+    }
     let sizes = [(2048usize, a.large_frames), (512usize, a.small_frames)];
     let load_before = profiling::clock::load_average();
+    let mut json_runs = Vec::new();
+    let mut json_ratios = serde_json::Map::new();
     for (rows, frames) in sizes.into_iter().filter(|(r, _)| a.only.as_ref().is_none_or(|o| *o == r.to_string())) {
-        // Interleave the sinks and repeat, so that load changes on this shared machine hit all of them.
-        let mut runs: Vec<Measurement> = Vec::new();
-        for _ in 0..a.repeat.max(1) {
-            for sink in [Sink::Discard, Sink::Append(dir.join("ceiling.bin")), Sink::Nxtomo(dir.join("ingest.h5"))] {
-                let spawn = |endpoint: &str| {
-                    Process::new(&exe)
-                        .args(["bench-sender", "--connect", endpoint])
-                        .args([
-                            "--rows",
-                            &rows.to_string(),
-                            "--cols",
-                            &rows.to_string(),
-                            "--frames",
-                            &frames.to_string(),
-                        ])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::piped())
-                        .spawn()
-                };
-                let m = bench::measure(&sink, a.queue, a.queue_mib << 20, spawn)
-                    .with_context(|| format!("{rows}x{rows} {}", sink.name()))?;
-                anyhow::ensure!(m.frames == frames, "{}: received {} of {frames} frames", sink.name(), m.frames);
-                if !a.json {
-                    eprint!(".");
-                }
-                runs.push(m);
-                for f in ["ceiling.bin", "ingest.h5"] {
-                    let _ = std::fs::remove_file(dir.join(f));
-                }
+        let plan = bench::Plan {
+            rows,
+            frames,
+            rounds: a.repeat.max(1),
+            dir: dir.clone(),
+            queue_frames: a.queue,
+            queue_bytes: a.queue_mib << 20,
+            python: python.clone(),
+        };
+        let spawn = |endpoint: &str, checksum: bool| {
+            let n = rows.to_string();
+            Process::new(&exe)
+                .args(["bench-sender", "--connect", endpoint, "--rows", &n, "--cols", &n])
+                .args(["--frames", &frames.to_string()])
+                .args(if checksum { &[][..] } else { &["--no-checksum"][..] })
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        let rounds = bench::run_rounds(&plan, spawn, |_| {
+            if !a.json {
+                eprint!(".");
+            }
+        })
+        .with_context(|| format!("{rows}x{rows}"))?;
+        eprintln!();
+        for sink in plan.sinks() {
+            if let Some(st) = bench::stats(&rounds, sink.name()) {
+                print_measurement(rows, &st.median, (st.min_fps, st.max_fps));
+                json_runs.push(serde_json::json!({
+                    "frame": format!("{rows}x{rows}"), "sink": st.median.sink, "frames": st.median.frames,
+                    "seconds": st.median.seconds, "frames_per_s_min": st.min_fps, "frames_per_s_max": st.max_fps,
+                    "spread": st.spread(), "frames_per_s": st.median.fps(),
+                    "gb_per_s_compressed": st.median.gbps_compressed(),
+                    "gb_per_s_uncompressed": st.median.gbps_uncompressed(), "peak_rss_bytes": st.median.peak_rss_bytes,
+                }));
             }
         }
-        eprintln!();
-        for name in ["zmq_discard", "zmq_append_file", "beamline_receive"] {
-            let mut mine: Vec<Measurement> = runs.iter().filter(|m| m.sink == name).cloned().collect();
-            mine.sort_by(|x, y| x.fps().total_cmp(&y.fps()));
-            let median = mine[mine.len() / 2].clone();
-            let spread = (mine[0].fps(), mine[mine.len() - 1].fps());
-            print_measurement(rows, &median, spread);
-            results.push((rows, median, spread));
+        for (name, x, y, goal) in bench::RATIOS {
+            let r = bench::ratios(&rounds, x, y);
+            if r.is_empty() {
+                continue;
+            }
+            let verdict = if goal > 0.0 {
+                format!(" goal >= {goal} in every round: {}", if r[0] >= goal { "met" } else { "NOT met" })
+            } else {
+                String::new()
+            };
+            let list: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
+            println!("{rows}x{rows} {name}: median {:.2}x, rounds [{}]{verdict}", r[r.len() / 2], list.join(" "));
+            json_ratios.insert(format!("{rows}x{rows} {name}"), serde_json::json!(r));
+        }
+        if let (Some(ours), Some(peer)) =
+            (bench::stats(&rounds, "beamline_receive"), bench::stats(&rounds, "python_h5py"))
+        {
+            println!(
+                "{rows}x{rows} round-to-round spread: beamline {:.0}%, python {:.0}% (goal: beamline no wider)",
+                100.0 * ours.spread(),
+                100.0 * peer.spread()
+            );
         }
     }
     if a.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let ratio = |rows: usize| {
-        let get = |name: &str| results.iter().find(|(r, m, _)| *r == rows && m.sink == name).map(|(_, m, _)| m.fps());
-        match (get("beamline_receive"), get("zmq_append_file")) {
-            (Some(r), Some(c)) => r / c,
-            _ => f64::NAN,
-        }
-    };
     println!(
-        "median of {} interleaved runs each; load average {} before, {} after (2 cores)",
+        "median of {} interleaved rounds each; load average {} before, {} after (2 cores)",
         a.repeat.max(1),
         load_before.map_or("n/a".into(), |l| format!("{l:.1}")),
         profiling::clock::load_average().map_or("n/a".into(), |l| format!("{l:.1}"))
     );
-    for (rows, _) in sizes.iter().filter(|(r, _)| results.iter().any(|(x, _, _)| x == r)) {
-        let goal = if *rows == 2048 { " (goal >= 90%)" } else { "" };
-        println!("{rows}x{rows}: beamline receive reaches {:.1}% of ceiling (b){goal}", 100.0 * ratio(*rows));
-    }
     if a.json {
-        let runs: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(rows, m, spread)| {
-                serde_json::json!({
-                    "frame": format!("{rows}x{rows}"), "sink": m.sink, "frames": m.frames, "seconds": m.seconds,
-                    "frames_per_s_min": spread.0, "frames_per_s_max": spread.1,
-                    "frames_per_s": m.fps(), "gb_per_s_compressed": m.gbps_compressed(),
-                    "gb_per_s_uncompressed": m.gbps_uncompressed(), "peak_rss_bytes": m.peak_rss_bytes,
-                })
-            })
-            .collect();
         let out = serde_json::json!({
             "bench": "ingest", "sender": "separate process", "compression": "blosc1 lz4 byte-shuffle clevel 5",
             "repeats": a.repeat, "statistic": "median", "loadavg_before": load_before, "loadavg_after": profiling::clock::load_average(),
-            "runs": runs, "ratio_to_ceiling_b_2048": finite(ratio(2048)), "ratio_to_ceiling_b_512": finite(ratio(512)),
+            "runs": json_runs, "ratios_per_round": json_ratios,
         });
         println!("{out}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
-}
 
 fn print_measurement(rows: usize, m: &Measurement, spread: (f64, f64)) {
     let rss = m.peak_rss_bytes.map_or("n/a".to_string(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
     println!(
-        "{rows}x{rows} {:<17} {:>6} frames {:>7.2} s {:>9.1} frames/s ({:.0}-{:.0}) {:>6.2} GB/s compressed {:>6.2} GB/s uncompressed  peak RSS {rss}",
+        "{rows}x{rows} {:<28} {:>6} frames {:>7.2} s {:>9.1} frames/s ({:.0}-{:.0}) {:>6.2} GB/s compressed {:>6.2} GB/s uncompressed  peak RSS {rss}",
         m.sink,
         m.frames,
         m.seconds,
