@@ -23,7 +23,14 @@ impl ByteBudget {
     pub fn acquire(&self, n: u64, give_up: impl Fn() -> bool) -> bool {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         if *used > 0 && *used + n > self.cap {
-            let _w = tracing::trace_span!("wait.queue_push", bytes_in_flight = *used).entered();
+            let _w = tracing::trace_span!(
+                "wait.queue",
+                queue = "frames",
+                wants = "space",
+                on = "writer",
+                bytes_in_flight = *used
+            )
+            .entered();
             while *used > 0 && *used + n > self.cap {
                 if give_up() {
                     return false;
