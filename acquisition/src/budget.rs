@@ -32,7 +32,14 @@ impl ByteBudget {
     pub fn acquire(&self, n: u64, give_up: impl Fn() -> bool) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.used > 0 && st.used + n > self.cap {
-            let _w = tracing::trace_span!("wait.queue_push", bytes_in_flight = st.used).entered();
+            let _w = tracing::trace_span!(
+                "wait.queue",
+                queue = "frames",
+                wants = "space",
+                on = "writer",
+                bytes_in_flight = st.used
+            )
+            .entered();
             st.waiting += 1;
             while st.used > 0 && st.used + n > self.cap {
                 if give_up() {

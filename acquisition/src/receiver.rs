@@ -393,7 +393,12 @@ impl Receiver {
                 break;
             }
             {
-                let _w = tracing::trace_span!("wait.recv").entered();
+                // Inside a series the thread is starved by the sender; between series it is idle, as expected.
+                let _w = match open {
+                    Some(_) => tracing::trace_span!("wait.queue", queue = "zmq", wants = "data", on = "sender"),
+                    None => tracing::trace_span!("wait.idle", until = "next series"),
+                }
+                .entered();
                 match self.socket.recv(&mut p0, 0) {
                     Ok(()) => {}
                     Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => continue,
@@ -579,7 +584,8 @@ fn push(tx: &ChanTx<ToWriter>, msg: ToWriter) -> Flow {
         Err(TrySendError::Disconnected(_)) => return Flow::WriterGone,
         Err(TrySendError::Full(m)) => m,
     };
-    let _w = tracing::trace_span!("wait.queue_push", depth = tx.len()).entered();
+    let _w = tracing::trace_span!("wait.queue", queue = "frames", wants = "space", on = "writer", depth = tx.len())
+        .entered();
     match tx.send(msg) {
         Ok(()) => Flow::Continue,
         Err(_) => Flow::WriterGone,
@@ -633,7 +639,11 @@ fn writer_loop(
     let result = (|| -> Result<(), WriteError> {
         loop {
             let msg = {
-                let _w = tracing::trace_span!("wait.queue_pop").entered();
+                let _w = match current {
+                    Some(_) => tracing::trace_span!("wait.queue", queue = "frames", wants = "data", on = "receiver"),
+                    None => tracing::trace_span!("wait.idle", until = "next series"),
+                }
+                .entered();
                 rx.recv_timeout(flush)
             };
             tracing::trace!(counter.queue_depth = rx.len() as u64);

@@ -282,7 +282,7 @@ pub fn send_frames(
         pacer.wait(i);
         let header = FrameHeader { index: FrameIndex(i), image_key: key, angle, timestamp: now_timestamp() };
         {
-            let _s = tracing::trace_span!("sim.send", frame = i, bytes = buf.len()).entered();
+            let _s = tracing::trace_span!("sim.send", feeds = "zmq", frame = i, bytes = buf.len()).entered();
             sink.send_frame(&header, &buf)?;
         }
         progress(i + 1);

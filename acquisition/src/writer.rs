@@ -268,6 +268,9 @@ impl NxtomoWriter {
     pub fn write_frame(&mut self, h: &FrameHeader, payload: &[u8]) -> Result<(), WriteError> {
         let i = h.index.0 as usize;
         let _s = tracing::trace_span!("hdf5.write_chunk", frame = h.index.0, bytes = payload.len()).entered();
+        if let Some(d) = injected_write_delay() {
+            std::thread::sleep(d);
+        }
         let offset: [u64; 3] = [h.index.0, 0, 0];
         let id = self.data.id();
         // SAFETY: `offset` has the dataset's rank, `payload` is valid for its length; HDF5 copies the bytes.
@@ -370,6 +373,16 @@ impl NxtomoWriter {
             bytes_written: self.bytes,
         })
     }
+}
+
+/// Test-only hook: `BEAMLINE_TEST_WRITE_DELAY_MS=N` makes every chunk write sleep N ms inside its
+/// `hdf5.write_chunk` span (a slow disk, for the timeline's bottleneck tests). Read once per process.
+fn injected_write_delay() -> Option<std::time::Duration> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        let ms: u64 = std::env::var("BEAMLINE_TEST_WRITE_DELAY_MS").ok()?.parse().ok()?;
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    })
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub fn render(tl: &Timeline, title: &str) -> String {
 
 const BODY: &str = r#"<header><h1 id="title"></h1><input id="search" type="search" placeholder="search span names (Enter: next)" autocomplete="off"><span id="found"></span>
 <span class="help">wheel or W/S: zoom · drag or A/D: pan · 0: reset · double-click: zoom to span</span></header>
+<section id="diagnosis"><strong>Verdict: </strong><span id="verdict"></span> <details id="evidence-box"><summary>evidence (click a span to zoom to it)</summary><ol id="evidence"></ol></details></section>
+<div id="legend"><span class="key busy">work span</span> <span class="key wait">wait.* span (idle)</span> <span class="key gap">highlighted idle time</span> <span class="key bottleneck">bottleneck lane</span> <span class="key waiter">lane waiting on it</span></div>
 <div id="status">loading…</div>
 <div id="tl"><div id="spacer"></div><canvas id="cv"></canvas></div>
 <div id="tip" hidden></div>
@@ -203,7 +205,20 @@ fn page_data(tl: &Timeline, analysis: &Analysis, summary: &[NameSummary], title:
         .collect();
     let stall_lanes: Vec<Value> =
         analysis.lanes.iter().map(|l| json!({"p": l.process, "l": l.lane, "share": l.share, "text": l.text})).collect();
+    let d = crate::diagnose::diagnose(tl);
+    let evidence: Vec<Value> = d
+        .evidence
+        .iter()
+        .map(|e| json!({"p": e.process, "l": e.lane, "start": rel(e.start), "dur": e.end - e.start, "text": e.what}))
+        .collect();
+    let diagnosis = json!({
+        "verdict": d.verdict,
+        "bottleneck": d.bottleneck_lane.map(|(p, l)| json!([p, l])),
+        "waiters": d.waiters.iter().map(|(p, l)| json!([p, l])).collect::<Vec<_>>(),
+        "evidence": evidence,
+    });
     json!({
+        "diagnosis": diagnosis,
         "title": title,
         "wall": tl.wall(),
         "started": crate::clock::Civil::from_unix_ns(tl.start).human(),

@@ -25,6 +25,12 @@
 //! let frame = { let _w = tracing::trace_span!("wait.frames").entered(); /* rx.recv() */ };
 //! ```
 //!
+//! Say on whom a wait waits: a queue wait is `wait.queue` with fields `queue` (its name), `wants`
+//! (`"data"`: starved by its producer, or `"space"`: blocked by its consumer) and `on` (the stage it
+//! waits for); producers may mark their work spans `feeds = "<queue>"`. Lock waits are `wait.lock` with
+//! `lock` and `holder` ([`lock::NamedMutex`] does this). Expected waits (`wait.idle` between series,
+//! `wait.exposure`, `wait.device` with the device's name) are never ranked as stalls; see [`diagnose`].
+//!
 //! Stall analysis treats `wait.*` spans and untraced gaps between spans as idle time; the text after
 //! `wait.` is what the page says the lane was waiting for ("writer idle 42% of the run, waiting for
 //! frames").
@@ -86,14 +92,17 @@
 pub mod browser;
 pub mod chrome;
 pub mod clock;
+pub mod diagnose;
 mod error;
 pub mod html;
 mod json;
+pub mod lock;
 pub mod log;
 mod pack;
 pub mod recorder;
 pub mod report;
 pub mod rundir;
+pub mod sanitize;
 pub mod stalls;
 pub mod stats;
 pub mod timeline;

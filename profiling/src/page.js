@@ -206,13 +206,16 @@
         const px = Math.floor(X(t)); if (px === lastPx) continue; lastPx = px;
         ctx.beginPath(); ctx.moveTo(px - 3, ry); ctx.lineTo(px + 3, ry); ctx.lineTo(px, ry + 5); ctx.fill();
       }
-      label(l.name, "#1d2330", ry, h, ry + 3 + ROW / 2);
+      const bn = D.diagnosis.bottleneck, role = bn && bn[0] === l.p && bn[1] === l.li ? "#ffd54d"
+        : D.diagnosis.waiters.some((w) => w[0] === l.p && w[1] === l.li) ? "#fbe7b0" : "#fff";
+      const proc = D.procs[l.p] ? " · " + D.procs[l.p].label : "";
+      label(l.name + proc, "#1d2330", ry, h, ry + 3 + ROW / 2, role);
       ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(0, ry + h - 0.5); ctx.lineTo(W, ry + h - 0.5); ctx.stroke();
     }
 
     // Lane and track names, clipped to the label column.
-    function label(text, colour, ry, h, ty) {
-      ctx.fillStyle = "#fff"; ctx.fillRect(0, ry, LABEL, h);
+    function label(text, colour, ry, h, ty, bg) {
+      ctx.fillStyle = bg || "#fff"; ctx.fillRect(0, ry, LABEL, h);
       ctx.save(); ctx.beginPath(); ctx.rect(0, ry, LABEL - 6, h); ctx.clip();
       ctx.fillStyle = colour; ctx.fillText(text, 10, ty); ctx.restore();
     }
@@ -347,6 +350,15 @@
       const [s, l, i] = matchList[matchAt];
       show(s, s + l.du[i]); scrollToLane(l.p, l.li);
       found.textContent = (matchAt + 1) + " / " + matchList.length + " matching spans";
+    });
+
+    // ---- diagnosis ----
+    $("verdict").textContent = D.diagnosis.verdict;
+    const evList = $("evidence");
+    D.diagnosis.evidence.forEach((e) => {
+      const li = el("li"); li.append(el("span", e.text), el("span", " at " + fmt(e.start)));
+      li.addEventListener("click", () => { show(e.start, e.start + e.dur); scrollToLane(e.p, e.l); });
+      evList.append(li);
     });
 
     // ---- tables ----

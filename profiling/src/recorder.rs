@@ -457,6 +457,13 @@ fn write_loop(mut sink: Box<dyn Write + Send>, header: String, rx: Receiver<Msg>
     let mut failed: Option<std::io::Error> = None;
     line.push_str(&header);
     line.push('\n');
+    // The header reaches the file at once: a process killed before its first batch still leaves a log.
+    flush_into(&mut sink, &mut line, &mut failed);
+    if failed.is_none() {
+        if let Err(e) = sink.flush() {
+            failed = Some(e);
+        }
+    }
     for msg in rx.iter() {
         match msg {
             Msg::Batch(thread, recs) => {

@@ -111,7 +111,7 @@ pub struct Report {
     pub unreadable: Vec<(String, String)>,
 }
 
-/// Every `*.jsonl` file under `dir`, recursively, sorted.
+/// Every `*.jsonl` file under `dir`, recursively (symbolic links to folders are not followed), sorted.
 pub fn find_logs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -119,7 +119,10 @@ pub fn find_logs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         let entries = std::fs::read_dir(&d).map_err(|e| Error::Read(d.clone(), e))?;
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            // The entry's own type: a symbolic link to a folder is not followed (`self -> .` would count
+            // every log again, two such links would walk for ever).
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "jsonl") {
                 out.push(p);
@@ -505,5 +508,17 @@ mod tests {
         let html = render_html(&r);
         assert!(html.contains("cannot open &lt;path&gt;") && html.contains("<svg"));
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn folder_symlinks_are_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("sub/x.jsonl"), "{}\n").expect("write");
+        for (link, to) in [("self", "."), ("a", "."), ("b", "."), ("sub/up", "..")] {
+            std::os::unix::fs::symlink(to, dir.path().join(link)).expect("symlink");
+        }
+        let found = find_logs(dir.path()).expect("walk ends");
+        assert_eq!(found, vec![dir.path().join("sub/x.jsonl")]);
     }
 }

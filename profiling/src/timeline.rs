@@ -105,6 +105,8 @@ pub struct Timeline {
     pub start: u64,
     /// Latest end, ns since the Unix epoch.
     pub end: u64,
+    /// Files given among others that were skipped (empty, not a run log, unreadable), with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl Timeline {
@@ -113,8 +115,31 @@ impl Timeline {
         if paths.is_empty() {
             return Err(Error::NoLogs);
         }
-        let logs = paths.iter().map(|p| RunLog::read(p)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Timeline::from_logs(logs))
+        if paths.len() == 1 {
+            return Ok(Timeline::from_logs(vec![RunLog::read(&paths[0])?]));
+        }
+        // Among many (`runs/*.jsonl`), a 0-byte log of a killed process or a foreign file is skipped, not
+        // fatal; only when nothing is readable is the first error returned.
+        let mut logs = Vec::new();
+        let mut skipped = Vec::new();
+        let mut first_err = None;
+        for p in paths {
+            match RunLog::read(p) {
+                Ok(l) => logs.push(l),
+                Err(e) => {
+                    skipped.push((p.clone(), e.to_string()));
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if logs.is_empty() => Err(e),
+            _ => {
+                let mut tl = Timeline::from_logs(logs);
+                tl.skipped = skipped;
+                Ok(tl)
+            }
+        }
     }
 
     /// Merges already-read logs.
@@ -123,7 +148,7 @@ impl Timeline {
         processes.sort_by_key(|p| p.start);
         let start = processes.iter().map(|p| p.start).min().unwrap_or(0);
         let end = processes.iter().map(|p| p.end).max().unwrap_or(start);
-        Timeline { processes, start, end }
+        Timeline { processes, start, end, skipped: Vec::new() }
     }
 
     /// Wall time covered, ns (at least 1).

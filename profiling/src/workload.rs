@@ -73,7 +73,7 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
                     std::thread::sleep(c.frame_interval);
                 }
                 let buf = {
-                    let _e = tracing::trace_span!("sim.expose", frame).entered();
+                    let _e = tracing::trace_span!("sim.expose", feeds = "camera", frame).entered();
                     (0..c.frame_bytes).map(|i| (i as u64 ^ frame) as u8).collect::<Vec<u8>>()
                 };
                 if to_rx.send((frame, buf)).is_err() {
@@ -88,7 +88,8 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
         Box::new(move || {
             loop {
                 let msg = {
-                    let _w = tracing::trace_span!("wait.frames").entered();
+                    let _w =
+                        tracing::trace_span!("wait.queue", queue = "camera", wants = "data", on = "camera").entered();
                     from_cam.recv()
                 };
                 let Ok((frame, buf)) = msg else { break };
@@ -96,7 +97,7 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
                     let _v = tracing::trace_span!("sim.validate", frame, bytes = buf.len() as u64).entered();
                     black_box(checksum(&buf));
                 }
-                let _p = tracing::trace_span!("wait.queue_push").entered();
+                let _p = tracing::trace_span!("wait.queue", queue = "frames", wants = "space", on = "writer").entered();
                 if to_writer.send((frame, buf)).is_err() {
                     break;
                 }
@@ -112,7 +113,8 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
             let mut written = 0u64;
             loop {
                 let msg = {
-                    let _w = tracing::trace_span!("wait.queue_pop").entered();
+                    let _w =
+                        tracing::trace_span!("wait.queue", queue = "frames", wants = "data", on = "receiver").entered();
                     from_rx.recv()
                 };
                 let Ok((frame, buf)) = msg else { break };

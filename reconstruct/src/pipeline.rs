@@ -605,7 +605,13 @@ pub fn reconstruct_file_on(
     let total = rows.len();
     let mut done = 0;
     progress(Progress { done, total });
-    let read = |r: Range<usize>| -> Result<Slab, ReadError> { file.read_slab(r) };
+    let read_delay = injected_read_delay();
+    let read = |r: Range<usize>| -> Result<Slab, ReadError> {
+        if let Some(d) = read_delay {
+            std::thread::sleep(d);
+        }
+        file.read_slab(r)
+    };
     let write = |r: Range<usize>, data: Vec<f32>| -> Result<(), WriteError> {
         let _span = tracing::info_span!("recon.write", rows = r.len()).entered();
         match &h5 {
@@ -774,6 +780,13 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
         }
     }
     Ok(range)
+}
+
+/// Test-only hook: `BEAMLINE_TEST_READ_DELAY_MS=N` makes every slab read sleep N ms first (a slow
+/// filesystem, for the timeline's bottleneck tests).
+fn injected_read_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("BEAMLINE_TEST_READ_DELAY_MS").ok()?.parse().ok()?;
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }
 
 #[cfg(test)]

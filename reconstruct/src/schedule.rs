@@ -259,10 +259,14 @@ fn read_slabs<R, RE>(
             return;
         }
         let r = start..(start + slab_rows).min(rows.end);
-        if info_span!("wait.in_flight", rows = r.len()).in_scope(|| credits.send(())).is_err() {
+        if info_span!("wait.queue", queue = "in_flight", wants = "space", on = "collector", rows = r.len())
+            .in_scope(|| credits.send(()))
+            .is_err()
+        {
             return;
         }
-        let slab = info_span!("recon.read", start = r.start, rows = r.len()).in_scope(|| read(r.clone()));
+        let slab =
+            info_span!("recon.read", feeds = "slabs", start = r.start, rows = r.len()).in_scope(|| read(r.clone()));
         let slab = match slab {
             Ok(slab) => slab,
             Err(error) => {
@@ -270,7 +274,8 @@ fn read_slabs<R, RE>(
                 return;
             }
         };
-        let sent = info_span!("wait.queue_push", start = r.start).in_scope(|| work.send(Work { seq, slab }).is_ok());
+        let sent = info_span!("wait.queue", queue = "slabs", wants = "space", on = "workers", start = r.start)
+            .in_scope(|| work.send(Work { seq, slab }).is_ok());
         if !sent {
             return;
         }
@@ -295,16 +300,17 @@ fn work<RE>(
     loop {
         let next = match retry.try_recv() {
             Ok(w) => Some(w),
-            Err(_) => info_span!("wait.queue_pop", device = %name).in_scope(|| {
-                select! {
-                    recv(retry) -> w => w.ok(),
-                    recv(work) -> w => w.ok().or_else(|| retry.recv().ok()),
-                }
-            }),
+            Err(_) => info_span!("wait.queue", queue = "slabs", wants = "data", on = "reader", device = %name)
+                .in_scope(|| {
+                    select! {
+                        recv(retry) -> w => w.ok(),
+                        recv(work) -> w => w.ok().or_else(|| retry.recv().ok()),
+                    }
+                }),
         };
         let Some(item) = next else { return };
         let rows = item.slab.rows.clone();
-        let span = info_span!("recon.slab", device = %name, start = rows.start, rows = rows.len());
+        let span = info_span!("recon.slab", feeds = "results", device = %name, start = rows.start, rows = rows.len());
         let t0 = std::time::Instant::now();
         let result = span.in_scope(|| {
             catch_unwind(AssertUnwindSafe(|| device.reconstruct(setup, &item.slab))).unwrap_or_else(|panic| {
@@ -357,7 +363,8 @@ where
     let mut next = 0;
     let mut total = None;
     while total != Some(next) {
-        let event = info_span!("wait.results", next).in_scope(|| events.recv());
+        let event = info_span!("wait.queue", queue = "results", wants = "data", on = "workers", next)
+            .in_scope(|| events.recv());
         // Every sender is gone only if the reader and all workers have exited without finishing, which the
         // events below rule out; treat it as every device having gone.
         let Ok(event) = event else {
@@ -376,7 +383,7 @@ where
                 pending.insert(seq, (rows, data));
                 trace!(counter.reorder_buffer = pending.len() as u64);
                 while let Some((rows, data)) = pending.remove(&next) {
-                    info_span!("recon.write", start = rows.start, rows = rows.len())
+                    info_span!("recon.write", feeds = "in_flight", start = rows.start, rows = rows.len())
                         .in_scope(|| write(rows.clone(), data))
                         .map_err(|source| ScheduleError::Write { rows: rows.clone(), source })?;
                     report.rows += rows.len();

@@ -100,6 +100,8 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
         &shot,
         json!({
             "ready": "document.body.dataset.ready",
+            "verdict": "document.getElementById('verdict').textContent",
+            "legend": "document.getElementById('legend').textContent",
             "lanes": "[...document.querySelectorAll('#lanes .lane-name')].map(e => e.textContent)",
             "first_stall": "document.querySelector('#stall-list li').textContent",
             "summary_rows": "document.querySelectorAll('#summary tr.name').length",
@@ -134,6 +136,14 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     assert!(report["eval"]["summary_rows"].as_u64().unwrap_or(0) >= 6, "{report}");
     assert!(report["eval"]["canvas_drawn"].as_u64().unwrap_or(0) > 10_000, "canvas looks empty: {report}");
     assert_png(&shot);
+    // The verdict at the top of the page is the diagnosis `--summary` prints, and the legend is there.
+    let summary = run(beamline().arg("timeline").arg(&log).args(["--summary", "--json"]));
+    let summary: Value = serde_json::from_str(&summary).expect("summary JSON");
+    let verdict = report["eval"]["verdict"].as_str().unwrap_or("");
+    assert!(!verdict.is_empty(), "{report}");
+    assert_eq!(verdict, summary["verdict"].as_str().unwrap_or("-"));
+    let legend = report["eval"]["legend"].as_str().unwrap_or("");
+    assert!(legend.contains("wait.* span") && legend.contains("bottleneck lane"), "legend: {legend}");
 }
 
 const SCRIPT: &str = "</script><script>window.pwned=1;document.title='PWNED'</script>";

@@ -61,6 +61,12 @@ pub struct TimelineArgs {
     /// Page title [default: the command lines of the runs].
     #[arg(long)]
     title: Option<String>,
+    /// Print the diagnosis (which stage limits the run, and why) instead of writing a page.
+    #[arg(long)]
+    summary: bool,
+    /// With --summary: print it as JSON.
+    #[arg(long, requires = "summary")]
+    json: bool,
 }
 
 /// Arguments of `beamline runs report`.
@@ -140,6 +146,21 @@ fn timeline(a: TimelineArgs) -> anyhow::Result<ExitCode> {
         let _s = tracing::info_span!("timeline.read", logs = a.logs.len() as u64).entered();
         profiling::timeline::Timeline::from_paths(&a.logs)?
     };
+    pb.finish_and_clear();
+    if let Some((path, why)) = tl.skipped.first() {
+        let more = if tl.skipped.len() > 1 { format!(" and {} more", tl.skipped.len() - 1) } else { String::new() };
+        eprintln!("{}", profiling::sanitize::terminal(&format!("warning: skipped {}{more}: {why}", path.display())));
+    }
+    if a.summary {
+        let d = profiling::diagnose::diagnose(&tl);
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        } else {
+            print!("{}", profiling::diagnose::render_text(&d));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pb = spinner("rendering");
     let out = a
         .output
         .clone()
@@ -171,9 +192,7 @@ fn timeline(a: TimelineArgs) -> anyhow::Result<ExitCode> {
             "; open it at ui.perfetto.dev"
         }
     );
-    if let Some(top) = profiling::stalls::analyse(&tl).lanes.first() {
-        println!("biggest stall: {}", top.text);
-    }
+    println!("{}", profiling::sanitize::terminal(&format!("verdict: {}", profiling::diagnose::diagnose(&tl).verdict)));
     Ok(ExitCode::SUCCESS)
 }
 

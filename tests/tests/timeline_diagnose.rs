@@ -1,0 +1,145 @@
+//! The timeline names the bottleneck: real runs of the real pipeline with an injected bottleneck each,
+//! diagnosed by `beamline timeline LOG... --summary --json`.
+//!
+//! Injections: (a) a slow disk (`BEAMLINE_TEST_WRITE_DELAY_MS`, every chunk write sleeps), (b) slow
+//! reconstruction compute (`--threads 1`, reading from a fast file), (c) a slow reader in the
+//! reconstruction (`BEAMLINE_TEST_READ_DELAY_MS`), (d) a sender slower than the receiver (`simulate
+//! --fps`), (e) two threads serialised on one named lock; and a balanced run (no stage limits).
+
+#[path = "acquisition_common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::{beamline, free_endpoint};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn ok(out: &Output, what: &str) -> String {
+    common::ok(out, what)
+}
+
+fn diagnose(logs: &[&Path]) -> Value {
+    let out = beamline().arg("timeline").args(logs).args(["--summary", "--json"]).output().expect("run timeline");
+    serde_json::from_str(&ok(&out, "timeline --summary --json")).expect("summary is JSON")
+}
+
+fn verdict(d: &Value) -> &str {
+    d["verdict"].as_str().unwrap_or("")
+}
+
+/// simulate → receive into `dir/scan.h5`; returns (receive log, simulate log, file).
+fn acquire(dir: &Path, env: &[(&str, &str)], sim: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let ep = free_endpoint();
+    let (rlog, slog, file) = (dir.join("receive.jsonl"), dir.join("simulate.jsonl"), dir.join("scan.h5"));
+    let rx = beamline()
+        .envs(env.iter().copied())
+        .arg("--log")
+        .arg(&rlog)
+        .args(["receive", "--bind", &ep, "--queue", "8", "--output"])
+        .arg(&file)
+        .arg("-q")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start receive");
+    let s = beamline()
+        .arg("--log")
+        .arg(&slog)
+        .args(["simulate", "--connect", &ep, "-q", "--darks", "2", "--flats", "2"])
+        .args(sim)
+        .output()
+        .expect("simulate");
+    ok(&s, "simulate");
+    ok(&common::wait(rx, LIMIT, "receive"), "receive");
+    (rlog, slog, file)
+}
+
+#[test]
+fn a_slow_disk_is_writer_bound_and_the_receiver_waits_for_queue_space() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rlog, slog, _) =
+        acquire(dir.path(), &[("BEAMLINE_TEST_WRITE_DELAY_MS", "15")], &["--size", "64", "--angles", "80"]);
+    let d = diagnose(&[&rlog, &slog]);
+    assert_eq!(d["bottleneck"], "writer", "{}", verdict(&d));
+    let v = verdict(&d);
+    assert!(v.starts_with("writer-bound: the writer"), "{v}");
+    assert!(v.contains("hdf5.write_chunk"), "the writer's time is its chunk writes: {v}");
+    assert!(v.contains("waited for queue space on `frames`"), "{v}");
+    assert!(!d["evidence"].as_array().expect("evidence").is_empty());
+}
+
+#[test]
+fn d_a_sender_slower_than_the_receiver_is_sender_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rlog, slog, _) = acquire(dir.path(), &[], &["--size", "32", "--angles", "40", "--fps", "40"]);
+    let d = diagnose(&[&rlog, &slog]);
+    let v = verdict(&d);
+    assert_eq!(d["bottleneck"], "simulate", "the simulator's main thread paces the run: {v}");
+    assert!(v.contains("-bound (paced)"), "{v}");
+    assert!(v.contains("waited for data on `zmq`"), "the receive thread is starved by the sender: {v}");
+    // Alone, the receiver's log still says who it waits for.
+    let alone = diagnose(&[&rlog]);
+    assert!(verdict(&alone).starts_with("sender-bound"), "{}", verdict(&alone));
+}
+
+fn recon(dir: &Path, input: &Path, env: &[(&str, &str)], threads: &str) -> PathBuf {
+    let log = dir.join(format!("recon-{threads}-{}.jsonl", env.len()));
+    let out = beamline()
+        .envs(env.iter().copied())
+        .arg("--log")
+        .arg(&log)
+        .arg("recon")
+        .arg(input)
+        .arg("-o")
+        .arg(dir.join(format!("out-{threads}-{}", env.len())))
+        .args(["--backend", "cpu", "--threads", threads, "--memory", "1M", "--center", "47.5", "--quiet"])
+        .output()
+        .expect("recon");
+    ok(&out, "recon");
+    log
+}
+
+#[test]
+fn b_c_reconstruction_compute_bound_with_one_thread_and_reader_bound_with_a_slow_reader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, _, file) = acquire(dir.path(), &[], &["--size", "96", "--angles", "180"]);
+    // (b) one CPU thread: the device worker computes, the reader waits for slab space, the collector
+    // waits for results.
+    let d = diagnose(&[&recon(dir.path(), &file, &[], "1")]);
+    let v = verdict(&d);
+    let worker = d["bottleneck"].as_str().unwrap_or("");
+    assert!(worker.starts_with("cpu"), "the device worker limits: {v}");
+    assert!(v.contains("recon.slab") || v.contains("recon."), "{v}");
+    assert!(v.contains("data on `results`"), "the collector is starved by the worker: {v}");
+    // (c) a slow reader: the worker starves for slabs, the chain leads to the reader.
+    let d = diagnose(&[&recon(dir.path(), &file, &[("BEAMLINE_TEST_READ_DELAY_MS", "150")], "2")]);
+    let v = verdict(&d);
+    assert_eq!(d["bottleneck"], "reader", "{v}");
+    assert!(v.starts_with("reader-bound: the reader thread was busy"), "{v}");
+    assert!(v.contains("recon.read"), "{v}");
+    assert!(v.contains("data on `slabs`"), "{v}");
+}
+
+#[test]
+fn balanced_run_has_no_limiting_stage() {
+    // The synthetic camera → receiver → writer pipeline runs on a hardware trigger: every stage keeps up,
+    // the camera waits for its trigger (expected), nothing waits on anything for long.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("pipe.jsonl");
+    let out = beamline()
+        .arg("--log")
+        .arg(&log)
+        .args(["bench", "trace", "--pipeline-only", "--frames", "200"])
+        .output()
+        .expect("pipeline");
+    ok(&out, "bench trace --pipeline-only");
+    let d = diagnose(&[&log]);
+    assert_eq!(d["bottleneck"], Value::Null, "{}", verdict(&d));
+    assert!(verdict(&d).starts_with("no stage limits"), "{}", verdict(&d));
+    assert!(verdict(&d).contains("trigger"), "the trigger wait is named as expected: {}", verdict(&d));
+}
