@@ -137,6 +137,12 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     format!("{}T{:02}:{:02}:{:02}.{:06}Z", c.date(), c.hour, c.minute, c.second, d.subsec_micros())
 }
 
+/// The 1-minute load average of the machine (`/proc/loadavg`), to judge how much other work competed for
+/// the cores during a measurement; `None` where the system does not say.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,10 +172,4 @@ mod tests {
         assert!(unix_ns() > 1_600_000_000_000_000_000);
         assert!(thread_id() > 0);
     }
-}
-
-/// The 1-minute load average of the machine (`/proc/loadavg`), to judge how much other work competed for
-/// the cores during a measurement; `None` where the system does not say.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }

@@ -128,8 +128,8 @@ fn accumulate_block(out: &mut [f32], rays: &[Ray<'_>; ANGLE_BLOCK]) {
 /// this order (multiply, add, truncate, subtract, multiply, add; no FMA), so all paths give the same bits.
 #[inline(always)]
 unsafe fn accumulate_scalar(out: &mut [f32], rays: &[Ray<'_>; ANGLE_BLOCK], x0: usize) {
-    for x in x0..out.len() {
-        let mut o = out[x];
+    for (x, slot) in out.iter_mut().enumerate().skip(x0) {
+        let mut o = *slot;
         for ray in rays {
             let s = ray.s0 + x as f32 * ray.c;
             let i = s as i32;
@@ -138,7 +138,7 @@ unsafe fn accumulate_scalar(out: &mut [f32], rays: &[Ray<'_>; ANGLE_BLOCK], x0: 
             let (a, b) = unsafe { (*ray.q.get_unchecked(i as usize), *ray.q.get_unchecked(i as usize + 1)) };
             o += a + f * (b - a);
         }
-        out[x] = o;
+        *slot = o;
     }
 }
 

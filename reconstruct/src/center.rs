@@ -55,12 +55,12 @@ fn predictions(angles_rad: &[f32], max_refs: usize) -> Vec<Prediction> {
         let tk = angles_rad[k] as f64;
         let mut lower: Option<(f64, usize, bool)> = None; // offset <= 0, largest
         let mut upper: Option<(f64, usize, bool)> = None; // offset >= 0, smallest
-        for j in 0..n {
+        for (j, &aj) in angles_rad.iter().enumerate() {
             for mirrored in [false, true] {
                 if j == k && !mirrored {
                     continue;
                 }
-                let phi = angles_rad[j] as f64 + if mirrored { PI } else { 0.0 };
+                let phi = aj as f64 + if mirrored { PI } else { 0.0 };
                 let d = wrap(phi - tk);
                 if d <= 0.0 && lower.is_none_or(|l| d > l.0) {
                     lower = Some((d, j, mirrored));

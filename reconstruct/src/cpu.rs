@@ -45,7 +45,11 @@ impl SinogramPipeline {
                     .map_err(|e| BackendError::Input(e.to_string()))?,
             ),
         };
-        Ok(SinogramPipeline { setup: setup.clone(), filter: RowFilter::new(setup.filter, setup.n_cols, weight), gridrec })
+        Ok(SinogramPipeline {
+            setup: setup.clone(),
+            filter: RowFilter::new(setup.filter, setup.n_cols, weight),
+            gridrec,
+        })
     }
 
     /// Raw counts of one detector row (`[angle][col]`, modified in place) to a filtered sinogram ready for

@@ -500,7 +500,8 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
         (crate::method::Method::Fbp, b) => b,
     };
     let mut choose = |cpu: &CpuBackend| {
-        crate::gpu::select_backends(backend, cpu).map_err(|source| ReconError::Backend { choice: backend.name(), source })
+        crate::gpu::select_backends(backend, cpu)
+            .map_err(|source| ReconError::Backend { choice: backend.name(), source })
     };
     reconstruct_file_on(opts, &mut choose, progress)
 }

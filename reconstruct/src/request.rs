@@ -10,8 +10,8 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use crate::filter::{FilterKind, UnknownFilter};
-use crate::pipeline::{BackendChoice, Bits, CenterChoice, Format, ReconOptions};
 use crate::method::Method;
+use crate::pipeline::{BackendChoice, Bits, CenterChoice, Format, ReconOptions};
 
 /// Why a request could not become [`ReconOptions`]. Each message names the option as written on the
 /// command line (`--slices`, `--memory`, ...) and the text that was given.
@@ -245,7 +245,7 @@ pub fn parse_size(s: &str) -> Result<u64, RequestError> {
         _ => (t, 1),
     };
     let v: f64 = num.trim().parse().map_err(|source| RequestError::SizeForm { text: s.into(), source })?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return Err(RequestError::SizeNotPositive { text: s.into() });
     }
     Ok((v * mul as f64) as u64)
@@ -264,7 +264,7 @@ pub fn parse_pair_f32(s: &str, option: &str) -> Result<(f32, f32), RequestError>
         })
     };
     let (lo, hi) = (num(a)?, num(b)?);
-    if !(hi > lo) {
+    if lo.is_nan() || hi.is_nan() || hi <= lo {
         return Err(RequestError::InvertedRange { option: option.into(), text: s.into() });
     }
     Ok((lo, hi))
@@ -289,7 +289,7 @@ pub fn parse_sweep(s: &str) -> Result<Vec<f64>, RequestError> {
         })
     };
     let (a, b, step) = (num(a)?, num(b)?, num(step)?);
-    if !(step > 0.0) || b < a {
+    if step.is_nan() || step <= 0.0 || b < a {
         return Err(RequestError::SweepOrder { text: s.into() });
     }
     let n = ((b - a) / step + 1e-9).floor() as usize + 1;

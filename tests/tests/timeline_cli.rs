@@ -46,7 +46,7 @@ fn every_command_leaves_a_log_with_header_and_footer_and_runs_report_groups_fail
     assert_eq!(logs.len(), 3, "{logs:?}");
     let first = records(&logs[0]);
     assert_eq!(first[0]["t"], "header");
-    assert_eq!(first[0]["pid"].as_u64().is_some(), true);
+    assert!(first[0]["pid"].as_u64().is_some());
     let footers: Vec<Value> = logs.iter().map(|l| records(l).pop().expect("records")).collect();
     assert!(footers.iter().all(|f| f["t"] == "footer"));
     let failed: Vec<&Value> = footers.iter().filter(|f| f["status"] == "error").collect();

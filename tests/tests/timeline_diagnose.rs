@@ -7,7 +7,6 @@
 //! --fps`), (e) two threads serialised on one named lock; and a balanced run (no stage limits).
 
 #[path = "acquisition_common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::path::{Path, PathBuf};

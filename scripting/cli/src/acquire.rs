@@ -560,7 +560,6 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-
 fn print_measurement(rows: usize, m: &Measurement, spread: (f64, f64)) {
     let rss = m.peak_rss_bytes.map_or("n/a".to_string(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
     println!(

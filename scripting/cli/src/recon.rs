@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use reconstruct::pipeline::{self, BackendChoice, Format, Progress};
 use reconstruct::method::Method;
+use reconstruct::pipeline::{self, BackendChoice, Format, Progress};
 use reconstruct::request::{self, ReconRequest};
 
 /// Subcommands of this area.
