@@ -446,22 +446,8 @@ mod tests {
                 .map(|_| Box::new(CpuBackend { rows_per_slab: 2, ..CpuBackend::default() }) as Box<dyn Backend>)
                 .collect()
         };
-        let mut written = 0;
-        let healthy = run(
-            &setup,
-            devices(),
-            0..10,
-            |r| Ok::<_, String>(slab(r)),
-            |r, _| {
-                written += r.len();
-                Ok::<_, String>(())
-            },
-        );
-        assert_eq!(healthy.expect("a run with every thread started").rows, 10);
-        assert_eq!(written, 10);
-        // The reader refused; then a worker refused once the reader and another worker run (they must stop).
-        for (first_refused, thread) in [(0, "reader"), (2, "cpu (")] {
-            HUGE_STACK_FROM.with(|from| from.set(Some(first_refused)));
+        // Rows 0..10 over the three devices; returns the outcome and the rows written.
+        let run_counting = || {
             let mut written = 0;
             let result = run(
                 &setup,
@@ -473,6 +459,15 @@ mod tests {
                     Ok::<_, String>(())
                 },
             );
+            (result, written)
+        };
+        let (healthy, written) = run_counting();
+        assert_eq!(healthy.expect("a run with every thread started").rows, 10);
+        assert_eq!(written, 10);
+        // The reader refused; then a worker refused once the reader and another worker run (they must stop).
+        for (first_refused, thread) in [(0, "reader"), (2, "cpu (")] {
+            HUGE_STACK_FROM.with(|from| from.set(Some(first_refused)));
+            let (result, written) = run_counting();
             HUGE_STACK_FROM.with(|from| from.set(None));
             match result {
                 Err(ScheduleError::Spawn { thread: name, source }) => {
