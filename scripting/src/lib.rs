@@ -27,6 +27,7 @@ pub mod provenance;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod stats;
 
 pub use error::{RunStatus, ScanError};
 pub use run::{run_scan_file, DetectorChoice, RunError, ScanOptions, ScanOutcome, ScanRun};

@@ -54,7 +54,11 @@ fn tomography_example_writes_an_nxtomo_file_read_by_h5py() {
     assert_eq!(j["counts"]["2"], 10);
     assert_eq!(j["counts"]["3"], 0);
     let angles: Vec<f64> = serde_json::from_value(j["projection_angles"].clone()).unwrap();
-    assert_eq!(angles, (0..36).map(|i| 5.0 * i as f64).collect::<Vec<_>>());
+    // The end angle is included by default: 36 projections over 0 -> 180 degrees are 35 steps.
+    assert_eq!(angles.len(), 36);
+    for (i, a) in angles.iter().enumerate() {
+        assert!((a - 180.0 / 35.0 * i as f64).abs() < 1e-9, "angle {i}: {a}");
+    }
     // Physics sanity: dark < projection < flat.
     let m = &j["mean_by_key"];
     assert!(m["2"].as_f64() < m["0"].as_f64() && m["0"].as_f64() < m["1"].as_f64(), "{m}");

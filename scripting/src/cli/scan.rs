@@ -63,6 +63,9 @@ pub struct ScanArgs {
     /// Print the built-in beamline configuration and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// No live table (a row per step-scan point) on the terminal; the rows still go to the run log.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Benchmarks of this area.
@@ -173,6 +176,7 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
         output_dir: a.output_dir.clone(),
         output: Arc::new(move |line: &str| printer.suspend(|| eprintln!("{line}"))),
         on_live_start: None,
+        live_table: !a.quiet && !a.json,
     };
     let text = std::fs::read_to_string(script).with_context(|| format!("cannot read script {}", script.display()))?;
     let control = Arc::new(Control::default());
