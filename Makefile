@@ -7,7 +7,7 @@ setup:
 	./.ci/setup
 
 demo: setup
-	. target/env.sh && $(CARGO) run --release -q -p scripting --bin beamline -- demo
+	. target/env.sh && $(CARGO) run --release -q -p beamline -- demo
 
 test: setup
-	. target/env.sh && export BEAMLINE_RUN_DIR="$(CURDIR)/target/test-runs" && $(CARGO) build --release -p scripting --bin beamline && $(CARGO) test --release --workspace --no-fail-fast
+	. target/env.sh && export BEAMLINE_RUN_DIR="$(CURDIR)/target/test-runs" && $(CARGO) build --release -p beamline && $(CARGO) test --release --workspace --no-fail-fast

@@ -1,4 +1,9 @@
-//! The sending side of the protocol: a ZeroMQ PUSH socket that speaks series start / frames / series end.
+//! The sending side of the protocol: a ZeroMQ PUSH socket that speaks series start / frames / series end,
+//! and [`FanOutSender`], one series dealt over several receivers (see [`fanout`]).
+
+pub mod fanout;
+
+pub use fanout::FanOutSender;
 
 use crate::blosc::{BloscError, Codec};
 use crate::protocol::{

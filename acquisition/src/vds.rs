@@ -90,6 +90,21 @@ pub enum StitchError {
     /// No sources were given.
     #[error("no source files given: pass the files written by every receiver of the series")]
     NoSources,
+    /// Two sources are files of series of different lengths.
+    #[error(
+        "{path} is a series of {frames} frames but {first} is one of {first_frames}: these files are not from \
+         the same series"
+    )]
+    DifferentSeries {
+        /// The source that disagrees.
+        path: PathBuf,
+        /// Its series length.
+        frames: u64,
+        /// The first source.
+        first: PathBuf,
+        /// The first source's series length.
+        first_frames: u64,
+    },
     /// A source file does not exist.
     #[error("source file {0} does not exist: every writer's file is needed; copy it next to the others or drop the frames it held knowingly")]
     MissingSource(PathBuf),
@@ -462,6 +477,49 @@ fn nx_group(parent: &hdf5::Group, name: &str, class: &str) -> hdf5::Result<hdf5:
 
 fn string_dataset(parent: &hdf5::Group, name: &str, value: &str) -> hdf5::Result<()> {
     parent.new_dataset::<hdf5::types::VarLenUnicode>().create(name)?.write_scalar(&varlen(value))
+}
+
+/// What [`stitch`] wrote.
+#[derive(Debug, Clone)]
+pub struct Stitched {
+    /// Frames of the series.
+    pub n_frames: u64,
+    /// Frame shape `[y, x]`.
+    pub frame_shape: [usize; 2],
+    /// Virtual-dataset mappings in the master (one per regular run of frames of a source).
+    pub mappings: usize,
+    /// Each source and the number of frames it holds, in the order given.
+    pub held: Vec<(PathBuf, usize)>,
+}
+
+/// The whole of `beamline stitch`: reads what every source claims ([`read_claims`]), checks that they are
+/// of one series, plans ([`StitchPlan::new`]), checks the claims against the files ([`verify`]) and writes
+/// the master file `out` ([`write_master`]). Nothing is written when any check fails.
+pub fn stitch(sources: &[PathBuf], out: &Path) -> Result<Stitched, StitchError> {
+    let mut claims = Vec::with_capacity(sources.len());
+    let mut first: Option<(u64, &PathBuf)> = None;
+    for path in sources {
+        let (frames, source) = read_claims(path)?;
+        match first {
+            None => first = Some((frames, path)),
+            Some((first_frames, first)) if first_frames != frames => {
+                return Err(StitchError::DifferentSeries {
+                    path: path.clone(),
+                    frames,
+                    first: first.clone(),
+                    first_frames,
+                })
+            }
+            Some(_) => {}
+        }
+        claims.push(source);
+    }
+    let (n_frames, _) = first.ok_or(StitchError::NoSources)?;
+    let held: Vec<(PathBuf, usize)> = claims.iter().map(|s| (s.path.clone(), s.frames.len())).collect();
+    let plan = StitchPlan::new(n_frames, claims)?;
+    let layout = verify(&plan)?;
+    write_master(out, &plan, &layout)?;
+    Ok(Stitched { n_frames, frame_shape: layout.frame_shape, mappings: plan.mappings.len(), held })
 }
 
 #[cfg(test)]

@@ -150,3 +150,9 @@ mod tests {
         assert!(thread_id() > 0);
     }
 }
+
+/// The 1-minute load average of the machine (`/proc/loadavg`), to judge how much other work competed for
+/// the cores during a measurement; `None` where the system does not say.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}

@@ -83,6 +83,7 @@
 
 #![warn(missing_docs)]
 
+pub mod browser;
 pub mod chrome;
 pub mod clock;
 mod error;
@@ -92,6 +93,7 @@ pub mod log;
 mod pack;
 pub mod recorder;
 pub mod report;
+pub mod rundir;
 pub mod stalls;
 pub mod stats;
 pub mod timeline;

@@ -1,5 +1,6 @@
 //! Writing reconstructed slices: a float32 TIFF stack (one file per slice, which tifffile and ImageJ open),
-//! optionally 16- or 8-bit with a range, or one HDF5 volume; provenance stored with either.
+//! optionally 16- or 8-bit with a range, or one HDF5 volume; provenance stored with either. And reading a
+//! float32 slice back ([`read_f32_tiff`]), for whoever checks what was written.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -114,6 +115,48 @@ pub fn write_tiff(
     Ok(())
 }
 
+/// Why a slice could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file cannot be opened.
+    #[error("reading {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a TIFF image the decoder can read.
+    #[error("{path}: not a readable TIFF image: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The image is not one 32-bit float grey plane.
+    #[error("{path}: only uncompressed 32-bit float TIFFs are read here (reconstruct with the default --bits)")]
+    NotF32 {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Reads a 32-bit float grey TIFF (what [`write_tiff`] writes with [`TiffDepth::F32`], the default of
+/// `beamline recon` and of the live preview): `(width, height, pixels)`, row-major.
+pub fn read_f32_tiff(path: &Path) -> Result<(usize, usize, Vec<f32>), ReadError> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    let file = File::open(path).map_err(|source| ReadError::Open { path: path.to_path_buf(), source })?;
+    let decode = |e: tiff::TiffError| ReadError::Decode { path: path.to_path_buf(), reason: e.to_string() };
+    let mut decoder = Decoder::new(std::io::BufReader::new(file)).map_err(decode)?;
+    let (w, h) = decoder.dimensions().map_err(decode)?;
+    match decoder.read_image().map_err(decode)? {
+        DecodingResult::F32(data) if data.len() == w as usize * h as usize => Ok((w as usize, h as usize, data)),
+        _ => Err(ReadError::NotF32 { path: path.to_path_buf() }),
+    }
+}
+
 /// Data set holding the volume in HDF5 output, `[slice][y][x]` float32.
 pub const VOLUME_PATH: &str = "/entry/data/data";
 /// Attribute of [`VOLUME_PATH`]: detector row of the first slice.
@@ -166,4 +209,26 @@ pub fn write_provenance_file(dir: &Path, provenance: &Provenance) -> Result<(), 
     let path = dir.join("provenance.json");
     let text = serde_json::to_string_pretty(provenance).map_err(|e| io_err(&path, e))?;
     std::fs::write(&path, text).map_err(|e| io_err(&path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_what_write_tiff_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 37;
+        let data: Vec<f32> = (0..size * size).map(|i| i as f32 * 0.5 - 3.25).collect();
+        let path = dir.path().join(tiff_name(4));
+        write_tiff(&path, size, &data, TiffDepth::F32, "{\"x\":1}").unwrap();
+        let (w, h, back) = read_f32_tiff(&path).unwrap();
+        assert_eq!((w, h), (size, size));
+        assert_eq!(back, data);
+        write_tiff(&path, size, &data, TiffDepth::U16 { lo: 0.0, hi: 1.0 }, "").unwrap();
+        assert!(matches!(read_f32_tiff(&path), Err(ReadError::NotF32 { .. })));
+        std::fs::write(&path, b"not a tiff").unwrap();
+        assert!(matches!(read_f32_tiff(&path), Err(ReadError::Decode { .. })));
+        assert!(matches!(read_f32_tiff(&dir.path().join("none.tif")), Err(ReadError::Open { .. })));
+    }
 }

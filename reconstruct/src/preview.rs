@@ -13,6 +13,10 @@
 //!
 //! Cost per projection: one FFT pair and one `out_size^2` backprojection per chosen slice.
 
+pub mod feed;
+
+pub use feed::{FeedError, PreviewFeed, PreviewRows, WrittenPreview};
+
 use crate::backproject::Prepared;
 use crate::filter::{FilterKind, RowFilter};
 use crate::geometry::Degrees;

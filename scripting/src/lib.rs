@@ -1,9 +1,10 @@
-//! Scripting: the Rhai scan engine, the (simulated) devices behind traits, scan primitives, and the command
-//! line of the one `beamline` binary that orchestrates the other crates.
+//! Scripting: the Rhai scan engine, the (simulated) devices behind traits and scan primitives. The
+//! `beamline` binary that orchestrates every crate is the separate package in `scripting/cli/`, so users of
+//! the engine do not pull the command line's dependencies.
 //!
 //! This crate must not implement wire formats, file formats or reconstruction itself — it calls
-//! `acquisition`, `reconstruct` and `profiling` — and a script must never be able to hang the beamline or
-//! leave a device in an unsafe state.
+//! `acquisition` — must not hold command-line parsing or printing (that is the binary's), and a script must
+//! never be able to hang the beamline or leave a device in an unsafe state.
 //!
 //! Layers, each in its own module: [`device`] (traits + the simulated beamline + the acquisition detector),
 //! [`config`] (the TOML beamline file), [`clock`] and [`control`] (beamline time, abort/pause),
@@ -14,7 +15,6 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;

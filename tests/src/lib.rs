@@ -24,7 +24,7 @@ pub fn beamline_bin() -> PathBuf {
     let bin = profile_dir.join(format!("beamline{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} not found: build it first with `cargo build --release -p scripting` (or run `make test`)",
+        "{} not found: build it first with `cargo build --release -p beamline` (or run `make test`)",
         bin.display()
     );
     bin
@@ -69,23 +69,14 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
 
 /// Headless Chromium (`BEAMLINE_CHROMIUM` overrides `/usr/bin/chromium`). Panics when missing.
 pub fn chromium() -> PathBuf {
-    let p =
-        std::env::var_os("BEAMLINE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let p = profiling::browser::chromium_path();
     assert!(p.exists(), "Chromium not found at {}: run `make test`, which installs it", p.display());
     p
 }
 
-/// The flags Chromium needs to run headless as root here without touching the network.
-pub const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-];
+/// The flags Chromium needs to run headless as root here without touching the network (the same ones
+/// `beamline bench trace` uses).
+pub use profiling::browser::HEADLESS_FLAGS as CHROMIUM_FLAGS;
 
 /// A loopback TCP endpoint on a port that was free a moment ago, e.g. `tcp://127.0.0.1:40123`.
 pub fn free_endpoint() -> String {

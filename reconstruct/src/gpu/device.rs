@@ -68,14 +68,23 @@ fn driver_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> GpuError + 
     move |e| GpuError::Driver(format!("{what}: {e:?}"))
 }
 
+/// How many GPUs the driver lists (after `CUDA_VISIBLE_DEVICES`, which the driver applies), without
+/// opening any of them.
+pub fn device_count() -> Result<usize, GpuError> {
+    if !driver_present() {
+        return Err(GpuError::NoDriver);
+    }
+    let count = CudaContext::device_count().map_err(driver_err("counting devices"))?;
+    Ok(count.max(0) as usize)
+}
+
 /// Lists every GPU the driver sees. Errors when no driver is present (check [`driver_present`] first to
 /// tell "no driver" from "driver broken").
 pub fn list_devices() -> Result<Vec<DeviceInfo>, GpuError> {
     if !driver_present() {
         return Err(GpuError::NoDriver);
     }
-    let count = CudaContext::device_count().map_err(driver_err("counting devices"))?;
-    (0..count.max(0) as usize)
+    (0..device_count()?)
         .map(|i| CudaContext::new(i).map_err(driver_err("opening a device")).and_then(|c| info(&c)))
         .collect()
 }

@@ -1,5 +1,6 @@
 //! The CUDA backend and everything around it: NVRTC compilation of the `kernels` crate's sources, the
-//! host-side constants the kernels take, device discovery, and run-time backend selection.
+//! host-side constants the kernels take, device discovery, the GPUs the environment (Slurm `--gres`,
+//! `CUDA_VISIBLE_DEVICES`) leaves this process, and run-time backend selection.
 //!
 //! Nothing here links CUDA: cudarc loads libcuda and libnvrtc at run time, and every entry point checks
 //! that they are present before touching them, so the binary builds and runs on machines without CUDA
@@ -29,12 +30,14 @@ pub mod device;
 pub mod host;
 pub mod nvrtc;
 pub mod select;
+pub mod visible;
 
 /// The kernel sources and their CPU harness (re-exported so tools and tests reach them through this crate).
 pub use kernels;
 
-pub use device::{driver_present, list_devices, CudaBackend, DeviceInfo};
+pub use device::{device_count, driver_present, list_devices, CudaBackend, DeviceInfo};
 pub use select::{open_gpus, select_backends};
+pub use visible::{visible_ordinals, Visibility, VisibilityError};
 
 /// Why the GPU side could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,12 @@ pub enum GpuError {
     /// The driver is present but reports no device.
     #[error("the CUDA driver reports no GPU: check `nvidia-smi`, or use --backend cpu")]
     NoDevice,
+    /// The driver lists GPUs, but the environment leaves this process none of them.
+    #[error("no GPU visible to this process ({0}): check the job's --gres=gpu:N, or use --backend cpu")]
+    NoneVisible(String),
+    /// `CUDA_VISIBLE_DEVICES` or a Slurm GPU list could not be used.
+    #[error(transparent)]
+    Visibility(#[from] visible::VisibilityError),
     /// A driver call failed.
     #[error("CUDA driver: {0}")]
     Driver(String),

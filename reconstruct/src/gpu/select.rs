@@ -1,27 +1,35 @@
 //! Choosing the backends of a run from `--backend` ([`BackendChoice`], defined with the pipeline's options):
-//! the CPU, every GPU, or every GPU when there is one that works and the CPU otherwise.
+//! the CPU, every GPU this process may use ([`Visibility`]), or those GPUs when one works and the CPU
+//! otherwise.
 
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
-use crate::gpu::device::{driver_present, list_devices, CudaBackend};
+use crate::gpu::device::{device_count, driver_present, CudaBackend};
+use crate::gpu::visible::Visibility;
 use crate::gpu::GpuError;
 use crate::pipeline::BackendChoice;
 
-/// Opens every GPU; returns those that opened and why the others did not.
+/// Opens every GPU this process may use ([`Visibility`]: `CUDA_VISIBLE_DEVICES`, else the task's Slurm
+/// GPUs); returns those that opened and why the others did not. GPUs outside the selection are never
+/// opened.
 pub fn open_gpus() -> Result<(Vec<CudaBackend>, Vec<String>), GpuError> {
     if !driver_present() {
         return Err(GpuError::NoDriver);
     }
-    let devices = list_devices()?;
-    if devices.is_empty() {
-        return Err(GpuError::NoDevice);
+    let visibility = Visibility::from_process()?;
+    let ordinals = visibility.ordinals(device_count()?)?;
+    if ordinals.is_empty() {
+        return Err(match visibility {
+            Visibility::Unrestricted => GpuError::NoDevice,
+            v => GpuError::NoneVisible(v.describe()),
+        });
     }
     let mut opened = Vec::new();
     let mut failed = Vec::new();
-    for d in devices {
-        match CudaBackend::new(d.ordinal) {
+    for ordinal in ordinals {
+        match CudaBackend::new(ordinal) {
             Ok(b) => opened.push(b),
-            Err(e) => failed.push(format!("cuda:{} {}: {e}", d.ordinal, d.name)),
+            Err(e) => failed.push(format!("cuda:{ordinal}: {e}")),
         }
     }
     Ok((opened, failed))

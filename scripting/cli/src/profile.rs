@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
+use profiling::rundir::{self, Recording};
 use profiling::{clock, workload, Config, Outcome, RunInfo};
 
 /// Subcommands of this area.
@@ -179,7 +180,7 @@ fn timeline(a: TimelineArgs) -> anyhow::Result<ExitCode> {
 fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let dir = match a.dir {
         Some(d) => d,
-        None => run_dir().context("no run directory: pass DIR, or set BEAMLINE_RUN_DIR or HOME")?,
+        None => rundir::default_dir().context("no run directory: pass DIR, or set BEAMLINE_RUN_DIR or HOME")?,
     };
     let r = profiling::report::build(&dir).with_context(|| format!("cannot read the run logs in {}", dir.display()))?;
     let json_out = a.json_out.unwrap_or_else(|| a.output.with_extension("json"));
@@ -279,7 +280,7 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  process CPU incl. the writer thread: {proc_cpu:.1} ns/span; machine load average now {}",
-        load_average()
+        clock::load_average().unwrap_or(-1.0)
     );
     println!(
         "  recorded {} records, dropped {}, writer drained the rest in {flush_s:.3} s after the loop",
@@ -313,7 +314,7 @@ fn bench_trace(a: TraceArgs) -> anyhow::Result<ExitCode> {
     j.insert("log_bytes_per_record".into(), round(log_bytes as f64 / totals.written.max(1) as f64).into());
     j.insert("rss_growth_mb".into(), round(growth as f64 / 1e6).into());
     j.insert("buffer_bound_mb".into(), round(bound as f64 / 1e6).into());
-    j.insert("load_average".into(), load_average().into());
+    j.insert("load_average".into(), clock::load_average().unwrap_or(-1.0).into());
 
     // 4. Render that log as a page.
     let t = Instant::now();
@@ -412,24 +413,14 @@ fn time_once(n: u64, dispatch: &tracing::Dispatch) -> Cost {
     })
 }
 
-/// The 1-minute load average, to judge how much other work competed for the cores.
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
-        .unwrap_or(-1.0)
-}
-
 /// Loads `html` in headless Chromium with `--dump-dom`; returns (process wall s, ms until the page's
 /// script reported ready).
 fn chromium_load(html: &Path, tmp: &Path) -> anyhow::Result<(f64, f64)> {
-    let bin =
-        std::env::var_os("BEAMLINE_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let bin = profiling::browser::chromium_path();
     anyhow::ensure!(bin.exists(), "{} not found (install chromium or set BEAMLINE_CHROMIUM)", bin.display());
     let t = Instant::now();
     let out = std::process::Command::new(&bin)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args(profiling::browser::HEADLESS_FLAGS)
         .arg(format!("--user-data-dir={}", tmp.join("chromium-profile").display()))
         .arg("--dump-dom")
         .arg(format!("file://{}", html.display()))
@@ -452,162 +443,35 @@ fn chromium_load(html: &Path, tmp: &Path) -> anyhow::Result<(f64, f64)> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// the run log of every command
+// the run log of every command (policy and recording: `profiling::rundir`)
 
-/// Default folder for run logs: `$BEAMLINE_RUN_DIR`, else `$XDG_STATE_HOME/beamline/runs`, else
-/// `~/.local/state/beamline/runs`.
-pub fn run_dir() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    var("BEAMLINE_RUN_DIR")
-        .or_else(|| var("XDG_STATE_HOME").map(|d| d.join("beamline/runs")))
-        .or_else(|| var("HOME").map(|h| h.join(".local/state/beamline/runs")))
+/// Starts recording this process's run log into `log`, or a new file in the run directory; says on
+/// stderr when no log can be written (the command runs without).
+pub fn start_recording(log: Option<&Path>) -> Recording {
+    let recording = Recording::start(log, std::env::args().collect(), env!("CARGO_PKG_VERSION"));
+    if let Some(e) = recording.not_recording() {
+        eprintln!("warning: not recording a run log: {e}");
+    }
+    recording
 }
 
-/// How many logs the run directory keeps: `$BEAMLINE_RUN_KEEP` (0 keeps all), default 1000.
-fn keep_runs() -> usize {
-    std::env::var("BEAMLINE_RUN_KEEP").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
-}
-
-/// Deletes the oldest run logs in `dir` beyond the newest `keep - 1` (making room for this run's log).
-/// Only files named like the logs this module writes (`YYYYMMDDTHHMMSSZ-....jsonl`) are touched.
-fn prune_run_dir(dir: &Path, keep: usize) {
-    if keep == 0 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut logs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".jsonl")
-                && name.len() > 17
-                && name.as_bytes()[..8].iter().all(u8::is_ascii_digit)
-                && &name[8..9] == "T"
-                && &name[15..17] == "Z-"
-        })
-        .collect();
-    if logs.len() < keep {
-        return;
-    }
-    logs.sort();
-    for old in &logs[..=logs.len() - keep] {
-        let _ = std::fs::remove_file(old);
-    }
-}
-
-/// The subcommand named on a command line, e.g. `acquire` or `bench trace` (skipping options).
-fn command_name(argv: &[String]) -> String {
-    let mut words = Vec::new();
-    let mut skip = false;
-    for a in argv.iter().skip(1) {
-        if skip {
-            skip = false;
-            continue;
+/// Closes the run log with the command's outcome; names the log on stderr when the command ran long (2 s
+/// or more) or failed, so it can be rendered with `beamline timeline`.
+pub fn finish_recording(recording: Recording, result: &anyhow::Result<ExitCode>) {
+    let outcome = match result {
+        Ok(code) if *code == ExitCode::SUCCESS => Outcome::Success,
+        Ok(_) => Outcome::Failure { exit_code: 1, error: "exited with a failure code".into() },
+        Err(e) => Outcome::Failure { exit_code: 1, error: format!("{e:#}") },
+    };
+    let end = recording.finish(&outcome);
+    match &end.totals {
+        Some(Ok(t)) if t.dropped > 0 => {
+            eprintln!("warning: the run log lost {} records (the disk was too slow)", t.dropped)
         }
-        if a == "--log" {
-            skip = true;
-            continue;
-        }
-        if a.starts_with('-') {
-            continue;
-        }
-        words.push(a.as_str());
-        if !matches!(words[0], "bench" | "runs") || words.len() == 2 {
-            break;
-        }
+        Some(Err(e)) => eprintln!("warning: the run log is incomplete: {e}"),
+        _ => {}
     }
-    if words.is_empty() {
-        "beamline".into()
-    } else {
-        words.join(" ")
-    }
-}
-
-/// This process's run log, recorded from start to exit.
-pub struct Recording {
-    guard: Option<profiling::Guard>,
-    started: Instant,
-}
-
-impl Recording {
-    /// Starts recording every span of this process into `log`, or into a new file in [`run_dir`].
-    /// Never fails the command: when no log can be written, says so once on stderr and runs without.
-    pub fn start(log: Option<&Path>) -> Recording {
-        let argv: Vec<String> = std::env::args().collect();
-        let command = command_name(&argv);
-        let path = match log {
-            Some(p) => Some(p.to_path_buf()),
-            None => run_dir().map(|d| {
-                prune_run_dir(&d, keep_runs());
-                let stamp = clock::Civil::from_unix_ns(clock::unix_ns()).compact();
-                d.join(format!("{stamp}-{}-{}.jsonl", command.replace(' ', "-"), std::process::id()))
-            }),
-        };
-        let info = RunInfo { command, argv, version: env!("CARGO_PKG_VERSION").into() };
-        let guard = path.and_then(|p| match profiling::install(&p, &info) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                eprintln!("warning: not recording a run log: {e}");
-                None
-            }
-        });
-        Recording { guard, started: Instant::now() }
-    }
-
-    /// Writes the footer (exit status, error text, dropped records). Prints the log path on stderr
-    /// when the command ran long (2 s or more) or failed, so it can be rendered with `beamline timeline`.
-    pub fn finish(self, result: &anyhow::Result<ExitCode>) {
-        let Some(guard) = self.guard else { return };
-        let path = guard.path().map(Path::to_path_buf);
-        let outcome = match result {
-            Ok(code) if *code == ExitCode::SUCCESS => Outcome::Success,
-            Ok(_) => Outcome::Failure { exit_code: 1, error: "exited with a failure code".into() },
-            Err(e) => Outcome::Failure { exit_code: 1, error: format!("{e:#}") },
-        };
-        let failed = outcome != Outcome::Success;
-        match guard.finish(&outcome) {
-            Ok(t) if t.dropped > 0 => {
-                eprintln!("warning: the run log lost {} records (the disk was too slow)", t.dropped)
-            }
-            Ok(_) => {}
-            Err(e) => eprintln!("warning: the run log is incomplete: {e}"),
-        }
-        if let Some(p) = path {
-            if failed || self.started.elapsed() >= Duration::from_secs(2) {
-                eprintln!("log: {}", p.display());
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_dir_keeps_the_newest_logs_and_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("beamline-prune-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        for i in 0..5 {
-            std::fs::write(dir.join(format!("2026112{i}T000000Z-acquire-1.jsonl")), "").expect("write");
-        }
-        std::fs::write(dir.join("notes.jsonl"), "").expect("write");
-        prune_run_dir(&dir, 3);
-        let mut left: Vec<String> = std::fs::read_dir(&dir)
-            .expect("read")
-            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-            .collect();
-        left.sort();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(left, ["20261123T000000Z-acquire-1.jsonl", "20261124T000000Z-acquire-1.jsonl", "notes.jsonl"]);
-    }
-
-    #[test]
-    fn command_names() {
-        let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert_eq!(command_name(&v("beamline --log x.jsonl acquire --frames 3")), "acquire");
-        assert_eq!(command_name(&v("beamline bench --json trace")), "bench trace");
-        assert_eq!(command_name(&v("beamline runs report d")), "runs report");
-        assert_eq!(command_name(&v("beamline")), "beamline");
+    if let Some(p) = end.path.as_ref().filter(|_| end.worth_showing()) {
+        eprintln!("log: {}", p.display());
     }
 }

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::run_dir::RunDir;
-
-/// What the placeholder of a subcommand that has not been built yet says (see `cli/*.rs`).
-const PLACEHOLDER: &str = "not implemented yet";
+use profiling::rundir::RunFolder as RunDir;
 
 /// A step ready to start.
 #[derive(Debug)]
@@ -141,14 +138,6 @@ impl Drop for Running {
 /// the rest is.
 fn failure(step: &Step, status: ExitStatus, stderr: &str) -> anyhow::Error {
     let command = format!("beamline {}", step.args.join(" "));
-    if stderr.contains(PLACEHOLDER) {
-        let sub = step.args.first().map(String::as_str).unwrap_or("?");
-        return anyhow::anyhow!(
-            "step {} cannot run: `beamline {sub}` is not available in this build yet (its subcommand is still a \
-             placeholder). Command was: {command}",
-            step.name
-        );
-    }
     let tail: Vec<&str> = stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
     anyhow::anyhow!(
         "step {} failed ({status}): {command}\n{}\n(full output: {} and {})",

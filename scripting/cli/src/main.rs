@@ -1,8 +1,34 @@
 //! `beamline`: one binary, a subcommand for every role.
+//!
+//! # Why a package of its own
+//!
+//! The binary lives in `scripting/cli/`, a small package nested in the scan engine's folder and a member of
+//! the workspace, not in the `scripting` library. Cargo resolves dependencies per package, so a binary
+//! target inside `scripting` would make every user of the scan engine pull what the command line needs
+//! (clap, indicatif, the reconstruction, profiling and their own dependencies). A nested package keeps the
+//! library's dependency list to what the engine uses, needs no feature flags to get right (a default `cli`
+//! feature would be switched on again by any crate that forgets `default-features = false`), and keeps
+//! `target/release/beamline` where it always was.
+//!
+//! # The rule
+//!
+//! A command module holds its clap types, calls one library function, and prints. Anything a test or
+//! another program could want (a file format, a wire bridge, a run folder, an orchestration) is a library
+//! call in the crate that owns it, with a typed error; this crate only turns arguments into that call, shows
+//! progress and words the outcome. `anyhow` lives here and nowhere else.
+//!
+//! Each module exposes a `Command` enum (flattened into the top-level subcommands) and, where it has
+//! benchmarks, a `Bench` enum (flattened under `beamline bench`). Each `run` returns the process exit code.
+
+mod acquire;
+mod demo;
+mod gpu;
+mod profile;
+mod recon;
+mod scaleout;
+mod scan;
 
 use clap::{Parser, Subcommand};
-
-use scripting::cli;
 
 /// Synchrotron tomography from the detector to a reconstructed volume.
 #[derive(Debug, Parser)]
@@ -27,17 +53,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     #[command(flatten)]
-    Acquire(cli::acquire::Command),
+    Acquire(acquire::Command),
     #[command(flatten)]
-    Recon(cli::recon::Command),
+    Recon(recon::Command),
     #[command(flatten)]
-    Gpu(cli::gpu::Command),
+    Gpu(gpu::Command),
     #[command(flatten)]
-    Scan(cli::scan::Command),
+    Scan(scan::Command),
     #[command(flatten)]
-    Profile(cli::profile::Command),
+    Profile(profile::Command),
     #[command(flatten)]
-    Demo(cli::demo::Command),
+    Demo(demo::Command),
+    #[command(flatten)]
+    ScaleOut(scaleout::Command),
     /// Benchmarks: print figures, and with --json one JSON object on the last line.
     Bench {
         #[command(subcommand)]
@@ -48,22 +76,22 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum Bench {
     #[command(flatten)]
-    Acquire(cli::acquire::Bench),
+    Acquire(acquire::Bench),
     #[command(flatten)]
-    Recon(cli::recon::Bench),
+    Recon(recon::Bench),
     #[command(flatten)]
-    Scan(cli::scan::Bench),
+    Scan(scan::Bench),
     #[command(flatten)]
-    Profile(cli::profile::Bench),
+    Profile(profile::Bench),
     #[command(flatten)]
-    Gpu(cli::gpu::Bench),
+    Gpu(gpu::Bench),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `beamline demo` records into its own run folder (nothing may land outside it) unless `--log` says where.
     let demo_records_itself = matches!(cli.command, Command::Demo(_)) && cli.log.is_none();
-    let recording = (!demo_records_itself).then(|| cli::profile::Recording::start(cli.log.as_deref()));
+    let recording = (!demo_records_itself).then(|| profile::start_recording(cli.log.as_deref()));
     let result = match cli.command {
         Command::Acquire(c) => c.run(),
         Command::Recon(c) => c.run(),
@@ -71,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Scan(c) => c.run(),
         Command::Profile(c) => c.run(),
         Command::Demo(c) => c.run(),
+        Command::ScaleOut(c) => c.run(),
         Command::Bench { which } => match which {
             Bench::Acquire(b) => b.run(),
             Bench::Recon(b) => b.run(),
@@ -87,7 +116,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     if let Some(recording) = recording {
-        recording.finish(&result);
+        profile::finish_recording(recording, &result);
     }
     code
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::{Command as Process, ExitCode, Stdio};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acquisition::bench::{self, Measurement, Sink};
@@ -15,6 +16,7 @@ use acquisition::writer::SeriesSummary;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use reconstruct::preview::{PreviewFeed, PreviewRows};
 
 /// Subcommands of this area.
 #[derive(Debug, Subcommand)]
@@ -177,6 +179,11 @@ pub struct ReceiveArgs {
     /// Decompress every blosc payload to check it (slower; headers are always checked).
     #[arg(long)]
     pub verify_payload: bool,
+    /// Live preview without the demo: reconstruct these detector rows while the frames arrive (N evenly
+    /// spaced rows, or a list R1,R2,...) and write them as float32 TIFFs next to the output when each
+    /// series ends: F.preview/ for --output F.h5, DIR/<series>.preview/ with --output-dir.
+    #[arg(long, value_name = "ROWS")]
+    pub preview: Option<PreviewRows>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -338,7 +345,11 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("give --output FILE.h5 or --output-dir DIR"),
     };
     let single = matches!(output, Output::File(_));
+    let feed = a.preview.clone().map(|rows| Arc::new(PreviewFeed::with_rows(rows, None).writing_next_to(&output)));
     let mut cfg = ReceiverConfig::new(output);
+    if let Some(feed) = &feed {
+        cfg.observer = Some(feed.clone());
+    }
     match &a.connect {
         Some(e) => {
             cfg.endpoint = e.clone();
@@ -367,7 +378,32 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     }
     pb.finish_and_clear();
     let summary = thread.join()?;
-    Ok(report(&summary))
+    let code = report(&summary);
+    let mut preview_failed = false;
+    for written in feed.map(|f| f.written()).unwrap_or_default() {
+        match written {
+            Ok(w) => {
+                let rows: Vec<String> = w
+                    .files
+                    .iter()
+                    .filter_map(|f| f.file_stem()?.to_str()?.strip_prefix("slice_")?.parse::<usize>().ok())
+                    .map(|r| r.to_string())
+                    .collect();
+                println!(
+                    "preview of series {} -> {}: rows {} from {} projections",
+                    w.series,
+                    w.dir.display(),
+                    rows.join(", "),
+                    w.projections
+                );
+            }
+            Err(e) => {
+                println!("preview not written: {e}");
+                preview_failed = true;
+            }
+        }
+    }
+    Ok(if preview_failed { ExitCode::FAILURE } else { code })
 }
 
 fn report(summary: &ReceiveSummary) -> ExitCode {
@@ -423,7 +459,7 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     println!("sender: a separate `beamline bench-sender` process replaying pre-compressed frames (blosc lz4, byte shuffle, clevel 5)");
     let sizes = [(2048usize, a.large_frames), (512usize, a.small_frames)];
-    let load_before = loadavg();
+    let load_before = profiling::clock::load_average();
     for (rows, frames) in sizes.into_iter().filter(|(r, _)| a.only.as_ref().is_none_or(|o| *o == r.to_string())) {
         // Interleave the sinks and repeat, so that load changes on this shared machine hit all of them.
         let mut runs: Vec<Measurement> = Vec::new();
@@ -480,7 +516,7 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         "median of {} interleaved runs each; load average {} before, {} after (2 cores)",
         a.repeat.max(1),
         load_before.map_or("n/a".into(), |l| format!("{l:.1}")),
-        loadavg().map_or("n/a".into(), |l| format!("{l:.1}"))
+        profiling::clock::load_average().map_or("n/a".into(), |l| format!("{l:.1}"))
     );
     for (rows, _) in sizes.iter().filter(|(r, _)| results.iter().any(|(x, _, _)| x == r)) {
         let goal = if *rows == 2048 { " (goal >= 90%)" } else { "" };
@@ -500,7 +536,7 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let out = serde_json::json!({
             "bench": "ingest", "sender": "separate process", "compression": "blosc1 lz4 byte-shuffle clevel 5",
-            "repeats": a.repeat, "statistic": "median", "loadavg_before": load_before, "loadavg_after": loadavg(),
+            "repeats": a.repeat, "statistic": "median", "loadavg_before": load_before, "loadavg_after": profiling::clock::load_average(),
             "runs": runs, "ratio_to_ceiling_b_2048": finite(ratio(2048)), "ratio_to_ceiling_b_512": finite(ratio(512)),
         });
         println!("{out}");
@@ -510,10 +546,6 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
 
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
-}
-
-fn loadavg() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 fn print_measurement(rows: usize, m: &Measurement, spread: (f64, f64)) {

@@ -5,13 +5,15 @@
 //! in phantom units (skull 1.0, brain 0.2), compared with `acquisition::phantom::rasterize_3d_slice` over
 //! the disc the detector sees at every angle.
 //!
-//! The slices are read back from the float32 TIFF files `beamline recon` wrote, with the `tiff` crate.
+//! The slices are read back from the float32 TIFF files `beamline recon` wrote, with
+//! [`reconstruct::output::read_f32_tiff`].
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
 use acquisition::phantom::{rasterize_3d_slice, shepp_logan_3d, Detector};
+use reconstruct::output::read_f32_tiff;
 
 /// Accuracy of a reconstructed volume against the phantom.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -79,39 +81,10 @@ fn slice_files(dir: &Path) -> anyhow::Result<Vec<(usize, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads a 32-bit float grey TIFF (what `beamline recon` writes by default): `(width, height, pixels)`.
-pub fn read_f32_tiff(path: &Path) -> anyhow::Result<(usize, usize, Vec<f32>)> {
-    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut decoder = tiff::decoder::Decoder::new(std::io::BufReader::new(file))
-        .with_context(|| format!("{}: not a TIFF file", path.display()))?;
-    let (w, h) = decoder.dimensions().with_context(|| format!("{}: no image size", path.display()))?;
-    match decoder.read_image().with_context(|| format!("{}: unreadable image", path.display()))? {
-        tiff::decoder::DecodingResult::F32(data) => Ok((w as usize, h as usize, data)),
-        _ => bail!(
-            "{}: only uncompressed 32-bit float TIFFs are read here (reconstruct with the default --bits)",
-            path.display()
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use reconstruct::output::{tiff_name, write_tiff, TiffDepth};
-
-    #[test]
-    fn reads_back_what_the_reconstruction_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let size = 37;
-        let data: Vec<f32> = (0..size * size).map(|i| i as f32 * 0.5 - 3.25).collect();
-        let path = dir.path().join(tiff_name(4));
-        write_tiff(&path, size, &data, TiffDepth::F32, "{\"x\":1}").unwrap();
-        let (w, h, back) = read_f32_tiff(&path).unwrap();
-        assert_eq!((w, h), (size, size));
-        assert_eq!(back, data);
-        write_tiff(&path, size, &data, TiffDepth::U16 { lo: 0.0, hi: 1.0 }, "").unwrap();
-        assert!(read_f32_tiff(&path).unwrap_err().to_string().contains("only uncompressed 32-bit float"));
-    }
 
     #[test]
     fn the_phantom_itself_scores_zero() {

@@ -12,11 +12,11 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{BeamlineConfig, DEFAULT_BEAMLINE};
-use crate::control::Control;
-use crate::device::detector::RecordingDetector;
-use crate::run::{DetectorChoice, ScanOptions, ScanOutcome, ScanRun};
-use crate::RunStatus;
+use scripting::config::{BeamlineConfig, DEFAULT_BEAMLINE};
+use scripting::control::Control;
+use scripting::device::detector::RecordingDetector;
+use scripting::run::{DetectorChoice, ScanOptions, ScanOutcome, ScanRun};
+use scripting::RunStatus;
 
 /// Subcommands of this area.
 #[derive(Debug, Subcommand)]

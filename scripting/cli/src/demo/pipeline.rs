@@ -14,9 +14,10 @@ use acquisition::receiver::{Output, Receiver, ReceiverConfig, ReceiverThread};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use profiling::rundir::RunFolder as RunDir;
+use reconstruct::preview::PreviewFeed;
+
 use super::accuracy::{self, Accuracy};
-use super::preview::PreviewFeed;
-use super::run_dir::RunDir;
 use super::step::{arg, Finished, Step};
 use super::DemoArgs;
 
@@ -80,15 +81,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut summary =
         Summary { run_dir: run.root().to_path_buf(), size: args.size, angles: args.angles, ..Default::default() };
     // This process's own spans go to the run folder too, unless a recording is already installed (`--log`).
-    let recording = (!tracing::dispatcher::has_been_set()).then(|| {
-        crate::cli::profile::Recording::start(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id()))))
-    });
+    let recording = (!tracing::dispatcher::has_been_set())
+        .then(|| crate::profile::start_recording(Some(&run.logs().join(format!("demo-{}.jsonl", std::process::id())))));
 
     let feed = Arc::new(PreviewFeed::new(PREVIEW_ROWS, args.angles as usize));
     let acquired = acquire(&run, &args, &ui, &feed).context("acquisition (scan + receiver)")?;
-    let preview_dir = run.root().join("preview");
+    let preview_dir = run.preview_dir();
     summary.preview_projections = feed.progress().map_or(0, |p| p.projections);
-    summary.preview_error = feed.error();
+    summary.preview_error = feed.error().map(|e| e.to_string());
     match feed.write(&preview_dir) {
         Ok(files) => {
             summary.preview_dir = Some(preview_dir);
@@ -126,7 +126,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The receiver's spans are in this process's log: close it (the header and every record reach the disk
     // only then) so the timeline can read it.
     if let Some(r) = recording {
-        r.finish(&Ok(ExitCode::SUCCESS));
+        crate::profile::finish_recording(r, &Ok(ExitCode::SUCCESS));
     }
     let timeline = render_timeline(&run, &ui).context("timeline")?;
     summary.timeline = run.timeline();
@@ -170,7 +170,7 @@ impl Ui {
 /// pushing to `endpoint` (an external receiver) instead of its in-process one.
 fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Result<()> {
     let mut cfg: toml::Table =
-        crate::config::DEFAULT_BEAMLINE.parse().context("the built-in beamline configuration is not valid TOML")?;
+        scripting::config::DEFAULT_BEAMLINE.parse().context("the built-in beamline configuration is not valid TOML")?;
     let det = cfg
         .get_mut("detector")
         .and_then(toml::Value::as_table_mut)
@@ -275,19 +275,10 @@ fn reconstruct(run: &RunDir, args: &DemoArgs, ui: &Ui) -> anyhow::Result<Finishe
     .wait_timeout(STEP_LIMIT)
 }
 
-/// Trace logs of every step (and of this process) in the run folder.
-fn trace_logs(run: &RunDir) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> =
-        std::fs::read_dir(run.logs()).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
-    logs.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
-    logs.sort();
-    logs
-}
-
 /// Renders the timeline of every step.
 fn render_timeline(run: &RunDir, ui: &Ui) -> anyhow::Result<Finished> {
     ui.step("timeline: rendering the whole run");
-    let logs = trace_logs(run);
+    let logs = run.trace_logs();
     if logs.is_empty() {
         anyhow::bail!("no trace logs in {}: the steps did not record their spans", run.logs().display());
     }
@@ -299,7 +290,7 @@ fn render_timeline(run: &RunDir, ui: &Ui) -> anyhow::Result<Finished> {
 
 /// The biggest stall of the run, as one sentence.
 fn top_stall(run: &RunDir) -> Option<String> {
-    profiling::top_stall(&trace_logs(run)).ok().flatten()
+    profiling::top_stall(&run.trace_logs()).ok().flatten()
 }
 
 /// The rows of preview slice files, as `12, 24, 36`.

@@ -1,0 +1,104 @@
+//! Fan-out: one series spread over several receivers, each writing its own file.
+//!
+//! Why not one PUSH socket connected to every receiver? ZeroMQ would spread the frames, but also the
+//! series start and end, which every writer needs and which a PUSH socket cannot address to a chosen
+//! peer; and a start sent on a second socket is not ordered with frames sent on the first. So the fan-out
+//! holds one PUSH socket per receiver (one [`SeriesSender`] each), sends the series start to every one,
+//! deals the frames round robin (frame `i` to receiver `i mod N`, order kept within each connection), and
+//! ends the series on every connection with the number of frames *that* receiver was sent. Each receiver
+//! then writes a full-length file whose frames it never got carry `image_key` 3 ("not received"), which is
+//! exactly the claim [`crate::vds::stitch`] (`beamline stitch`) checks and stitches.
+
+use crate::protocol::{FrameHeader, SeriesStart, SeriesStatus};
+use crate::sender::{SendError, SeriesSender};
+
+/// One series spread round robin over one connection per receiver.
+pub struct FanOutSender {
+    senders: Vec<SeriesSender>,
+    next: usize,
+}
+
+impl FanOutSender {
+    /// Connects one PUSH socket to each of `endpoints` (where `beamline receive` processes bind).
+    /// Refuses an empty list ([`SendError::State`]).
+    pub fn connect(endpoints: &[String]) -> Result<FanOutSender, SendError> {
+        if endpoints.is_empty() {
+            return Err(SendError::State("fan-out over no receivers: give at least one endpoint"));
+        }
+        let senders = endpoints.iter().map(|e| SeriesSender::connect(e)).collect::<Result<Vec<_>, _>>()?;
+        Ok(FanOutSender { senders, next: 0 })
+    }
+
+    /// Receivers served.
+    pub fn width(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Sends the series start to every receiver.
+    pub fn start_series(&mut self, start: &SeriesStart) -> Result<(), SendError> {
+        self.next = 0;
+        self.senders.iter_mut().try_for_each(|s| s.start_series(start))
+    }
+
+    /// Sends one frame to the next receiver in turn; returns which one.
+    pub fn send_frame(&mut self, header: &FrameHeader, pixels_le: &[u8]) -> Result<usize, SendError> {
+        let k = self.next;
+        let sender = self.senders.get_mut(k).ok_or(SendError::State("fan-out over no receivers"))?;
+        sender.send_frame(header, pixels_le)?;
+        self.next = (k + 1) % self.senders.len();
+        Ok(k)
+    }
+
+    /// Ends the series on every connection; returns the frames each receiver was sent.
+    pub fn end_series(&mut self, status: SeriesStatus) -> Result<Vec<u64>, SendError> {
+        self.senders.iter_mut().map(|s| s.end_series(status, None)).collect()
+    }
+}
+
+impl crate::sim::FrameSink for FanOutSender {
+    fn send_frame(&mut self, header: &FrameHeader, pixels_le: &[u8]) -> Result<(), SendError> {
+        FanOutSender::send_frame(self, header, pixels_le).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Compression, Dtype, FrameIndex, ImageKey, Shape};
+    use crate::receiver::{Output, Receiver, ReceiverConfig};
+
+    /// Three real receivers: frame `i` lands in receiver `i mod 3`, every receiver gets the series start
+    /// and its own end count.
+    #[test]
+    fn deals_frames_round_robin_over_real_receivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut threads = Vec::new();
+        let mut endpoints = Vec::new();
+        for k in 0..3 {
+            let mut cfg = ReceiverConfig::new(Output::File(dir.path().join(format!("w{k}.h5"))));
+            cfg.endpoint = "tcp://127.0.0.1:*".into();
+            let r = Receiver::bind(cfg).unwrap();
+            endpoints.push(r.endpoint());
+            threads.push(r.spawn().unwrap());
+        }
+        let mut fan = FanOutSender::connect(&endpoints).unwrap();
+        assert_eq!(fan.width(), 3);
+        let n = 7u64;
+        fan.start_series(&SeriesStart::new("fan", Shape([2, 3]), Dtype::Uint8, Compression::None, n)).unwrap();
+        let mut went = Vec::new();
+        for i in 0..n {
+            let header = FrameHeader {
+                index: FrameIndex(i),
+                image_key: ImageKey::Projection,
+                angle: crate::protocol::Degrees(i as f64),
+                timestamp: 0.0,
+            };
+            went.push(fan.send_frame(&header, &[i as u8; 6]).unwrap());
+        }
+        assert_eq!(went, vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(fan.end_series(SeriesStatus::Complete).unwrap(), vec![3, 2, 2]);
+        let received: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap().series[0].received).collect();
+        assert_eq!(received, vec![3, 2, 2]);
+        assert!(FanOutSender::connect(&[]).is_err());
+    }
+}
