@@ -12,7 +12,7 @@ use hdf5::types::VarLenUnicode;
 use hdf5::{File, Group, Location};
 
 use crate::timefmt::rfc3339;
-use crate::writer::WriteError;
+use crate::writer::{close_on_exec, WriteError};
 
 /// One column of the table: one value per point.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,9 +136,8 @@ fn invalid(path: &Path, m: String) -> WriteError {
 pub fn append(path: &Path, data: &ScanData) -> Result<(), WriteError> {
     check(data).map_err(|m| invalid(path, m))?;
     let err = |cause| WriteError::Hdf5 { what: "write the scan table".into(), path: path.to_path_buf(), cause };
-    // The receiver has finished this file before the table is appended; its flock can outlive the close in
-    // this process, so this open does not take one.
-    let file = File::with_options().with_fapl(|p| p.file_locking(false)).open_rw(path).map_err(err)?;
+    let file = File::open_rw(path).map_err(err)?;
+    close_on_exec(&file).map_err(err)?;
     let entry = file.group("entry").map_err(err)?;
     write_group(&entry, data).map_err(err)?;
     attr_str(&file, "default", "entry").map_err(err)?;
@@ -151,6 +150,7 @@ pub fn write_new(path: &Path, data: &ScanData, program: &str) -> Result<(), Writ
     let err = |cause| WriteError::Hdf5 { what: "write the scan file".into(), path: path.to_path_buf(), cause };
     let build = || -> hdf5::Result<()> {
         let file = File::create(path)?;
+        close_on_exec(&file)?;
         attr_str(&file, "default", "entry")?;
         let entry = file.create_group("entry")?;
         attr_str(&entry, "NX_class", "NXentry")?;

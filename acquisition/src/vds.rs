@@ -370,6 +370,7 @@ pub fn write_master(out: &Path, plan: &StitchPlan, layout: &SourceLayout) -> Res
     let write_err = |e: hdf5::Error| StitchError::Write { path: out.to_path_buf(), reason: e.to_string() };
     let base = out.parent().map(Path::to_path_buf).unwrap_or_default();
     let file = File::create(out).map_err(write_err)?;
+    crate::writer::close_on_exec(&file).map_err(write_err)?;
     let entry = nx_group(&file, "entry", "NXentry").map_err(write_err)?;
     string_dataset(&entry, "definition", "NXtomo").map_err(write_err)?;
     let instrument = nx_group(&entry, "instrument", "NXinstrument").map_err(write_err)?;

@@ -93,8 +93,6 @@ assert np.all(np.diff(g['beamline_time'][()]) > 0)
 }
 
 #[test]
-#[ignore = "known broken: the receiver's NXtomo file stays locked in-process after the series ends, so the \
-            table append and h5py cannot open it (see the report)"]
 fn area_detector_columns_follow_the_sample_exposure_and_rois() {
     let dir = tempfile::tempdir().unwrap();
     let (opts, _) = live(dir.path());
