@@ -28,7 +28,7 @@ const TOMO_SCRIPT: &str = include_str!("../../../examples/tomo.rhai");
 const DARKS: u32 = 10;
 const FLATS: u32 = 10;
 /// Seconds of exposure per frame of the simulated detector.
-const EXPOSURE: &str = "0.01";
+const EXPOSURE: f64 = 0.01;
 
 /// Longest a step may take before the demo gives up on it.
 const STEP_LIMIT: Duration = Duration::from_secs(900);
@@ -175,10 +175,29 @@ fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Res
         .get_mut("detector")
         .and_then(toml::Value::as_table_mut)
         .context("the built-in beamline has no [detector] table")?;
+    // The counter regions are given for the built-in detector size: scale them to the demo's.
+    let dim = |k: &str| det.get(k).and_then(toml::Value::as_integer).filter(|v| *v > 0).unwrap_or(1);
+    let (rows, cols) = (dim("rows"), dim("cols"));
+    if let Some(rois) = det.get_mut("rois").and_then(toml::Value::as_array_mut) {
+        for r in rois.iter_mut().filter_map(|r| r.get_mut("roi")).filter_map(toml::Value::as_array_mut) {
+            let old: Vec<i64> = r.iter().filter_map(toml::Value::as_integer).collect();
+            if let [y0, y1, x0, x1] = old[..] {
+                let scale = |v: i64, full: i64| v * i64::from(size) / full;
+                let (y0, x0) = (scale(y0, rows), scale(x0, cols));
+                let (y1, x1) = (scale(y1, rows).max(y0 + 1), scale(x1, cols).max(x0 + 1));
+                *r = [y0, y1, x0, x1].into_iter().map(toml::Value::Integer).collect();
+            }
+        }
+    }
     det.insert("rows".into(), toml::Value::Integer(i64::from(size)));
     det.insert("cols".into(), toml::Value::Integer(i64::from(size)));
     det.insert("endpoint".into(), toml::Value::String(endpoint.into()));
     det.remove("output_dir");
+    // Counts scale with exposure / reference exposure: the demo's short exposures are its reference, so its
+    // frames carry the full simulated counts (and their noise level) in a fraction of the time.
+    if let Some(sim) = cfg.get_mut("sim").and_then(toml::Value::as_table_mut) {
+        sim.insert("reference_exposure".into(), toml::Value::Float(EXPOSURE));
+    }
     let text = toml::to_string(&cfg).context("encoding the demo beamline configuration")?;
     std::fs::write(run.beamline_config(), text).with_context(|| format!("writing {}", run.beamline_config().display()))
 }
