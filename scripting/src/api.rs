@@ -69,16 +69,27 @@ fn num(d: &Dynamic, what: &str) -> Result<f64, ScanError> {
 
 fn count_arg(d: &Dynamic, what: &str) -> Result<usize, ScanError> {
     let x = num(d, what)?;
-    if x < 0.0 || x.fract() != 0.0 || x > 1e9 {
+    if !(x >= 0.0 && x.fract() == 0.0) {
         return Err(arg(format!("{what} must be a whole number >= 0, got {x}")));
     }
+    if x > plans::MAX_POINTS as f64 {
+        return Err(too_many(what, x));
+    }
     Ok(x as usize)
+}
+
+fn too_many(what: &str, x: f64) -> ScanError {
+    ScanError::TooLarge(format!(
+        "{what} = {x} is more than the {} points one scan may have; refused before anything was allocated or \
+         moved (split it into several scans)",
+        plans::MAX_POINTS
+    ))
 }
 
 fn seconds(d: &Dynamic, what: &str) -> Result<Duration, ScanError> {
     let x = num(d, what)?;
     if !(0.0..1e7).contains(&x) {
-        return Err(arg(format!("{what} must be seconds >= 0, got {x}")));
+        return Err(arg(format!("{what} must be seconds >= 0 and below 1e7, got {x:?}")));
     }
     Ok(secs(x))
 }
@@ -309,8 +320,12 @@ fn grid(s: &Session, a: [&Dynamic; 8], opts: &Map) -> Result<Map, ScanError> {
     let (o, snake) = step_options(opts, "grid_scan")?;
     let m1 = motor(s, a[0])?;
     let m2 = motor(s, a[4])?;
-    let outer = plans::linspace(num(a[1], "start1")?, num(a[2], "stop1")?, count_arg(a[3], "num1")?);
-    let inner = plans::linspace(num(a[5], "start2")?, num(a[6], "stop2")?, count_arg(a[7], "num2")?);
+    let (n1, n2) = (count_arg(a[3], "num1")?, count_arg(a[7], "num2")?);
+    if n1.saturating_mul(n2) > plans::MAX_POINTS {
+        return Err(too_many("num1 x num2", n1 as f64 * n2 as f64));
+    }
+    let outer = plans::linspace(num(a[1], "start1")?, num(a[2], "stop1")?, n1);
+    let inner = plans::linspace(num(a[5], "start2")?, num(a[6], "stop2")?, n2);
     let layout = Layout::Grid { rows: outer.len(), cols: inner.len(), snake };
     plans::step_scan(s, "grid_scan", vec![m1, m2], plans::grid(&outer, &inner, snake), &o, false, layout)
         .map(|r| result_map(&r))
@@ -534,9 +549,20 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
     engine.register_fn("close_shutter", move |ctx: NativeCallContext| -> RResult<()> {
         call(&s, &ctx, || s.set_shutter(false))
     });
+    // `sleep` on the beamline clock (abortable, instant in a dry run or at time scale 0, in the time
+    // estimate). Registered for FLOAT and INT as well as any value: Rhai's own thread-blocking `sleep(FLOAT)`
+    // and `sleep(INT)` would otherwise match those argument types first.
     let s = session.clone();
     engine.register_fn("sleep", move |ctx: NativeCallContext, t: Dynamic| -> RResult<()> {
         call(&s, &ctx, || s.sleep(seconds(&t, "sleep")?))
+    });
+    let s = session.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, t: f64| -> RResult<()> {
+        call(&s, &ctx, || s.sleep(seconds(&Dynamic::from_float(t), "sleep")?))
+    });
+    let s = session.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, t: i64| -> RResult<()> {
+        call(&s, &ctx, || s.sleep(seconds(&Dynamic::from_int(t), "sleep")?))
     });
     let s = session.clone();
     engine

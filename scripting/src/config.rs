@@ -59,9 +59,17 @@ pub struct EngineConfig {
     pub max_array_size: usize,
     /// Maximum object-map size.
     pub max_map_size: usize,
+    /// Most memory the process may hold while a script runs, MiB (checked between operations when the
+    /// program installs [`crate::memory::CountingAllocator`]); past it the script stops with exit 6.
+    #[serde(default = "default_max_memory_mb")]
+    pub max_memory_mb: u64,
     /// Folder `import` reads from; none disables `import`.
     #[serde(default)]
     pub site_library: Option<PathBuf>,
+}
+
+fn default_max_memory_mb() -> u64 {
+    4096
 }
 
 /// `[[motor]]`.

@@ -88,15 +88,16 @@ pub fn parse_error(e: &ParseError, sources: &Sources) -> ScriptError {
     }
 }
 
-/// Explains a runtime error. `fault` is the last primitive error (typed), `max_operations` the limit in
+/// Explains a runtime error. `fault` is the last primitive error (typed), `limits` the engine limits in
 /// force, `aborted` whether an abort was requested.
 pub fn runtime_error(
     err: &EvalAltResult,
     sources: &Sources,
     fault: Option<&ScanError>,
-    max_operations: u64,
+    limits: &crate::config::EngineConfig,
     aborted: bool,
 ) -> ScriptError {
+    let (max_operations, max_memory_mb) = (limits.max_operations, limits.max_memory_mb);
     let mut calls = Vec::new();
     let mut source = sources.main.clone();
     let mut e = err;
@@ -141,11 +142,20 @@ pub fn runtime_error(
         EvalAltResult::ErrorTooManyModules(_) | EvalAltResult::ErrorTooManyVariables(_) => {
             (RunStatus::LimitExceeded, format!("{e}{limit_hint}"), None)
         }
+        EvalAltResult::ErrorTerminated(reason, _) if reason.to_string() == crate::memory::STOP_REASON => (
+            RunStatus::LimitExceeded,
+            format!(
+                "the script's data exceeded the memory limit ({max_memory_mb} MiB, [engine] max_memory_mb) and was \
+                 stopped; strings, arrays and maps kept in a loop?{limit_hint}"
+            ),
+            None,
+        ),
         EvalAltResult::ErrorTerminated(reason, _) => (RunStatus::Aborted, format!("aborted: {reason}"), None),
         EvalAltResult::ErrorRuntime(msg, _) => {
             let text = msg.to_string();
             match fault.filter(|f| f.to_string() == text) {
                 Some(f @ ScanError::Aborted(_)) => (RunStatus::Aborted, f.to_string(), None),
+                Some(ScanError::TooLarge(_)) => (RunStatus::LimitExceeded, text, None),
                 Some(f) if f.device().is_some() => (RunStatus::DeviceError, text, f.device().map(str::to_string)),
                 _ => (RunStatus::ScriptError, text, None),
             }

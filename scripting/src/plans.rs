@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most points (or frames) one scan may have; larger requests are refused before anything is allocated.
+pub const MAX_POINTS: usize = 1_000_000;
+
 use serde_json::json;
 
 use crate::device::{ImageKey, Motor, SeriesSummary};

@@ -323,13 +323,7 @@ impl Job {
                 let _span = tracing::info_span!("scan.script", mode = ?mode).entered();
                 engine.run_ast_with_scope(&mut scope, &ast).err().map(|e| {
                     let fault = session.last_fault();
-                    diagnostics::runtime_error(
-                        &e,
-                        &sources,
-                        fault.as_ref(),
-                        cfg.engine.max_operations,
-                        self.control.is_aborted(),
-                    )
+                    diagnostics::runtime_error(&e, &sources, fault.as_ref(), &cfg.engine, self.control.is_aborted())
                 })
             }
         };

@@ -112,6 +112,17 @@ fn exit_statuses_say_what_went_wrong() {
 
 #[test]
 fn ctrl_c_aborts_and_leaves_a_complete_file_marked_aborted() {
+    signal_aborts_and_leaves_a_complete_file_marked_aborted("INT");
+}
+
+/// `kill` (SIGTERM) and a closed terminal (SIGHUP) do what Ctrl-C does: shutter, motors, file `aborted`.
+#[test]
+fn sigterm_and_sighup_abort_like_ctrl_c() {
+    signal_aborts_and_leaves_a_complete_file_marked_aborted("TERM");
+    signal_aborts_and_leaves_a_complete_file_marked_aborted("HUP");
+}
+
+fn signal_aborts_and_leaves_a_complete_file_marked_aborted(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let script = example("tomo.rhai");
     let mut child = beamline()
@@ -129,10 +140,10 @@ fn ctrl_c_aborts_and_leaves_a_complete_file_marked_aborted() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    let kill = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
     assert!(kill.success());
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(130), "SIG{signal}: {}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(outcome["status"], "aborted");
@@ -141,7 +152,7 @@ fn ctrl_c_aborts_and_leaves_a_complete_file_marked_aborted() {
     assert_eq!(outcome["positions"]["rot"], 0.0, "the rotation returns after an abort");
     assert_eq!(outcome["positions"]["samx"], 0.0);
     let j = check_file(&file, &script);
-    assert_eq!(j["status"], "aborted");
+    assert_eq!(j["status"], "aborted", "SIG{signal}");
     assert_eq!(j["end_status"], "aborted");
     assert_eq!(j["exit_status"], "aborted");
     assert!(j["counts"]["3"].as_u64().unwrap() > 0, "frames never taken are marked invalid");

@@ -144,8 +144,9 @@ extern "C" fn on_pause_signal(sig: libc::c_int) {
 
 fn install_signals(control: &Arc<Control>) {
     let c = control.clone();
-    if let Err(e) = ctrlc::set_handler(move || c.abort("Ctrl-C")) {
-        eprintln!("warning: cannot install the Ctrl-C handler ({e}); abort with `kill -INT` will not be clean");
+    // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all abort through the safe-state sequence.
+    if let Err(e) = ctrlc::set_handler(move || c.abort("Ctrl-C or termination signal (SIGINT/SIGTERM/SIGHUP)")) {
+        eprintln!("warning: cannot install the Ctrl-C/SIGTERM handler ({e}); an abort by signal will not be clean");
     }
     let handler = on_pause_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: the handler only stores to atomics, which is async-signal-safe.
