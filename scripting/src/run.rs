@@ -308,10 +308,14 @@ impl Job {
             Arc::new(Session::new(beamline, self.control.clone(), mode, cfg.suspender, provenance, progress, output));
         if mode == Mode::Live {
             session.set_live_table(o.live_table);
+            // Tables go with the acquisition detector's files; with another detector only to a folder the
+            // caller names.
             if matches!(o.detector, DetectorChoice::Acquisition) {
                 let dir =
                     o.output_dir.clone().or_else(|| cfg.detector.output_dir.clone()).unwrap_or_else(|| ".".into());
                 session.set_output_dir(dir);
+            } else if let Some(dir) = &o.output_dir {
+                session.set_output_dir(dir.clone());
             }
         }
         let (engine, mut scope) = crate::engine::build(&session, &cfg.engine);

@@ -267,8 +267,18 @@ fn print_outcome(o: &ScanOutcome, json: bool) {
     }
 }
 
-/// Runs `script` live with zero-time devices and a recording detector; returns wall seconds and points kept.
+/// Runs `script` live with zero-time devices and a recording detector, the per-point table recorded and
+/// written (a counters-only NeXus file in a scratch folder, removed afterwards); returns wall seconds and
+/// points kept.
 fn timed_run(script: &str) -> anyhow::Result<(f64, u64)> {
+    let dir = std::env::temp_dir().join(format!("beamline-bench-scan-{}", std::process::id()));
+    let r = timed_run_in(script, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn timed_run_in(script: &str, dir: &std::path::Path) -> anyhow::Result<(f64, u64)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut config = BeamlineConfig::default();
     config.clock.time_scale = 0.0;
     config.engine.max_operations = u64::MAX;
@@ -278,12 +288,15 @@ fn timed_run(script: &str) -> anyhow::Result<(f64, u64)> {
         preflight: false,
         detector: DetectorChoice::Custom(det),
         output: Arc::new(|_: &str| {}),
+        output_dir: Some(dir.to_path_buf()),
         ..ScanOptions::default()
     };
     let t0 = Instant::now();
     let o = ScanRun::start("bench.rhai", script.to_string(), options)?.wait()?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(o.status == RunStatus::Success, "benchmark script failed: {:?}", o.error);
+    let tables = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    anyhow::ensure!(o.points == 0 || tables > 0, "the benchmark scan wrote no table into {}", dir.display());
     Ok((secs, o.points))
 }
 
