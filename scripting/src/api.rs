@@ -16,6 +16,39 @@ use crate::session::{MotorMove, Session};
 
 type RResult<T> = Result<T, Box<EvalAltResult>>;
 
+/// The script API's signatures as API.md documents them, for suggestions when a call does not match.
+pub const SIGNATURES: &[&str] = &[
+    "move(m, x)",
+    "move(#{m: x, ...})",
+    "move_rel(m, dx)",
+    "position(m)",
+    "limits(m)",
+    "motors()",
+    "open_shutter()",
+    "close_shutter()",
+    "beam_current()",
+    "sleep(seconds)",
+    "now()",
+    "checkpoint()",
+    "abort(reason)",
+    "param(name, default)",
+    "count(n, opts?)",
+    "scan(m, start, stop, num, opts?)",
+    "rel_scan(m, start, stop, num, opts?)",
+    "list_scan(m, [x0, x1, ...], opts?)",
+    "grid_scan(m1, s1, e1, n1, m2, s2, e2, n2, opts?)",
+    "tomo_scan(#{projections: n, ...})",
+    "peak(r, \"col\", opts?)",
+    "cen(r, \"col\", opts?)",
+    "fwhm(r, \"col\", opts?)",
+    "com(r, \"col\", opts?)",
+    "ascan(m, s, e, intervals, t)",
+    "dscan(m, s, e, intervals, t)",
+    "a2scan(m1, s1, e1, m2, s2, e2, intervals, t)",
+    "mesh(m1, s1, e1, i1, m2, s2, e2, i2, t)",
+    "ct(t)",
+];
+
 /// A motor as scripts see it: `samx`, `dev::samx` or the string `"samx"` all name the same motor.
 #[derive(Clone)]
 pub struct MotorHandle(pub Arc<dyn Motor>);

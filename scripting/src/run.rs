@@ -327,7 +327,14 @@ impl Job {
                 let _span = tracing::info_span!("scan.script", mode = ?mode).entered();
                 engine.run_ast_with_scope(&mut scope, &ast).err().map(|e| {
                     let fault = session.last_fault();
-                    diagnostics::runtime_error(&e, &sources, fault.as_ref(), &cfg.engine, self.control.is_aborted())
+                    diagnostics::runtime_error(
+                        &e,
+                        &sources,
+                        fault.as_ref(),
+                        &cfg.engine,
+                        &session.device_names(),
+                        self.control.is_aborted(),
+                    )
                 })
             }
         };

@@ -278,6 +278,12 @@ impl Session {
         }
     }
 
+    /// Names of the devices a script can use: motors, then point counters.
+    pub fn device_names(&self) -> Vec<String> {
+        let motors = self.beamline.motors.iter().map(|m| m.name().to_string());
+        motors.chain(self.beamline.counters.iter().map(|c| c.name().to_string())).collect()
+    }
+
     /// Writes scan tables into the scans' files, or as small files in `dir` for scans without one.
     pub fn set_output_dir(&self, dir: std::path::PathBuf) {
         *lock(&self.files) = Some(FileSettings { dir });
