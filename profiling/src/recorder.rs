@@ -530,11 +530,11 @@ fn write_loop(
                     encode(&mut line, thread.tid, rec);
                     written += 1;
                     if bytes + line.len() as u64 >= cap {
-                        let _ = write!(
+                        let _ = writeln!(
                             line,
                             "{{\"t\":\"event\",\"n\":\"run log size cap reached\",\"tid\":{},\"ts\":{},\"span\":0,\
                              \"level\":\"WARN\",\"f\":{{\"cap_bytes\":{cap},\"message\":\"later records are summarised \
-                             at the end of the log (count and total time per name), not written one by one\"}}}}\n",
+                             at the end of the log (count and total time per name), not written one by one\"}}}}",
                             thread.tid,
                             clock::mono_ns()
                         );
