@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod receiver;
 pub mod reject;
 pub mod replay;
+pub mod scan_data;
 pub mod sender;
 pub mod sim;
 pub mod timefmt;

@@ -38,6 +38,21 @@ impl SimConfig {
     }
 }
 
+/// Where the sample is and how bright the beam is for one frame of [`FrameGenerator::frame_into_scene`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scene {
+    /// Displacement of the sample, `[columns, rows]` in pixels (positive rows: up, towards row 0).
+    pub shift: [f64; 2],
+    /// Beam counts relative to the reference (exposure / reference exposure x beam intensity); 1 by default.
+    pub scale: f64,
+}
+
+impl Default for Scene {
+    fn default() -> Self {
+        Scene { shift: [0.0, 0.0], scale: 1.0 }
+    }
+}
+
 /// Counts the detector would record for one pixel; scaled to the dtype's range.
 #[derive(Debug, Clone, Copy)]
 struct Levels {
@@ -67,7 +82,7 @@ pub struct FrameGenerator {
     rng: rand::rngs::StdRng,
     counts: Vec<f32>,
     /// Line integrals of the last projection angle (repeated exposures at one angle reuse them).
-    cached: Option<(f64, Vec<f32>)>,
+    cached: Option<((f64, f64, f64), Vec<f32>)>,
 }
 
 impl FrameGenerator {
@@ -113,23 +128,34 @@ impl FrameGenerator {
         phantom::project_3d(&self.phantom, &self.det, angle.to_radians())
     }
 
-    /// Writes one frame's little-endian pixels into `out` (resized to [`frame_bytes`](Self::frame_bytes)).
+    /// Writes one frame's little-endian pixels into `out` (resized to [`frame_bytes`](Self::frame_bytes)):
+    /// the sample on the axis, the reference exposure, full beam.
     pub fn frame_into(&mut self, key: ImageKey, angle: Degrees, out: &mut Vec<u8>) {
+        self.frame_into_scene(key, angle, &Scene::default(), out);
+    }
+
+    /// Like [`frame_into`](Self::frame_into) for a sample displaced by `scene.shift` pixels and a beam scaled
+    /// by `scene.scale` (exposure and beam intensity relative to the reference): a sample moved out of the
+    /// field of view gives a flat, a beam dump or a zero exposure gives a dark. Shot noise follows the mean.
+    pub fn frame_into_scene(&mut self, key: ImageKey, angle: Degrees, scene: &Scene, out: &mut Vec<u8>) {
         let n = self.beam.len();
+        let scale = if scene.scale.is_finite() { scene.scale.max(0.0) as f32 } else { 0.0 };
         self.counts.clear();
         match key {
             ImageKey::Dark | ImageKey::Invalid => self.counts.resize(n, 0.0),
             ImageKey::Flat => {
-                let fluct = 1.0 + 0.005 * self.rng.sample::<f32, _>(StandardNormal);
+                let fluct = scale * (1.0 + 0.005 * self.rng.sample::<f32, _>(StandardNormal));
                 self.counts.extend(self.beam.iter().map(|b| b * fluct));
             }
             ImageKey::Projection => {
                 let k = (self.cfg.attenuation / self.cfg.cols.max(1) as f64) as f32;
-                if self.cached.as_ref().is_none_or(|(a, _)| *a != angle.0) {
-                    self.cached = Some((angle.0, self.line_integrals(angle)));
+                let key = (angle.0, scene.shift[0], scene.shift[1]);
+                if self.cached.as_ref().is_none_or(|(a, _)| *a != key) {
+                    let li = self.shifted_line_integrals(angle, scene.shift);
+                    self.cached = Some((key, li));
                 }
                 let li = self.cached.as_ref().map(|(_, li)| li.as_slice()).unwrap_or_default();
-                self.counts.extend(self.beam.iter().zip(li).map(|(b, l)| b * (-k * l).exp()));
+                self.counts.extend(self.beam.iter().zip(li).map(|(b, l)| scale * b * (-k * l).exp()));
             }
         }
         let lv = self.levels;
@@ -147,6 +173,40 @@ impl FrameGenerator {
                 Dtype::Float32 => out.extend_from_slice(&v.to_le_bytes()),
             }
         }
+    }
+
+    /// Line integrals of the phantom displaced by `shift = [columns, rows]` pixels (rows: towards row 0,
+    /// i.e. up). Columns move exactly (the axis moves); rows are interpolated linearly between whole rows.
+    fn shifted_line_integrals(&self, angle: Degrees, shift: [f64; 2]) -> Vec<f32> {
+        let rows = self.det.rows;
+        let cols = self.det.cols.max(1);
+        let sx = if shift[0].is_finite() { shift[0] } else { 0.0 };
+        let sy = if shift[1].is_finite() { shift[1] } else { 0.0 };
+        // Far out of the field of view: nothing to project.
+        if sx.abs() > 4.0 * cols as f64 || sy.abs() > 4.0 * rows.max(1) as f64 {
+            return vec![0.0; rows * cols];
+        }
+        let det = Detector { center: self.det.center + sx, ..self.det };
+        let li = phantom::project_3d(&self.phantom, &det, angle.to_radians());
+        if sy == 0.0 {
+            return li;
+        }
+        let mut out = vec![0f32; rows * cols];
+        let row_at = |r: isize| -> Option<&[f32]> {
+            (r >= 0 && (r as usize) < rows).then(|| &li[r as usize * cols..(r as usize + 1) * cols])
+        };
+        for (r, line) in out.chunks_mut(cols).enumerate() {
+            // Moving the sample up by `sy` rows: output row r shows source row r + sy.
+            let src = r as f64 + sy;
+            let r0 = src.floor();
+            let w = (src - r0) as f32;
+            let a = row_at(r0 as isize);
+            let b = row_at(r0 as isize + 1);
+            for (c, v) in line.iter_mut().enumerate() {
+                *v = a.map_or(0.0, |a| a[c]) * (1.0 - w) + b.map_or(0.0, |b| b[c]) * w;
+            }
+        }
+        out
     }
 
     /// One frame's little-endian pixels.

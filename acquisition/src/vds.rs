@@ -402,6 +402,7 @@ fn write_master_file(out: &Path, plan: &StitchPlan, layout: &SourceLayout) -> Re
     let write_err = |e: hdf5::Error| StitchError::Write { path: out.to_path_buf(), reason: e.to_string() };
     let base = out.parent().map(Path::to_path_buf).unwrap_or_default();
     let file = File::create(out).map_err(write_err)?;
+    crate::writer::close_on_exec(&file).map_err(write_err)?;
     let entry = nx_group(&file, nx::ENTRY, class::ENTRY).map_err(write_err)?;
     string_dataset(&entry, nx::leaf(nx::DEFINITION), class::TOMO).map_err(write_err)?;
     nx_group(&file, nx::INSTRUMENT, class::INSTRUMENT).map_err(write_err)?;

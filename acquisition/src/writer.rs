@@ -180,6 +180,32 @@ fn is_complete_share(end: Option<&SeriesEnd>, expected: u64, received: u64, reje
     })
 }
 
+/// Marks the file descriptor HDF5 holds for `file` close-on-exec.
+///
+/// HDF5's sec2 driver opens files without `O_CLOEXEC`, and it holds an exclusive `flock` on a file open for
+/// writing. A child process started while the file is open (a test's h5py, any program the embedding process
+/// runs) would inherit the descriptor, and with it the lock, after this process has closed the file: the next
+/// open of the file (appending the scan table, h5py reading it) then fails with "unable to lock file". Called
+/// right after each create or read-write open, so only a fork in the instant between the two can inherit it.
+pub(crate) fn close_on_exec(file: &File) -> hdf5::Result<()> {
+    let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: `file` is a valid open file id; HDF5 writes a pointer to its handle into `handle`.
+    let rc = hdf5::sync::sync(|| unsafe {
+        hdf5_sys::h5f::H5Fget_vfd_handle(file.id(), hdf5_sys::h5p::H5P_DEFAULT, &mut handle)
+    });
+    if rc < 0 || handle.is_null() {
+        return Err(hdf5::Error::from("cannot get the file's descriptor (H5Fget_vfd_handle)"));
+    }
+    // SAFETY: with the default (sec2) driver the handle points to the `int` file descriptor, valid while the
+    // file is open; fcntl on it only changes its descriptor flags.
+    let fd = unsafe { *(handle as *const libc::c_int) };
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(hdf5::Error::from(format!("fcntl(FD_CLOEXEC): {}", std::io::Error::last_os_error()).as_str()));
+    }
+    Ok(())
+}
+
 impl NxtomoWriter {
     /// Creates (or truncates) `path` and lays out the NXtomo tree for `start`.
     pub fn create(path: &Path, start: &SeriesStart, prov: &Provenance) -> Result<NxtomoWriter, WriteError> {
@@ -189,6 +215,7 @@ impl NxtomoWriter {
         };
         let _s = tracing::debug_span!("hdf5.create", path = %path.display()).entered();
         let file = File::create(path).map_err(err("create file"))?;
+        close_on_exec(&file).map_err(err("create file"))?;
         let n = start.frames as usize;
         let build = || -> hdf5::Result<NxtomoWriter> {
             let leaf = nx::leaf;
@@ -456,5 +483,21 @@ mod tests {
         // An aborted series is not a share.
         let s = series(dir.path(), &[0, 2], 2, SeriesStatus::Aborted, Rejections::default());
         assert_eq!((s.missing.len(), s.not_sent.len()), (2, 0));
+    }
+
+    #[test]
+    fn a_child_started_while_the_file_is_open_does_not_keep_it_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.h5");
+        let start = SeriesStart::new("c", Shape([2, 3]), Dtype::Uint8, Compression::None, 1);
+        let w = NxtomoWriter::create(&path, &start, &Provenance::default()).unwrap();
+        // A child process started while the writer holds the file (and its lock).
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        w.finish(None, Rejections::default()).unwrap();
+        // Closed here: opening it for writing again (as the scan table append does) takes the lock.
+        let reopened = File::open_rw(&path).map(|f| f.group("entry").is_ok());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!(reopened, Ok(true)), "{reopened:?}");
     }
 }

@@ -55,6 +55,9 @@ pub struct Footer {
     /// Records written.
     #[serde(default)]
     pub written: u64,
+    /// Records past the log's size cap, summarised at its end instead of written.
+    #[serde(default)]
+    pub capped: u64,
     /// Wall-clock end, ns since the Unix epoch.
     #[serde(default)]
     pub end_unix_ns: u64,

@@ -30,12 +30,18 @@ pub struct Config {
     pub batch_records: usize,
     /// Full batches that may wait for the writer; beyond this, batches are dropped and counted.
     pub max_batches_in_flight: usize,
+    /// Size cap of the log, bytes: past it, records are no longer written one by one but summarised (count
+    /// and total duration per name, written at the end), with an event saying where the cap was reached.
+    pub max_log_bytes: u64,
 }
+
+/// Default [`Config::max_log_bytes`]: 256 MiB (`BEAMLINE_LOG_MAX_MB` overrides it for [`install`]).
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 256 << 20;
 
 impl Default for Config {
     fn default() -> Self {
         // 1024 × 64 ≈ 65k records in flight, about 6 MB: enough to absorb seconds of a busy pipeline.
-        Config { batch_records: 1024, max_batches_in_flight: 64 }
+        Config { batch_records: 1024, max_batches_in_flight: 64, max_log_bytes: DEFAULT_MAX_LOG_BYTES }
     }
 }
 
@@ -71,6 +77,8 @@ pub struct Totals {
     pub written: u64,
     /// Records dropped because the writer could not keep up.
     pub dropped: u64,
+    /// Records past the size cap, summarised instead of written.
+    pub capped: u64,
 }
 
 #[derive(Debug)]
@@ -286,7 +294,7 @@ pub fn registry_dispatch() -> tracing::Dispatch {
 #[must_use = "the log is only complete once the guard is finished or dropped"]
 pub struct Guard {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<std::io::Result<u64>>>,
+    writer: Option<JoinHandle<std::io::Result<(u64, u64)>>>,
     path: Option<std::path::PathBuf>,
 }
 
@@ -320,12 +328,12 @@ impl Guard {
         }
         let dropped = self.dropped();
         let _ = self.shared.tx.send(Msg::Finish(footer(status, exit_code, error, dropped)));
-        let written = match writer.join() {
+        let (written, capped) = match writer.join() {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(Error::Write(e)),
             Err(_) => return Err(Error::WriterPanicked),
         };
-        Ok(Totals { written, dropped })
+        Ok(Totals { written, dropped, capped })
     }
 }
 
@@ -399,7 +407,9 @@ pub fn recorder(sink: Box<dyn Write + Send>, info: &RunInfo, config: Config) -> 
         panic: Arc::new(OnceLock::new()),
     });
     let head = header(info, clock::unix_ns(), clock::mono_ns());
-    let writer = std::thread::Builder::new().name("trace-writer".into()).spawn(move || write_loop(sink, head, rx)).ok();
+    let cap = config.max_log_bytes;
+    let writer =
+        std::thread::Builder::new().name("trace-writer".into()).spawn(move || write_loop(sink, head, rx, cap)).ok();
     let guard = Guard { shared: shared.clone(), writer, path: None };
     (RecordingLayer { shared }, guard)
 }
@@ -427,7 +437,11 @@ pub fn record_to_file(
 /// Fails when the file cannot be created or a global subscriber is already set.
 pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
     use tracing_subscriber::layer::SubscriberExt;
-    let (layer, guard) = record_to_file(path, info, Config::default())?;
+    let mut config = Config::default();
+    if let Some(mb) = std::env::var("BEAMLINE_LOG_MAX_MB").ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        config.max_log_bytes = mb.saturating_mul(1 << 20);
+    }
+    let (layer, guard) = record_to_file(path, info, config)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BEAMLINE_LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
@@ -450,10 +464,49 @@ pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
     Ok(guard)
 }
 
-fn write_loop(mut sink: Box<dyn Write + Send>, header: String, rx: Receiver<Msg>) -> std::io::Result<u64> {
+/// Records past the size cap: count and total span time per (kind, name).
+#[derive(Default)]
+struct Summary {
+    by_name: std::collections::BTreeMap<(&'static str, String), (u64, u64)>,
+    records: u64,
+}
+
+impl Summary {
+    fn add(&mut self, rec: &Rec) {
+        let (kind, name, ns) = match rec {
+            Rec::Span { name, start, end, .. } => ("span", (*name).to_string(), end.saturating_sub(*start)),
+            Rec::Instant { name, .. } => ("event", name.clone(), 0),
+            Rec::Counter { name, .. } => ("counter", (*name).to_string(), 0),
+        };
+        let e = self.by_name.entry((kind, name)).or_default();
+        e.0 += 1;
+        e.1 += ns;
+        self.records += 1;
+    }
+
+    /// One `run log summary` event per name, at the end of the log.
+    fn write(&self, out: &mut String) {
+        let ts = clock::mono_ns();
+        for ((kind, name), (count, ns)) in &self.by_name {
+            out.push_str("{\"t\":\"event\",\"n\":\"run log summary past the size cap\",\"tid\":0");
+            let _ = write!(out, ",\"ts\":{ts},\"span\":0,\"level\":\"INFO\",\"f\":{{\"kind\":\"{kind}\",\"name\":");
+            push_str(out, name);
+            let _ = writeln!(out, ",\"count\":{count},\"total_ns\":{ns}}}}}");
+        }
+    }
+}
+
+fn write_loop(
+    mut sink: Box<dyn Write + Send>,
+    header: String,
+    rx: Receiver<Msg>,
+    cap: u64,
+) -> std::io::Result<(u64, u64)> {
     let mut line = String::with_capacity(1 << 16);
     let mut seen: std::collections::HashSet<u64> = Default::default();
     let mut written = 0u64;
+    let mut bytes = 0u64;
+    let mut summary: Option<Summary> = None;
     let mut failed: Option<std::io::Error> = None;
     line.push_str(&header);
     line.push('\n');
@@ -467,24 +520,49 @@ fn write_loop(mut sink: Box<dyn Write + Send>, header: String, rx: Receiver<Msg>
     for msg in rx.iter() {
         match msg {
             Msg::Batch(thread, recs) => {
+                if let Some(sum) = summary.as_mut() {
+                    recs.iter().for_each(|r| sum.add(r));
+                    continue;
+                }
                 if seen.insert(thread.tid) {
                     let _ = write!(line, "{{\"t\":\"thread\",\"tid\":{},\"name\":", thread.tid);
                     push_str(&mut line, &thread.name);
                     line.push_str("}\n");
                 }
                 for rec in &recs {
+                    if let Some(sum) = summary.as_mut() {
+                        sum.add(rec);
+                        continue;
+                    }
                     encode(&mut line, thread.tid, rec);
+                    written += 1;
+                    if bytes + line.len() as u64 >= cap {
+                        let _ = writeln!(
+                            line,
+                            "{{\"t\":\"event\",\"n\":\"run log size cap reached\",\"tid\":{},\"ts\":{},\"span\":0,\
+                             \"level\":\"WARN\",\"f\":{{\"cap_bytes\":{cap},\"message\":\"later records are summarised \
+                             at the end of the log (count and total time per name), not written one by one\"}}}}",
+                            thread.tid,
+                            clock::mono_ns()
+                        );
+                        summary = Some(Summary::default());
+                    }
                     if line.len() > 1 << 16 {
+                        bytes += line.len() as u64;
                         flush_into(&mut sink, &mut line, &mut failed);
                     }
                 }
                 // Hand every batch to the sink (a file sink is buffered), so a slow sink shows as
                 // back-pressure on the channel rather than as memory here.
+                bytes += line.len() as u64;
                 flush_into(&mut sink, &mut line, &mut failed);
-                written += recs.len() as u64;
             }
             Msg::Finish(footer) => {
-                let _ = writeln!(line, "{footer},\"written\":{written}}}");
+                let capped = summary.as_ref().map_or(0, |s| s.records);
+                if let Some(sum) = &summary {
+                    sum.write(&mut line);
+                }
+                let _ = writeln!(line, "{footer},\"written\":{written},\"capped\":{capped}}}");
                 flush_into(&mut sink, &mut line, &mut failed);
                 if failed.is_none() {
                     if let Err(e) = sink.flush() {
@@ -495,9 +573,10 @@ fn write_loop(mut sink: Box<dyn Write + Send>, header: String, rx: Receiver<Msg>
             }
         }
     }
+    let capped = summary.as_ref().map_or(0, |s| s.records);
     match failed {
         Some(e) => Err(e),
-        None => Ok(written),
+        None => Ok((written, capped)),
     }
 }
 
@@ -608,7 +687,7 @@ mod tests {
             drop(outer);
         });
         let totals = guard.finish(&Outcome::Failure { exit_code: 2, error: "bad input: x".into() }).expect("finish");
-        assert_eq!(totals, Totals { written: 5, dropped: 0 });
+        assert_eq!(totals, Totals { written: 5, dropped: 0, capped: 0 });
         let log = parse(&data);
         assert_eq!(log.header.command, "test");
         assert_eq!(log.header.argv[1], "</script>");
@@ -641,7 +720,7 @@ mod tests {
     fn slow_writer_drops_and_counts_instead_of_growing() {
         let data = Arc::new(Mutex::new(Vec::new()));
         let (open, gate) = crossbeam_channel::bounded(1);
-        let config = Config { batch_records: 16, max_batches_in_flight: 2 };
+        let config = Config { batch_records: 16, max_batches_in_flight: 2, ..Config::default() };
         let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: Some(gate) }), &info(), config);
         let sub = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(sub, || {
@@ -660,6 +739,34 @@ mod tests {
         assert_eq!(log.spans.len() as u64, totals.written);
         let f = log.footer.expect("footer");
         assert_eq!((f.status.as_str(), f.dropped, f.written), ("ok", dropped, totals.written));
+    }
+
+    #[test]
+    fn past_the_size_cap_records_are_summarised_and_the_log_says_so() {
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let config = Config { batch_records: 8, max_batches_in_flight: 1 << 12, max_log_bytes: 4096 };
+        let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: None }), &info(), config);
+        let sub = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(sub, || {
+            for i in 0..2000u64 {
+                let _s = tracing::trace_span!("test.point", i).entered();
+            }
+        });
+        let totals = guard.finish(&Outcome::Success).expect("finish");
+        let bytes = data.lock().unwrap().len();
+        // The cap plus one batch, the marker, the summary and the footer: far below 2000 spans.
+        assert!(bytes < 4096 + 4096, "{bytes} bytes");
+        assert_eq!(totals.written + totals.capped + totals.dropped, 2000, "{totals:?}");
+        assert!(totals.capped > 1000, "{totals:?}");
+        let log = parse(&data);
+        let f = log.footer.as_ref().expect("footer");
+        assert_eq!((f.written, f.capped), (totals.written, totals.capped));
+        assert!(log.events.iter().any(|e| e.name.as_ref() == "run log size cap reached"));
+        let text = String::from_utf8(data.lock().unwrap().clone()).unwrap();
+        let summary = text.lines().find(|l| l.contains("run log summary past the size cap")).expect("summary");
+        let v: serde_json::Value = serde_json::from_str(summary).unwrap();
+        assert_eq!(v["f"]["name"], "test.point");
+        assert_eq!(v["f"]["count"].as_u64(), Some(totals.capped));
     }
 
     #[test]

@@ -10,11 +10,44 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext
 use crate::config::secs;
 use crate::device::{Motor, SeriesSummary};
 use crate::error::ScanError;
-use crate::plans::{self, FlatsAt, StepOptions, TomoMode, TomoParams};
+use crate::plans::{self, FlatsAt, Layout, StepOptions, StepResult, TomoMode, TomoParams};
 use crate::report::CallSite;
 use crate::session::{MotorMove, Session};
 
 type RResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// The script API's signatures as API.md documents them, for suggestions when a call does not match.
+pub const SIGNATURES: &[&str] = &[
+    "move(m, x)",
+    "move(#{m: x, ...})",
+    "move_rel(m, dx)",
+    "position(m)",
+    "limits(m)",
+    "motors()",
+    "open_shutter()",
+    "close_shutter()",
+    "beam_current()",
+    "sleep(seconds)",
+    "now()",
+    "checkpoint()",
+    "abort(reason)",
+    "param(name, default)",
+    "count(n, opts?)",
+    "scan(m, start, stop, num, opts?)",
+    "rel_scan(m, start, stop, num, opts?)",
+    "list_scan(m, [x0, x1, ...], opts?)",
+    "grid_scan(m1, s1, e1, n1, m2, s2, e2, n2, opts?)",
+    "tomo_scan(#{projections: n, ...})",
+    "peak(r, \"col\", opts?)",
+    "cen(r, \"col\", opts?)",
+    "fwhm(r, \"col\", opts?)",
+    "com(r, \"col\", opts?)",
+    "ascan(m, s, e, intervals, t)",
+    "dscan(m, s, e, intervals, t)",
+    "a2scan(m1, s1, e1, m2, s2, e2, intervals, t)",
+    "mesh(m1, s1, e1, i1, m2, s2, e2, i2, t)",
+    "ct(t)",
+];
 
 /// A motor as scripts see it: `samx`, `dev::samx` or the string `"samx"` all name the same motor.
 #[derive(Clone)]
@@ -69,16 +102,27 @@ fn num(d: &Dynamic, what: &str) -> Result<f64, ScanError> {
 
 fn count_arg(d: &Dynamic, what: &str) -> Result<usize, ScanError> {
     let x = num(d, what)?;
-    if x < 0.0 || x.fract() != 0.0 || x > 1e9 {
+    if !(x >= 0.0 && x.fract() == 0.0) {
         return Err(arg(format!("{what} must be a whole number >= 0, got {x}")));
     }
+    if x > plans::MAX_POINTS as f64 {
+        return Err(too_many(what, x));
+    }
     Ok(x as usize)
+}
+
+fn too_many(what: &str, x: f64) -> ScanError {
+    ScanError::TooLarge(format!(
+        "{what} = {x} is more than the {} points one scan may have; refused before anything was allocated or \
+         moved (split it into several scans)",
+        plans::MAX_POINTS
+    ))
 }
 
 fn seconds(d: &Dynamic, what: &str) -> Result<Duration, ScanError> {
     let x = num(d, what)?;
     if !(0.0..1e7).contains(&x) {
-        return Err(arg(format!("{what} must be seconds >= 0, got {x}")));
+        return Err(arg(format!("{what} must be seconds >= 0 and below 1e7, got {x:?}")));
     }
     Ok(secs(x))
 }
@@ -121,7 +165,7 @@ fn series_name(map: &Map) -> Result<Option<String>, ScanError> {
     Ok(name)
 }
 
-const STEP_KEYS: &[&str] = &["exposure", "return", "name", "settle", "snake"];
+const STEP_KEYS: &[&str] = &["exposure", "return", "name", "settle", "snake", "detector", "signal"];
 
 fn step_options(map: &Map, what: &str) -> Result<(StepOptions, bool), ScanError> {
     check_keys(map, what, STEP_KEYS)?;
@@ -134,6 +178,8 @@ fn step_options(map: &Map, what: &str) -> Result<(StepOptions, bool), ScanError>
     }
     o.return_motors = get_bool(map, "return")?;
     o.name = series_name(map)?;
+    o.detector = get_bool(map, "detector")?.unwrap_or(true);
+    o.signal = get_str(map, "signal")?;
     Ok((o, get_bool(map, "snake")?.unwrap_or(false)))
 }
 
@@ -149,6 +195,7 @@ const TOMO_KEYS: &[&str] = &[
     "mode",
     "return_rotation",
     "name",
+    "endpoint",
 ];
 
 /// Reads `tomo_scan`'s parameter map (see API.md for defaults).
@@ -182,6 +229,7 @@ pub fn tomo_params(map: &Map) -> Result<TomoParams, ScanError> {
         sample_out: map.get("sample_out").map(|v| num(v, "sample_out")).transpose()?,
         mode,
         return_rotation: get_bool(map, "return_rotation")?.unwrap_or(true),
+        endpoint: get_bool(map, "endpoint")?.unwrap_or(true),
         name: series_name(map)?,
     })
 }
@@ -195,10 +243,89 @@ fn summary_map(s: &SeriesSummary) -> Map {
     m
 }
 
+/// A step scan's result for the script: the summary plus `data` (column name -> array of numbers),
+/// `columns` (names in order), `x` (the abscissa column) and `signal` (the default plot column).
+fn result_map(r: &StepResult) -> Map {
+    let mut m = summary_map(&r.summary);
+    if let Some(t) = &r.table {
+        let mut data = Map::new();
+        for (n, c) in t.names.iter().zip(&t.columns) {
+            data.insert(n.as_str().into(), Dynamic::from_array(c.iter().map(|&v| Dynamic::from_float(v)).collect()));
+        }
+        m.insert("data".into(), data.into());
+        m.insert("columns".into(), Dynamic::from_array(t.names.iter().map(|n| n.clone().into()).collect()));
+        m.insert("x".into(), t.axes.first().cloned().unwrap_or_default().into());
+        m.insert("signal".into(), t.signal.clone().into());
+    }
+    m
+}
+
+/// Numbers of column `col` of a scan result.
+fn column_of(r: &Map, col: &str) -> Result<Vec<f64>, ScanError> {
+    let data = r.get("data").and_then(|d| d.read_lock::<Map>().map(|m| m.clone())).ok_or_else(|| {
+        arg("expected the result of a step scan (scan, rel_scan, grid_scan, list_scan, count)".into())
+    })?;
+    let Some(c) = data.get(col) else {
+        let names: Vec<String> = data.keys().map(|k| k.to_string()).collect();
+        return Err(arg(format!("the scan has no column `{col}`; it has: {}", names.join(", "))));
+    };
+    let a = c.read_lock::<Array>().map(|a| a.clone()).ok_or_else(|| arg(format!("column `{col}` is not an array")))?;
+    a.iter().map(|v| num(v, col)).collect()
+}
+
+/// `peak`, `cen`, `com`, `fwhm` of column `col` against the scan's abscissa (`x` option to choose another,
+/// `derivative: true` for an edge). In a dry run the detector columns hold no numbers: the statistics then
+/// give the middle of the scanned range (and 0 for `fwhm`) so later moves are still checked.
+fn stat(r: &Map, col: &str, opts: &Map, what: &str) -> Result<f64, ScanError> {
+    check_keys(opts, what, &["x", "derivative"])?;
+    let xname = match get_str(opts, "x")? {
+        Some(x) => x,
+        None => r.get("x").map(|x| x.to_string()).unwrap_or_else(|| "point".into()),
+    };
+    let x = column_of(r, &xname)?;
+    let mut y = column_of(r, col)?;
+    let mut xs = x.clone();
+    if get_bool(opts, "derivative")?.unwrap_or(false) {
+        (xs, y) = crate::stats::derivative(&x, &y);
+    }
+    match crate::stats::peak_stats(&xs, &y) {
+        Some(st) => Ok(match what {
+            "peak" => st.peak,
+            "cen" => st.cen,
+            "com" => st.com,
+            _ => st.fwhm,
+        }),
+        None => {
+            let finite: Vec<f64> = x.iter().copied().filter(|v| v.is_finite()).collect();
+            let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            if finite.is_empty() {
+                return Err(arg(format!("{what}: the scan has no points")));
+            }
+            Ok(if what == "fwhm" { 0.0 } else { 0.5 * (lo + hi) })
+        }
+    }
+}
+
 fn positions_of(s: &Session, m: &Dynamic, list: &Array) -> Result<(Arc<dyn Motor>, Vec<f64>), ScanError> {
     let mo = motor(s, m)?;
     let xs = list.iter().map(|v| num(v, "list_scan position")).collect::<Result<Vec<f64>, _>>()?;
     Ok((mo, xs))
+}
+
+/// An options map, or a number meaning `#{exposure: number}`.
+fn options_or_exposure(d: &Dynamic, what: &str) -> Result<Map, ScanError> {
+    if let Some(m) = d.read_lock::<Map>() {
+        return Ok(m.clone());
+    }
+    if d.is_int() || d.is_float() {
+        let mut m = Map::new();
+        m.insert("exposure".into(), d.clone());
+        return Ok(m);
+    }
+    Err(arg(format!(
+        "{what}: the last argument is an options map like #{{exposure: 0.1}} or the exposure in seconds, got a {}",
+        d.type_name()
+    )))
 }
 
 /// Runs a one-motor scan from parsed arguments.
@@ -218,7 +345,7 @@ fn one_motor_scan(
     let base = if relative { mo.position()? } else { 0.0 };
     let xs = plans::linspace(base + num(start, "start")?, base + num(stop, "stop")?, count_arg(num_pts, "num")?);
     let pts = xs.into_iter().map(|x| vec![x]).collect();
-    plans::step_scan(s, kind, vec![mo], pts, &o, relative).map(|r| summary_map(&r))
+    plans::step_scan(s, kind, vec![mo], pts, &o, relative, Layout::Linear).map(|r| result_map(&r))
 }
 
 /// Runs a grid scan from parsed arguments (`m1, s1, e1, n1, m2, s2, e2, n2`).
@@ -226,10 +353,15 @@ fn grid(s: &Session, a: [&Dynamic; 8], opts: &Map) -> Result<Map, ScanError> {
     let (o, snake) = step_options(opts, "grid_scan")?;
     let m1 = motor(s, a[0])?;
     let m2 = motor(s, a[4])?;
-    let outer = plans::linspace(num(a[1], "start1")?, num(a[2], "stop1")?, count_arg(a[3], "num1")?);
-    let inner = plans::linspace(num(a[5], "start2")?, num(a[6], "stop2")?, count_arg(a[7], "num2")?);
-    plans::step_scan(s, "grid_scan", vec![m1, m2], plans::grid(&outer, &inner, snake), &o, false)
-        .map(|r| summary_map(&r))
+    let (n1, n2) = (count_arg(a[3], "num1")?, count_arg(a[7], "num2")?);
+    if n1.saturating_mul(n2) > plans::MAX_POINTS {
+        return Err(too_many("num1 x num2", n1 as f64 * n2 as f64));
+    }
+    let outer = plans::linspace(num(a[1], "start1")?, num(a[2], "stop1")?, n1);
+    let inner = plans::linspace(num(a[5], "start2")?, num(a[6], "stop2")?, n2);
+    let layout = Layout::Grid { rows: outer.len(), cols: inner.len(), snake };
+    plans::step_scan(s, "grid_scan", vec![m1, m2], plans::grid(&outer, &inner, snake), &o, false, layout)
+        .map(|r| result_map(&r))
 }
 
 /// Registers `grid_scan` with or without its options map.
@@ -319,20 +451,24 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
     engine.register_fn("count", move |ctx: NativeCallContext, n: Dynamic, opts: Map| -> RResult<Map> {
         call(&s, &ctx, || {
             let (o, _) = step_options(&opts, "count")?;
-            plans::count(&s, count_arg(&n, "count")?, &o).map(|r| summary_map(&r))
+            plans::count(&s, count_arg(&n, "count")?, &o).map(|r| result_map(&r))
         })
     });
     let s = session.clone();
     engine.register_fn("count", move |ctx: NativeCallContext, n: Dynamic| -> RResult<Map> {
-        call(&s, &ctx, || plans::count(&s, count_arg(&n, "count")?, &StepOptions::default()).map(|r| summary_map(&r)))
+        call(&s, &ctx, || plans::count(&s, count_arg(&n, "count")?, &StepOptions::default()).map(|r| result_map(&r)))
     });
 
     for (name, relative) in [("scan", false), ("rel_scan", true)] {
+        // The fifth argument is an options map or, as in bluesky/SPEC habits, the exposure in seconds.
         let s = session.clone();
         engine.register_fn(
             name,
-            move |ctx: NativeCallContext, m: Dynamic, a: Dynamic, b: Dynamic, n: Dynamic, opts: Map| -> RResult<Map> {
-                call(&s, &ctx, || one_motor_scan(&s, name, &m, &a, &b, &n, &opts, relative))
+            move |ctx: NativeCallContext, m: Dynamic, a: Dynamic, b: Dynamic, n: Dynamic, o: Dynamic| -> RResult<Map> {
+                call(&s, &ctx, || {
+                    let opts = options_or_exposure(&o, name)?;
+                    one_motor_scan(&s, name, &m, &a, &b, &n, &opts, relative)
+                })
             },
         );
         let s = session.clone();
@@ -344,13 +480,80 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
         );
     }
 
+    // SPEC aliases: intervals (points - 1) and a count time, as operators type them in SPEC.
+    for (name, kind, relative) in [("ascan", "scan", false), ("dscan", "rel_scan", true)] {
+        let s = session.clone();
+        engine.register_fn(
+            name,
+            move |ctx: NativeCallContext, m: Dynamic, a: Dynamic, b: Dynamic, n: Dynamic, t: Dynamic| -> RResult<Map> {
+                call(&s, &ctx, || {
+                    let points = Dynamic::from_int(count_arg(&n, "intervals")? as i64 + 1);
+                    let opts = options_or_exposure(&t, name)?;
+                    one_motor_scan(&s, kind, &m, &a, &b, &points, &opts, relative)
+                })
+            },
+        );
+    }
+    let s = session.clone();
+    engine.register_fn(
+        "a2scan",
+        move |ctx: NativeCallContext,
+              m1: Dynamic,
+              a1: Dynamic,
+              b1: Dynamic,
+              m2: Dynamic,
+              a2: Dynamic,
+              b2: Dynamic,
+              n: Dynamic,
+              t: Dynamic|
+              -> RResult<Map> {
+            call(&s, &ctx, || {
+                let (o, _) = step_options(&options_or_exposure(&t, "a2scan")?, "a2scan")?;
+                let k = count_arg(&n, "intervals")? + 1;
+                let x1 = plans::linspace(num(&a1, "start1")?, num(&b1, "stop1")?, k);
+                let x2 = plans::linspace(num(&a2, "start2")?, num(&b2, "stop2")?, k);
+                let pts = x1.into_iter().zip(x2).map(|(p, q)| vec![p, q]).collect();
+                plans::step_scan(&s, "a2scan", vec![motor(&s, &m1)?, motor(&s, &m2)?], pts, &o, false, Layout::Linear)
+                    .map(|r| result_map(&r))
+            })
+        },
+    );
+    let s = session.clone();
+    engine.register_fn(
+        "mesh",
+        move |ctx: NativeCallContext,
+              m1: Dynamic,
+              a1: Dynamic,
+              b1: Dynamic,
+              n1: Dynamic,
+              m2: Dynamic,
+              a2: Dynamic,
+              b2: Dynamic,
+              n2: Dynamic,
+              t: Dynamic|
+              -> RResult<Map> {
+            call(&s, &ctx, || {
+                let p1 = Dynamic::from_int(count_arg(&n1, "intervals1")? as i64 + 1);
+                let p2 = Dynamic::from_int(count_arg(&n2, "intervals2")? as i64 + 1);
+                grid(&s, [&m1, &a1, &b1, &p1, &m2, &a2, &b2, &p2], &options_or_exposure(&t, "mesh")?)
+            })
+        },
+    );
+    let s = session.clone();
+    engine.register_fn("ct", move |ctx: NativeCallContext, t: Dynamic| -> RResult<Map> {
+        call(&s, &ctx, || {
+            let (o, _) = step_options(&options_or_exposure(&t, "ct")?, "ct")?;
+            plans::count(&s, 1, &o).map(|r| result_map(&r))
+        })
+    });
+
     let s = session.clone();
     engine.register_fn("list_scan", move |ctx: NativeCallContext, m: Dynamic, xs: Array, opts: Map| -> RResult<Map> {
         call(&s, &ctx, || {
             let (o, _) = step_options(&opts, "list_scan")?;
             let (mo, xs) = positions_of(&s, &m, &xs)?;
-            plans::step_scan(&s, "list_scan", vec![mo], xs.into_iter().map(|x| vec![x]).collect(), &o, false)
-                .map(|r| summary_map(&r))
+            let pts = xs.into_iter().map(|x| vec![x]).collect();
+            plans::step_scan(&s, "list_scan", vec![mo], pts, &o, false, Layout::List).map(|r| result_map(&r))
         })
     });
     let s = session.clone();
@@ -358,7 +561,8 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
         call(&s, &ctx, || {
             let (mo, xs) = positions_of(&s, &m, &xs)?;
             let pts = xs.into_iter().map(|x| vec![x]).collect();
-            plans::step_scan(&s, "list_scan", vec![mo], pts, &StepOptions::default(), false).map(|r| summary_map(&r))
+            plans::step_scan(&s, "list_scan", vec![mo], pts, &StepOptions::default(), false, Layout::List)
+                .map(|r| result_map(&r))
         })
     });
 
@@ -378,9 +582,20 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
     engine.register_fn("close_shutter", move |ctx: NativeCallContext| -> RResult<()> {
         call(&s, &ctx, || s.set_shutter(false))
     });
+    // `sleep` on the beamline clock (abortable, instant in a dry run or at time scale 0, in the time
+    // estimate). Registered for FLOAT and INT as well as any value: Rhai's own thread-blocking `sleep(FLOAT)`
+    // and `sleep(INT)` would otherwise match those argument types first.
     let s = session.clone();
     engine.register_fn("sleep", move |ctx: NativeCallContext, t: Dynamic| -> RResult<()> {
         call(&s, &ctx, || s.sleep(seconds(&t, "sleep")?))
+    });
+    let s = session.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, t: f64| -> RResult<()> {
+        call(&s, &ctx, || s.sleep(seconds(&Dynamic::from_float(t), "sleep")?))
+    });
+    let s = session.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, t: i64| -> RResult<()> {
+        call(&s, &ctx, || s.sleep(seconds(&Dynamic::from_int(t), "sleep")?))
     });
     let s = session.clone();
     engine
@@ -398,6 +613,17 @@ pub fn register(engine: &mut Engine, scope: &mut Scope, session: &Arc<Session>) 
             Ok(s.control.check()?)
         })
     });
+    for what in ["peak", "cen", "com", "fwhm"] {
+        let s = session.clone();
+        engine.register_fn(what, move |ctx: NativeCallContext, r: Map, col: &str| -> RResult<f64> {
+            call(&s, &ctx, || stat(&r, col, &Map::new(), what))
+        });
+        let s = session.clone();
+        engine.register_fn(what, move |ctx: NativeCallContext, r: Map, col: &str, opts: Map| -> RResult<f64> {
+            call(&s, &ctx, || stat(&r, col, &opts, what))
+        });
+    }
+
     let s = session.clone();
     engine.register_fn("param", move |ctx: NativeCallContext, name: &str| -> RResult<Dynamic> {
         call(&s, &ctx, || match s.param(name) {

@@ -88,15 +88,18 @@ pub fn parse_error(e: &ParseError, sources: &Sources) -> ScriptError {
     }
 }
 
-/// Explains a runtime error. `fault` is the last primitive error (typed), `max_operations` the limit in
-/// force, `aborted` whether an abort was requested.
+/// Explains a runtime error. `fault` is the last primitive error (typed), `limits` the engine limits in
+/// force, `devices` the names a script can use for devices (listed when a variable is unknown), `aborted`
+/// whether an abort was requested.
 pub fn runtime_error(
     err: &EvalAltResult,
     sources: &Sources,
     fault: Option<&ScanError>,
-    max_operations: u64,
+    limits: &crate::config::EngineConfig,
+    devices: &[String],
     aborted: bool,
 ) -> ScriptError {
+    let (max_operations, max_memory_mb) = (limits.max_operations, limits.max_memory_mb);
     let mut calls = Vec::new();
     let mut source = sources.main.clone();
     let mut e = err;
@@ -141,20 +144,37 @@ pub fn runtime_error(
         EvalAltResult::ErrorTooManyModules(_) | EvalAltResult::ErrorTooManyVariables(_) => {
             (RunStatus::LimitExceeded, format!("{e}{limit_hint}"), None)
         }
+        EvalAltResult::ErrorTerminated(reason, _) if reason.to_string() == crate::memory::STOP_REASON => (
+            RunStatus::LimitExceeded,
+            format!(
+                "the script's data exceeded the memory limit ({max_memory_mb} MiB, [engine] max_memory_mb) and was \
+                 stopped; strings, arrays and maps kept in a loop?{limit_hint}"
+            ),
+            None,
+        ),
         EvalAltResult::ErrorTerminated(reason, _) => (RunStatus::Aborted, format!("aborted: {reason}"), None),
         EvalAltResult::ErrorRuntime(msg, _) => {
             let text = msg.to_string();
             match fault.filter(|f| f.to_string() == text) {
                 Some(f @ ScanError::Aborted(_)) => (RunStatus::Aborted, f.to_string(), None),
+                Some(ScanError::TooLarge(_)) => (RunStatus::LimitExceeded, text, None),
                 Some(f) if f.device().is_some() => (RunStatus::DeviceError, text, f.device().map(str::to_string)),
                 _ => (RunStatus::ScriptError, text, None),
             }
         }
         EvalAltResult::ErrorFunctionNotFound(sig, _) => (
             RunStatus::ScriptError,
-            format!("no function {sig} (see scripting/API.md for the scan API; `eval` is disabled)"),
+            format!("no function {sig}{} (see scripting/API.md for the scan API; `eval` is disabled)", suggest_fn(sig)),
             None,
         ),
+        EvalAltResult::ErrorVariableNotFound(name, _) => {
+            let close: Vec<&str> = closest(name, devices.iter().map(String::as_str), 2);
+            let hint = match close.first() {
+                Some(c) => format!("; did you mean `{c}`?"),
+                None => String::new(),
+            };
+            (RunStatus::ScriptError, format!("unknown variable `{name}`{hint} Devices: {}", devices.join(", ")), None)
+        }
         other => (RunStatus::ScriptError, strip_position(&other.to_string()), None),
     };
     let status = if aborted && status != RunStatus::LimitExceeded { RunStatus::Aborted } else { status };
@@ -175,4 +195,53 @@ fn strip_position(s: &str) -> String {
         Some(i) if s.ends_with(')') => s[..i].to_string(),
         _ => s.to_string(),
     }
+}
+
+/// Levenshtein distance (characters), for suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The candidates within `max` edits of `name` (or containing it, or contained in it), closest first.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>, max: usize) -> Vec<&'a str> {
+    let lower = name.to_lowercase();
+    let mut scored: Vec<(usize, &str)> = candidates
+        .filter_map(|c| {
+            let d = distance(&lower, &c.to_lowercase());
+            let related = c.len() >= 3 && lower.len() >= 3 && (c.contains(lower.as_str()) || lower.contains(c));
+            (d <= max || related).then_some((d, c))
+        })
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().map(|(_, c)| c).collect()
+}
+
+/// For `no function NAME (TYPES)`: the API's signatures of NAME (wrong arguments), else those of the
+/// closest API names.
+fn suggest_fn(sig: &str) -> String {
+    let name = sig.split([' ', '(']).next().unwrap_or(sig);
+    let names = crate::api::SIGNATURES.iter().map(|s| s.split('(').next().unwrap_or(s));
+    let mut close = closest(name, names, 2);
+    close.truncate(3);
+    let shown: Vec<&str> = close
+        .iter()
+        .flat_map(|c| crate::api::SIGNATURES.iter().copied().filter(move |s| s.split('(').next() == Some(c)))
+        .collect();
+    if shown.is_empty() {
+        return String::new();
+    }
+    let what = if close.first() == Some(&name) { "expected" } else { "did you mean" };
+    format!("; {what}: {}", shown.join(" | "))
 }

@@ -76,7 +76,16 @@ pub fn build(session: &Arc<Session>, cfg: &EngineConfig) -> (Engine, Scope<'stat
         None => engine.set_module_resolver(DummyModuleResolver::new()),
     };
     let control = session.control.clone();
-    engine.on_progress(move |_ops| if control.is_aborted() { Some(Dynamic::from(control.reason())) } else { None });
+    let max_memory = usize::try_from(cfg.max_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    engine.on_progress(move |_ops| {
+        if control.is_aborted() {
+            return Some(Dynamic::from(control.reason()));
+        }
+        match crate::memory::in_use() {
+            Some(bytes) if bytes > max_memory => Some(Dynamic::from(crate::memory::STOP_REASON)),
+            _ => None,
+        }
+    });
     let s = session.clone();
     engine.on_print(move |text| s.say(text));
     let s = session.clone();

@@ -34,6 +34,10 @@ pub enum ScanError {
     /// The script passed a bad argument.
     #[error("{0}")]
     Argument(String),
+    /// A request beyond the engine's size limits (a scan with too many points); refused before anything is
+    /// allocated or moved (exit 6).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl ScanError {

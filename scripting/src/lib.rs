@@ -10,7 +10,7 @@
 //! [`config`] (the TOML beamline file), [`clock`] and [`control`] (beamline time, abort/pause),
 //! [`session`] (motion, acquisition with the beam suspender, series, returns), [`plans`] (scan shapes),
 //! [`api`] and [`engine`] (what Rhai scripts see), [`run`] (preflight + live run on the script's thread),
-//! [`diagnostics`] and [`report`] (what the operator reads). The scripting API is documented in `API.md`.
+//! [`diagnostics`] and [`report`] (what the operator reads), [`memory`] (the script's memory bound). The scripting API is documented in `API.md`.
 
 #![warn(missing_docs)]
 
@@ -22,11 +22,13 @@ pub mod device;
 pub mod diagnostics;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod plans;
 pub mod provenance;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod stats;
 
 pub use error::{RunStatus, ScanError};
 pub use run::{run_scan_file, DetectorChoice, RunError, ScanOptions, ScanOutcome, ScanRun};

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most points (or frames) one scan may have; larger requests are refused before anything is allocated.
+pub const MAX_POINTS: usize = 1_000_000;
+
 use serde_json::json;
 
 use crate::device::{ImageKey, Motor, SeriesSummary};
 use crate::error::ScanError;
-use crate::session::{Mode, MotorMove, Session};
+use crate::session::{Mode, MotorMove, ScanTable, Session};
 
 /// Options every step scan accepts.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,12 +24,75 @@ pub struct StepOptions {
     pub name: Option<String>,
     /// Wait after each move before exposing.
     pub settle: Duration,
+    /// Take area-detector frames (false: counters only, a small file with the table).
+    pub detector: bool,
+    /// Column plotted by default; see [`Session::begin_table`].
+    pub signal: Option<String>,
 }
 
 impl Default for StepOptions {
     fn default() -> Self {
-        StepOptions { exposure: Duration::from_millis(100), return_motors: None, name: None, settle: Duration::ZERO }
+        StepOptions {
+            exposure: Duration::from_millis(100),
+            return_motors: None,
+            name: None,
+            settle: Duration::ZERO,
+            detector: true,
+            signal: None,
+        }
     }
+}
+
+/// How the points of a step scan are laid out (recorded with the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Evenly spaced along a line (`scan`, `rel_scan`, `a2scan`).
+    Linear,
+    /// A list given by the script.
+    List,
+    /// Repeated counts where everything is.
+    Count,
+    /// A grid of `rows x cols`, row by row; `snake` reverses every other row.
+    Grid {
+        /// Outer axis points.
+        rows: usize,
+        /// Inner axis points.
+        cols: usize,
+        /// Every other row backwards.
+        snake: bool,
+    },
+}
+
+impl Layout {
+    fn order(self) -> &'static str {
+        match self {
+            Layout::Linear => "linear",
+            Layout::List => "list",
+            Layout::Count => "count",
+            Layout::Grid { snake: true, .. } => "snake",
+            Layout::Grid { snake: false, .. } => "raster",
+        }
+    }
+
+    /// `(row, col)` in the grid of point `i` in visiting order.
+    fn grid_index(self, i: usize) -> Option<(usize, usize)> {
+        match self {
+            Layout::Grid { cols, snake, .. } if cols > 0 => {
+                let (r, c) = (i / cols, i % cols);
+                Some((r, if snake && r % 2 == 1 { cols - 1 - c } else { c }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a step scan returns: its series and the table it measured.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    /// The series (file).
+    pub summary: SeriesSummary,
+    /// The per-point table.
+    pub table: Option<ScanTable>,
 }
 
 /// Evenly spaced `num` points from `start` to `stop` inclusive.
@@ -62,7 +128,8 @@ pub fn step_scan(
     points: Vec<Vec<f64>>,
     opts: &StepOptions,
     return_by_default: bool,
-) -> Result<SeriesSummary, ScanError> {
+    layout: Layout,
+) -> Result<StepResult, ScanError> {
     if points.is_empty() {
         return Err(ScanError::Argument(format!("{kind}: no points to visit (num must be at least 1)")));
     }
@@ -76,25 +143,32 @@ pub fn step_scan(
     let meta = json!({
         "kind": kind, "motors": names, "points": points.len(),
         "exposure_s": opts.exposure.as_secs_f64(),
-        "first": points.first(), "last": points.last(),
+        "first": points.first(), "last": points.last(), "order": layout.order(), "detector": opts.detector,
     });
     let rot = s.beamline.motor(&s.beamline.rotation)?;
-    s.with_return(&motors, opts.return_motors.unwrap_or(return_by_default), || {
-        s.run_series(kind, &name, points.len() as u64, meta, || {
+    let grid_shape = match layout {
+        Layout::Grid { rows, cols, .. } => Some([rows as u64, cols as u64]),
+        _ => None,
+    };
+    let summary = s.with_return(&motors, opts.return_motors.unwrap_or(return_by_default), || {
+        s.begin_table(&motors, layout.order(), grid_shape, opts.detector, opts.signal.as_deref())?;
+        s.run_series(kind, &name, points.len() as u64, meta, opts.detector, || {
             s.set_shutter(true)?;
-            for p in &points {
+            for (i, p) in points.iter().enumerate() {
                 s.move_motors(&zip_moves(&motors, p))?;
                 s.sleep(opts.settle)?;
                 s.acquire(ImageKey::Projection, rot.position()?, opts.exposure)?;
+                s.record_point(p, layout.grid_index(i))?;
             }
             Ok(())
         })
-    })
+    })?;
+    Ok(StepResult { summary, table: s.take_table() })
 }
 
 /// `count`: `n` frames where everything is, as one series.
-pub fn count(s: &Session, n: usize, opts: &StepOptions) -> Result<SeriesSummary, ScanError> {
-    step_scan(s, "count", Vec::new(), vec![Vec::new(); n], opts, false)
+pub fn count(s: &Session, n: usize, opts: &StepOptions) -> Result<StepResult, ScanError> {
+    step_scan(s, "count", Vec::new(), vec![Vec::new(); n], opts, false, Layout::Count)
 }
 
 /// When tomography takes flat fields.
@@ -124,8 +198,11 @@ pub struct TomoParams {
     pub start: f64,
     /// 180 or 360 degrees.
     pub range: f64,
-    /// Number of projections over the range (end angle excluded).
+    /// Number of projections over the range.
     pub projections: usize,
+    /// True: the last projection is at `start + range` (`numpy.linspace`, as tomoscan/tomocupy and bluesky
+    /// users expect; the default); false: the end angle is excluded (step `range / projections`).
+    pub endpoint: bool,
     /// Exposure per frame.
     pub exposure: Duration,
     /// Dark fields (shutter closed).
@@ -151,8 +228,22 @@ impl TomoParams {
         self.darks + blocks * self.flats + self.projections
     }
 
-    fn angle(&self, i: usize) -> f64 {
-        self.start + self.range * i as f64 / self.projections as f64
+    /// Angle of projection `i`.
+    pub fn angle(&self, i: usize) -> f64 {
+        self.start + self.step() * i as f64
+    }
+
+    /// The dry-run line: "181 projections, 0 → 180° inclusive, step 1°".
+    pub fn summary(&self) -> String {
+        let last = if self.endpoint { self.start + self.range } else { self.angle(self.projections.saturating_sub(1)) };
+        let rule = if self.endpoint { "inclusive" } else { "end excluded" };
+        format!("{} projections, {} → {}° {rule}, step {}°", self.projections, self.start, last, self.step())
+    }
+
+    /// Angular step between projections.
+    pub fn step(&self) -> f64 {
+        let intervals = if self.endpoint && self.projections > 1 { self.projections - 1 } else { self.projections };
+        self.range / intervals.max(1) as f64
     }
 }
 
@@ -204,7 +295,9 @@ pub fn tomo_scan(s: &Session, p: &TomoParams) -> Result<SeriesSummary, ScanError
         "flats_at": format!("{:?}", p.flats_at).to_lowercase(), "sample_out": sample_out,
         "sample_in": sample_in, "sample_motor": sample.name(), "rotation_motor": rot.name(),
         "mode": format!("{:?}", p.mode).to_lowercase(), "return_rotation": p.return_rotation,
+        "endpoint": p.endpoint, "step_deg": p.step(), "summary": p.summary(),
     });
+    s.clear_table();
     let flat_block = || -> Result<(), ScanError> {
         let Some(out) = sample_out else { return Ok(()) };
         s.move_motors(&[(sample.clone(), out)])?;
@@ -217,7 +310,7 @@ pub fn tomo_scan(s: &Session, p: &TomoParams) -> Result<SeriesSummary, ScanError
     };
     s.with_return(std::slice::from_ref(&sample), true, || {
         s.with_return(std::slice::from_ref(&rot), p.return_rotation, || {
-            s.run_series("tomo_scan", &name, p.frames() as u64, meta, || {
+            s.run_series("tomo_scan", &name, p.frames() as u64, meta, true, || {
                 s.set_shutter(false)?;
                 let angle = rot.position()?;
                 for _ in 0..p.darks {
@@ -257,7 +350,7 @@ struct FlyPlan {
 impl FlyPlan {
     fn new(s: &Session, rot: &Arc<dyn Motor>, p: &TomoParams) -> Result<FlyPlan, ScanError> {
         let period = p.exposure + s.beamline.detector.readout();
-        let step = p.range / p.projections as f64;
+        let step = p.step();
         let velocity = step / period.as_secs_f64();
         let k = rot.kinematics();
         if velocity > k.velocity {

@@ -36,6 +36,9 @@ pub struct ScanRecord {
     pub points: u64,
     /// Where the script called it.
     pub at: Option<CallSite>,
+    /// One line on what the scan covers (tomography: projections, angles, end-point rule, step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// The range a motor was asked to cover.
@@ -116,6 +119,9 @@ impl fmt::Display for PlanReport {
         for s in &self.scans {
             let at = s.at.as_ref().map(|a| format!("  [{a}]")).unwrap_or_default();
             writeln!(f, "  {:<10} {:<28} {:>7} points{at}", s.kind, s.name, s.points)?;
+            if let Some(line) = &s.summary {
+                writeln!(f, "             {line}")?;
+            }
         }
         writeln!(f, "motors:")?;
         for (name, r) in &self.motors {

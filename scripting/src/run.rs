@@ -56,6 +56,9 @@ pub struct ScanOptions {
     pub output: Arc<dyn Fn(&str) + Send + Sync>,
     /// Called with the live beamline just before the live run starts (monitoring, tests, demos).
     pub on_live_start: Option<LiveStartHook>,
+    /// Print the live table (a row per step-scan point) through `output` (default true; `--quiet` turns
+    /// it off). The rows always go to the run log.
+    pub live_table: bool,
 }
 
 impl Default for ScanOptions {
@@ -70,6 +73,7 @@ impl Default for ScanOptions {
             output_dir: None,
             output: Arc::new(|line: &str| eprintln!("{line}")),
             on_live_start: None,
+            live_table: true,
         }
     }
 }
@@ -204,9 +208,11 @@ fn make_detector(o: &ScanOptions) -> Result<Arc<dyn Detector>, RunError> {
     match &o.detector {
         DetectorChoice::Custom(det) => Ok(det.clone()),
         DetectorChoice::Recording => Ok(Arc::new(RecordingDetector::new(&d.name, secs(d.readout), true))),
-        DetectorChoice::Acquisition => crate::device::acq::AcquisitionDetector::start(d, o.output_dir.as_deref())
-            .map(|a| Arc::new(a) as Arc<dyn Detector>)
-            .map_err(|e| RunError::Detector(e.to_string())),
+        DetectorChoice::Acquisition => {
+            crate::device::acq::AcquisitionDetector::start(d, o.output_dir.as_deref(), o.config.sim.seed)
+                .map(|a| Arc::new(a) as Arc<dyn Detector>)
+                .map_err(|e| RunError::Detector(e.to_string()))
+        }
     }
 }
 
@@ -300,6 +306,18 @@ impl Job {
         let provenance = Provenance::new(&self.name, &self.text, o.params.clone());
         let session =
             Arc::new(Session::new(beamline, self.control.clone(), mode, cfg.suspender, provenance, progress, output));
+        if mode == Mode::Live {
+            session.set_live_table(o.live_table);
+            // Tables go with the acquisition detector's files; with another detector only to a folder the
+            // caller names.
+            if matches!(o.detector, DetectorChoice::Acquisition) {
+                let dir =
+                    o.output_dir.clone().or_else(|| cfg.detector.output_dir.clone()).unwrap_or_else(|| ".".into());
+                session.set_output_dir(dir);
+            } else if let Some(dir) = &o.output_dir {
+                session.set_output_dir(dir.clone());
+            }
+        }
         let (engine, mut scope) = crate::engine::build(&session, &cfg.engine);
         let sources = self.sources();
         let error = match engine.compile_with_scope(&scope, &self.text) {
@@ -313,7 +331,8 @@ impl Job {
                         &e,
                         &sources,
                         fault.as_ref(),
-                        cfg.engine.max_operations,
+                        &cfg.engine,
+                        &session.device_names(),
                         self.control.is_aborted(),
                     )
                 })

@@ -3,6 +3,7 @@
 //! handling live here; the scan shapes built on them live in [`crate::plans`].
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,7 +12,9 @@ use serde_json::json;
 
 use crate::config::{secs, SuspenderConfig};
 use crate::control::Control;
-use crate::device::{Beamline, FrameRequest, ImageKey, Motor, SeriesInfo, SeriesStatus, SeriesSummary};
+use acquisition::scan_data::{ScanColumn, ScanData};
+
+use crate::device::{Beamline, FrameCounts, FrameRequest, ImageKey, Motor, SeriesInfo, SeriesStatus, SeriesSummary};
 use crate::error::ScanError;
 use crate::provenance::{utc_now, Provenance};
 use crate::report::{CallSite, PlanReport, ScanRecord, Violation};
@@ -47,6 +50,8 @@ pub type MotorMove = (Arc<dyn Motor>, f64);
 
 #[derive(Debug)]
 struct OpenSeries {
+    name: String,
+    area: bool,
     next_frame: u64,
     started: String,
     scan: serde_json::Value,
@@ -74,6 +79,163 @@ pub struct Session {
     last_fault: Mutex<Option<ScanError>>,
     call_site: Mutex<Option<CallSite>>,
     output: Arc<dyn Fn(&str) + Send + Sync>,
+    table: Mutex<Option<ScanTable>>,
+    finished_table: Mutex<Option<ScanTable>>,
+    last_point: Mutex<Option<PointCounts>>,
+    files: Mutex<Option<FileSettings>>,
+    live_table: AtomicBool,
+}
+
+/// Where tables of scans are written (live runs with an in-process or external receiver).
+#[derive(Debug, Clone)]
+struct FileSettings {
+    dir: std::path::PathBuf,
+}
+
+/// What was counted at the last kept point.
+#[derive(Debug, Clone)]
+struct PointCounts {
+    counters: Vec<f64>,
+    detector: Option<FrameCounts>,
+    exposure: f64,
+    start: f64,
+}
+
+/// The per-point table of a step scan: one column per motor set point and readback, counter, count time and
+/// timestamp, in the order the points were visited.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanTable {
+    /// Column names.
+    pub names: Vec<String>,
+    /// Units per column.
+    pub units: Vec<String>,
+    /// Values, column by column.
+    pub columns: Vec<Vec<f64>>,
+    /// The column plotted by default.
+    pub signal: String,
+    /// The abscissa columns (readbacks of the scanned motors, or `point`).
+    pub axes: Vec<String>,
+    /// `linear`, `list`, `raster` or `snake`.
+    pub order: String,
+    /// `[rows, columns]` of a grid.
+    pub grid_shape: Option<[u64; 2]>,
+    motors: Vec<Arc<dyn Motor>>,
+    counters: usize,
+    area: bool,
+}
+
+impl std::fmt::Debug for dyn Motor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Motor({})", self.name())
+    }
+}
+
+impl PartialEq for dyn Motor {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl ScanTable {
+    /// The column called `name`.
+    pub fn column(&self, name: &str) -> Option<&[f64]> {
+        self.names.iter().position(|n| n == name).map(|i| self.columns[i].as_slice())
+    }
+
+    /// Points recorded.
+    pub fn len(&self) -> usize {
+        self.columns.first().map_or(0, Vec::len)
+    }
+
+    /// True before the first point.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push_column(&mut self, name: &str, units: &str) {
+        self.names.push(name.to_string());
+        self.units.push(units.to_string());
+        self.columns.push(Vec::new());
+    }
+
+    /// The table in the form the NeXus writer takes.
+    pub fn to_nexus(&self, title: &str, parameters: &serde_json::Value) -> ScanData {
+        ScanData {
+            title: title.to_string(),
+            columns: self
+                .names
+                .iter()
+                .zip(&self.units)
+                .zip(&self.columns)
+                .map(|((n, u), v)| ScanColumn {
+                    name: n.clone(),
+                    units: u.clone(),
+                    long_name: long_name(n),
+                    values: v.clone(),
+                })
+                .collect(),
+            signal: self.signal.clone(),
+            axes: self.axes.clone(),
+            order: self.order.clone(),
+            grid_shape: self.grid_shape,
+            parameters: parameters.to_string(),
+        }
+    }
+
+    /// The header of the live table.
+    fn header(&self) -> String {
+        let mut line = format!("{:>6}", "point");
+        for i in self.shown() {
+            line.push_str(&format!(" {:>12}", self.names[i]));
+        }
+        line
+    }
+
+    /// Columns the live table shows: readbacks and counters.
+    fn shown(&self) -> impl Iterator<Item = usize> + '_ {
+        self.names.iter().enumerate().filter(|(_, n)| is_shown(n)).map(|(i, _)| i)
+    }
+
+    /// The last row of the live table.
+    fn last_row(&self) -> String {
+        let n = self.len();
+        let mut line = format!("{:>6}", n.saturating_sub(1));
+        for i in self.shown() {
+            let v = self.columns[i].last().copied().unwrap_or(f64::NAN);
+            line.push_str(&format!(" {:>12}", format_value(v)));
+        }
+        line
+    }
+}
+
+fn is_shown(name: &str) -> bool {
+    !matches!(name, "point" | "timestamp" | "beamline_time" | "count_time" | "grid_row" | "grid_col")
+        && !name.ends_with("_set")
+}
+
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v == v.round() && v.abs() < 1e12 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.5}")
+    }
+}
+
+fn long_name(column: &str) -> String {
+    match column {
+        "point" => "point number, in the order visited".into(),
+        "grid_row" | "grid_col" => format!("{column}: index of the point in the grid"),
+        "i0" => "beam monitor counts".into(),
+        "diode" => "diode counts behind the knife edge".into(),
+        "det_total" => "detector: sum of all pixels".into(),
+        "count_time" => "exposure (count time)".into(),
+        "timestamp" => "seconds since 1970-01-01T00:00:00Z at the end of the exposure".into(),
+        "beamline_time" => "beamline clock at the end of the exposure".into(),
+        c if c.ends_with("_set") => format!("{}: set point", &c[..c.len() - 4]),
+        c => c.to_string(),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,7 +270,147 @@ impl Session {
             last_fault: Mutex::default(),
             call_site: Mutex::default(),
             output,
+            table: Mutex::default(),
+            finished_table: Mutex::default(),
+            last_point: Mutex::default(),
+            files: Mutex::default(),
+            live_table: AtomicBool::new(false),
         }
+    }
+
+    /// Names of the devices a script can use: motors, then point counters.
+    pub fn device_names(&self) -> Vec<String> {
+        let motors = self.beamline.motors.iter().map(|m| m.name().to_string());
+        motors.chain(self.beamline.counters.iter().map(|c| c.name().to_string())).collect()
+    }
+
+    /// Writes scan tables into the scans' files, or as small files in `dir` for scans without one.
+    pub fn set_output_dir(&self, dir: std::path::PathBuf) {
+        *lock(&self.files) = Some(FileSettings { dir });
+    }
+
+    /// Prints the live table (header at the start of a step scan, a row per point) through the output.
+    pub fn set_live_table(&self, on: bool) {
+        self.live_table.store(on, Ordering::Release);
+    }
+
+    /// Starts the table of a step scan over `motors`. `area` includes the detector's counters; `signal`
+    /// names the default plot column (default: `det_total`, else `diode`, else `i0`).
+    pub fn begin_table(
+        &self,
+        motors: &[Arc<dyn Motor>],
+        order: &str,
+        grid_shape: Option<[u64; 2]>,
+        area: bool,
+        signal: Option<&str>,
+    ) -> Result<(), ScanError> {
+        let mut t = ScanTable { order: order.to_string(), grid_shape, area, ..ScanTable::default() };
+        t.push_column("point", "");
+        if grid_shape.is_some() {
+            t.push_column("grid_row", "");
+            t.push_column("grid_col", "");
+        }
+        for m in motors {
+            t.push_column(&format!("{}_set", m.name()), m.units());
+            t.push_column(m.name(), m.units());
+        }
+        for c in &self.beamline.counters {
+            t.push_column(c.name(), "counts");
+        }
+        t.counters = self.beamline.counters.len();
+        if area {
+            t.push_column("det_total", "counts");
+            for r in self.beamline.detector.roi_names() {
+                t.push_column(&r, "counts");
+            }
+        }
+        t.push_column("count_time", "s");
+        t.push_column("beamline_time", "s");
+        t.push_column("timestamp", "s");
+        t.signal = match signal {
+            Some(sig) => {
+                if !t.names.iter().any(|n| n == sig) || sig == "point" {
+                    return Err(ScanError::Argument(format!(
+                        "option `signal`: no counter `{sig}`; this scan records: {}",
+                        t.names.iter().filter(|n| is_shown(n)).cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                sig.to_string()
+            }
+            None if area => "det_total".into(),
+            None if t.names.iter().any(|n| n == "diode") => "diode".into(),
+            None => "i0".into(),
+        };
+        t.axes = match motors.first() {
+            Some(m) => vec![m.name().to_string()],
+            None => vec!["point".into()],
+        };
+        t.motors = motors.to_vec();
+        if self.mode == Mode::Live && self.live_table.load(Ordering::Acquire) {
+            self.say(&t.header());
+        }
+        *lock(&self.table) = Some(t);
+        Ok(())
+    }
+
+    /// Appends a row for the point just kept: set points `set`, readbacks, counters, time.
+    pub fn record_point(&self, set: &[f64], grid_index: Option<(usize, usize)>) -> Result<(), ScanError> {
+        let point = lock(&self.last_point).take();
+        let mut guard = lock(&self.table);
+        let Some(t) = guard.as_mut() else { return Ok(()) };
+        let mut row = Vec::with_capacity(t.names.len());
+        row.push(t.len() as f64);
+        if t.grid_shape.is_some() {
+            let (r, c) = grid_index.unwrap_or((0, 0));
+            row.push(r as f64);
+            row.push(c as f64);
+        }
+        for (i, m) in t.motors.iter().enumerate() {
+            row.push(set.get(i).copied().unwrap_or(f64::NAN));
+            row.push(m.position()?);
+        }
+        let (counters, detector, exposure, start) = match point {
+            Some(p) => (p.counters, p.detector, p.exposure, p.start),
+            None => (Vec::new(), None, f64::NAN, f64::NAN),
+        };
+        row.extend((0..t.counters).map(|i| counters.get(i).copied().unwrap_or(f64::NAN)));
+        if t.area {
+            let n = self.beamline.detector.roi_names().len();
+            match detector {
+                Some(d) => {
+                    row.push(d.total);
+                    row.extend((0..n).map(|i| d.rois.get(i).map_or(f64::NAN, |r| r.1)));
+                }
+                None => row.extend(std::iter::repeat_n(f64::NAN, n + 1)),
+            }
+        }
+        let now = self.beamline.clock.now().as_secs_f64();
+        row.push(exposure);
+        row.push(now);
+        let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        row.push(epoch);
+        let _ = start;
+        for (c, v) in t.columns.iter_mut().zip(row) {
+            c.push(v);
+        }
+        if self.mode == Mode::Live {
+            let line = t.last_row();
+            tracing::info!(target: "scan.row", series = t.signal.as_str(), row = %line);
+            if self.live_table.load(Ordering::Acquire) {
+                self.say(&line);
+            }
+        }
+        Ok(())
+    }
+
+    /// The table of the last step scan, once it ended.
+    pub fn take_table(&self) -> Option<ScanTable> {
+        lock(&self.finished_table).take()
+    }
+
+    /// Drops a table left by a step scan that never started its series (a scan without a table follows).
+    pub fn clear_table(&self) {
+        lock(&self.table).take();
     }
 
     /// Prints a line for the operator (script `print`, suspender messages).
@@ -313,7 +615,17 @@ impl Session {
             .as_ref()
             .map(|s| s.next_frame)
             .ok_or_else(|| ScanError::Argument("internal: frame outside a series".into()))?;
-        Ok(FrameRequest { index, key, angle, exposure })
+        let sc = &self.beamline.scene;
+        let px = |m: &Option<Arc<dyn Motor>>| -> Result<f64, ScanError> {
+            match m {
+                Some(m) if sc.pixel_size > 0.0 => Ok(m.position()? / sc.pixel_size),
+                _ => Ok(0.0),
+            }
+        };
+        let beam = if sc.nominal_current > 0.0 { self.beamline.beam.current()? / sc.nominal_current } else { 1.0 };
+        let time = if sc.reference_exposure > 0.0 { exposure.as_secs_f64() / sc.reference_exposure } else { 1.0 };
+        let shift_px = [px(&sc.image_x)?, px(&sc.image_y)?];
+        Ok(FrameRequest { index, key, angle, exposure, shift_px, scale: beam * time })
     }
 
     fn kept_frame(&self) {
@@ -354,19 +666,43 @@ impl Session {
     /// dropped meanwhile. An abort during the wait discards it too.
     fn expose(&self, frame: &FrameRequest, dt: Duration) -> Result<bool, ScanError> {
         let det = &self.beamline.detector;
-        let _span = tracing::trace_span!("scan.point", frame = frame.index, key = frame.key.code()).entered();
+        // The preflight dry run records no per-point spans (its trace stays small whatever the point count).
+        let _span = (self.mode == Mode::Live)
+            .then(|| tracing::trace_span!("scan.point", frame = frame.index, key = frame.key.code()).entered());
         let t0 = self.beamline.clock.now();
-        det.trigger(frame)?;
+        let area = lock(&self.series).as_ref().is_some_and(|s| s.area);
+        if area {
+            det.trigger(frame)?;
+        }
         if let Err(e) = self.sleep(dt) {
-            let _ = det.discard();
+            if area {
+                let _ = det.discard();
+            }
             return Err(e);
         }
         if self.beam_dropped_since(t0)? {
-            det.discard()?;
+            if area {
+                det.discard()?;
+            }
             self.progress.retakes.fetch_add(1, Ordering::AcqRel);
             return Ok(false);
         }
-        det.commit()?;
+        if lock(&self.table).is_some() {
+            let mut counters = Vec::with_capacity(self.beamline.counters.len());
+            for c in &self.beamline.counters {
+                counters.push(c.count(t0, frame.exposure)?);
+            }
+            let detector = if area { det.counts() } else { None };
+            *lock(&self.last_point) = Some(PointCounts {
+                counters,
+                detector,
+                exposure: frame.exposure.as_secs_f64(),
+                start: t0.as_secs_f64(),
+            });
+        }
+        if area {
+            det.commit()?;
+        }
         self.kept_frame();
         Ok(true)
     }
@@ -393,6 +729,7 @@ impl Session {
         name: &str,
         planned: u64,
         scan: serde_json::Value,
+        area: bool,
         body: impl FnOnce() -> Result<(), ScanError>,
     ) -> Result<SeriesSummary, ScanError> {
         self.checkpoint()?;
@@ -408,9 +745,12 @@ impl Session {
             planned,
             points: 0,
             at: self.call_site(),
+            summary: scan.get("summary").and_then(|v| v.as_str()).map(str::to_string),
         });
-        self.beamline.detector.stage(&info)?;
-        *lock(&self.series) = Some(OpenSeries { next_frame: 0, started, scan });
+        if area {
+            self.beamline.detector.stage(&info)?;
+        }
+        *lock(&self.series) = Some(OpenSeries { name: name.to_string(), area, next_frame: 0, started, scan });
         let result = body();
         let status = match &result {
             Ok(()) => SeriesStatus::Complete,
@@ -448,9 +788,45 @@ impl Session {
             "suspensions": p.suspensions.load(Ordering::Acquire),
             "retakes": p.retakes.load(Ordering::Acquire),
         });
-        let summary = self.beamline.detector.unstage(status, meta)?;
+        let mut summary = if open.area {
+            self.beamline.detector.unstage(status, meta.clone())?
+        } else {
+            SeriesSummary { name: open.name.clone(), file: None, frames: open.next_frame, status }
+        };
+        if let Some(file) = self.write_table(&summary, &meta)? {
+            summary.file = Some(file);
+        }
         lock(&self.summaries).push(summary.clone());
         Ok(summary)
+    }
+
+    /// Writes the open table (if any) into the scan's file, or into a new small file when the scan has none
+    /// (no area detector, or frames sent to an external receiver). Only in live runs with an output folder.
+    fn write_table(&self, summary: &SeriesSummary, meta: &serde_json::Value) -> Result<Option<PathBuf>, ScanError> {
+        let table = lock(&self.table).take();
+        *lock(&self.finished_table) = table.clone();
+        let Some(files) = lock(&self.files).clone() else { return Ok(None) };
+        let Some(t) = table.as_ref() else { return Ok(None) };
+        let data = t.to_nexus(&summary.name, meta);
+        let fail = |e: acquisition::writer::WriteError| {
+            ScanError::Device(crate::device::DeviceError::new("scan table", e.to_string()))
+        };
+        match &summary.file {
+            Some(f) => {
+                acquisition::scan_data::append(f, &data).map_err(fail)?;
+                Ok(None)
+            }
+            None => {
+                let mut p = files.dir.join(format!("{}.h5", summary.name));
+                let mut k = 1;
+                while p.exists() {
+                    p = files.dir.join(format!("{}-{k}.h5", summary.name));
+                    k += 1;
+                }
+                acquisition::scan_data::write_new(&p, &data, &self.provenance.software).map_err(fail)?;
+                Ok(Some(p))
+            }
+        }
     }
 
     /// Stops every motor and closes the shutter, ignoring a soft abort. Returns the first error.

@@ -60,7 +60,8 @@ fn dry_run_estimates_tomography_duration_from_motion_and_exposure() {
     assert_eq!(o.report.points, 110);
     // 110 exposures of 0.5 s plus 2 ms readout at least; motion adds more.
     assert!(o.report.duration_s > 110.0 * 0.502, "{}", o.report.duration_s);
-    assert_eq!(o.report.motors["rot"].max, 180.0 * 99.0 / 100.0);
+    // The end angle is included by default: 100 projections from 0 to 180°.
+    assert_eq!(o.report.motors["rot"].max, 180.0);
 }
 
 #[test]

@@ -26,6 +26,11 @@ fn run_example(name: &str, params: &[(&str, &str)], out: &std::path::Path) -> Sc
     o
 }
 
+fn assert_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-9), "{got:?} vs {want:?}");
+}
+
 #[test]
 fn tomography_example_writes_a_complete_nxtomo_file_with_provenance() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,8 +45,9 @@ fn tomography_example_writes_a_complete_nxtomo_file_with_provenance() {
     expected.extend([0; 90]);
     expected.extend([1; 5]);
     assert_eq!(f.image_key, expected);
+    // 90 projections from 0 to 180° inclusive (the default end-point rule).
     let proj: Vec<f64> = f.angles[9..99].to_vec();
-    assert_eq!(proj, (0..90).map(|i| 2.0 * i as f64).collect::<Vec<_>>());
+    assert_close(&proj, &(0..90).map(|i| 180.0 * i as f64 / 89.0).collect::<Vec<_>>());
     // Provenance: script text and hash, --set parameters, times, exit status.
     let text = std::fs::read_to_string(example("tomo.rhai")).unwrap();
     let p = &f.end["provenance"];
@@ -64,7 +70,7 @@ fn fly_tomography_example_writes_the_planned_angles() {
     assert_eq!(f.status, "complete");
     assert_eq!(f.image_key.iter().filter(|&&k| k == 0).count(), 60);
     let proj: Vec<f64> = f.angles[20..].to_vec();
-    assert_eq!(proj, (0..60).map(|i| 3.0 * i as f64).collect::<Vec<_>>());
+    assert_close(&proj, &(0..60).map(|i| 180.0 * i as f64 / 59.0).collect::<Vec<_>>());
 }
 
 #[test]

@@ -54,7 +54,11 @@ fn tomography_example_writes_an_nxtomo_file_read_by_h5py() {
     assert_eq!(j["counts"]["2"], 10);
     assert_eq!(j["counts"]["3"], 0);
     let angles: Vec<f64> = serde_json::from_value(j["projection_angles"].clone()).unwrap();
-    assert_eq!(angles, (0..36).map(|i| 5.0 * i as f64).collect::<Vec<_>>());
+    // The end angle is included by default: 36 projections over 0 -> 180 degrees are 35 steps.
+    assert_eq!(angles.len(), 36);
+    for (i, a) in angles.iter().enumerate() {
+        assert!((a - 180.0 / 35.0 * i as f64).abs() < 1e-9, "angle {i}: {a}");
+    }
     // Physics sanity: dark < projection < flat.
     let m = &j["mean_by_key"];
     assert!(m["2"].as_f64() < m["0"].as_f64() && m["0"].as_f64() < m["1"].as_f64(), "{m}");
@@ -108,6 +112,17 @@ fn exit_statuses_say_what_went_wrong() {
 
 #[test]
 fn ctrl_c_aborts_and_leaves_a_complete_file_marked_aborted() {
+    signal_aborts_and_leaves_a_complete_file_marked_aborted("INT");
+}
+
+/// `kill` (SIGTERM) and a closed terminal (SIGHUP) do what Ctrl-C does: shutter, motors, file `aborted`.
+#[test]
+fn sigterm_and_sighup_abort_like_ctrl_c() {
+    signal_aborts_and_leaves_a_complete_file_marked_aborted("TERM");
+    signal_aborts_and_leaves_a_complete_file_marked_aborted("HUP");
+}
+
+fn signal_aborts_and_leaves_a_complete_file_marked_aborted(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let script = example("tomo.rhai");
     let mut child = beamline()
@@ -125,10 +140,10 @@ fn ctrl_c_aborts_and_leaves_a_complete_file_marked_aborted() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    let kill = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
     assert!(kill.success());
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(130), "SIG{signal}: {}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(outcome["status"], "aborted");
@@ -137,7 +152,7 @@ fn ctrl_c_aborts_and_leaves_a_complete_file_marked_aborted() {
     assert_eq!(outcome["positions"]["rot"], 0.0, "the rotation returns after an abort");
     assert_eq!(outcome["positions"]["samx"], 0.0);
     let j = check_file(&file, &script);
-    assert_eq!(j["status"], "aborted");
+    assert_eq!(j["status"], "aborted", "SIG{signal}");
     assert_eq!(j["end_status"], "aborted");
     assert_eq!(j["exit_status"], "aborted");
     assert!(j["counts"]["3"].as_u64().unwrap() > 0, "frames never taken are marked invalid");

@@ -87,6 +87,10 @@ enum Bench {
     Gpu(gpu::Bench),
 }
 
+/// Counts the bytes the process holds, so a scan script's memory is bounded (`[engine] max_memory_mb`).
+#[global_allocator]
+static ALLOC: scripting::memory::CountingAllocator = scripting::memory::CountingAllocator;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `beamline demo` records into its own run folder (nothing may land outside it) unless `--log` says where.

@@ -63,6 +63,9 @@ pub struct ScanArgs {
     /// Print the built-in beamline configuration and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// No live table (a row per step-scan point) on the terminal; the rows still go to the run log.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Benchmarks of this area.
@@ -141,8 +144,9 @@ extern "C" fn on_pause_signal(sig: libc::c_int) {
 
 fn install_signals(control: &Arc<Control>) {
     let c = control.clone();
-    if let Err(e) = ctrlc::set_handler(move || c.abort("Ctrl-C")) {
-        eprintln!("warning: cannot install the Ctrl-C handler ({e}); abort with `kill -INT` will not be clean");
+    // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all abort through the safe-state sequence.
+    if let Err(e) = ctrlc::set_handler(move || c.abort("Ctrl-C or termination signal (SIGINT/SIGTERM/SIGHUP)")) {
+        eprintln!("warning: cannot install the Ctrl-C/SIGTERM handler ({e}); an abort by signal will not be clean");
     }
     let handler = on_pause_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: the handler only stores to atomics, which is async-signal-safe.
@@ -173,6 +177,7 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
         output_dir: a.output_dir.clone(),
         output: Arc::new(move |line: &str| printer.suspend(|| eprintln!("{line}"))),
         on_live_start: None,
+        live_table: !a.quiet && !a.json,
     };
     let text = std::fs::read_to_string(script).with_context(|| format!("cannot read script {}", script.display()))?;
     let control = Arc::new(Control::default());
@@ -262,8 +267,18 @@ fn print_outcome(o: &ScanOutcome, json: bool) {
     }
 }
 
-/// Runs `script` live with zero-time devices and a recording detector; returns wall seconds and points kept.
+/// Runs `script` live with zero-time devices and a recording detector, the per-point table recorded and
+/// written (a counters-only NeXus file in a scratch folder, removed afterwards); returns wall seconds and
+/// points kept.
 fn timed_run(script: &str) -> anyhow::Result<(f64, u64)> {
+    let dir = std::env::temp_dir().join(format!("beamline-bench-scan-{}", std::process::id()));
+    let r = timed_run_in(script, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn timed_run_in(script: &str, dir: &std::path::Path) -> anyhow::Result<(f64, u64)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut config = BeamlineConfig::default();
     config.clock.time_scale = 0.0;
     config.engine.max_operations = u64::MAX;
@@ -273,12 +288,15 @@ fn timed_run(script: &str) -> anyhow::Result<(f64, u64)> {
         preflight: false,
         detector: DetectorChoice::Custom(det),
         output: Arc::new(|_: &str| {}),
+        output_dir: Some(dir.to_path_buf()),
         ..ScanOptions::default()
     };
     let t0 = Instant::now();
     let o = ScanRun::start("bench.rhai", script.to_string(), options)?.wait()?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(o.status == RunStatus::Success, "benchmark script failed: {:?}", o.error);
+    let tables = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    anyhow::ensure!(o.points == 0 || tables > 0, "the benchmark scan wrote no table into {}", dir.display());
     Ok((secs, o.points))
 }
 

@@ -12,11 +12,11 @@ use acquisition::protocol::{
 };
 use acquisition::receiver::{Output, Receiver, ReceiverConfig, ReceiverThread};
 use acquisition::sender::SeriesSender;
-use acquisition::sim::{FrameGenerator, SimConfig};
+use acquisition::sim::{FrameGenerator, Scene, SimConfig};
 
-use super::detector::{Detector, FrameRequest, SeriesInfo, SeriesStatus, SeriesSummary};
+use super::detector::{Detector, FrameCounts, FrameRequest, SeriesInfo, SeriesStatus, SeriesSummary};
 use super::DeviceError;
-use crate::config::{secs, DetectorConfig};
+use crate::config::{secs, DetectorConfig, RoiConfig};
 
 /// The open series: its sender, and the receiver writing its file when in-process.
 struct Open {
@@ -31,6 +31,7 @@ struct State {
     generator: FrameGenerator,
     pixels: Vec<u8>,
     open: Option<Open>,
+    counts: Option<FrameCounts>,
 }
 
 /// The simulated detector on the real acquisition path.
@@ -40,27 +41,40 @@ pub struct AcquisitionDetector {
     shape: Shape,
     output_dir: PathBuf,
     endpoint: Option<String>,
+    rois: Vec<RoiConfig>,
     state: Mutex<State>,
 }
 
 impl AcquisitionDetector {
     /// A detector for `cfg`; files go to `output_dir` (overriding the configuration's) when given. Checks
     /// that the folder can be created.
-    pub fn start(cfg: &DetectorConfig, output_dir: Option<&Path>) -> Result<AcquisitionDetector, DeviceError> {
+    /// `seed` seeds the simulated noise.
+    pub fn start(
+        cfg: &DetectorConfig,
+        output_dir: Option<&Path>,
+        seed: u64,
+    ) -> Result<AcquisitionDetector, DeviceError> {
         let dir = output_dir.map(Path::to_path_buf).or_else(|| cfg.output_dir.clone()).unwrap_or_else(|| ".".into());
         if cfg.endpoint.is_none() {
             std::fs::create_dir_all(&dir).map_err(|e| {
                 DeviceError::new(&cfg.name, format!("cannot create output folder {}: {e}", dir.display()))
             })?;
         }
-        let sim = SimConfig::new(cfg.rows as usize, cfg.cols as usize, Dtype::Uint16);
+        let mut sim = SimConfig::new(cfg.rows as usize, cfg.cols as usize, Dtype::Uint16);
+        sim.seed = seed;
         Ok(AcquisitionDetector {
             name: cfg.name.clone(),
             readout: secs(cfg.readout),
             shape: Shape([cfg.rows, cfg.cols]),
             output_dir: dir,
             endpoint: cfg.endpoint.clone(),
-            state: Mutex::new(State { generator: FrameGenerator::new(&sim), pixels: Vec::new(), open: None }),
+            rois: cfg.rois.clone(),
+            state: Mutex::new(State {
+                generator: FrameGenerator::new(&sim),
+                pixels: Vec::new(),
+                open: None,
+                counts: None,
+            }),
         })
     }
 
@@ -104,7 +118,34 @@ pub fn check_series_name(name: &str) -> Result<(), String> {
     protocol::check_series_id(name).map_err(|e| e.to_string())
 }
 
+impl AcquisitionDetector {
+    /// Total and region sums of a frame of little-endian u16 pixels.
+    fn sums(&self, pixels: &[u8]) -> FrameCounts {
+        let cols = self.shape.cols();
+        let value = |i: usize| pixels.get(2 * i..2 * i + 2).map_or(0.0, |b| u16::from_le_bytes([b[0], b[1]]) as f64);
+        let total = (0..pixels.len() / 2).map(value).sum();
+        let rois = self
+            .rois
+            .iter()
+            .map(|r| {
+                let [y0, y1, x0, x1] = r.roi.map(|v| v as usize);
+                let sum = (y0..y1).flat_map(|y| (x0..x1).map(move |x| y * cols + x)).map(value).sum();
+                (r.name.clone(), sum)
+            })
+            .collect();
+        FrameCounts { total, rois }
+    }
+}
+
 impl Detector for AcquisitionDetector {
+    fn roi_names(&self) -> Vec<String> {
+        self.rois.iter().map(|r| r.name.clone()).collect()
+    }
+
+    fn counts(&self) -> Option<FrameCounts> {
+        self.state.lock().ok().and_then(|s| s.counts.clone())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -139,10 +180,12 @@ impl Detector for AcquisitionDetector {
 
     fn trigger(&self, frame: &FrameRequest) -> Result<(), DeviceError> {
         let mut st = self.lock()?;
-        let State { generator, pixels, open } = &mut *st;
+        let State { generator, pixels, open, counts } = &mut *st;
         let open = open.as_mut().ok_or_else(|| self.err("trigger with no series staged"))?;
         let _span = tracing::trace_span!("detector.frame", frame = frame.index).entered();
-        generator.frame_into(frame.key, Degrees(frame.angle), pixels);
+        let scene = Scene { shift: frame.shift_px, scale: frame.scale };
+        generator.frame_into_scene(frame.key, Degrees(frame.angle), &scene, pixels);
+        *counts = Some(self.sums(pixels));
         open.pending = Some(FrameHeader {
             index: FrameIndex(open.kept),
             image_key: frame.key,

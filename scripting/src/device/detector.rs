@@ -21,6 +21,19 @@ pub struct FrameRequest {
     pub angle: f64,
     /// Exposure time.
     pub exposure: Duration,
+    /// Where the sample image is, `[columns, rows]` pixels from its home (simulated detectors).
+    pub shift_px: [f64; 2],
+    /// Counts relative to nominal: exposure and beam intensity (simulated detectors).
+    pub scale: f64,
+}
+
+/// Sums over the last frame: the detector's counters.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FrameCounts {
+    /// Sum of every pixel.
+    pub total: f64,
+    /// `(name, sum)` per configured region of interest.
+    pub rois: Vec<(String, f64)>,
 }
 
 /// What a series (one scan, one file) is about, given when it starts.
@@ -67,6 +80,14 @@ pub trait Detector: Send + Sync {
     fn discard(&self) -> Result<(), DeviceError>;
     /// Ends the series with `status` and final `metadata` (stored in the file); the file is complete after.
     fn unstage(&self, status: SeriesStatus, metadata: serde_json::Value) -> Result<SeriesSummary, DeviceError>;
+    /// Names of the region-of-interest counters [`Detector::counts`] reports, in order.
+    fn roi_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Sums over the last triggered frame; `None` for a detector that makes no pixels.
+    fn counts(&self) -> Option<FrameCounts> {
+        None
+    }
 }
 
 /// A series as recorded by [`RecordingDetector`].

@@ -133,7 +133,36 @@ pub trait BeamMonitor: Send + Sync {
     fn minimum_since(&self, since: Duration) -> Result<f64, DeviceError>;
 }
 
-pub use detector::{Detector, FrameRequest, ImageKey, SeriesInfo, SeriesStatus, SeriesSummary};
+/// A point counter (beam monitor, diode): counts during one exposure.
+pub trait Counter: Send + Sync {
+    /// Configured name; a column of the scan table.
+    fn name(&self) -> &str;
+    /// Counts collected during the exposure that started at beamline time `start` and lasted `exposure`.
+    fn count(&self, start: Duration, exposure: Duration) -> Result<f64, DeviceError>;
+}
+
+/// What the simulated detector sees: which motors move the sample image, and how counts scale.
+#[derive(Clone, Default)]
+pub struct Scene {
+    /// Moves the sample image sideways.
+    pub image_x: Option<Arc<dyn Motor>>,
+    /// Moves the sample image up.
+    pub image_y: Option<Arc<dyn Motor>>,
+    /// Millimetres per pixel.
+    pub pixel_size: f64,
+    /// Exposure at which counts are nominal.
+    pub reference_exposure: f64,
+    /// Ring current at which counts are nominal.
+    pub nominal_current: f64,
+}
+
+/// True for names usable as a scan-table column (letters, digits, `_`; not starting with a digit).
+pub fn is_column_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub use detector::{Detector, FrameCounts, FrameRequest, ImageKey, SeriesInfo, SeriesStatus, SeriesSummary};
 
 /// Every device of one beamline, as the scans see it.
 #[derive(Clone)]
@@ -150,6 +179,10 @@ pub struct Beamline {
     pub detector: Arc<dyn Detector>,
     /// The beam-current monitor.
     pub beam: Arc<dyn BeamMonitor>,
+    /// Point counters read at every point of a step scan.
+    pub counters: Vec<Arc<dyn Counter>>,
+    /// What the simulated detector sees.
+    pub scene: Scene,
     /// The beamline clock the simulated devices read.
     pub clock: Arc<Clock>,
 }

@@ -28,7 +28,7 @@ const TOMO_SCRIPT: &str = include_str!("../../../examples/tomo.rhai");
 const DARKS: u32 = 10;
 const FLATS: u32 = 10;
 /// Seconds of exposure per frame of the simulated detector.
-const EXPOSURE: &str = "0.01";
+const EXPOSURE: f64 = 0.01;
 
 /// Longest a step may take before the demo gives up on it.
 const STEP_LIMIT: Duration = Duration::from_secs(900);
@@ -173,7 +173,7 @@ impl Ui {
 /// The beamline configuration of the demo: the built-in simulated beamline with the detector resized and
 /// pushing to `endpoint` (an external receiver) instead of its in-process one.
 fn write_beamline_config(run: &RunDir, size: u32, endpoint: &str) -> anyhow::Result<()> {
-    let text = scripting::config::default_with_external_detector(size, endpoint)?;
+    let text = scripting::config::default_with_external_detector(size, endpoint, EXPOSURE)?;
     std::fs::write(run.beamline_config(), text).with_context(|| format!("writing {}", run.beamline_config().display()))
 }
 
