@@ -151,7 +151,7 @@ fn balanced_run_has_no_limiting_stage() {
 fn a_scan_summary_names_the_motor_and_the_detector_as_expected_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("line.rhai");
-    std::fs::write(&script, "scan(samx, 0.0, 40.0, 5);\n").expect("script");
+    std::fs::write(&script, "scan(samx, 0.0, 20.0, 5);\n").expect("script");
     let log = dir.path().join("scan.jsonl");
     let out = beamline()
         .arg("--log")
