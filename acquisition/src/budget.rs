@@ -32,7 +32,7 @@ impl ByteBudget {
     pub fn acquire(&self, n: u64, give_up: impl Fn() -> bool) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.used > 0 && st.used + n > self.cap {
-            let _w = tracing::trace_span!(
+            let _w = tracing::debug_span!(
                 "wait.queue",
                 queue = "frames",
                 wants = "space",

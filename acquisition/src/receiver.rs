@@ -395,8 +395,8 @@ impl Receiver {
             {
                 // Inside a series the thread is starved by the sender; between series it is idle, as expected.
                 let _w = match open {
-                    Some(_) => tracing::trace_span!("wait.queue", queue = "zmq", wants = "data", on = "sender"),
-                    None => tracing::trace_span!("wait.idle", until = "next series"),
+                    Some(_) => tracing::debug_span!("wait.queue", queue = "zmq", wants = "data", on = "sender"),
+                    None => tracing::debug_span!("wait.idle", until = "next series"),
                 }
                 .entered();
                 match self.socket.recv(&mut p0, 0) {
@@ -584,7 +584,7 @@ fn push(tx: &ChanTx<ToWriter>, msg: ToWriter) -> Flow {
         Err(TrySendError::Disconnected(_)) => return Flow::WriterGone,
         Err(TrySendError::Full(m)) => m,
     };
-    let _w = tracing::trace_span!("wait.queue", queue = "frames", wants = "space", on = "writer", depth = tx.len())
+    let _w = tracing::debug_span!("wait.queue", queue = "frames", wants = "space", on = "writer", depth = tx.len())
         .entered();
     match tx.send(msg) {
         Ok(()) => Flow::Continue,
@@ -640,8 +640,8 @@ fn writer_loop(
         loop {
             let msg = {
                 let _w = match current {
-                    Some(_) => tracing::trace_span!("wait.queue", queue = "frames", wants = "data", on = "receiver"),
-                    None => tracing::trace_span!("wait.idle", until = "next series"),
+                    Some(_) => tracing::debug_span!("wait.queue", queue = "frames", wants = "data", on = "receiver"),
+                    None => tracing::debug_span!("wait.idle", until = "next series"),
                 }
                 .entered();
                 rx.recv_timeout(flush)

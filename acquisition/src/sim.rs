@@ -267,7 +267,7 @@ impl Pacer {
         if let Some(fps) = self.fps {
             let due = self.t0 + Duration::from_secs_f64(i as f64 / fps);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                let _w = tracing::trace_span!("wait.frame_rate", frame = i).entered();
+                let _w = tracing::debug_span!("wait.frame_rate", frame = i).entered();
                 std::thread::sleep(wait);
             }
         }
@@ -336,6 +336,8 @@ pub fn send_frames(
     let mut gen = FrameGenerator::new(cfg);
     let mut buf = Vec::new();
     let pacer = Pacer::new(fps);
+    // One stage span for the whole series (on by default); `sim.send` per frame only with frame tracing.
+    let _series = tracing::debug_span!("sim.series", feeds = "zmq", frames = schedule.frames()).entered();
     for i in 0..schedule.frames() {
         let (key, angle) = schedule.frame(i);
         gen.frame_into(key, angle, &mut buf);

@@ -63,7 +63,10 @@ fn classify(s: &LaneSpan) -> Class {
     let on = || field_str(s, "on").unwrap_or_default();
     match what {
         "idle" => Class::Expected("idle between series".into()),
-        "exposure" => Class::Expected("exposure".into()),
+        "exposure" => Class::Expected(match field_str(s, "detector") {
+            Some(d) => format!("exposure of {d}"),
+            None => "exposure".into(),
+        }),
         "device" | "motor" => {
             let dev = field_str(s, "device").or_else(|| field_str(s, "motor"));
             Class::Expected(match dev {

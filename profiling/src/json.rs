@@ -94,12 +94,12 @@ impl Visit for FieldWriter<'_> {
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.key(field) {
-            let _ = write!(self.out, "{value}");
+            self.out.push_str(itoa::Buffer::new().format(value));
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.key(field) {
-            let _ = write!(self.out, "{value}");
+            self.out.push_str(itoa::Buffer::new().format(value));
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {

@@ -13,6 +13,11 @@
 //! let _s = tracing::info_span!("hdf5.write_chunk", frame = 12u64, bytes = 524_288u64).entered();
 //! ```
 //!
+//! **Levels**: per-stage spans (a series, a slab, a flush, every `wait.*`) use `info_span!` or
+//! `debug_span!` and are always recorded. Per-frame (per-point, per-chunk, per-slice) work spans use
+//! `trace_span!` and are recorded only with `BEAMLINE_TRACE=frames` (`beamline --trace frames`); when off
+//! their callsites are cached as disabled and cost a few ns. Counters and events are recorded at any level.
+//!
 //! A span lasts from its creation to its close (when its last handle is dropped). Fields are shown on
 //! hover and exported; keep them few and small (indices, sizes), never whole buffers.
 //!
@@ -111,7 +116,8 @@ pub mod workload;
 
 pub use error::Error;
 pub use recorder::{
-    install, record_to_file, recorder, registry_dispatch, Config, Guard, Outcome, RecordingLayer, RunInfo, Totals,
+    install, record_to_file, recorder, registry_dispatch, Config, Detail, Guard, Outcome, RecordingLayer, RunInfo,
+    Totals,
 };
 
 /// Field-name prefix that marks an event field as a counter sample.

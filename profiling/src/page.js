@@ -245,9 +245,17 @@
       const range = ve - vs, raw = range / Math.max(1, (W - LABEL) / 110), p = Math.pow(10, Math.floor(Math.log10(raw)));
       const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw) || raw;
       ctx.fillStyle = "#6a7385"; ctx.strokeStyle = "#eef0f4";
-      for (let t = Math.ceil(vs / step) * step; t <= ve; t += step) {
-        const x = X(t); ctx.fillRect(x, AXIS - 6, 1, 6); ctx.fillText(fmt(t), x + 3, 10);
+      // One unit for the whole axis, chosen by the step (ms under 1 s), and just the decimals the step needs.
+      const top = Math.max(Math.abs(vs), Math.abs(ve));
+      const [unit, div] = top >= 1e9 && step >= 1e7 ? ["s", 1e9] : top >= 1e6 && step >= 1e4 ? ["ms", 1e6] : top >= 1e3 && step >= 10 ? ["µs", 1e3] : ["ns", 1];
+      const dec = Math.max(0, Math.min(6, -Math.floor(Math.log10(step / div) + 1e-9)));
+      const labels = [];
+      for (let k = Math.ceil(vs / step); k * step <= ve; k++) {
+        const t = k * step, x = X(t), v = t / div;
+        const text = (Math.abs(v) < 1e-12 ? "0" : v.toFixed(dec)) + " " + unit;
+        ctx.fillRect(x, AXIS - 6, 1, 6); ctx.fillText(text, x + 3, 10); labels.push(text);
       }
+      document.body.dataset.axis = labels.join("|");
       ctx.fillStyle = "#1d2330"; ctx.fillText("view " + fmt(range), 8, 10);
     }
 

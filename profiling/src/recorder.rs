@@ -14,7 +14,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Subscriber};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -33,6 +34,38 @@ pub struct Config {
     /// Size cap of the log, bytes: past it, records are no longer written one by one but summarised (count
     /// and total duration per name, written at the end), with an event saying where the cap was reached.
     pub max_log_bytes: u64,
+    /// Record per-frame spans (spans at `TRACE` level) too. Off: their callsites are disabled once, in
+    /// `tracing`'s callsite cache, so each costs a few ns (see [`Detail`]).
+    pub frames: bool,
+}
+
+/// How much a run records: per-stage spans always; per-frame spans (`trace_span!`) only when asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// Spans at `DEBUG` level and above, all events and counters (the default).
+    #[default]
+    Stages,
+    /// Everything, per-frame (`TRACE`) spans included.
+    Frames,
+}
+
+/// Name of the environment variable that selects the [`Detail`]: `frames` records per-frame spans.
+pub const TRACE_ENV: &str = "BEAMLINE_TRACE";
+
+impl Detail {
+    /// Parses `stages` or `frames` (case-insensitive); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Detail> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "frames" | "frame" | "all" => Some(Detail::Frames),
+            "stages" | "stage" | "" => Some(Detail::Stages),
+            _ => None,
+        }
+    }
+
+    /// The detail `$BEAMLINE_TRACE` asks for; unset or unknown: [`Detail::Stages`].
+    pub fn from_env() -> Detail {
+        std::env::var(TRACE_ENV).ok().and_then(|v| Detail::parse(&v)).unwrap_or_default()
+    }
 }
 
 /// Default [`Config::max_log_bytes`]: 256 MiB (`BEAMLINE_LOG_MAX_MB` overrides it for [`install`]).
@@ -41,7 +74,7 @@ pub const DEFAULT_MAX_LOG_BYTES: u64 = 256 << 20;
 impl Default for Config {
     fn default() -> Self {
         // 1024 × 64 ≈ 65k records in flight, about 6 MB: enough to absorb seconds of a busy pipeline.
-        Config { batch_records: 1024, max_batches_in_flight: 64, max_log_bytes: DEFAULT_MAX_LOG_BYTES }
+        Config { batch_records: 1024, max_batches_in_flight: 64, max_log_bytes: DEFAULT_MAX_LOG_BYTES, frames: false }
     }
 }
 
@@ -81,9 +114,75 @@ pub struct Totals {
     pub capped: u64,
 }
 
+/// A span's fields as JSON members: inline when short (the common case, no allocation on the
+/// instrumented thread), else on the heap.
+#[derive(Debug)]
+enum Fields {
+    Inline { len: u8, buf: [u8; INLINE_FIELDS] },
+    Heap(String),
+}
+
+const INLINE_FIELDS: usize = 62;
+
+impl Fields {
+    fn new(json: &str) -> Fields {
+        if json.len() <= INLINE_FIELDS {
+            let mut buf = [0u8; INLINE_FIELDS];
+            buf[..json.len()].copy_from_slice(json.as_bytes());
+            Fields::Inline { len: json.len() as u8, buf }
+        } else {
+            Fields::Heap(json.to_owned())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The inline bytes are always a whole `&str` copied in `new`.
+            Fields::Inline { len, buf } => std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or(""),
+            Fields::Heap(s) => s,
+        }
+    }
+
+    /// Appends more members (from `Span::record`).
+    fn append(&mut self, more: &str) {
+        if more.is_empty() {
+            return;
+        }
+        let mut s = self.as_str().to_owned();
+        if !s.is_empty() {
+            s.push(',');
+        }
+        s.push_str(more);
+        *self = Fields::new(&s);
+    }
+}
+
+thread_local! {
+    /// Scratch buffer the fields of a new span are formatted into, reused (no allocation per span).
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Formats `attrs`' fields into [`Fields`] through the thread's scratch buffer.
+fn format_fields(record: impl FnOnce(&mut FieldWriter<'_>)) -> Fields {
+    SCRATCH
+        .try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut out) => {
+                out.clear();
+                record(&mut FieldWriter { out: &mut out, message: None });
+                Fields::new(&out)
+            }
+            Err(_) => {
+                let mut out = String::new();
+                record(&mut FieldWriter { out: &mut out, message: None });
+                Fields::new(&out)
+            }
+        })
+        .unwrap_or(Fields::Inline { len: 0, buf: [0; INLINE_FIELDS] })
+}
+
 #[derive(Debug)]
 enum Rec {
-    Span { id: u64, parent: u64, name: &'static str, start: u64, end: u64, fields: String },
+    Span { id: u64, parent: u64, name: &'static str, start: u64, end: u64, fields: Fields },
     Instant { ts: u64, span: u64, level: &'static str, name: String, fields: String },
     Counter { ts: u64, name: &'static str, value: f64 },
 }
@@ -206,7 +305,7 @@ struct SpanRec {
     id: u64,
     parent: u64,
     start: u64,
-    fields: String,
+    fields: Fields,
 }
 
 /// The `tracing` layer that records into a run log. Build it with [`recorder`] or [`record_to_file`]; the
@@ -215,17 +314,39 @@ pub struct RecordingLayer {
     shared: Arc<Shared>,
 }
 
+impl RecordingLayer {
+    /// Whether this layer records what `meta` describes: per-frame (`TRACE`) spans only with
+    /// [`Config::frames`]; everything else always.
+    fn wants(&self, meta: &Metadata<'_>) -> bool {
+        self.shared.config.frames || !(meta.is_span() && *meta.level() == Level::TRACE)
+    }
+}
+
 impl<S> Layer<S> for RecordingLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        // `never` is cached in the callsite: a disabled span then costs one atomic load.
+        if self.wants(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.wants(meta)
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let parent = span.parent().and_then(|p| p.extensions().get::<SpanRec>().map(|r| r.id)).unwrap_or(0);
-        let mut fields = String::new();
-        if !attrs.fields().is_empty() {
-            attrs.record(&mut FieldWriter { out: &mut fields, message: None });
-        }
+        let fields = if attrs.fields().is_empty() {
+            Fields::Inline { len: 0, buf: [0; INLINE_FIELDS] }
+        } else {
+            format_fields(|w| attrs.record(w))
+        };
         let rec = SpanRec { id: self.shared.span_id(), parent, start: clock::mono_ns(), fields };
         span.extensions_mut().insert(rec);
     }
@@ -234,7 +355,9 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(rec) = ext.get_mut::<SpanRec>() {
-            values.record(&mut FieldWriter { out: &mut rec.fields, message: None });
+            let mut more = String::new();
+            values.record(&mut FieldWriter { out: &mut more, message: None });
+            rec.fields.append(&more);
         }
     }
 
@@ -430,14 +553,15 @@ pub fn record_to_file(
     Ok((layer, guard))
 }
 
-/// Records every span of this process into `path` for the rest of its life: installs the global default
+/// Records every span of this process (per-frame spans only when `$BEAMLINE_TRACE` is `frames`, see
+/// [`Detail`]) into `path` for the rest of its life: installs the global default
 /// subscriber (this layer, plus warnings and errors on stderr; `BEAMLINE_LOG_LEVEL` takes an `EnvFilter`
 /// directive such as `info` to show more) and a panic hook that puts the panic message into the footer.
 ///
 /// Fails when the file cannot be created or a global subscriber is already set.
 pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
     use tracing_subscriber::layer::SubscriberExt;
-    let mut config = Config::default();
+    let mut config = Config { frames: Detail::from_env() == Detail::Frames, ..Config::default() };
     if let Some(mb) = std::env::var("BEAMLINE_LOG_MAX_MB").ok().and_then(|v| v.trim().parse::<u64>().ok()) {
         config.max_log_bytes = mb.saturating_mul(1 << 20);
     }
@@ -556,6 +680,13 @@ fn write_loop(
                 // back-pressure on the channel rather than as memory here.
                 bytes += line.len() as u64;
                 flush_into(&mut sink, &mut line, &mut failed);
+                // Nothing else waiting: push what we have to the file, so a process killed later (kill -9,
+                // Ctrl-C) leaves every batch handed over so far, in complete lines.
+                if rx.is_empty() && failed.is_none() {
+                    if let Err(e) = sink.flush() {
+                        failed = Some(e);
+                    }
+                }
             }
             Msg::Finish(footer) => {
                 let capped = summary.as_ref().map_or(0, |s| s.records);
@@ -595,8 +726,14 @@ fn encode(out: &mut String, tid: u64, rec: &Rec) {
         Rec::Span { id, parent, name, start, end, fields } => {
             out.push_str("{\"t\":\"span\",\"n\":");
             push_str(out, name);
-            let _ = write!(out, ",\"id\":{id},\"p\":{parent},\"tid\":{tid},\"s\":{start},\"e\":{end}");
-            push_fields(out, fields);
+            let mut n = itoa::Buffer::new();
+            for (key, v) in
+                [(",\"id\":", id), (",\"p\":", parent), (",\"tid\":", &tid), (",\"s\":", start), (",\"e\":", end)]
+            {
+                out.push_str(key);
+                out.push_str(n.format(*v));
+            }
+            push_fields(out, fields.as_str());
         }
         Rec::Instant { ts, span, level, name, fields } => {
             out.push_str("{\"t\":\"event\",\"n\":");
@@ -670,8 +807,9 @@ mod tests {
         tracing::dispatcher::with_default(&dispatch, || {
             let outer = tracing::info_span!("test.outer", frame = 3u64, label = "a\"b").entered();
             {
-                let _w = tracing::trace_span!("wait.frames").entered();
+                let _w = tracing::debug_span!("wait.frames").entered();
                 tracing::trace!(counter.queue_depth = 5u64);
+                let _per_frame = tracing::trace_span!("test.per_frame", frame = 1u64).entered();
             }
             tracing::info!(bytes = 7u64, "frame dropped");
             let h = std::thread::Builder::new()
@@ -720,7 +858,7 @@ mod tests {
     fn slow_writer_drops_and_counts_instead_of_growing() {
         let data = Arc::new(Mutex::new(Vec::new()));
         let (open, gate) = crossbeam_channel::bounded(1);
-        let config = Config { batch_records: 16, max_batches_in_flight: 2, ..Config::default() };
+        let config = Config { batch_records: 16, max_batches_in_flight: 2, frames: true, ..Config::default() };
         let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: Some(gate) }), &info(), config);
         let sub = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(sub, || {
@@ -744,7 +882,7 @@ mod tests {
     #[test]
     fn past_the_size_cap_records_are_summarised_and_the_log_says_so() {
         let data = Arc::new(Mutex::new(Vec::new()));
-        let config = Config { batch_records: 8, max_batches_in_flight: 1 << 12, max_log_bytes: 4096 };
+        let config = Config { batch_records: 8, max_batches_in_flight: 1 << 12, max_log_bytes: 4096, frames: true };
         let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: None }), &info(), config);
         let sub = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(sub, || {
@@ -767,6 +905,31 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(summary).unwrap();
         assert_eq!(v["f"]["name"], "test.point");
         assert_eq!(v["f"]["count"].as_u64(), Some(totals.capped));
+    }
+
+    #[test]
+    fn per_frame_spans_are_recorded_only_when_asked_for() {
+        for frames in [false, true] {
+            let data = Arc::new(Mutex::new(Vec::new()));
+            let config = Config { frames, ..Config::default() };
+            let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: None }), &info(), config);
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                let _stage = tracing::debug_span!("test.stage").entered();
+                for frame in 0..3u64 {
+                    let _f = tracing::trace_span!("test.frame", frame).entered();
+                    tracing::trace!(counter.frames = frame + 1);
+                }
+            });
+            guard.finish(&Outcome::Success).expect("finish");
+            let log = parse(&data);
+            let n = |name: &str| log.spans.iter().filter(|s| &*s.name == name).count();
+            assert_eq!((n("test.stage"), n("test.frame")), (1, if frames { 3 } else { 0 }), "frames: {frames}");
+            // Counters at TRACE level are recorded either way.
+            assert_eq!(log.counters.len(), 3);
+        }
+        assert_eq!(Detail::parse("Frames"), Some(Detail::Frames));
+        assert_eq!(Detail::parse("stages"), Some(Detail::Stages));
+        assert_eq!(Detail::parse("everything"), None);
     }
 
     #[test]

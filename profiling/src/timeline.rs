@@ -87,6 +87,8 @@ pub struct Process {
     pub lanes: Vec<Lane>,
     /// Counter tracks by name.
     pub counters: Vec<CounterTrack>,
+    /// Unreadable lines at the end of its log that were ignored (a process killed mid-write).
+    pub skipped_lines: usize,
 }
 
 impl Process {
@@ -224,7 +226,18 @@ fn process(log: RunLog) -> Process {
         .collect();
     let label =
         format!("{} (pid {})", if log.header.command.is_empty() { "run" } else { &log.header.command }, log.header.pid);
-    Process { header: log.header, footer: log.footer, path: log.path, label, start, end, lanes, counters }
+    let skipped_lines = log.skipped_lines;
+    Process {
+        header: log.header,
+        footer: log.footer,
+        path: log.path,
+        label,
+        start,
+        end,
+        lanes,
+        counters,
+        skipped_lines,
+    }
 }
 
 /// Threads may share a name (`unnamed`, pool workers); lanes get the thread id appended then.

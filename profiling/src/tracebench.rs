@@ -54,7 +54,9 @@ pub struct TraceFigures {
     pub off: Cost,
     /// Registry only: what tracing-subscriber costs before any layer records anything.
     pub registry: Cost,
-    /// Registry and the recording layer writing a real log; best of 3.
+    /// The recording layer without per-frame spans (the default): what each disabled `trace_span!` costs.
+    pub disabled: Cost,
+    /// Registry and the recording layer writing a real log, per-frame spans on; best of 3.
     pub on: Cost,
     /// CPU ns per span of the whole process (the writer thread included), recording on.
     pub process_cpu: f64,
@@ -97,7 +99,14 @@ pub fn measure(spans: u64, browser: bool) -> Result<TraceFigures, TraceBenchErro
         argv: vec!["bench".into()],
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    let config = Config::default();
+    // The default recording (per-frame spans off): the workload's `trace_span!`s are disabled callsites.
+    let disabled = {
+        let (layer, guard) = crate::record_to_file(&log, &info, Config::default())?;
+        let c = time_spans(n, layer.into_dispatch());
+        guard.finish(&Outcome::Success)?;
+        c
+    };
+    let config = Config { frames: true, ..Config::default() };
     let mut on = Cost { wall: f64::INFINITY, cpu: f64::INFINITY };
     let (mut totals, mut flush_s, mut growth, mut proc_cpu) = (crate::Totals::default(), 0.0, 0, f64::INFINITY);
     for _ in 0..3 {
@@ -145,6 +154,7 @@ pub fn measure(spans: u64, browser: bool) -> Result<TraceFigures, TraceBenchErro
         spans: n,
         off,
         registry,
+        disabled,
         on,
         process_cpu: proc_cpu,
         written: totals.written,

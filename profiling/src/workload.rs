@@ -69,7 +69,7 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
         Box::new(move || {
             for frame in 0..c.frames {
                 {
-                    let _t = tracing::trace_span!("wait.trigger").entered();
+                    let _t = tracing::debug_span!("wait.trigger").entered();
                     std::thread::sleep(c.frame_interval);
                 }
                 let buf = {
@@ -89,7 +89,7 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
             loop {
                 let msg = {
                     let _w =
-                        tracing::trace_span!("wait.queue", queue = "camera", wants = "data", on = "camera").entered();
+                        tracing::debug_span!("wait.queue", queue = "camera", wants = "data", on = "camera").entered();
                     from_cam.recv()
                 };
                 let Ok((frame, buf)) = msg else { break };
@@ -97,7 +97,7 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
                     let _v = tracing::trace_span!("sim.validate", frame, bytes = buf.len() as u64).entered();
                     black_box(checksum(&buf));
                 }
-                let _p = tracing::trace_span!("wait.queue", queue = "frames", wants = "space", on = "writer").entered();
+                let _p = tracing::debug_span!("wait.queue", queue = "frames", wants = "space", on = "writer").entered();
                 if to_writer.send((frame, buf)).is_err() {
                     break;
                 }
@@ -114,7 +114,7 @@ pub fn pipeline(cfg: &Pipeline) -> Result<u64, Error> {
             loop {
                 let msg = {
                     let _w =
-                        tracing::trace_span!("wait.queue", queue = "frames", wants = "data", on = "receiver").entered();
+                        tracing::debug_span!("wait.queue", queue = "frames", wants = "data", on = "receiver").entered();
                     from_rx.recv()
                 };
                 let Ok((frame, buf)) = msg else { break };
@@ -166,7 +166,8 @@ mod tests {
     #[test]
     fn recorded_pipeline_shows_four_lanes_and_the_injected_stall_first() {
         let mem = Mem::default();
-        let (layer, guard) = recorder(Box::new(mem.clone()), &RunInfo::default(), Config::default());
+        let (layer, guard) =
+            recorder(Box::new(mem.clone()), &RunInfo::default(), Config { frames: true, ..Config::default() });
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         let cfg = Pipeline { frames: 60, stall: Duration::from_millis(150), ..Pipeline::default() };
         let sum = tracing::dispatcher::with_default(&dispatch, || pipeline(&cfg)).expect("pipeline");

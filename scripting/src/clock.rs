@@ -59,7 +59,7 @@ impl Clock {
             self.advance(dt);
             return Ok(());
         }
-        let _span = tracing::trace_span!("wait.device", seconds = dt.as_secs_f64()).entered();
+        let _span = tracing::debug_span!("wait.device", seconds = dt.as_secs_f64()).entered();
         let virtual_slice = REAL_SLICE.div_f64(self.scale);
         let mut left = dt;
         while !left.is_zero() {

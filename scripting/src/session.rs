@@ -533,7 +533,8 @@ impl Session {
 
     /// Starts every move, waits for all, stops all on abort. `cleanup` moves only stop on a hard abort.
     fn drive(&self, moves: &[MotorMove], cleanup: bool) -> Result<(), ScanError> {
-        let _span = tracing::trace_span!("device.move", motors = moves.len()).entered();
+        let names: Vec<&str> = moves.iter().map(|(m, _)| m.name()).collect();
+        let _span = tracing::debug_span!("device.move", motors = moves.len(), motor = %names.join(",")).entered();
         let mut longest = Duration::ZERO;
         for (i, (m, t)) in moves.iter().enumerate() {
             match m.start_move(*t) {
@@ -553,6 +554,8 @@ impl Session {
     /// Waits until no motor in `motors` moves.
     pub fn wait_motion(&self, motors: &[&Arc<dyn Motor>], expected: Duration, cleanup: bool) -> Result<(), ScanError> {
         let clock = &self.beamline.clock;
+        let names: Vec<&str> = motors.iter().map(|m| m.name()).collect();
+        let _w = tracing::debug_span!("wait.device", motor = %names.join(",")).entered();
         let mut waited = clock.sleep(expected, &self.control, cleanup);
         while waited.is_ok() {
             let mut moving = false;
@@ -674,7 +677,8 @@ impl Session {
         if area {
             det.trigger(frame)?;
         }
-        if let Err(e) = self.sleep(dt) {
+        let waited = tracing::debug_span!("wait.exposure", detector = det.name()).in_scope(|| self.sleep(dt));
+        if let Err(e) = waited {
             if area {
                 let _ = det.discard();
             }

@@ -81,6 +81,8 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     let log = dir.path().join("run.jsonl");
     let page = dir.path().join("timeline.html");
     run(beamline().arg("--log").arg(&log).args([
+        "--trace",
+        "frames",
         "bench",
         "trace",
         "--pipeline-only",
@@ -108,6 +110,7 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
             "zoom_key": "new Promise(r => { const before = document.body.dataset.view; window.dispatchEvent(new KeyboardEvent('keydown', {key: 'w'})); requestAnimationFrame(() => requestAnimationFrame(() => r([before, document.body.dataset.view]))); })",
             "hover": "(() => { const c = document.getElementById('cv').getBoundingClientRect(); document.getElementById('cv').dispatchEvent(new MouseEvent('mousemove', {clientX: c.left + c.width * 0.6, clientY: c.top + 24 + 22 + 10, bubbles: true})); return document.getElementById('tip').textContent; })()",
             "search": "(() => { const s = document.getElementById('search'); s.value = 'write_chunk'; s.dispatchEvent(new Event('input')); return document.getElementById('found').textContent; })()",
+            "axis": "document.body.dataset.axis",
             "canvas_drawn": "(() => { const c = document.getElementById('cv'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] !== 255 || d[i+1] !== 255 || d[i+2] !== 255) n++; return n; })()",
         }),
         dir.path(),
@@ -134,6 +137,17 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     assert!(hover.starts_with("sim.pipeline"), "hover over the main lane names its span: {hover:?}");
     assert_eq!(report["eval"]["search"], "200 matching spans");
     assert!(report["eval"]["summary_rows"].as_u64().unwrap_or(0) >= 6, "{report}");
+    // The time axis reads in one unit with the precision of its step: "0 s", "0.2 s", … (or ms under 1 s),
+    // never "0 ns" next to "5.000 s".
+    let axis: Vec<String> = report["eval"]["axis"].as_str().unwrap_or("").split('|').map(str::to_owned).collect();
+    assert!(axis.len() >= 3, "axis labels: {axis:?}");
+    let unit = axis[0].rsplit(' ').next().unwrap_or("").to_owned();
+    assert!(["s", "ms"].contains(&unit.as_str()), "a run of ~1 s reads in s or ms: {axis:?}");
+    assert!(axis.iter().all(|l| l.ends_with(&format!(" {unit}"))), "one unit on the axis: {axis:?}");
+    assert!(!axis.iter().any(|l| l.contains("ns") || l.contains(".000")), "{axis:?}");
+    let values: Vec<f64> = axis.iter().filter_map(|l| l.split(' ').next()?.parse().ok()).collect();
+    assert_eq!(values.len(), axis.len(), "{axis:?}");
+    assert!(values.windows(2).all(|w| w[1] > w[0]), "{axis:?}");
     assert!(report["eval"]["canvas_drawn"].as_u64().unwrap_or(0) > 10_000, "canvas looks empty: {report}");
     assert_png(&shot);
     // The verdict at the top of the page is the diagnosis `--summary` prints, and the legend is there.

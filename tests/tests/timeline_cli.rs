@@ -97,7 +97,7 @@ fn chrome_trace_export_has_thread_names_spans_and_counters() {
     let st = beamline()
         .arg("--log")
         .arg(&log)
-        .args(["bench", "trace", "--pipeline-only", "--frames", "30"])
+        .args(["--trace", "frames", "bench", "trace", "--pipeline-only", "--frames", "30"])
         .status()
         .expect("run");
     assert!(st.success());

@@ -61,8 +61,11 @@ fn acquire(dir: &Path, env: &[(&str, &str)], sim: &[&str]) -> (PathBuf, PathBuf,
 #[test]
 fn a_slow_disk_is_writer_bound_and_the_receiver_waits_for_queue_space() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (rlog, slog, _) =
-        acquire(dir.path(), &[("BEAMLINE_TEST_WRITE_DELAY_MS", "15")], &["--size", "64", "--angles", "80"]);
+    let (rlog, slog, _) = acquire(
+        dir.path(),
+        &[("BEAMLINE_TEST_WRITE_DELAY_MS", "15"), ("BEAMLINE_TRACE", "frames")],
+        &["--size", "64", "--angles", "80"],
+    );
     let d = diagnose(&[&rlog, &slog]);
     assert_eq!(d["bottleneck"], "writer", "{}", verdict(&d));
     let v = verdict(&d);
@@ -141,4 +144,47 @@ fn balanced_run_has_no_limiting_stage() {
     assert_eq!(d["bottleneck"], Value::Null, "{}", verdict(&d));
     assert!(verdict(&d).starts_with("no stage limits"), "{}", verdict(&d));
     assert!(verdict(&d).contains("trigger"), "the trigger wait is named as expected: {}", verdict(&d));
+}
+
+#[test]
+fn a_scan_summary_names_the_motor_and_the_detector_as_expected_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("line.rhai");
+    std::fs::write(&script, "scan(samx, 0.0, 20.0, 5);\n").expect("script");
+    let log = dir.path().join("scan.jsonl");
+    let out = beamline()
+        .arg("--log")
+        .arg(&log)
+        .arg("scan")
+        .arg(&script)
+        .args(["--time-scale", "0.05", "-o"])
+        .arg(dir.path())
+        .output()
+        .expect("scan");
+    ok(&out, "scan");
+    let d = diagnose(&[&log]);
+    let expected: Vec<String> = d["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .flat_map(|s| s["expected"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e[0].as_str().map(str::to_owned))
+        .collect();
+    assert!(expected.iter().any(|e| e == "device samx"), "motion of samx is an expected wait: {expected:?}");
+    assert!(expected.iter().any(|e| e.starts_with("exposure of ")), "{expected:?}");
+    assert!(!verdict(&d).contains("samx"), "an expected wait is never the verdict: {}", verdict(&d));
+    let text = beamline().arg("timeline").arg(&log).arg("--summary").output().expect("timeline");
+    assert!(ok(&text, "timeline --summary").contains("samx"), "the text summary names the motor");
+}
+
+#[test]
+fn per_frame_spans_are_off_by_default_and_waits_stay_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rlog, slog, _) = acquire(dir.path(), &[], &["--size", "32", "--angles", "20"]);
+    let (r, s) = (std::fs::read_to_string(rlog).expect("log"), std::fs::read_to_string(slog).expect("log"));
+    assert!(r.contains("\"n\":\"wait.queue\"") && s.contains("\"n\":\"sim.series\""), "stage spans are on");
+    assert!(!r.contains("\"n\":\"hdf5.write_chunk\"") && !s.contains("\"n\":\"sim.send\""), "per-frame spans are off");
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let (rlog, _, _) = acquire(dir2.path(), &[("BEAMLINE_TRACE", "frames")], &["--size", "32", "--angles", "20"]);
+    assert!(std::fs::read_to_string(rlog).expect("log").contains("\"n\":\"hdf5.write_chunk\""));
 }

@@ -475,7 +475,7 @@ impl PreviewThread {
     fn run(self, jobs: ChanRx<Job>, pool: ChanTx<Vec<u8>>) {
         loop {
             let job = {
-                let _w = tracing::trace_span!("wait.frames").entered();
+                let _w = tracing::debug_span!("wait.frames").entered();
                 jobs.recv()
             };
             let Ok(job) = job else { return };

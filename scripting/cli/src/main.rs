@@ -46,6 +46,10 @@ struct Cli {
     /// directory ($BEAMLINE_RUN_DIR, else $XDG_STATE_HOME/beamline/runs, else ~/.local/state/beamline/runs).
     #[arg(long, global = true, value_name = "FILE")]
     log: Option<std::path::PathBuf>,
+    /// What the run log records: `stages` (default: per-stage spans, every wait, counters) or `frames`
+    /// (per-frame spans too, a few hundred ns each). Same as $BEAMLINE_TRACE; child processes inherit it.
+    #[arg(long, global = true, value_name = "DETAIL", value_parser = parse_detail)]
+    trace: Option<profiling::Detail>,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,8 +95,17 @@ enum Bench {
 #[global_allocator]
 static ALLOC: scripting::memory::CountingAllocator = scripting::memory::CountingAllocator;
 
+fn parse_detail(s: &str) -> Result<profiling::Detail, String> {
+    profiling::Detail::parse(s).ok_or_else(|| format!("`{s}` is not `stages` or `frames`"))
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(detail) = cli.trace {
+        // Before any thread starts: the recorder below and every child process read it.
+        let v = if detail == profiling::Detail::Frames { "frames" } else { "stages" };
+        std::env::set_var(profiling::recorder::TRACE_ENV, v);
+    }
     // `beamline demo` records into its own run folder (nothing may land outside it) unless `--log` says where.
     let demo_records_itself = matches!(cli.command, Command::Demo(_)) && cli.log.is_none();
     let recording = (!demo_records_itself).then(|| profile::start_recording(cli.log.as_deref()));
