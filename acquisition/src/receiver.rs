@@ -122,6 +122,9 @@ impl ReceiverConfig {
     }
 }
 
+/// ZAP domain set on the receiving socket: it makes libzmq accept only ZMTP 3 peers (see PROTOCOL.md).
+pub const ZAP_DOMAIN: &str = "beamline";
+
 /// Default endpoint of both ends (loopback only).
 pub const DEFAULT_ENDPOINT: &str = "tcp://127.0.0.1:5555";
 
@@ -312,6 +315,11 @@ impl Receiver {
         socket.set_maxmsgsize(cfg.max_message_bytes).map_err(|e| zerr("set_maxmsgsize", e, ""))?;
         socket.set_rcvtimeo(100).map_err(|e| zerr("set_rcvtimeo", e, ""))?;
         socket.set_linger(0).map_err(|e| zerr("set_linger", e, ""))?;
+        // A ZAP domain makes libzmq refuse peers that speak ZMTP 1.0 or 2.0 (checked by libzmq's handshake):
+        // their framing is so loose that any TCP stream (an HTTP POST, a browser's `fetch`) would parse as
+        // messages. ZMTP 3 peers with the NULL mechanism are still accepted: no ZAP handler runs in this
+        // context and the domain is not enforced, so none is asked.
+        socket.set_zap_domain(ZAP_DOMAIN).map_err(|e| zerr("set_zap_domain", e, ""))?;
         if cfg.connect {
             socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the endpoint"))?;
         } else {
@@ -835,6 +843,68 @@ mod tests {
         let want: Vec<u16> =
             pixels.iter().flat_map(|p| p.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]))).collect();
         assert!(data == want, "the file holds exactly the good frames");
+    }
+
+    /// One ZMTP/1.0 frame: length (flags + body) as one byte, or 0xff and 8 bytes big-endian; then flags.
+    fn zmtp1_frame(body: &[u8], more: bool, out: &mut Vec<u8>) {
+        let len = body.len() as u64 + 1;
+        if len < 255 {
+            out.push(len as u8);
+        } else {
+            out.push(0xff);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        out.push(u8::from(more));
+        out.extend_from_slice(body);
+    }
+
+    #[test]
+    fn an_http_post_speaking_zmtp_1_0_framing_delivers_nothing() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, ep) = spawn(Output::Dir(dir.path().to_path_buf()));
+        let addr = ep.trim_start_matches("tcp://").to_string();
+        // An HTTP request whose first 81 bytes (byte 0, 'P' = 80, is read as a ZMTP/1.0 length) are taken
+        // for the peer's identity message; the body then frames a whole series in ZMTP/1.0.
+        let mut head = b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nX-Pad: ".to_vec();
+        while head.len() < 81 - 4 {
+            head.push(b'a');
+        }
+        head.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(head.len(), 81);
+        let start = SeriesStart::new("evil", Shape([2, 2]), Dtype::Uint8, Compression::None, 1);
+        let mut body = Vec::new();
+        zmtp1_frame(b"series_start", true, &mut body);
+        zmtp1_frame(&crate::protocol::encode_series_start(&start), false, &mut body);
+        let mut fh = Vec::new();
+        crate::protocol::encode_frame_header("evil", &header(0), &mut fh);
+        zmtp1_frame(b"frame", true, &mut body);
+        zmtp1_frame(&fh, true, &mut body);
+        zmtp1_frame(&[9u8; 4], false, &mut body);
+        zmtp1_frame(b"series_end", true, &mut body);
+        zmtp1_frame(br#"{"protocol":1,"series":"evil","frames_sent":1}"#, false, &mut body);
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.write_all(&head).unwrap();
+        tcp.write_all(&body).unwrap();
+        // The receiver answers with its greeting and, refusing the old framing, closes the connection.
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink);
+        // A real sender's series after it is the only one received.
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        tx.start_series(&SeriesStart::new("legit", Shape([2, 2]), Dtype::Uint8, Compression::None, 1)).unwrap();
+        tx.send_frame(&header(0), &[1u8; 4]).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let live = thread.live();
+        let t0 = std::time::Instant::now();
+        while live.series_done.load(Ordering::Relaxed) < 1 && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let summary = thread.stop_and_join().unwrap();
+        let names: Vec<&str> = summary.series.iter().map(|s| s.series.as_str()).collect();
+        assert_eq!(names, ["legit"], "the injected series must not be received");
+        assert_eq!(summary.rejected_total().total(), 0);
+        assert!(!dir.path().join("evil.h5").exists());
     }
 
     /// Records every call it gets.
