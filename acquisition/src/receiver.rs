@@ -122,6 +122,9 @@ impl ReceiverConfig {
     }
 }
 
+/// ZAP domain set on the receiving socket: it makes libzmq accept only ZMTP 3 peers (see PROTOCOL.md).
+pub const ZAP_DOMAIN: &str = "beamline";
+
 /// Default endpoint of both ends (loopback only).
 pub const DEFAULT_ENDPOINT: &str = "tcp://127.0.0.1:5555";
 
@@ -156,19 +159,46 @@ pub enum ReceiveError {
     Thread(String),
 }
 
-/// Ends a running receiver (from any thread, or a Ctrl-C handler).
+/// Ends a running receiver (from any thread, or a signal handler).
 #[derive(Debug, Clone, Default)]
-pub struct StopHandle(Arc<AtomicBool>);
+pub struct StopHandle {
+    stop: Arc<AtomicBool>,
+    now: Arc<AtomicBool>,
+}
 
 impl StopHandle {
-    /// Asks the receiver to stop: an open series is closed as incomplete and the summary returned.
+    /// Asks the receiver to stop: it receives no more, the writer writes the frames already queued, an open
+    /// series is closed as incomplete and the summary returned.
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Asks the receiver to stop at once: as [`StopHandle::stop`], but the writer drops the frames still
+    /// queued (they are listed as missing) and closes the file right away, consistent.
+    pub fn stop_now(&self) {
+        self.now.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    /// What an interrupt (Ctrl-C, SIGTERM, SIGHUP) does: the first one [`stop`](StopHandle::stop)s, a
+    /// later one [`stop_now`](StopHandle::stop_now)s. Returns true when this call stopped at once.
+    pub fn interrupt(&self) -> bool {
+        if self.stop.swap(true, Ordering::SeqCst) {
+            self.now.store(true, Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
     }
 
     /// True once stop was asked.
     pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// True once a stop at once was asked.
+    pub fn is_stopped_now(&self) -> bool {
+        self.now.load(Ordering::SeqCst)
     }
 }
 
@@ -286,17 +316,26 @@ fn check_output(output: &Output) -> Result<(), ReceiveError> {
     Ok(())
 }
 
+/// The file for a new series. In `Output::Dir` mode the name is reserved by creating it exclusively
+/// (`O_CREAT | O_EXCL`, which never follows a symbolic link, dangling or not): an existing file or link of
+/// that name, whatever it points to, is left alone and the next free name `-1`, `-2`, ... is taken.
 fn file_for(output: &Output, series: &str) -> PathBuf {
     match output {
         Output::File(p) => p.clone(),
         Output::Dir(d) => {
             let mut p = d.join(format!("{series}.h5"));
             let mut k = 1;
-            while p.exists() {
-                p = d.join(format!("{series}-{k}.h5"));
-                k += 1;
+            loop {
+                match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        p = d.join(format!("{series}-{k}.h5"));
+                        k += 1;
+                    }
+                    // Reserved (HDF5 then truncates this empty regular file), or an error that creating
+                    // the file will report with its path.
+                    _ => return p,
+                }
             }
-            p
         }
     }
 }
@@ -312,6 +351,11 @@ impl Receiver {
         socket.set_maxmsgsize(cfg.max_message_bytes).map_err(|e| zerr("set_maxmsgsize", e, ""))?;
         socket.set_rcvtimeo(100).map_err(|e| zerr("set_rcvtimeo", e, ""))?;
         socket.set_linger(0).map_err(|e| zerr("set_linger", e, ""))?;
+        // A ZAP domain makes libzmq refuse peers that speak ZMTP 1.0 or 2.0 (checked by libzmq's handshake):
+        // their framing is so loose that any TCP stream (an HTTP POST, a browser's `fetch`) would parse as
+        // messages. ZMTP 3 peers with the NULL mechanism are still accepted: no ZAP handler runs in this
+        // context and the domain is not enforced, so none is asked.
+        socket.set_zap_domain(ZAP_DOMAIN).map_err(|e| zerr("set_zap_domain", e, ""))?;
         if cfg.connect {
             socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the endpoint"))?;
         } else {
@@ -445,7 +489,7 @@ impl Receiver {
                         return Ok(());
                     }
                 }
-                Ok(Flow::WriterGone) => return Ok(()),
+                Ok(Flow::WriterGone) => break,
                 Err((reason, detail)) => {
                     let tally = match open.as_mut() {
                         Some(s) => &mut s.rejected,
@@ -636,6 +680,7 @@ fn writer_loop(
     let mut done = Vec::new();
     let mut current: Option<NxtomoWriter> = None;
     let mut total = 0u64;
+    let mut dropped = 0u64;
     let result = (|| -> Result<(), WriteError> {
         loop {
             let msg = {
@@ -649,6 +694,12 @@ fn writer_loop(
             tracing::trace!(counter.queue_depth = rx.len() as u64);
             match msg {
                 Ok(ToWriter::Frame(h, payload)) => {
+                    if stop.is_stopped_now() {
+                        // Stopped at once: queued frames are dropped (they stay missing in the file).
+                        budget.release(payload.len() as u64);
+                        dropped += 1;
+                        continue;
+                    }
                     if let Some(w) = current.as_mut() {
                         let written = w.write_frame(&h, &payload);
                         if written.is_ok() {
@@ -693,6 +744,9 @@ fn writer_loop(
             }
         }
     })();
+    if dropped > 0 {
+        tracing::warn!(dropped, "stopped at once: {dropped} queued frames were not written (listed as missing)");
+    }
     match result {
         Ok(()) => Ok(done),
         Err(e) => {
@@ -740,6 +794,9 @@ mod tests {
         tx.send_raw(&[b"frame", f(1, 7, "raw").as_bytes(), &px]).unwrap(); // invalid_field
         tx.send_raw(&[b"frame", f(1, 0, "zz").as_bytes(), &px]).unwrap(); // series_mismatch
         tx.send_raw(&[b"frame", b"{not json", &px]).unwrap(); // bad_json
+        tx.send_raw(&[b"frame", f(0, 0, "raw").replacen("\"index\":0,", "\"index\":-1,", 1).as_bytes(), &px]).unwrap(); // bad_json
+        let nan = f(1, 0, "raw").replace("\"angle\":0", "\"angle\":NaN");
+        tx.send_raw(&[b"frame", nan.as_bytes(), &px]).unwrap(); // bad_json: JSON has no NaN
         tx.send_raw(&[b"frame", f(1, 0, "raw").as_bytes()]).unwrap(); // parts
         tx.send_raw(&[b"hello", b"{}"]).unwrap(); // unknown_kind
         tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&start)]).unwrap(); // series_in_progress
@@ -763,9 +820,10 @@ mod tests {
             Reason::SeriesInProgress,
             Reason::Version,
         ] {
-            assert_eq!(s.rejected.get(r), 1, "{r}");
+            let want = if r == Reason::BadJson { 3 } else { 1 };
+            assert_eq!(s.rejected.get(r), want, "{r}");
         }
-        assert_eq!(s.rejected.total(), 10);
+        assert_eq!(s.rejected.total(), 12);
         assert_eq!(s.status, Some(SeriesStatus::Complete));
         assert_eq!(s.frames_sent, Some(2)); // send_raw messages are not counted by the sender
     }
@@ -835,6 +893,91 @@ mod tests {
         let want: Vec<u16> =
             pixels.iter().flat_map(|p| p.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]))).collect();
         assert!(data == want, "the file holds exactly the good frames");
+    }
+
+    /// One ZMTP/1.0 frame: length (flags + body) as one byte, or 0xff and 8 bytes big-endian; then flags.
+    fn zmtp1_frame(body: &[u8], more: bool, out: &mut Vec<u8>) {
+        let len = body.len() as u64 + 1;
+        if len < 255 {
+            out.push(len as u8);
+        } else {
+            out.push(0xff);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        out.push(u8::from(more));
+        out.extend_from_slice(body);
+    }
+
+    #[test]
+    fn an_http_post_speaking_zmtp_1_0_framing_delivers_nothing() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, ep) = spawn(Output::Dir(dir.path().to_path_buf()));
+        let addr = ep.trim_start_matches("tcp://").to_string();
+        // An HTTP request whose first 81 bytes (byte 0, 'P' = 80, is read as a ZMTP/1.0 length) are taken
+        // for the peer's identity message; the body then frames a whole series in ZMTP/1.0.
+        let mut head = b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nX-Pad: ".to_vec();
+        while head.len() < 81 - 4 {
+            head.push(b'a');
+        }
+        head.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(head.len(), 81);
+        let start = SeriesStart::new("evil", Shape([2, 2]), Dtype::Uint8, Compression::None, 1);
+        let mut body = Vec::new();
+        zmtp1_frame(b"series_start", true, &mut body);
+        zmtp1_frame(&crate::protocol::encode_series_start(&start), false, &mut body);
+        let mut fh = Vec::new();
+        crate::protocol::encode_frame_header("evil", &header(0), &mut fh);
+        zmtp1_frame(b"frame", true, &mut body);
+        zmtp1_frame(&fh, true, &mut body);
+        zmtp1_frame(&[9u8; 4], false, &mut body);
+        zmtp1_frame(b"series_end", true, &mut body);
+        zmtp1_frame(br#"{"protocol":1,"series":"evil","frames_sent":1}"#, false, &mut body);
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.write_all(&head).unwrap();
+        tcp.write_all(&body).unwrap();
+        // The receiver answers with its greeting and, refusing the old framing, closes the connection.
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink);
+        // A real sender's series after it is the only one received.
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        tx.start_series(&SeriesStart::new("legit", Shape([2, 2]), Dtype::Uint8, Compression::None, 1)).unwrap();
+        tx.send_frame(&header(0), &[1u8; 4]).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let live = thread.live();
+        let t0 = std::time::Instant::now();
+        while live.series_done.load(Ordering::Relaxed) < 1 && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let summary = thread.stop_and_join().unwrap();
+        let names: Vec<&str> = summary.series.iter().map(|s| s.series.as_str()).collect();
+        assert_eq!(names, ["legit"], "the injected series must not be received");
+        assert_eq!(summary.rejected_total().total(), 0);
+        assert!(!dir.path().join("evil.h5").exists());
+    }
+
+    #[test]
+    fn a_dangling_symlink_in_the_output_dir_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("victim.h5");
+        std::os::unix::fs::symlink(&target, dir.path().join("s1.h5")).unwrap();
+        let (thread, ep) = spawn(Output::Dir(dir.path().to_path_buf()));
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        tx.start_series(&SeriesStart::new("s1", Shape([2, 2]), Dtype::Uint8, Compression::None, 1)).unwrap();
+        tx.send_frame(&header(0), &[1u8; 4]).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let live = thread.live();
+        let t0 = std::time::Instant::now();
+        while live.series_done.load(Ordering::Relaxed) < 1 && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let summary = thread.stop_and_join().unwrap();
+        assert!(!target.exists(), "the receiver wrote through the symlink");
+        assert!(std::fs::symlink_metadata(dir.path().join("s1.h5")).unwrap().file_type().is_symlink());
+        assert_eq!(summary.series[0].path, dir.path().join("s1-1.h5"));
+        assert_eq!(summary.series[0].received, 1);
     }
 
     /// Records every call it gets.

@@ -103,6 +103,8 @@ pub struct NxtomoWriter {
     keys: Vec<i32>,
     angles: Vec<f64>,
     times: Vec<f64>,
+    /// Chunks of the per-frame vectors changed since the last flush.
+    dirty_chunks: std::collections::BTreeSet<usize>,
     received: u64,
     dirty: bool,
     last_flush: Instant,
@@ -151,16 +153,43 @@ fn create_data<T: H5Type>(det: &Group, start: &SeriesStart) -> hdf5::Result<Data
     b.create(nx::leaf(nx::DATA))
 }
 
-fn vector<T: H5Type + Copy>(g: &Group, name: &str, init: &[T]) -> hdf5::Result<Dataset> {
-    let ds = g.new_dataset::<T>().shape([init.len()]).create(name)?;
-    ds.write(init)?;
-    Ok(ds)
+/// Elements per chunk of the per-frame vectors.
+const VECTOR_CHUNK: usize = 4096;
+
+/// A per-frame vector of `n` elements, chunked, reading as `fill` where nothing was written: only the chunks
+/// holding a received frame take disk space, so a series start declaring many frames costs nothing until
+/// its frames arrive.
+fn vector<T: H5Type + Copy>(g: &Group, name: &str, n: usize, fill: T) -> hdf5::Result<Dataset> {
+    g.new_dataset::<T>().shape([n]).chunk([VECTOR_CHUNK.min(n).max(1)]).fill_value(fill).create(name)
+}
+
+/// Writes the chunks of `data` named in `chunks` to `ds` (a vector made by [`vector`]).
+fn write_chunks<T: H5Type + Copy>(
+    ds: &Dataset,
+    data: &[T],
+    chunks: &std::collections::BTreeSet<usize>,
+) -> hdf5::Result<()> {
+    for &c in chunks {
+        let a = c * VECTOR_CHUNK;
+        let b = (a + VECTOR_CHUNK).min(data.len());
+        if a < b {
+            ds.write_slice(&data[a..b], a..b)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `indices` as a 1-D u64 dataset `name` in `g` (empty when there are none).
+/// Long lists are chunked and compressed (shuffle + deflate, HDF5 built-in filters) when the library has
+/// deflate: a series start declaring a million frames that never come must not cost 8 MB of indices.
 fn index_list(g: &Group, name: &str, indices: &[FrameIndex]) -> hdf5::Result<()> {
     let raw: Vec<u64> = indices.iter().map(|m| m.0).collect();
-    let ds = g.new_dataset::<u64>().shape([raw.len()]).create(name)?;
+    let b = g.new_dataset::<u64>().shape([raw.len()]);
+    let ds = if raw.len() > VECTOR_CHUNK && hdf5::filters::deflate_available() {
+        b.chunk([VECTOR_CHUNK * 16]).shuffle().deflate(4).create(name)?
+    } else {
+        b.create(name)?
+    };
     if !raw.is_empty() {
         ds.write(&raw)?;
     }
@@ -237,15 +266,15 @@ impl NxtomoWriter {
             attr_str(&data, "units", "counts")?;
             attr_str(&data, "interpretation", "image")?;
             let keys = vec![INVALID; n];
-            let image_key = vector(&det, leaf(nx::IMAGE_KEY), &keys)?;
+            let image_key = vector(&det, leaf(nx::IMAGE_KEY), n, INVALID)?;
             attr_str(&image_key, "description", "0 projection, 1 flat, 2 dark, 3 invalid (frame not received)")?;
             let times = vec![f64::NAN; n];
-            let timestamp = vector(&det, leaf(nx::FRAME_TIMESTAMP), &times)?;
+            let timestamp = vector(&det, leaf(nx::FRAME_TIMESTAMP), n, f64::NAN)?;
             attr_str(&timestamp, "units", "s")?;
             attr_str(&timestamp, "description", "frame acquisition time, seconds since 1970-01-01T00:00:00Z")?;
             let sample = nx_group(&file, nx::SAMPLE, class::SAMPLE)?;
             dataset_str(&sample, leaf(nx::SAMPLE_NAME), &start.series)?;
-            let angle = vector(&sample, leaf(nx::ROTATION_ANGLE), &times)?;
+            let angle = vector(&sample, leaf(nx::ROTATION_ANGLE), n, f64::NAN)?;
             attr_str(&angle, "units", "degree")?;
             let nxdata = nx_group(&file, nx::NXDATA, class::DATA)?;
             attr_str(&nxdata, "signal", leaf(nx::NXDATA_DATA))?;
@@ -275,6 +304,7 @@ impl NxtomoWriter {
                 angles: times.clone(),
                 times,
                 keys,
+                dirty_chunks: Default::default(),
                 received: 0,
                 dirty: false,
                 last_flush: Instant::now(),
@@ -323,6 +353,7 @@ impl NxtomoWriter {
             *k = h.image_key.code() as i32;
             *a = h.angle.0;
             *t = h.timestamp;
+            self.dirty_chunks.insert(i / VECTOR_CHUNK);
         }
         self.received += 1;
         self.bytes += payload.len() as u64;
@@ -343,14 +374,15 @@ impl NxtomoWriter {
     pub fn flush(&mut self) -> Result<(), WriteError> {
         let _s = tracing::debug_span!("hdf5.flush", frames = self.received).entered();
         let r = (|| -> hdf5::Result<()> {
-            self.angle.write(&self.angles)?;
-            self.timestamp.write(&self.times)?;
-            self.image_key.write(&self.keys)?;
+            write_chunks(&self.angle, &self.angles, &self.dirty_chunks)?;
+            write_chunks(&self.timestamp, &self.times, &self.dirty_chunks)?;
+            write_chunks(&self.image_key, &self.keys, &self.dirty_chunks)?;
             set_u64(&self.acquisition, acq::FRAMES_RECEIVED, self.received)?;
             self.file.flush()
         })();
         r.map_err(|source| WriteError::Hdf5 { what: "flush".into(), path: self.path.clone(), cause: source })?;
         self.dirty = false;
+        self.dirty_chunks.clear();
         self.last_flush = Instant::now();
         Ok(())
     }
@@ -463,6 +495,36 @@ mod tests {
         assert_eq!(read_u64s(&s.path, "frames_not_sent"), vec![2]);
         let keys: Vec<i32> = File::open(&s.path).unwrap().dataset(nx::NXDATA_IMAGE_KEY).unwrap().read_raw().unwrap();
         assert_eq!(keys, vec![0, INVALID, 0, INVALID]);
+    }
+
+    #[test]
+    fn a_series_declaring_a_million_frames_that_never_come_makes_a_small_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.h5");
+        let start = SeriesStart::new("big", Shape([4, 4]), Dtype::Uint16, Compression::None, 1_000_000);
+        let mut w = NxtomoWriter::create(&path, &start, &Provenance::default()).unwrap();
+        let h =
+            FrameHeader { index: FrameIndex(500_000), image_key: ImageKey::Flat, angle: Degrees(2.5), timestamp: 7.0 };
+        w.write_frame(&h, &[1u8; 32]).unwrap();
+        let end = SeriesEnd {
+            protocol: PROTOCOL_VERSION,
+            series: "big".into(),
+            frames_sent: 1,
+            status: Some(SeriesStatus::Aborted),
+            metadata: None,
+        };
+        let s = w.finish(Some(&end), Rejections::default()).unwrap();
+        assert_eq!(s.missing.len(), 999_999);
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        assert!(bytes < 1_000_000, "file of {bytes} bytes for one received frame");
+        let f = File::open(&path).unwrap();
+        let keys: Vec<i32> = f.dataset(nx::NXDATA_IMAGE_KEY).unwrap().read_raw().unwrap();
+        assert_eq!(keys.len(), 1_000_000);
+        assert_eq!((keys[0], keys[500_000], keys[999_999]), (INVALID, 1, INVALID));
+        let angles: Vec<f64> = f.dataset(nx::NXDATA_ROTATION_ANGLE).unwrap().read_raw().unwrap();
+        assert!(angles[0].is_nan() && angles[500_000] == 2.5);
+        let missing = read_u64s(&path, "missing_frames");
+        assert_eq!((missing.len(), missing[0], missing[499_999], missing[500_000]), (999_999, 0, 499_999, 500_001));
     }
 
     #[test]

@@ -369,7 +369,15 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let receiver = Receiver::bind(cfg)?;
     let endpoint = receiver.endpoint();
     let stop = receiver.stop_handle();
-    let _ = ctrlc::set_handler(move || stop.stop());
+    // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature) all stop the same way: the first one
+    // writes what is queued and closes the file as incomplete, a second one drops the queue and closes now.
+    let _ = ctrlc::set_handler(move || {
+        if stop.interrupt() {
+            eprintln!("stopping now: frames still queued are not written (listed as missing)");
+        } else {
+            eprintln!("stopping: writing the frames already received (interrupt again to stop at once)");
+        }
+    });
     if !a.quiet {
         eprintln!("receiving on {endpoint}{}", if single { "" } else { " (Ctrl-C to stop)" });
     }
