@@ -30,3 +30,4 @@ pub mod reader;
 pub mod request;
 pub mod schedule;
 pub mod stripes;
+pub mod vo_center;
