@@ -21,6 +21,7 @@ pub mod filter;
 pub mod geometry;
 pub mod gpu;
 pub mod gridrec;
+pub mod iterative;
 pub mod method;
 pub mod output;
 pub mod pipeline;
