@@ -28,6 +28,9 @@ pub enum CenterChoice {
     Auto,
     /// Given, in detector-column units ([`crate::geometry`]).
     Column(f64),
+    // --- issue 15 §4 (Vo's centre) ---
+    /// Vo's sinogram Fourier metric ([`crate::vo_center`]), whatever the angles.
+    Vo,
 }
 
 /// Sample type of TIFF output.
@@ -161,6 +164,9 @@ pub struct ReconSummary {
     pub gups: f64,
     /// What `--backend` chose, and why when `auto` fell back to the CPU.
     pub backend: String,
+    // --- issue 15 §4 ---
+    /// How the axis was chosen: `given`, `auto`, `vo` or `auto-vo` ([`CenterMode::name`]).
+    pub center_mode: &'static str,
 }
 
 /// Why a reconstruction failed.
@@ -408,15 +414,62 @@ pub fn read_minus_log(file: &NxTomo, rows: Range<usize>) -> Result<Vec<f32>, Rec
 /// file, never on `--slices` or `--part`, so every part of a job array (and a single run over any slices)
 /// finds the same centre and parts merge bit for bit.
 pub fn auto_center(file: &NxTomo) -> Result<CenterEstimate, ReconError> {
+    auto_center_with(file, CenterChoice::Auto).map(|(est, _)| est)
+}
+
+// --- issue 15 §4 (Vo's centre) ---
+/// How an automatic centre was found, as stored in provenance (`center_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CenterMode {
+    /// Given with `--center X`.
+    Given,
+    /// Opposite projections compared ([`crate::center`]).
+    Pairs,
+    /// Vo's Fourier metric, asked for with `--center vo`.
+    Vo,
+    /// Vo's Fourier metric because `--center auto` found no 0/180-degree pair.
+    AutoVo,
+}
+
+impl CenterMode {
+    /// The name in provenance: `given`, `auto`, `vo`, `auto-vo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CenterMode::Given => "given",
+            CenterMode::Pairs => "auto",
+            CenterMode::Vo => "vo",
+            CenterMode::AutoVo => "auto-vo",
+        }
+    }
+}
+
+/// [`auto_center`] for `--center auto` (pairs, falling back to Vo's metric when the angles hold no 0/180-degree
+/// pair) or `--center vo`; a given column is returned as is. Says which way the centre was found.
+pub fn auto_center_with(file: &NxTomo, choice: CenterChoice) -> Result<(CenterEstimate, CenterMode), ReconError> {
+    if let CenterChoice::Column(c) = choice {
+        return Ok((CenterEstimate { center: c, residual: 0.0, references: 0 }, CenterMode::Given));
+    }
     let rows = file.rows();
     let lo = (rows / 2).saturating_sub(4);
     let hi = (lo + 8).min(rows);
     let _span = tracing::info_span!("recon.center", rows = hi - lo).entered();
     let sinos = read_minus_log(file, lo..hi)?;
     let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
-    find_center(&sinos, file.cols(), &angles)
-        .map_err(|source| ReconError::Center { path: file.path().to_path_buf(), source })
+    let err = |source| ReconError::Center { path: file.path().to_path_buf(), source };
+    let vo = || crate::vo_center::find_center_vo(&sinos, file.cols(), &angles).map_err(err);
+    match choice {
+        CenterChoice::Vo => Ok((vo()?, CenterMode::Vo)),
+        _ => match find_center(&sinos, file.cols(), &angles) {
+            Ok(est) => Ok((est, CenterMode::Pairs)),
+            Err(CenterError::NoPairs) => {
+                tracing::info!("no 0/180-degree pair of projections: centre by Vo's Fourier metric");
+                Ok((vo()?, CenterMode::AutoVo))
+            }
+            Err(e) => Err(err(e)),
+        },
+    }
 }
+// --- end issue 15 §4 ---
 
 /// The setup for `file` with `opts` and a resolved centre.
 pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup {
@@ -518,6 +571,7 @@ pub fn reconstruct_file_on(
     let created_unix = now_unix();
     let file = NxTomo::open(&opts.input)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), opts.part)?;
+    let mut center_mode = CenterMode::Given;
     let (center, residual) = match opts.center {
         CenterChoice::Column(c) if !crate::cpu::center_within_reach(c, file.cols()) => {
             return Err(ReconError::BadCenter {
@@ -527,9 +581,11 @@ pub fn reconstruct_file_on(
             })
         }
         CenterChoice::Column(c) => (c, None),
-        CenterChoice::Auto => {
-            let est = auto_center(&file)?;
-            tracing::info!(center = est.center, residual = est.residual, "automatic centre");
+        // --- issue 15 §4: `auto` falls back to Vo's metric; `vo` asks for it ---
+        choice => {
+            let (est, mode) = auto_center_with(&file, choice)?;
+            center_mode = mode;
+            tracing::info!(center = est.center, residual = est.residual, mode = mode.name(), "automatic centre");
             (est.center, Some(est.residual))
         }
     };
@@ -551,7 +607,7 @@ pub fn reconstruct_file_on(
         created_unix,
         parameters: serde_json::json!({
             "center": center,
-            "center_mode": match opts.center { CenterChoice::Auto => "auto", CenterChoice::Column(_) => "given" },
+            "center_mode": center_mode.name(),
             "filter": opts.filter.name(),
             "method": opts.method.name(),
             "rows": [rows.start, rows.end],
@@ -648,6 +704,7 @@ pub fn reconstruct_file_on(
         output: if opts.format == Format::Hdf5 { h5_path(opts) } else { opts.output.clone() },
         gups: updates / seconds.max(1e-9) / 1e9,
         backend: backend_line,
+        center_mode: center_mode.name(),
     })
 }
 

@@ -124,7 +124,7 @@ pub enum RequestError {
         count: usize,
     },
     /// A centre that is neither `auto` nor a number.
-    #[error("--center {text:?}: give `auto` or a column position like 255.5")]
+    #[error("--center {text:?}: give `auto`, `vo` or a column position like 255.5")]
     Center {
         /// What was given.
         text: String,
@@ -316,10 +316,14 @@ pub fn parse_part(s: &str) -> Result<(usize, usize), RequestError> {
     Ok((i, n))
 }
 
-/// Parses `auto` (any case) or a detector column.
+/// Parses `auto` or `vo` (any case) or a detector column.
 pub fn parse_center(s: &str) -> Result<CenterChoice, RequestError> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(CenterChoice::Auto);
+    }
+    // --- issue 15 §4 ---
+    if s.eq_ignore_ascii_case("vo") {
+        return Ok(CenterChoice::Vo);
     }
     s.parse::<f64>().map(CenterChoice::Column).map_err(|source| RequestError::Center { text: s.into(), source })
 }
@@ -421,6 +425,7 @@ mod tests {
     #[test]
     fn centres_and_bits() {
         assert_eq!(parse_center("AUTO").unwrap(), CenterChoice::Auto);
+        assert_eq!(parse_center("Vo").unwrap(), CenterChoice::Vo);
         assert_eq!(parse_center("255.5").unwrap(), CenterChoice::Column(255.5));
         assert_eq!(parse_center("-3").unwrap(), CenterChoice::Column(-3.0));
         assert!(matches!(parse_center("middle").unwrap_err(), RequestError::Center { .. }));

@@ -98,9 +98,11 @@ struct RunArgs {
     /// Detector rows to reconstruct, A:B with B exclusive (default: all).
     #[arg(long, value_name = "A:B")]
     slices: Option<String>,
-    /// Rotation axis: `auto`, or the detector column it projects onto (column c has its centre at c; the
-    /// middle of a 512-column detector is 255.5).
-    #[arg(long, default_value = "auto", value_name = "auto|X", allow_hyphen_values = true)]
+    /// Rotation axis: `auto` (opposite projections compared; Vo's Fourier metric when no two projections are
+    /// 180 degrees apart), `vo` (Vo et al. 2014 sinogram Fourier metric, sub-pixel, any angles), or the
+    /// detector column it projects onto (column c has its centre at c; the middle of a 512-column detector is
+    /// 255.5). The centre used is printed and stored in provenance (`center`, `center_mode`).
+    #[arg(long, default_value = "auto", value_name = "auto|vo|X", allow_hyphen_values = true)]
     center: String,
     /// Instead of a volume, reconstruct the middle slice once per centre A, A+STEP, ... <= B and write
     /// center_<value>.tif files.
@@ -264,7 +266,7 @@ impl Command {
             eprintln!("note: {} zinger values replaced", s.zingers);
         }
         println!(
-            "reconstructed {} slices (rows {}..{}) in {:.2} s: {:.1} slices/s, {:.2} G updates/s; centre {:.2}{}; {} -> {}",
+            "reconstructed {} slices (rows {}..{}) in {:.2} s: {:.1} slices/s, {:.2} G updates/s; centre {:.2} ({}); {} -> {}",
             s.slices,
             s.rows.start,
             s.rows.end,
@@ -272,7 +274,7 @@ impl Command {
             s.slices as f64 / s.seconds.max(1e-9),
             s.gups,
             s.center,
-            if s.center_residual.is_some() { " (auto)" } else { "" },
+            s.center_mode,
             s.devices.iter().map(|(d, n)| format!("{d}: {n} slabs")).collect::<Vec<_>>().join(", "),
             s.output.display()
         );
