@@ -263,7 +263,7 @@ impl ReceiverThread {
     }
 }
 
-fn check_output(output: &Output) -> Result<(), ReceiveError> {
+pub(crate) fn check_output(output: &Output) -> Result<(), ReceiveError> {
     let oerr = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ReceiveError::Output { path, cause: source }
@@ -286,7 +286,7 @@ fn check_output(output: &Output) -> Result<(), ReceiveError> {
     Ok(())
 }
 
-fn file_for(output: &Output, series: &str) -> PathBuf {
+pub(crate) fn file_for(output: &Output, series: &str) -> PathBuf {
     match output {
         Output::File(p) => p.clone(),
         Output::Dir(d) => {
