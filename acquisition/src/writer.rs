@@ -139,6 +139,28 @@ pub struct ChunkFilter {
     /// The filter's `cd_values`.
     pub cd_values: Vec<u32>,
 }
+
+/// A dataset creation property list declaring `f` as an optional filter, set with `H5Pset_filter` directly:
+/// hdf5-metno's builder refuses filters this process has not registered, but the chunks arrive encoded and
+/// are written with `H5Dwrite_chunk`, so the filter is only needed by readers (h5py + hdf5plugin).
+fn filter_plist(f: &ChunkFilter) -> hdf5::Result<hdf5::plist::DatasetCreate> {
+    let dcpl = hdf5::plist::DatasetCreate::try_new()?;
+    let id = dcpl.id();
+    // SAFETY: `id` is a live dataset creation property list; `cd_values` is valid for its length.
+    let rc = hdf5::sync::sync(|| unsafe {
+        hdf5_sys::h5p::H5Pset_filter(
+            id,
+            f.id,
+            hdf5_sys::h5z::H5Z_FLAG_OPTIONAL,
+            f.cd_values.len(),
+            f.cd_values.as_ptr(),
+        )
+    });
+    if rc < 0 {
+        return Err(hdf5::Error::from(format!("H5Pset_filter({}) failed", f.id)));
+    }
+    Ok(dcpl)
+}
 // --- stream v2 seam (end) ---
 
 fn create_data<T: H5Type>(det: &Group, start: &SeriesStart, filter: Option<&ChunkFilter>) -> hdf5::Result<Dataset> {
@@ -146,7 +168,7 @@ fn create_data<T: H5Type>(det: &Group, start: &SeriesStart, filter: Option<&Chun
     let shape = [start.frames as usize, start.shape.rows(), start.shape.cols()];
     let b = det.new_dataset::<T>().shape(shape).chunk([1, shape[1], shape[2]]);
     let b = match (filter, start.compression) {
-        (Some(f), _) => b.add_filter(f.id, &f.cd_values),
+        (Some(f), _) => b.set_dcpl(&filter_plist(f)?),
         (None, Compression::None) => b,
         (None, Compression::Blosc1(p)) => {
             let lib = match p.compressor {
