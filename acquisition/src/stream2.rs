@@ -258,7 +258,10 @@ fn dtype_of_tag(tag: u64) -> Option<Dtype> {
 }
 
 /// Reads a typed array, possibly wrapping (or wrapped by) the compression tag: `(dtype, encoding, bytes)`.
-fn typed_array(v: Value) -> Result<(Option<Dtype>, Encoding, Option<usize>, Vec<u8>), Stream2Error> {
+/// A typed array's content: its dtype (from the tag), encoding, compression element size and bytes.
+type Typed = (Option<Dtype>, Encoding, Option<usize>, Vec<u8>);
+
+fn typed_array(v: Value) -> Result<Typed, Stream2Error> {
     match v {
         Value::Bytes(b) => Ok((None, Encoding::Raw, None, b)),
         Value::Tag(TAG_COMPRESSION, inner) => {

@@ -392,18 +392,18 @@ impl NxtomoWriter {
         let group = self.acquisition.clone();
         let r = (|| -> hdf5::Result<()> {
             let acq = &group;
-            index_list(&acq, acq::MISSING_FRAMES, &missing)?;
-            set_u64(&acq, acq::FRAMES_MISSING, missing.len() as u64)?;
-            index_list(&acq, acq::NOT_SENT_FRAMES, &not_sent)?;
-            set_u64(&acq, acq::FRAMES_NOT_SENT, not_sent.len() as u64)?;
-            set_u64(&acq, acq::FRAMES_REJECTED, rejected.total())?;
-            set_str(&acq, acq::REJECTED_BY_REASON, &rejected.to_json().to_string())?;
+            index_list(acq, acq::MISSING_FRAMES, &missing)?;
+            set_u64(acq, acq::FRAMES_MISSING, missing.len() as u64)?;
+            index_list(acq, acq::NOT_SENT_FRAMES, &not_sent)?;
+            set_u64(acq, acq::FRAMES_NOT_SENT, not_sent.len() as u64)?;
+            set_u64(acq, acq::FRAMES_REJECTED, rejected.total())?;
+            set_str(acq, acq::REJECTED_BY_REASON, &rejected.to_json().to_string())?;
             let status = status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str());
-            set_str(&acq, acq::STATUS, status)?;
+            set_str(acq, acq::STATUS, status)?;
             if let Some(e) = end {
-                set_u64(&acq, acq::FRAMES_SENT, e.frames_sent)?;
+                set_u64(acq, acq::FRAMES_SENT, e.frames_sent)?;
                 if let Some(m) = &e.metadata {
-                    set_str(&acq, acq::END_METADATA, &m.to_string())?;
+                    set_str(acq, acq::END_METADATA, &m.to_string())?;
                 }
             }
             let entry = self.file.group(nx::ENTRY)?;
