@@ -1,4 +1,4 @@
-//! Acquisition: the wire protocol, the detector simulator, the receiver, the blosc codec and the NXtomo HDF5
+//! Acquisition: the wire protocol (and DECTRIS stream v2 in), the detector simulator, the receiver, the blosc codec and the NXtomo HDF5
 //! writer — everything between a detector frame and a frame on disk.
 //!
 //! This crate must not reconstruct, script scans or render timelines; it must never decompress and
@@ -17,6 +17,7 @@ pub mod replay;
 pub mod scan_data;
 pub mod sender;
 pub mod sim;
+pub mod stream2;
 pub mod timefmt;
 pub mod vds;
 pub mod writer;

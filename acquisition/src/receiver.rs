@@ -293,7 +293,7 @@ impl ReceiverThread {
     }
 }
 
-fn check_output(output: &Output) -> Result<(), ReceiveError> {
+pub(crate) fn check_output(output: &Output) -> Result<(), ReceiveError> {
     let oerr = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ReceiveError::Output { path, cause: source }
@@ -319,7 +319,7 @@ fn check_output(output: &Output) -> Result<(), ReceiveError> {
 /// The file for a new series. In `Output::Dir` mode the name is reserved by creating it exclusively
 /// (`O_CREAT | O_EXCL`, which never follows a symbolic link, dangling or not): an existing file or link of
 /// that name, whatever it points to, is left alone and the next free name `-1`, `-2`, ... is taken.
-fn file_for(output: &Output, series: &str) -> PathBuf {
+pub(crate) fn file_for(output: &Output, series: &str) -> PathBuf {
     match output {
         Output::File(p) => p.clone(),
         Output::Dir(d) => {

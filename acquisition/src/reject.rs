@@ -33,11 +33,15 @@ pub enum Reason {
     BloscSize,
     /// The payload does not match the checksum its frame header carries.
     Checksum,
+    /// A stream v2 message is not valid CBOR or lacks a field of its type.
+    BadCbor,
+    /// A stream v2 compressed image has a damaged framing (bslz4 sizes or block table) or an unknown algorithm.
+    CompressedFraming,
 }
 
 impl Reason {
     /// All reasons, in counter order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Parts,
         Reason::UnknownKind,
         Reason::BadJson,
@@ -52,6 +56,8 @@ impl Reason {
         Reason::BloscHeader,
         Reason::BloscSize,
         Reason::Checksum,
+        Reason::BadCbor,
+        Reason::CompressedFraming,
     ];
 
     /// The snake_case name used in logs, files and JSON.
@@ -71,6 +77,8 @@ impl Reason {
             Reason::BloscHeader => "blosc_header",
             Reason::BloscSize => "blosc_size",
             Reason::Checksum => "checksum",
+            Reason::BadCbor => "bad_cbor",
+            Reason::CompressedFraming => "compressed_framing",
         }
     }
 }

@@ -130,13 +130,49 @@ fn set_u64(g: &Group, name: &str, value: u64) -> hdf5::Result<()> {
     ds.write_scalar(&value)
 }
 
-fn create_data<T: H5Type>(det: &Group, start: &SeriesStart) -> hdf5::Result<Dataset> {
+// --- stream v2 seam: a chunk filter chosen by the caller (begin) ---
+/// An HDF5 filter the frame chunks are already encoded with (for example Bitshuffle/LZ4, id 32008, from a
+/// DECTRIS stream v2 detector). The writer declares it on the dataset and writes the chunks as they are; it
+/// never runs the filter itself. Used instead of the series start's compression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkFilter {
+    /// HDF5 filter id (32008 Bitshuffle, 32004 LZ4).
+    pub id: i32,
+    /// The filter's `cd_values`.
+    pub cd_values: Vec<u32>,
+}
+
+/// A dataset creation property list declaring `f` as an optional filter, set with `H5Pset_filter` directly:
+/// hdf5-metno's builder refuses filters this process has not registered, but the chunks arrive encoded and
+/// are written with `H5Dwrite_chunk`, so the filter is only needed by readers (h5py + hdf5plugin).
+fn filter_plist(f: &ChunkFilter) -> hdf5::Result<hdf5::plist::DatasetCreate> {
+    let dcpl = hdf5::plist::DatasetCreate::try_new()?;
+    let id = dcpl.id();
+    // SAFETY: `id` is a live dataset creation property list; `cd_values` is valid for its length.
+    let rc = hdf5::sync::sync(|| unsafe {
+        hdf5_sys::h5p::H5Pset_filter(
+            id,
+            f.id,
+            hdf5_sys::h5z::H5Z_FLAG_OPTIONAL,
+            f.cd_values.len(),
+            f.cd_values.as_ptr(),
+        )
+    });
+    if rc < 0 {
+        return Err(hdf5::Error::from(format!("H5Pset_filter({}) failed", f.id)));
+    }
+    Ok(dcpl)
+}
+// --- stream v2 seam (end) ---
+
+fn create_data<T: H5Type>(det: &Group, start: &SeriesStart, filter: Option<&ChunkFilter>) -> hdf5::Result<Dataset> {
     use hdf5::filters::{Blosc, BloscShuffle};
     let shape = [start.frames as usize, start.shape.rows(), start.shape.cols()];
     let b = det.new_dataset::<T>().shape(shape).chunk([1, shape[1], shape[2]]);
-    let b = match start.compression {
-        Compression::None => b,
-        Compression::Blosc1(p) => {
+    let b = match (filter, start.compression) {
+        (Some(f), _) => b.set_dcpl(&filter_plist(f)?),
+        (None, Compression::None) => b,
+        (None, Compression::Blosc1(p)) => {
             let lib = match p.compressor {
                 Compressor::Blosclz => Blosc::BloscLZ,
                 Compressor::Lz4 => Blosc::LZ4,
@@ -238,6 +274,17 @@ pub(crate) fn close_on_exec(file: &File) -> hdf5::Result<()> {
 impl NxtomoWriter {
     /// Creates (or truncates) `path` and lays out the NXtomo tree for `start`.
     pub fn create(path: &Path, start: &SeriesStart, prov: &Provenance) -> Result<NxtomoWriter, WriteError> {
+        NxtomoWriter::create_with_filter(path, start, prov, None)
+    }
+
+    /// As [`NxtomoWriter::create`], but the frame chunks arrive already encoded with `filter` (when given),
+    /// which the data set declares instead of the series start's compression.
+    pub fn create_with_filter(
+        path: &Path,
+        start: &SeriesStart,
+        prov: &Provenance,
+        filter: Option<&ChunkFilter>,
+    ) -> Result<NxtomoWriter, WriteError> {
         let err = |what: &str| {
             let what = what.to_string();
             move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), cause: source }
@@ -258,10 +305,10 @@ impl NxtomoWriter {
             nx_group(&file, nx::INSTRUMENT, class::INSTRUMENT)?;
             let det = nx_group(&file, nx::DETECTOR, class::DETECTOR)?;
             let data = match start.dtype {
-                Dtype::Uint8 => create_data::<u8>(&det, start)?,
-                Dtype::Uint16 => create_data::<u16>(&det, start)?,
-                Dtype::Uint32 => create_data::<u32>(&det, start)?,
-                Dtype::Float32 => create_data::<f32>(&det, start)?,
+                Dtype::Uint8 => create_data::<u8>(&det, start, filter)?,
+                Dtype::Uint16 => create_data::<u16>(&det, start, filter)?,
+                Dtype::Uint32 => create_data::<u32>(&det, start, filter)?,
+                Dtype::Float32 => create_data::<f32>(&det, start, filter)?,
             };
             attr_str(&data, "units", "counts")?;
             attr_str(&data, "interpretation", "image")?;
@@ -318,6 +365,11 @@ impl NxtomoWriter {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open HDF5 file, for callers that add metadata of their own (stream v2 detector fields).
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// Writes one frame's payload (a blosc1 chunk, or raw pixels for an uncompressed series) as the chunk of

@@ -188,6 +188,10 @@ pub struct ReceiveArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Wire format: `beamline` (our protocol) or `stream2` (DECTRIS SIMPLON stream v2, CBOR; connect to the
+    /// detector with `--connect tcp://DETECTOR:31001`).
+    #[arg(long, default_value = "beamline", value_parser = ["beamline", "stream2"])]
+    pub format: String,
 }
 
 /// Arguments of the hidden benchmark sender.
@@ -366,6 +370,9 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     cfg.queue_bytes = a.queue_mib << 20;
     cfg.flush_interval = Duration::from_millis(a.flush_ms.max(1));
     cfg.verify_payload = a.verify_payload;
+    if a.format == "stream2" {
+        return receive_stream2(cfg, a.quiet, single);
+    }
     let receiver = Receiver::bind(cfg)?;
     let endpoint = receiver.endpoint();
     let stop = receiver.stop_handle();
@@ -423,6 +430,19 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if preview_failed { ExitCode::FAILURE } else { code })
+}
+
+/// `receive --format stream2`: DECTRIS SIMPLON stream v2 (no preview, no progress bar).
+fn receive_stream2(cfg: ReceiverConfig, quiet: bool, single: bool) -> anyhow::Result<ExitCode> {
+    let receiver = acquisition::stream2::Stream2Receiver::open(cfg)?;
+    let endpoint = receiver.endpoint();
+    let stop = receiver.stop_handle();
+    let _ = ctrlc::set_handler(move || stop.stop());
+    if !quiet {
+        eprintln!("receiving stream v2 from {endpoint}{}", if single { "" } else { " (Ctrl-C to stop)" });
+    }
+    let summary = receiver.run()?;
+    Ok(report(&summary))
 }
 
 fn report(summary: &ReceiveSummary) -> ExitCode {

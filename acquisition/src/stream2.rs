@@ -1,0 +1,880 @@
+//! DECTRIS SIMPLON stream v2 in: CBOR `start` / `image` / `end` messages (decoded with `ciborium`) from a
+//! detector's PUSH socket, written as the same NXtomo file as our own protocol.
+//!
+//! Compressed images (`bslz4`, `lz4`) are written as they arrive with `H5Dwrite_chunk` into a data set that
+//! declares the matching HDF5 filter (Bitshuffle 32008 or LZ4 32004); they are never decompressed here: only
+//! their framing (sizes, block table) is walked, which costs a few hundred reads per frame. What we read from
+//! the messages, and the `user_data` keys, are in `acquisition/STREAM2.md`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ciborium::value::Value;
+use serde_json::{json, Map, Value as Json};
+
+use crate::nexus::{attr_str, nx_group, path as nx, Degrees, FrameIndex, ImageKey};
+use crate::protocol::{now_timestamp, Compression, Dtype, FrameHeader, SeriesEnd, SeriesStart, SeriesStatus, Shape};
+use crate::receiver::{check_output, file_for, Output, ReceiveError, ReceiveSummary, ReceiverConfig, StopHandle};
+use crate::reject::{Reason, Rejections};
+use crate::writer::{ChunkFilter, NxtomoWriter, SeriesSummary, WriteError};
+
+/// HDF5 filter id of Bitshuffle (bitshuffle + LZ4 in the `bslz4` framing).
+pub const BITSHUFFLE_FILTER: i32 = 32008;
+/// HDF5 filter id of LZ4 (the `lz4` framing).
+pub const LZ4_FILTER: i32 = 32004;
+/// CBOR self-describe tag every message starts with.
+pub const TAG_SELF_DESCRIBE: u64 = 55799;
+/// CBOR tag of a row-major MultiDimArray (RFC 8746).
+pub const TAG_MULTI_DIM: u64 = 40;
+/// DECTRIS compression tag: `[algorithm, element size, bytes]`.
+pub const TAG_COMPRESSION: u64 = 56500;
+/// RFC 8746 typed array tags we accept: u8, u16 LE, u32 LE, f32 LE.
+pub const TYPED_ARRAYS: [(u64, Dtype); 4] =
+    [(64, Dtype::Uint8), (69, Dtype::Uint16), (70, Dtype::Uint32), (85, Dtype::Float32)];
+/// CBOR tag of a rational number `[numerator, denominator]`.
+const TAG_RATIONAL: u64 = 30;
+
+/// Why a stream v2 message was not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Stream2Error {
+    /// Not CBOR, or a field of its type is missing or of the wrong kind.
+    #[error("not a valid stream v2 message: {0}")]
+    Cbor(String),
+    /// The `type` names no message kind we know.
+    #[error("unknown stream v2 message type {0:?}")]
+    UnknownType(String),
+    /// A field is out of range or contradicts the series start.
+    #[error("{0}")]
+    Field(String),
+    /// A compressed image's framing is damaged, or its algorithm unknown.
+    #[error("compressed image: {0}")]
+    Framing(String),
+    /// A raw image does not have the size its shape and type give.
+    #[error("image of {got} bytes, expected {want}")]
+    Size {
+        /// Bytes received.
+        got: usize,
+        /// Bytes the shape and type give.
+        want: usize,
+    },
+}
+
+impl Stream2Error {
+    /// The counted rejection reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Stream2Error::Cbor(_) => Reason::BadCbor,
+            Stream2Error::UnknownType(_) => Reason::UnknownKind,
+            Stream2Error::Field(_) => Reason::InvalidField,
+            Stream2Error::Framing(_) => Reason::CompressedFraming,
+            Stream2Error::Size { .. } => Reason::PayloadSize,
+        }
+    }
+}
+
+fn bad(s: impl Into<String>) -> Stream2Error {
+    Stream2Error::Cbor(s.into())
+}
+
+/// How an image's bytes are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Raw little-endian pixels.
+    Raw,
+    /// Bitshuffle + LZ4 in the HDF5 Bitshuffle framing.
+    Bslz4,
+    /// LZ4 in the HDF5 LZ4 framing.
+    Lz4,
+}
+
+impl Encoding {
+    /// The name used on the wire (`none` for raw).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Raw => "none",
+            Encoding::Bslz4 => "bslz4",
+            Encoding::Lz4 => "lz4",
+        }
+    }
+}
+
+/// One channel's image of an `image` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// `[rows, cols]` (the MultiDimArray's `[height, width]`).
+    pub shape: [u32; 2],
+    /// Pixel type from the typed array tag.
+    pub dtype: Dtype,
+    /// Encoding of `bytes`.
+    pub encoding: Encoding,
+    /// The bytes as received (a compressed chunk, or raw pixels).
+    pub bytes: Vec<u8>,
+}
+
+/// A `start` message: the fields we use, and the whole message as JSON (byte strings replaced by their size).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    /// `series_id`.
+    pub series_id: u64,
+    /// `series_unique_id` (empty when absent).
+    pub series_unique_id: String,
+    /// `number_of_images`.
+    pub number_of_images: u64,
+    /// `image_dtype`.
+    pub dtype: Dtype,
+    /// `[image_size_y, image_size_x]`.
+    pub shape: [u32; 2],
+    /// The whole message as JSON.
+    pub json: Json,
+}
+
+impl Start {
+    /// A number field of the start message.
+    pub fn number(&self, key: &str) -> Option<f64> {
+        self.json.get(key)?.as_f64()
+    }
+
+    /// `user_data` (an empty object when absent).
+    pub fn user_data(&self) -> &Json {
+        static EMPTY: Json = Json::Null;
+        self.json.get("user_data").unwrap_or(&EMPTY)
+    }
+
+    /// The goniometer axis that rotates the sample: `user_data.rotation_axis`, else `omega`.
+    pub fn rotation_axis(&self) -> &str {
+        self.user_data().get("rotation_axis").and_then(Json::as_str).unwrap_or("omega")
+    }
+
+    /// `(start, increment)` in degrees of the rotation axis, when the goniometer declares it.
+    pub fn rotation(&self) -> Option<(f64, f64)> {
+        let axis = self.json.get("goniometer")?.get(self.rotation_axis())?;
+        Some((axis.get("start")?.as_f64()?, axis.get("increment")?.as_f64()?))
+    }
+
+    /// The angle of image `id`: `user_data.angles[id]`, else goniometer start + id × increment, else 0.
+    pub fn angle(&self, id: u64) -> Degrees {
+        let listed = self.user_data().get("angles").and_then(|a| a.get(id as usize)).and_then(Json::as_f64);
+        Degrees(listed.or_else(|| self.rotation().map(|(s, inc)| s + inc * id as f64)).unwrap_or(0.0))
+    }
+
+    /// The image key of image `id`: `user_data.image_keys[id]`, else `user_data.image_key`, else projection.
+    pub fn image_key(&self, id: u64) -> ImageKey {
+        let ud = self.user_data();
+        let code = ud
+            .get("image_keys")
+            .and_then(|a| a.get(id as usize))
+            .and_then(Json::as_i64)
+            .or_else(|| ud.get("image_key").and_then(Json::as_i64));
+        code.and_then(ImageKey::from_code).filter(|k| k.is_valid()).unwrap_or(ImageKey::Projection)
+    }
+}
+
+/// An `image` message (the first channel in name order; the others are not written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageMsg {
+    /// `series_id`.
+    pub series_id: u64,
+    /// `image_id` (the frame index).
+    pub image_id: u64,
+    /// The channel written.
+    pub channel: String,
+    /// Its image.
+    pub image: Image,
+    /// `user_data.image_key` of this image, if any.
+    pub image_key: Option<i64>,
+    /// `user_data.angle` of this image (degrees), if any.
+    pub angle: Option<f64>,
+}
+
+/// An `end` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct End {
+    /// `series_id`.
+    pub series_id: u64,
+}
+
+/// A decoded stream v2 message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// `start`.
+    Start(Box<Start>),
+    /// `image`.
+    Image(ImageMsg),
+    /// `end`.
+    End(End),
+}
+
+fn untag(mut v: Value) -> Value {
+    while let Value::Tag(TAG_SELF_DESCRIBE, inner) = v {
+        v = *inner;
+    }
+    v
+}
+
+fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
+    map.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v)
+}
+
+fn uint(v: &Value) -> Option<u64> {
+    v.as_integer().and_then(|i| u64::try_from(i).ok())
+}
+
+fn need_u64(map: &[(Value, Value)], key: &str) -> Result<u64, Stream2Error> {
+    get(map, key).and_then(uint).ok_or_else(|| bad(format!("`{key}` missing or not an unsigned integer")))
+}
+
+/// CBOR to JSON for metadata: rationals become numbers, other tags their content, byte strings `{"bytes": n}`.
+pub fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Integer(i) => {
+            let i = i128::from(*i);
+            i64::try_from(i).map(Json::from).unwrap_or_else(|_| json!(i as f64))
+        }
+        Value::Float(f) => json!(f),
+        Value::Text(s) => json!(s),
+        Value::Bool(b) => json!(b),
+        Value::Null => Json::Null,
+        Value::Bytes(b) => json!({ "bytes": b.len() }),
+        Value::Array(a) => Json::Array(a.iter().map(to_json).collect()),
+        Value::Map(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| (k.as_text().map_or_else(|| to_json(k).to_string(), str::to_string), to_json(v)))
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Tag(TAG_RATIONAL, inner) => match inner.as_array().map(|a| a.as_slice()) {
+            Some([n, d]) => match (to_json(n).as_f64(), to_json(d).as_f64()) {
+                (Some(n), Some(d)) if d != 0.0 => json!(n / d),
+                _ => to_json(inner),
+            },
+            _ => to_json(inner),
+        },
+        Value::Tag(_, inner) => to_json(inner),
+        _ => Json::Null,
+    }
+}
+
+fn dtype_of_tag(tag: u64) -> Option<Dtype> {
+    TYPED_ARRAYS.iter().find(|(t, _)| *t == tag).map(|(_, d)| *d)
+}
+
+/// Reads a typed array, possibly wrapping (or wrapped by) the compression tag: `(dtype, encoding, bytes)`.
+/// A typed array's content: its dtype (from the tag), encoding, compression element size and bytes.
+type Typed = (Option<Dtype>, Encoding, Option<usize>, Vec<u8>);
+
+fn typed_array(v: Value) -> Result<Typed, Stream2Error> {
+    match v {
+        Value::Bytes(b) => Ok((None, Encoding::Raw, None, b)),
+        Value::Tag(TAG_COMPRESSION, inner) => {
+            let Value::Array(a) = *inner else { return Err(bad("compression tag does not hold an array")) };
+            let [alg, elem, data]: [Value; 3] =
+                a.try_into().map_err(|_| bad("compression tag needs [algorithm, element size, bytes]"))?;
+            let encoding = match alg.as_text() {
+                Some("bslz4") => Encoding::Bslz4,
+                Some("lz4") => Encoding::Lz4,
+                other => return Err(Stream2Error::Framing(format!("unsupported algorithm {other:?}"))),
+            };
+            let elem = uint(&elem).ok_or_else(|| bad("compression element size is not an integer"))? as usize;
+            let (dtype, _, _, bytes) = typed_array(data)?;
+            Ok((dtype, encoding, Some(elem), bytes))
+        }
+        Value::Tag(tag, inner) => {
+            let dtype =
+                dtype_of_tag(tag).ok_or_else(|| Stream2Error::Field(format!("unsupported typed array tag {tag}")))?;
+            let (_, encoding, elem, bytes) = typed_array(*inner)?;
+            Ok((Some(dtype), encoding, elem, bytes))
+        }
+        _ => Err(bad("image data is not a typed array")),
+    }
+}
+
+fn multi_dim(v: Value) -> Result<Image, Stream2Error> {
+    let Value::Tag(TAG_MULTI_DIM, inner) = v else { return Err(bad("image is not a MultiDimArray (tag 40)")) };
+    let Value::Array(a) = *inner else { return Err(bad("MultiDimArray does not hold an array")) };
+    let [dims, data]: [Value; 2] = a.try_into().map_err(|_| bad("MultiDimArray needs [dimensions, data]"))?;
+    let dims: Vec<u32> = dims
+        .as_array()
+        .map(|d| d.iter().filter_map(uint).filter_map(|x| u32::try_from(x).ok()).collect())
+        .unwrap_or_default();
+    let [rows, cols]: [u32; 2] =
+        dims.try_into().map_err(|_| bad("MultiDimArray dimensions are not [height, width]"))?;
+    let (dtype, encoding, elem, bytes) = typed_array(data)?;
+    let dtype = dtype.ok_or_else(|| bad("image data carries no typed array tag"))?;
+    if let Some(e) = elem {
+        if e != dtype.size() {
+            return Err(Stream2Error::Field(format!("compression element size {e} but the array is {}", dtype.name())));
+        }
+    }
+    Ok(Image { shape: [rows, cols], dtype, encoding, bytes })
+}
+
+/// Decodes one stream v2 message.
+pub fn decode(msg: &[u8]) -> Result<Message, Stream2Error> {
+    let v: Value = ciborium::de::from_reader(msg).map_err(|e| bad(format!("CBOR: {e}")))?;
+    let Value::Map(map) = untag(v) else { return Err(bad("message is not a CBOR map")) };
+    let kind = get(&map, "type").and_then(Value::as_text).ok_or_else(|| bad("no `type` text field"))?.to_string();
+    match kind.as_str() {
+        "start" => {
+            let dtype_name = get(&map, "image_dtype").and_then(Value::as_text).ok_or_else(|| bad("no image_dtype"))?;
+            let dtype: Dtype = dtype_name
+                .parse()
+                .map_err(|_| Stream2Error::Field(format!("image_dtype {dtype_name:?} unsupported")))?;
+            let x = need_u64(&map, "image_size_x")?;
+            let y = need_u64(&map, "image_size_y")?;
+            let shape = [u32::try_from(y).unwrap_or(u32::MAX), u32::try_from(x).unwrap_or(u32::MAX)];
+            let json = to_json(&Value::Map(map.clone()));
+            Ok(Message::Start(Box::new(Start {
+                series_id: need_u64(&map, "series_id")?,
+                series_unique_id: get(&map, "series_unique_id").and_then(Value::as_text).unwrap_or("").to_string(),
+                number_of_images: need_u64(&map, "number_of_images")?,
+                dtype,
+                shape,
+                json,
+            })))
+        }
+        "image" => {
+            let series_id = need_u64(&map, "series_id")?;
+            let image_id = need_u64(&map, "image_id")?;
+            let ud = get(&map, "user_data").map(to_json).unwrap_or(Json::Null);
+            let mut map = map;
+            let pos = map.iter().position(|(k, _)| k.as_text() == Some("data")).ok_or_else(|| bad("no `data`"))?;
+            let (_, data) = map.swap_remove(pos);
+            let Value::Map(mut channels) = data else { return Err(bad("`data` is not a map of channels")) };
+            channels.sort_by(|a, b| a.0.as_text().cmp(&b.0.as_text()));
+            if channels.is_empty() {
+                return Err(bad("`data` holds no channel"));
+            }
+            let (name, img) = channels.swap_remove(0);
+            Ok(Message::Image(ImageMsg {
+                series_id,
+                image_id,
+                channel: name.as_text().unwrap_or("").to_string(),
+                image: multi_dim(img)?,
+                image_key: ud.get("image_key").and_then(Json::as_i64),
+                angle: ud.get("angle").and_then(Json::as_f64),
+            }))
+        }
+        "end" => Ok(Message::End(End { series_id: need_u64(&map, "series_id")? })),
+        other => Err(Stream2Error::UnknownType(other.to_string())),
+    }
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_be_bytes(a)
+}
+
+/// Walks the blocks of an HDF5 Bitshuffle (`bslz4`) or LZ4 (`lz4`) chunk without decompressing it: the 8-byte
+/// big-endian total size must be `want` bytes, the 4-byte big-endian block size (bytes) must fit the framing,
+/// and the blocks' 4-byte lengths must add up exactly to the payload. Returns the block size in bytes.
+pub fn check_framing(bytes: &[u8], encoding: Encoding, elem: usize, want: u64) -> Result<u32, Stream2Error> {
+    let err = |s: String| Stream2Error::Framing(format!("{} {s}", encoding.as_str()));
+    if bytes.len() < 12 {
+        return Err(err(format!("payload of {} bytes has no 12-byte header", bytes.len())));
+    }
+    let total = be_u64(bytes);
+    let block = be_u32(&bytes[8..]);
+    if total != want {
+        return Err(err(format!("header says {total} bytes, the image has {want}")));
+    }
+    let (full, last, leftover) = match encoding {
+        Encoding::Bslz4 => {
+            let mult = 8 * elem as u64;
+            if block == 0 || u64::from(block) % mult != 0 {
+                return Err(err(format!("block size {block} is not a positive multiple of {mult}")));
+            }
+            let leftover = total % mult;
+            (total / u64::from(block), total % u64::from(block) - leftover, leftover)
+        }
+        Encoding::Lz4 => {
+            if block == 0 {
+                return Err(err("block size 0".into()));
+            }
+            (total / u64::from(block), total % u64::from(block), 0)
+        }
+        Encoding::Raw => return Ok(0),
+    };
+    let mut at = 12usize;
+    let blocks = full + u64::from(last > 0);
+    for k in 0..blocks {
+        let n = bytes
+            .get(at..at + 4)
+            .map(be_u32)
+            .ok_or_else(|| err(format!("payload ends inside block {k}'s length ({blocks} blocks)")))?;
+        at = at
+            .checked_add(4 + n as usize)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| err(format!("block {k} of {n} bytes runs past the payload's {} bytes", bytes.len())))?;
+    }
+    if (bytes.len() - at) as u64 != leftover {
+        return Err(err(format!("{} bytes after {blocks} blocks, expected {leftover}", bytes.len() - at)));
+    }
+    Ok(block)
+}
+
+/// Checks an image against the series start and returns the chunk filter its encoding needs.
+pub fn check_image(start: &Start, img: &Image) -> Result<Option<ChunkFilter>, Stream2Error> {
+    if img.shape != start.shape || img.dtype != start.dtype {
+        return Err(Stream2Error::Field(format!(
+            "image {}x{} {} but the series is {}x{} {}",
+            img.shape[0],
+            img.shape[1],
+            img.dtype.name(),
+            start.shape[0],
+            start.shape[1],
+            start.dtype.name()
+        )));
+    }
+    let elem = img.dtype.size();
+    let want = u64::from(img.shape[0]) * u64::from(img.shape[1]) * elem as u64;
+    match img.encoding {
+        Encoding::Raw => {
+            if img.bytes.len() as u64 != want {
+                return Err(Stream2Error::Size { got: img.bytes.len(), want: want as usize });
+            }
+            Ok(None)
+        }
+        Encoding::Bslz4 => {
+            let block = check_framing(&img.bytes, Encoding::Bslz4, elem, want)?;
+            let cd = vec![0, 2, elem as u32, block / elem as u32, 2];
+            Ok(Some(ChunkFilter { id: BITSHUFFLE_FILTER, cd_values: cd }))
+        }
+        Encoding::Lz4 => {
+            let block = check_framing(&img.bytes, Encoding::Lz4, elem, want)?;
+            Ok(Some(ChunkFilter { id: LZ4_FILTER, cd_values: vec![block] }))
+        }
+    }
+}
+
+/// The series id our files use for a stream v2 series: its `series_unique_id` with characters outside
+/// `A-Z a-z 0-9 . _ -` replaced by `_`, else `series_<series_id>`.
+pub fn series_name(start: &Start) -> String {
+    let clean: String = start
+        .series_unique_id
+        .chars()
+        .take(100)
+        .map(|c| if c.is_ascii_alphanumeric() || ".-_".contains(c) { c } else { '_' })
+        .collect();
+    if clean.is_empty() {
+        format!("series_{}", start.series_id)
+    } else {
+        clean
+    }
+}
+
+/// Writes the detector, beam and goniometer metadata of a start message into an open file.
+fn write_metadata(w: &NxtomoWriter, start: &Start, encoding: Encoding) -> hdf5::Result<()> {
+    let f = w.file();
+    let det = f.group(nx::DETECTOR)?;
+    let scalar = |g: &hdf5::Group, name: &str, v: f64, units: &str| -> hdf5::Result<()> {
+        let ds = g.new_dataset::<f64>().create(name)?;
+        ds.write_scalar(&v)?;
+        if !units.is_empty() {
+            attr_str(&ds, "units", units)?;
+        }
+        Ok(())
+    };
+    for (key, name, units) in [
+        ("pixel_size_x", "x_pixel_size", "m"),
+        ("pixel_size_y", "y_pixel_size", "m"),
+        ("count_time", "count_time", "s"),
+        ("frame_time", "frame_time", "s"),
+        ("beam_center_x", "beam_center_x", "pixel"),
+        ("beam_center_y", "beam_center_y", "pixel"),
+        ("saturation_value", "saturation_value", "counts"),
+        ("threshold_energy", "threshold_energy", "eV"),
+        ("sensor_thickness", "sensor_thickness", "m"),
+    ] {
+        if let Some(v) = start.number(key).or_else(|| start.json.get(key).and_then(|t| t.get("threshold_1"))?.as_f64())
+        {
+            scalar(&det, name, v, units)?;
+        }
+    }
+    crate::nexus::string_dataset(&det, "compression", encoding.as_str())?;
+    if let Some(d) = start.json.get("detector_description").and_then(Json::as_str) {
+        crate::nexus::string_dataset(&det, "description", d)?;
+    }
+    let energy = start.number("incident_energy");
+    let wavelength = start.number("incident_wavelength");
+    if energy.is_some() || wavelength.is_some() {
+        let beam = nx_group(f, &format!("{}/beam", nx::INSTRUMENT), "NXbeam")?;
+        if let Some(e) = energy {
+            scalar(&beam, "incident_energy", e, "eV")?;
+        }
+        if let Some(l) = wavelength {
+            scalar(&beam, "incident_wavelength", l, "angstrom")?;
+        }
+    }
+    let acq = f.group(nx::ACQUISITION)?;
+    crate::nexus::string_dataset(&acq, "stream2_start", &start.json.to_string())?;
+    let ds = acq.new_dataset::<u64>().create("stream2_series_id")?;
+    ds.write_scalar(&start.series_id)?;
+    crate::nexus::string_dataset(&acq, "stream2_series_unique_id", &start.series_unique_id)?;
+    crate::nexus::string_dataset(&acq, "stream2_rotation_axis", start.rotation_axis())?;
+    Ok(())
+}
+
+struct OpenSeries {
+    start: Start,
+    path: PathBuf,
+    writer: Option<NxtomoWriter>,
+    encoding: Option<Encoding>,
+    seen: Vec<bool>,
+    rejected: Rejections,
+}
+
+/// Receives DECTRIS SIMPLON stream v2 from a detector (PULL connected to its PUSH, or bound with
+/// `connect = false`) and writes each series as an NXtomo file.
+pub struct Stream2Receiver {
+    cfg: ReceiverConfig,
+    _ctx: zmq::Context,
+    socket: zmq::Socket,
+    stop: StopHandle,
+}
+
+impl Stream2Receiver {
+    /// Checks the output, then connects (or binds) the PULL socket as `cfg` says.
+    pub fn open(cfg: ReceiverConfig) -> Result<Stream2Receiver, ReceiveError> {
+        check_output(&cfg.output)?;
+        let ctx = zmq::Context::new();
+        let zerr = |op, cause, hint| ReceiveError::Zmq { op, endpoint: cfg.endpoint.clone(), cause, hint };
+        let socket = ctx.socket(zmq::PULL).map_err(|e| zerr("socket", e, ""))?;
+        socket.set_rcvhwm(cfg.rcvhwm.max(1)).map_err(|e| zerr("set_rcvhwm", e, ""))?;
+        socket.set_maxmsgsize(cfg.max_message_bytes).map_err(|e| zerr("set_maxmsgsize", e, ""))?;
+        socket.set_rcvtimeo(100).map_err(|e| zerr("set_rcvtimeo", e, ""))?;
+        socket.set_linger(0).map_err(|e| zerr("set_linger", e, ""))?;
+        if cfg.connect {
+            socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the detector's endpoint"))?;
+        } else {
+            socket.bind(&cfg.endpoint).map_err(|e| zerr("bind", e, ": is something else bound there?"))?;
+        }
+        Ok(Stream2Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default() })
+    }
+
+    /// The endpoint (the bound one when binding `tcp://127.0.0.1:*`).
+    pub fn endpoint(&self) -> String {
+        match self.socket.get_last_endpoint() {
+            Ok(Ok(e)) if !self.cfg.connect => e,
+            _ => self.cfg.endpoint.clone(),
+        }
+    }
+
+    /// A handle that stops this receiver.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Receives until stopped (or, with `Output::File`, until one series ended).
+    pub fn run(self) -> Result<ReceiveSummary, ReceiveError> {
+        let mut done: Vec<SeriesSummary> = Vec::new();
+        let mut outside = Rejections::default();
+        let mut open: Option<OpenSeries> = None;
+        let mut msg = zmq::Message::new();
+        let flush: Duration = self.cfg.flush_interval;
+        let zerr = |cause| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), cause, hint: "" };
+        while !self.stop.is_stopped() {
+            match self.socket.recv(&mut msg, 0) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
+                    if let Some(w) = open.as_mut().and_then(|s| s.writer.as_mut()) {
+                        w.maybe_flush(flush)?;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(zerr(e)),
+            }
+            let mut parts = 1;
+            while msg.get_more() {
+                self.socket.recv(&mut msg, 0).map_err(zerr)?;
+                parts += 1;
+            }
+            let verdict = if parts != 1 {
+                Err((Reason::Parts, format!("stream v2 messages have one part, got {parts}")))
+            } else {
+                let decoded = {
+                    let _s = tracing::trace_span!("stream2.decode", bytes = msg.len()).entered();
+                    decode(&msg)
+                };
+                match decoded {
+                    Err(e) => Err((e.reason(), e.to_string())),
+                    Ok(m) => self.on_message(m, &mut open, &mut done),
+                }
+            };
+            match verdict {
+                Ok(true) if matches!(self.cfg.output, Output::File(_)) => break,
+                Ok(_) => {}
+                Err((reason, detail)) => {
+                    let tally = open.as_mut().map_or(&mut outside, |s| &mut s.rejected);
+                    tally.add(reason);
+                    if tally.get(reason) <= 10 {
+                        tracing::warn!(reason = reason.as_str(), "rejected stream v2 message: {detail}");
+                    }
+                }
+            }
+        }
+        if let Some(s) = open.take() {
+            done.push(close(s, None, &self.cfg)?);
+        }
+        Ok(ReceiveSummary { series: done, rejected_outside_series: outside })
+    }
+
+    /// Handles one decoded message; `Ok(true)` when a series ended.
+    fn on_message(
+        &self,
+        m: Message,
+        open: &mut Option<OpenSeries>,
+        done: &mut Vec<SeriesSummary>,
+    ) -> Result<bool, (Reason, String)> {
+        let fail = |e: WriteError| (Reason::InvalidField, format!("writer: {e}"));
+        match m {
+            Message::Start(start) => {
+                if start.number_of_images == 0 {
+                    return Err((Reason::InvalidField, "start declares number_of_images 0".into()));
+                }
+                let name = series_name(&start);
+                let s = SeriesStart::new(
+                    name.clone(),
+                    Shape(start.shape),
+                    start.dtype,
+                    Compression::None,
+                    start.number_of_images,
+                );
+                s.validate().map_err(|e| (Reason::InvalidField, e.to_string()))?;
+                if let Some(prev) = open.take() {
+                    tracing::warn!("series {} closed without an end: a new start arrived", series_name(&prev.start));
+                    done.push(close(prev, None, &self.cfg).map_err(|e| (Reason::InvalidField, e.to_string()))?);
+                }
+                tracing::info!(series = %name, images = start.number_of_images, "stream v2 series start");
+                *open = Some(OpenSeries {
+                    path: file_for(&self.cfg.output, &name),
+                    seen: vec![false; start.number_of_images as usize],
+                    start: *start,
+                    writer: None,
+                    encoding: None,
+                    rejected: Rejections::default(),
+                });
+                Ok(false)
+            }
+            Message::Image(img) => {
+                let s = open.as_mut().ok_or((Reason::NoSeries, "image outside a series".into()))?;
+                if img.series_id != s.start.series_id {
+                    return Err((Reason::SeriesMismatch, format!("image of series {}", img.series_id)));
+                }
+                let i = img.image_id as usize;
+                match s.seen.get(i) {
+                    None => return Err((Reason::IndexOutOfRange, format!("image_id {i} of {}", s.seen.len()))),
+                    Some(true) => return Err((Reason::DuplicateFrame, format!("image_id {i} again"))),
+                    Some(false) => {}
+                }
+                let filter = check_image(&s.start, &img.image).map_err(|e| (e.reason(), e.to_string()))?;
+                if let Some(enc) = s.encoding {
+                    if enc != img.image.encoding {
+                        return Err((
+                            Reason::InvalidField,
+                            format!("image {} is {} in a {} series", i, img.image.encoding.as_str(), enc.as_str()),
+                        ));
+                    }
+                }
+                if s.writer.is_none() {
+                    s.writer = Some(create(s, filter.as_ref(), img.image.encoding, &self.cfg).map_err(fail)?);
+                    s.encoding = Some(img.image.encoding);
+                }
+                let key = img
+                    .image_key
+                    .and_then(ImageKey::from_code)
+                    .filter(|k| k.is_valid())
+                    .unwrap_or_else(|| s.start.image_key(img.image_id));
+                let angle = img.angle.map(Degrees).unwrap_or_else(|| s.start.angle(img.image_id));
+                let h =
+                    FrameHeader { index: FrameIndex(img.image_id), image_key: key, angle, timestamp: now_timestamp() };
+                if let Some(w) = s.writer.as_mut() {
+                    w.write_frame(&h, &img.image.bytes).map_err(fail)?;
+                    w.maybe_flush(self.cfg.flush_interval).map_err(fail)?;
+                }
+                s.seen[i] = true;
+                Ok(false)
+            }
+            Message::End(e) => {
+                let s = open.take().ok_or((Reason::NoSeries, "end outside a series".into()))?;
+                if e.series_id != s.start.series_id {
+                    let id = s.start.series_id;
+                    *open = Some(s);
+                    return Err((Reason::SeriesMismatch, format!("end of series {} in series {id}", e.series_id)));
+                }
+                let end = SeriesEnd {
+                    protocol: crate::protocol::PROTOCOL_VERSION,
+                    series: series_name(&s.start),
+                    frames_sent: s.start.number_of_images,
+                    status: Some(SeriesStatus::Complete),
+                    metadata: None,
+                };
+                done.push(close(s, Some(&end), &self.cfg).map_err(|e| (Reason::InvalidField, e.to_string()))?);
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn create(
+    s: &OpenSeries,
+    filter: Option<&ChunkFilter>,
+    encoding: Encoding,
+    cfg: &ReceiverConfig,
+) -> Result<NxtomoWriter, WriteError> {
+    let mut start = SeriesStart::new(
+        series_name(&s.start),
+        Shape(s.start.shape),
+        s.start.dtype,
+        Compression::None,
+        s.start.number_of_images,
+    );
+    start.metadata = json!({ "stream2": s.start.json.clone(), "chunk_encoding": encoding.as_str() });
+    let w = NxtomoWriter::create_with_filter(&s.path, &start, &cfg.provenance, filter)?;
+    write_metadata(&w, &s.start, encoding).map_err(|cause| WriteError::Hdf5 {
+        what: "write stream v2 metadata".into(),
+        path: s.path.clone(),
+        cause,
+    })?;
+    Ok(w)
+}
+
+fn close(mut s: OpenSeries, end: Option<&SeriesEnd>, cfg: &ReceiverConfig) -> Result<SeriesSummary, ReceiveError> {
+    let w = match s.writer.take() {
+        Some(w) => w,
+        None => create(&s, None, Encoding::Raw, cfg)?,
+    };
+    Ok(w.finish(end, s.rejected)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    fn t(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    fn image(data: Value) -> Vec<u8> {
+        let md = Value::Tag(TAG_MULTI_DIM, Box::new(Value::Array(vec![Value::Array(vec![2.into(), 8.into()]), data])));
+        let m = Value::Map(vec![
+            (t("type"), t("image")),
+            (t("series_id"), 3.into()),
+            (t("image_id"), 1.into()),
+            (t("data"), Value::Map(vec![(t("threshold_1"), md)])),
+        ]);
+        enc(&Value::Tag(TAG_SELF_DESCRIBE, Box::new(m)))
+    }
+
+    /// A bslz4 framing for 16 u16 pixels: one block of 32 bytes holding `n` bytes, no leftover.
+    fn bslz4(total: u64, block: u32, lens: &[u32], tail: usize) -> Vec<u8> {
+        let mut b = total.to_be_bytes().to_vec();
+        b.extend(block.to_be_bytes());
+        for &n in lens {
+            b.extend(n.to_be_bytes());
+            b.extend(vec![0u8; n as usize]);
+        }
+        b.extend(vec![0u8; tail]);
+        b
+    }
+
+    #[test]
+    fn a_compressed_image_decodes_with_its_tags_and_framing_is_walked() {
+        let payload = bslz4(32, 32, &[7], 0);
+        let data = Value::Tag(
+            69,
+            Box::new(Value::Tag(
+                TAG_COMPRESSION,
+                Box::new(Value::Array(vec![t("bslz4"), 2.into(), Value::Bytes(payload.clone())])),
+            )),
+        );
+        let Message::Image(m) = decode(&image(data)).unwrap() else { panic!("not an image") };
+        assert_eq!((m.series_id, m.image_id, m.channel.as_str()), (3, 1, "threshold_1"));
+        assert_eq!(m.image.shape, [2, 8]);
+        assert_eq!((m.image.dtype, m.image.encoding), (Dtype::Uint16, Encoding::Bslz4));
+        assert_eq!(m.image.bytes, payload);
+        assert_eq!(check_framing(&payload, Encoding::Bslz4, 2, 32), Ok(32));
+    }
+
+    #[test]
+    fn damaged_framings_are_rejected_with_a_reason() {
+        let cases = [
+            bslz4(30, 32, &[7], 0), // wrong total
+            bslz4(32, 12, &[7], 0), // block size not a multiple of 16
+            bslz4(32, 32, &[7], 3), // trailing bytes
+            bslz4(32, 32, &[], 0),  // missing block
+            bslz4(32, 16, &[7], 0), // one block short
+            vec![0u8; 5],           // no header
+        ];
+        for c in cases {
+            let e = check_framing(&c, Encoding::Bslz4, 2, 32).unwrap_err();
+            assert_eq!(e.reason(), Reason::CompressedFraming, "{e}");
+        }
+        let mut cut = bslz4(32, 32, &[7], 0);
+        cut.pop();
+        assert!(check_framing(&cut, Encoding::Bslz4, 2, 32).is_err());
+        // 20 u16 pixels = 40 bytes: one 32-byte block, and 8 leftover bytes are not a full 16-byte group.
+        assert_eq!(check_framing(&bslz4(40, 32, &[5], 8), Encoding::Bslz4, 2, 40), Ok(32));
+        assert_eq!(check_framing(&bslz4(40, 16, &[3, 4], 8), Encoding::Bslz4, 2, 40), Ok(16));
+        assert_eq!(check_framing(&bslz4(10, 4, &[1, 1, 1], 0), Encoding::Lz4, 1, 10), Ok(4));
+    }
+
+    #[test]
+    fn garbage_and_wrong_types_are_counted_not_panicked() {
+        assert_eq!(decode(b"\xff\x00garbage").unwrap_err().reason(), Reason::BadCbor);
+        let m = enc(&Value::Map(vec![(t("type"), t("config"))]));
+        assert_eq!(decode(&m).unwrap_err().reason(), Reason::UnknownKind);
+        let e = decode(&image(Value::Tag(71, Box::new(Value::Bytes(vec![0; 4]))))).unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidField);
+        let e = decode(&image(Value::Tag(
+            69,
+            Box::new(Value::Tag(
+                TAG_COMPRESSION,
+                Box::new(Value::Array(vec![t("zstd"), 2.into(), Value::Bytes(vec![0; 4])])),
+            )),
+        )))
+        .unwrap_err();
+        assert_eq!(e.reason(), Reason::CompressedFraming);
+    }
+
+    #[test]
+    fn start_metadata_gives_angles_and_keys() {
+        let ud = Value::Map(vec![(t("image_keys"), Value::Array(vec![2.into(), 1.into(), 0.into()]))]);
+        let gonio = Value::Map(vec![(
+            t("omega"),
+            Value::Map(vec![(t("start"), Value::Float(10.0)), (t("increment"), Value::Float(0.5))]),
+        )]);
+        let rational = Value::Tag(TAG_RATIONAL, Box::new(Value::Array(vec![1.into(), 4.into()])));
+        let m = Value::Map(vec![
+            (t("type"), t("start")),
+            (t("series_id"), 3.into()),
+            (t("series_unique_id"), t("abc/1")),
+            (t("number_of_images"), 3.into()),
+            (t("image_dtype"), t("uint16")),
+            (t("image_size_x"), 8.into()),
+            (t("image_size_y"), 2.into()),
+            (t("count_time"), rational),
+            (t("goniometer"), gonio),
+            (t("user_data"), ud),
+        ]);
+        let Message::Start(s) = decode(&enc(&Value::Tag(TAG_SELF_DESCRIBE, Box::new(m)))).unwrap() else {
+            panic!("not a start")
+        };
+        assert_eq!((s.shape, s.dtype, s.number_of_images), ([2, 8], Dtype::Uint16, 3));
+        assert_eq!(series_name(&s), "abc_1");
+        assert_eq!(s.number("count_time"), Some(0.25));
+        assert_eq!(s.angle(2), Degrees(11.0));
+        assert_eq!([s.image_key(0), s.image_key(2)], [ImageKey::Dark, ImageKey::Projection]);
+    }
+}
