@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use reconstruct::pipeline::{self, BackendChoice, Format, Progress};
 use reconstruct::method::Method;
+use reconstruct::pipeline::{self, BackendChoice, Format, Progress};
 use reconstruct::request::{self, ReconRequest};
 
 /// Subcommands of this area.
@@ -146,6 +146,11 @@ struct RunArgs {
     /// Output slice side in pixels (default: detector width).
     #[arg(long)]
     size: Option<usize>,
+    /// Reconstruct even a scan found incomplete (projections covering less than the declared range, frames
+    /// the receiver never got, angular gaps, no flats or darks); without it such a scan is refused before any
+    /// work starts. Missing darks count as zero, missing flats as the brightest projection per pixel.
+    #[arg(long)]
+    allow_incomplete: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -196,6 +201,7 @@ impl RunArgs {
                 MethodArg::Fbp => Method::Fbp,
                 MethodArg::Gridrec => Method::Gridrec,
             },
+            allow_incomplete: self.allow_incomplete,
         }
     }
 }
