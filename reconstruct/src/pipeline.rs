@@ -100,6 +100,10 @@ pub struct ReconOptions {
     pub out_size: Option<usize>,
     /// Filtered backprojection or gridrec (gridrec runs on the CPU).
     pub method: crate::method::Method,
+    // --- issue 14 (inputs, completeness, outputs): options below ---
+    /// Reconstruct a scan that [`crate::completeness::ScanCheck`] finds incomplete (`--allow-incomplete`).
+    pub allow_incomplete: bool,
+    // --- end issue 14 options ---
 }
 
 impl BackendChoice {
@@ -133,6 +137,9 @@ impl ReconOptions {
             threads: None,
             out_size: None,
             method: crate::method::Method::Fbp,
+            // --- issue 14 defaults ---
+            allow_incomplete: false,
+            // --- end issue 14 defaults ---
         }
     }
 }
@@ -237,12 +244,12 @@ pub enum ReconError {
     #[error("--method gridrec runs on the CPU; use --backend cpu or auto, or --method fbp on CUDA")]
     MethodNeedsCpu,
     /// `--backend` cannot be honoured.
-    #[error("--backend {choice}: {source}")]
+    #[error("--backend {choice}: {reason}")]
     Backend {
         /// The choice (`cuda`, ...).
         choice: &'static str,
-        /// Why.
-        source: GpuError,
+        /// Why (in the message, not chained, so it is said once).
+        reason: GpuError,
     },
     /// Volumes given to merge mix `--part` volumes with others.
     #[error(
@@ -305,13 +312,26 @@ pub enum ReconError {
     /// Nothing to merge.
     #[error("no parts given: pass the volume_partIIIofNNN.h5 files to merge")]
     NoParts,
-    /// Automatic centre finding failed.
-    #[error("{path}: automatic centre: {source}")]
+    /// Automatic centre finding failed. (Not a `#[source]`: the message already says why, and a chained
+    /// report would say it twice.)
+    #[error("{path}: automatic centre: {reason}")]
     Center {
         /// File.
         path: PathBuf,
         /// Why.
-        source: CenterError,
+        reason: CenterError,
+    },
+    /// The scan is incomplete or inconsistent ([`crate::completeness::ScanCheck::problems`]).
+    #[error(
+        "{path} is an incomplete scan: {}; reconstructing it would give a misleading volume. Check the \
+         acquisition, or pass --allow-incomplete to reconstruct it anyway",
+        problems.join("; ")
+    )]
+    Incomplete {
+        /// File.
+        path: PathBuf,
+        /// What is missing, one sentence each.
+        problems: Vec<String>,
     },
     /// The backend refused the setup.
     #[error(transparent)]
@@ -323,6 +343,21 @@ pub enum ReconError {
     #[error(transparent)]
     Write(#[from] WriteError),
 }
+
+// --- issue 14: completeness check ---
+/// Refuses an incomplete scan before any work starts, unless `--allow-incomplete`; then it warns once.
+pub fn check_complete(file: &NxTomo, opts: &ReconOptions) -> Result<(), ReconError> {
+    let problems = &file.check().problems;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    if !opts.allow_incomplete {
+        return Err(ReconError::Incomplete { path: file.path().to_path_buf(), problems: problems.clone() });
+    }
+    tracing::warn!(problems = %problems.join("; "), "incomplete scan reconstructed (--allow-incomplete)");
+    Ok(())
+}
+// --- end issue 14: completeness check ---
 
 /// Progress of a run, for progress bars.
 #[derive(Debug, Clone, Copy)]
@@ -455,7 +490,7 @@ pub fn auto_center_with(file: &NxTomo, choice: CenterChoice) -> Result<(CenterEs
     let _span = tracing::info_span!("recon.center", rows = hi - lo).entered();
     let sinos = read_minus_log(file, lo..hi)?;
     let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
-    let err = |source| ReconError::Center { path: file.path().to_path_buf(), source };
+    let err = |reason| ReconError::Center { path: file.path().to_path_buf(), reason };
     let vo = || crate::vo_center::find_center_vo(&sinos, file.cols(), &angles).map_err(err);
     match choice {
         CenterChoice::Vo => Ok((vo()?, CenterMode::Vo)),
@@ -554,7 +589,7 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
     };
     let mut choose = |cpu: &CpuBackend| {
         crate::gpu::select_backends(backend, cpu)
-            .map_err(|source| ReconError::Backend { choice: backend.name(), source })
+            .map_err(|reason| ReconError::Backend { choice: backend.name(), reason })
     };
     reconstruct_file_on(opts, &mut choose, progress)
 }
@@ -570,6 +605,7 @@ pub fn reconstruct_file_on(
     let t0 = Instant::now();
     let created_unix = now_unix();
     let file = NxTomo::open(&opts.input)?;
+    check_complete(&file, opts)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), opts.part)?;
     let mut center_mode = CenterMode::Given;
     let (center, residual) = match opts.center {
@@ -619,6 +655,8 @@ pub fn reconstruct_file_on(
             "backend": opts.backend.name(),
             "angles": file.angles().len(),
             "flats_before_after_darks": file.reference_counts(),
+            "allow_incomplete": opts.allow_incomplete,
+            "scan_problems": &file.check().problems,
             "convention": "column c has its centre at c; center = column of the rotation axis; slice pixel (row, col) at x = col - (n-1)/2, y = (n-1)/2 - row",
         }),
     };
@@ -712,6 +750,7 @@ pub fn reconstruct_file_on(
 /// writing `center_<value>.tif` into `opts.output`; returns the files written.
 pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>, ReconError> {
     let file = NxTomo::open(&opts.input)?;
+    check_complete(&file, opts)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), None)?;
     let mid = (rows.start + rows.end) / 2;
     let sino = read_minus_log(&file, mid..mid + 1)?;

@@ -20,6 +20,7 @@ use ndarray::s;
 
 use crate::backend::Slab;
 use crate::chunks::BloscChunks;
+use crate::completeness::ScanCheck;
 use crate::geometry::Degrees;
 use acquisition::nexus::{self, NexusError, NxTomoFile};
 
@@ -123,6 +124,8 @@ pub struct NxTomo {
     angles: Vec<Degrees>,
     /// Parallel blosc decoding plan, when the layout allows it.
     fast: Option<BloscChunks>,
+    /// Completeness of the scan (coverage, gaps, missing frames and references).
+    check: ScanCheck,
 }
 
 impl NxTomo {
@@ -156,16 +159,6 @@ impl NxTomo {
         if projections.len() < 2 {
             return Err(frames_err(format!("{} projections (image_key 0); need at least 2", projections.len())));
         }
-        if flats.is_empty() {
-            return Err(frames_err(
-                "no flat fields (image_key 1): take flats with the scan, or the volume cannot be normalised".into(),
-            ));
-        }
-        if darks.is_empty() {
-            return Err(frames_err(
-                "no dark fields (image_key 2): take darks with the scan, or the volume cannot be normalised".into(),
-            ));
-        }
         let proj_angles: Vec<Degrees> = projections.iter().map(|f| angles[f.as_usize()]).collect();
         if let Some(i) = proj_angles.iter().position(|a| !a.0.is_finite()) {
             return Err(ReadError::Values {
@@ -193,6 +186,7 @@ impl NxTomo {
                 BloscChunks::plan(file.data())
             },
             data: file.data().clone(),
+            check: ScanCheck::of_file(&file),
         })
     }
 
@@ -302,8 +296,25 @@ impl NxTomo {
             acc.into_iter().map(|v| (v / n) as f32).collect()
         };
         let dark = average(&self.darks);
-        let flat_before =
-            if self.flats_before.is_empty() { average(&self.flats_after) } else { average(&self.flats_before) };
+        // No flats at all (accepted with --allow-incomplete): per pixel, the brightest projection stands in.
+        let brightest = || -> Vec<f32> {
+            let mut m = vec![f32::MIN; nr * nc];
+            for &f in &self.projections {
+                for r in 0..nr {
+                    for (a, v) in m[r * nc..(r + 1) * nc].iter_mut().zip(frame_row(f, r)) {
+                        *a = a.max(*v);
+                    }
+                }
+            }
+            m
+        };
+        let flat_before = if !self.flats_before.is_empty() {
+            average(&self.flats_before)
+        } else if !self.flats_after.is_empty() {
+            average(&self.flats_after)
+        } else {
+            brightest()
+        };
         let flat_after = if self.flats_after.is_empty() { flat_before.clone() } else { average(&self.flats_after) };
         for r in 0..nr {
             let row = r * nc..(r + 1) * nc;
@@ -345,6 +356,12 @@ impl NxTomo {
     /// Whether slabs are read through the parallel blosc path.
     pub fn parallel_blosc(&self) -> bool {
         self.fast.is_some()
+    }
+
+    /// What is missing from the scan, if anything ([`ScanCheck::problems`]). Missing flats or darks do not
+    /// stop [`NxTomo::open`]; with none, slabs use zero darks and, per pixel, the brightest projection as flat.
+    pub fn check(&self) -> &ScanCheck {
+        &self.check
     }
 
     /// The image-key data set path.

@@ -181,6 +181,10 @@ pub struct ReconRequest {
     pub size: Option<usize>,
     /// Reconstruction method.
     pub method: Method,
+    // --- issue 14 request fields ---
+    /// `--allow-incomplete`: reconstruct a scan with missing frames, coverage or references.
+    pub allow_incomplete: bool,
+    // --- end issue 14 request fields ---
 }
 
 impl ReconRequest {
@@ -206,6 +210,9 @@ impl ReconRequest {
         o.part = self.part.as_deref().map(parse_part).transpose()?;
         o.out_size = self.size;
         o.method = self.method;
+        // --- issue 14 ---
+        o.allow_incomplete = self.allow_incomplete;
+        // --- end issue 14 ---
         Ok(o)
     }
 }
@@ -360,6 +367,7 @@ mod tests {
             part: None,
             size: None,
             method: Method::Fbp,
+            allow_incomplete: false,
         }
     }
 

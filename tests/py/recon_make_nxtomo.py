@@ -2,7 +2,10 @@
 `beamline recon`: the Shepp-Logan sinogram is computed here in numpy from the ellipse formulas.
 
 usage: recon_make_nxtomo.py OUT.h5 [--cols N] [--rows R] [--angles A] [--span DEG] [--center C]
-                            [--bad nan|zero-flat|no-darks|no-flats|shape]
+                            [--bad nan|zero-flat|no-darks|no-flats|shape] [--stop-after N]
+--stop-after N writes what a receiver that stopped after N frames leaves: the later frames invalid
+(image_key 3, angle NaN, zero pixels) and /entry/acquisition with frames_expected, frames_received, status
+and series_metadata (range_deg, angles).
 Slice r is the phantom scaled by (1 + 0.1 r); attenuation per pixel MU; beam decays linearly from the flats
 before (30000 counts) to the flats after (27000 counts). Prints a JSON line with the parameters.
 """
@@ -64,6 +67,7 @@ def main():
     ap.add_argument("--span", type=float, default=180.0)
     ap.add_argument("--center", type=float, default=None)
     ap.add_argument("--bad", default=None)
+    ap.add_argument("--stop-after", type=int, default=None)
     a = ap.parse_args()
     cols, rows, n = a.cols, a.rows, a.angles
     center = (cols - 1) / 2 if a.center is None else a.center
@@ -108,6 +112,10 @@ def main():
         data[first + 5, rows // 2, cols // 3] = np.nan
     if a.bad == "shape":
         angles = angles[:-2]
+    if a.stop_after is not None:
+        keys[a.stop_after:] = 3
+        angles[a.stop_after:] = np.nan
+        data[a.stop_after:] = 0
     with h5py.File(a.out, "w") as f:
         entry = f.create_group("entry")
         entry.attrs["NX_class"] = "NXentry"
@@ -126,6 +134,13 @@ def main():
         nxdata["data"] = h5py.SoftLink("/entry/instrument/detector/data")
         nxdata["image_key"] = h5py.SoftLink("/entry/instrument/detector/image_key")
         nxdata["rotation_angle"] = h5py.SoftLink("/entry/sample/rotation_angle")
+        if a.stop_after is not None:
+            acq = entry.create_group("acquisition")
+            acq.attrs["NX_class"] = "NXcollection"
+            acq.create_dataset("frames_expected", data=np.uint64(len(keys)))
+            acq.create_dataset("frames_received", data=np.uint64(a.stop_after))
+            acq.create_dataset("status", data="incomplete (receiver stopped before series end)")
+            acq.create_dataset("series_metadata", data=json.dumps({"range_deg": a.span, "angles": n}))
     print(json.dumps({"cols": cols, "rows": rows, "angles": n, "center": center, "mu": MU, "frames": int(len(keys))}))
 
 

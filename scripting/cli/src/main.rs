@@ -23,6 +23,7 @@
 mod acquire;
 mod demo;
 mod gpu;
+mod inspect;
 mod profile;
 mod recon;
 mod scaleout;
@@ -70,6 +71,12 @@ enum Command {
     Demo(demo::Command),
     #[command(flatten)]
     ScaleOut(scaleout::Command),
+    /// One-screen summary of an NXtomo file: shape, type, filters, keys, angles and coverage, missing frames,
+    /// status, provenance, energy/distance/pixel size, and whether `beamline recon` would accept it
+    /// (exit 1 when incomplete).
+    ///
+    /// Example: beamline inspect scan.h5
+    Inspect(inspect::Command),
     /// Benchmarks: print figures, and with --json one JSON object on the last line.
     Bench {
         #[command(subcommand)]
@@ -117,6 +124,7 @@ fn main() -> std::process::ExitCode {
         Command::Profile(c) => c.run(),
         Command::Demo(c) => c.run(),
         Command::ScaleOut(c) => c.run(),
+        Command::Inspect(c) => c.run(),
         Command::Bench { which } => match which {
             Bench::Acquire(b) => b.run(),
             Bench::Recon(b) => b.run(),

@@ -148,6 +148,11 @@ struct RunArgs {
     /// Output slice side in pixels (default: detector width).
     #[arg(long)]
     size: Option<usize>,
+    /// Reconstruct even a scan found incomplete (projections covering less than the declared range, frames
+    /// the receiver never got, angular gaps, no flats or darks); without it such a scan is refused before any
+    /// work starts. Missing darks count as zero, missing flats as the brightest projection per pixel.
+    #[arg(long)]
+    allow_incomplete: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -198,6 +203,7 @@ impl RunArgs {
                 MethodArg::Fbp => Method::Fbp,
                 MethodArg::Gridrec => Method::Gridrec,
             },
+            allow_incomplete: self.allow_incomplete,
         }
     }
 }
