@@ -354,6 +354,6 @@ mod tests {
         let p = Projector::new(&[0.0, 1.0], 16, 7.5, 16);
         let opts = IterativeOptions::default();
         assert!(sirt(&p, &[0.0; 5], None, &opts, &mut |_, _| {}).is_err());
-        assert!(cgls(&p, &vec![0.0; 32], Some(&[0.0; 3]), &opts, &mut |_, _| {}).is_err());
+        assert!(cgls(&p, &[0.0; 32], Some(&[0.0; 3]), &opts, &mut |_, _| {}).is_err());
     }
 }

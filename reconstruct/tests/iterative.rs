@@ -8,6 +8,9 @@ use reconstruct::cpu::SinogramPipeline;
 use reconstruct::iterative::{cgls, sirt, IterativeOptions, Projector};
 
 /// RMSE over the disc of radius `radius` px around the slice centre (as in tests/accuracy.rs).
+/// Called with each iteration's number and slice.
+type Observer<'a> = dyn FnMut(usize, &[f32]) + 'a;
+
 fn rmse_disc(a: &[f32], b: &[f32], n: usize, radius: f64) -> f64 {
     let h = (n as f64 - 1.0) / 2.0;
     let (mut sum, mut count) = (0.0, 0usize);
@@ -49,7 +52,7 @@ fn sirt_and_cgls_at_their_best_beat_fbp_on_60_noisy_angles() {
     let rmse_fbp = rmse_disc(&fbp, &truth, n, radius);
 
     let p = Projector::new(&a32, n, center, n);
-    let best = |run: &dyn Fn(&mut dyn FnMut(usize, &[f32]))| {
+    let best = |run: &dyn Fn(&mut Observer<'_>)| {
         let mut best = (f64::INFINITY, 0);
         run(&mut |k, x| {
             let e = rmse_disc(x, &truth, n, radius);
