@@ -36,34 +36,10 @@ pub const ANGLE_PATHS: &[&str] = nexus::path::ANGLE_CANDIDATES;
 /// Why a file could not be read. Every variant names the file and, where there is one, the dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    /// The file could not be opened as HDF5.
-    #[error("cannot open {path} as HDF5: {reason}")]
-    Open {
-        /// File.
-        path: PathBuf,
-        /// HDF5's message.
-        reason: String,
-    },
-    /// None of the candidate paths exists.
-    #[error("{path}: no {what} found (looked for {tried}); is this an NXtomo file?")]
-    Missing {
-        /// File.
-        path: PathBuf,
-        /// What was looked for.
-        what: &'static str,
-        /// The paths tried.
-        tried: String,
-    },
-    /// A dataset has the wrong shape or type.
-    #[error("{path}:{dataset}: {reason}")]
-    Shape {
-        /// File.
-        path: PathBuf,
-        /// Dataset.
-        dataset: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// The file could not be opened, lacks a dataset, or has one of the wrong shape or type (the NeXus
+    /// reader's error, which names the file and the dataset).
+    #[error(transparent)]
+    File(#[from] NexusError),
     /// Required frames (flats, darks, projections) are absent.
     #[error("{path}:{dataset}: {reason}")]
     Frames {
@@ -98,16 +74,6 @@ pub enum ReadError {
     },
 }
 
-impl From<NexusError> for ReadError {
-    fn from(e: NexusError) -> ReadError {
-        match e {
-            NexusError::Open { path, reason } => ReadError::Open { path, reason },
-            NexusError::Missing { path, what, tried } => ReadError::Missing { path, what, tried },
-            NexusError::Shape { path, dataset, reason } => ReadError::Shape { path, dataset, reason },
-        }
-    }
-}
-
 /// An open NXtomo file with its frame bookkeeping.
 #[derive(Debug)]
 pub struct NxTomo {
@@ -137,11 +103,11 @@ impl NxTomo {
             (file.data_path().to_string(), file.key_path().to_string(), file.angle_path().to_string());
         let shape = file.shape();
         if shape[1] == 0 || shape[2] < 2 {
-            return Err(ReadError::Shape {
+            return Err(ReadError::File(NexusError::Shape {
                 path: pb,
                 dataset: data_path,
                 reason: format!("frames of {} x {} pixels cannot be reconstructed", shape[1], shape[2]),
-            });
+            }));
         }
         let (keys, angles) = (file.image_keys(), file.angles());
         let mut projections = Vec::new();
