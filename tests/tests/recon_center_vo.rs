@@ -34,7 +34,10 @@ fn auto_falls_back_to_vo_when_the_last_angle_has_no_partner() {
     // 0 .. 164 degrees in 1-degree steps: no projection is 180 degrees (nor within two steps of it) from another.
     make(&input, &["--center", "66.4", "--span", "165", "--angles", "165"]);
     let out = dir.path().join("out");
-    let o = recon(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--slices", "2:4"]);
+    // A 165-degree scan covers less than the 180 degrees FBP needs: refused unless asked for.
+    let refused = recon(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--slices", "2:4"]);
+    assert!(!refused.status.success() && text(&refused).contains("--allow-incomplete"), "{}", text(&refused));
+    let o = recon(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--slices", "2:4", "--allow-incomplete"]);
     assert!(o.status.success(), "{}", text(&o));
     let prov = provenance(&out);
     let c = prov["parameters"]["center"].as_f64().expect("center");
