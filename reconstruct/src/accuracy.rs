@@ -117,6 +117,24 @@ pub fn slice_files(dir: &Path) -> Result<Vec<(usize, PathBuf)>, AccuracyError> {
     Ok(out)
 }
 
+/// Root-mean-square difference of two `n x n` slices (`[row][col]`) over the disc of radius `radius`
+/// pixels around the slice centre (column and row `(n - 1) / 2`); 0 for an empty disc.
+pub fn rmse_disc(a: &[f32], b: &[f32], n: usize, radius: f64) -> f64 {
+    let h = (n as f64 - 1.0) / 2.0;
+    let (mut sum, mut count) = (0.0, 0usize);
+    for r in 0..n {
+        for c in 0..n {
+            let (x, y) = (c as f64 - h, h - r as f64);
+            if x * x + y * y <= radius * radius {
+                let d = a[r * n + c] as f64 - b[r * n + c] as f64;
+                sum += d * d;
+                count += 1;
+            }
+        }
+    }
+    (sum / count.max(1) as f64).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,18 +165,7 @@ pub fn phantom_rmse(method: crate::method::Method, size: usize, angles: usize) -
     let slice = pipe.reconstruct_minus_log(&sino);
     let truth = acquisition::phantom::rasterize_2d_area(&shepp_logan_2d(), size, 8);
     let radius = 250.0 * size as f64 / 512.0;
-    let h = (size as f64 - 1.0) / 2.0;
-    let (mut sum, mut count) = (0.0, 0usize);
-    for r in 0..size {
-        for c in 0..size {
-            let (x, y) = (c as f64 - h, h - r as f64);
-            if x * x + y * y <= radius * radius {
-                sum += (slice[r * size + c] as f64 - truth[r * size + c] as f64).powi(2);
-                count += 1;
-            }
-        }
-    }
-    Ok((sum / count.max(1) as f64).sqrt())
+    Ok(crate::accuracy::rmse_disc(&slice, &truth, size, radius))
 }
 
 /// The textbook loop, for comparison in the same run: for every pixel, for every angle, compute the

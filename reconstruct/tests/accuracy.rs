@@ -6,25 +6,9 @@
 //! disc). The point-sampled figure is printed as well.
 
 use acquisition::phantom::{rasterize_2d, rasterize_2d_area, shepp_logan_2d, sinogram_2d};
+use reconstruct::accuracy::rmse_disc;
 use reconstruct::backend::ReconSetup;
 use reconstruct::cpu::SinogramPipeline;
-
-/// RMSE over the disc of radius `radius` px around the slice centre.
-fn rmse_disc(a: &[f32], b: &[f32], n: usize, radius: f64) -> f64 {
-    let h = (n as f64 - 1.0) / 2.0;
-    let (mut sum, mut count) = (0.0, 0usize);
-    for r in 0..n {
-        for c in 0..n {
-            let (x, y) = (c as f64 - h, h - r as f64);
-            if x * x + y * y <= radius * radius {
-                let d = a[r * n + c] as f64 - b[r * n + c] as f64;
-                sum += d * d;
-                count += 1;
-            }
-        }
-    }
-    (sum / count as f64).sqrt()
-}
 
 fn reconstruct_phantom(n: usize, n_angles: usize, span_deg: f64, filter: &str, center: f64) -> (f64, Vec<f32>) {
     let angles: Vec<f64> = (0..n_angles).map(|i| (i as f64 * span_deg / n_angles as f64).to_radians()).collect();

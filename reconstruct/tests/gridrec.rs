@@ -4,6 +4,7 @@
 //! the grouping of slices.
 
 use acquisition::phantom::{rasterize_2d_area, shepp_logan_2d, sinogram_2d, Ellipse};
+use reconstruct::accuracy::rmse_disc;
 use reconstruct::backend::ReconSetup;
 use reconstruct::cpu::SinogramPipeline;
 use reconstruct::filter::FilterKind;
@@ -24,11 +25,6 @@ fn disc(n: usize, radius: f64) -> Vec<(usize, f64)> {
         }
     }
     v
-}
-
-fn rmse_disc(a: &[f32], b: &[f32], n: usize, radius: f64) -> f64 {
-    let px = disc(n, radius);
-    (px.iter().map(|&(i, _)| (a[i] as f64 - b[i] as f64).powi(2)).sum::<f64>() / px.len() as f64).sqrt()
 }
 
 /// Mean `|a - b|` in rings of `width` px from the centre out to `radius`.

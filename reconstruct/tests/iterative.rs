@@ -3,29 +3,13 @@
 //! exact analytic sinogram (not our own forward projector) with additive noise.
 
 use acquisition::phantom::{rasterize_2d_area, shepp_logan_2d, sinogram_2d};
+use reconstruct::accuracy::rmse_disc;
 use reconstruct::backend::ReconSetup;
 use reconstruct::cpu::SinogramPipeline;
 use reconstruct::iterative::{cgls, sirt, IterativeOptions, Projector};
 
-/// RMSE over the disc of radius `radius` px around the slice centre (as in tests/accuracy.rs).
 /// Called with each iteration's number and slice.
 type Observer<'a> = dyn FnMut(usize, &[f32]) + 'a;
-
-fn rmse_disc(a: &[f32], b: &[f32], n: usize, radius: f64) -> f64 {
-    let h = (n as f64 - 1.0) / 2.0;
-    let (mut sum, mut count) = (0.0, 0usize);
-    for r in 0..n {
-        for c in 0..n {
-            let (x, y) = (c as f64 - h, h - r as f64);
-            if x * x + y * y <= radius * radius {
-                let d = a[r * n + c] as f64 - b[r * n + c] as f64;
-                sum += d * d;
-                count += 1;
-            }
-        }
-    }
-    (sum / count as f64).sqrt()
-}
 
 #[test]
 fn sirt_and_cgls_at_their_best_beat_fbp_on_60_noisy_angles() {
