@@ -65,12 +65,17 @@ pub fn ranges_text(ranges: &[Range<usize>]) -> String {
 impl ScanCheck {
     /// Checks the keys and angles of `file` and the acquisition record it carries, if any.
     pub fn of_file(file: &NxTomoFile) -> ScanCheck {
+        ScanCheck::of_file_frames(file, file.image_keys(), file.angles())
+    }
+
+    /// [`ScanCheck::of_file`] for some of the file's frames (`keys` and `angles` of the frames kept, e.g.
+    /// the projections `--start-proj/--end-proj` select, with the references).
+    pub fn of_file_frames(file: &NxTomoFile, keys: &[ImageKey], angles: &[Degrees]) -> ScanCheck {
         let meta: Option<serde_json::Value> =
             file.acquisition_str(acq::SERIES_METADATA).and_then(|s| serde_json::from_str(&s).ok());
         let declared = meta.as_ref().and_then(|m| m.get("range_deg")).and_then(|v| v.as_f64());
         let declared_projections = meta.as_ref().and_then(|m| m.get("angles")).and_then(|v| v.as_u64());
-        let mut c =
-            ScanCheck::of_frames(file.image_keys(), file.angles(), declared, declared_projections, file.key_path());
+        let mut c = ScanCheck::of_frames(keys, angles, declared, declared_projections, file.key_path());
         c.frames_expected = file.acquisition_u64(acq::FRAMES_EXPECTED);
         c.frames_received = file.acquisition_u64(acq::FRAMES_RECEIVED);
         c.status = file.status();

@@ -7,7 +7,7 @@ use std::str::FromStr;
 ///
 /// Both use the same axis convention ([`crate::geometry`]), the same six filters ([`crate::filter`]) and give
 /// the same output scale, so either can be swapped for the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Filtered backprojection (CPU or CUDA): cost grows as `N^2 x angles` per slice. The reference method:

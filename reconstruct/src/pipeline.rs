@@ -9,20 +9,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 use crate::center::{find_center, CenterError, CenterEstimate};
 use crate::cpu::{CpuBackend, PreprocessCounts, SinogramPipeline};
 use crate::filter::FilterKind;
 use crate::gpu::GpuError;
-use crate::output::{tiff_name, write_provenance_file, write_tiff, H5Volume, Provenance, TiffDepth, WriteError};
+use crate::output::{
+    file_sha256, slice_sha256, tiff_name, volume_sha256, write_provenance_at, write_tiff, H5Volume, Provenance,
+    Scaling, TiffDepth, TiffPages, Voxel, WriteError,
+};
 use crate::preprocess::normalize_minus_log;
-use crate::reader::{NxTomo, ReadError};
+use crate::reader::{NxTomo, ReadError, Selection};
 use crate::schedule::{self, ScheduleError};
 
 /// How the rotation axis is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum CenterChoice {
     /// Found from the data ([`crate::center`]).
     Auto,
@@ -34,7 +37,7 @@ pub enum CenterChoice {
 }
 
 /// Sample type of TIFF output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Bits {
     /// 32-bit float (default).
     F32,
@@ -45,7 +48,7 @@ pub enum Bits {
 }
 
 /// Output container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Format {
     /// One TIFF file per slice in a folder.
     Tiff,
@@ -54,7 +57,7 @@ pub enum Format {
 }
 
 /// Which hardware reconstructs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BackendChoice {
     /// CUDA when available, else CPU.
     Auto,
@@ -65,7 +68,8 @@ pub enum BackendChoice {
 }
 
 /// Everything `beamline recon` can be asked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReconOptions {
     /// NXtomo input file.
     pub input: PathBuf,
@@ -103,6 +107,10 @@ pub struct ReconOptions {
     // --- issue 14 (inputs, completeness, outputs): options below ---
     /// Reconstruct a scan that [`crate::completeness::ScanCheck`] finds incomplete (`--allow-incomplete`).
     pub allow_incomplete: bool,
+    /// Projections, columns and binning read ([`Selection`]).
+    pub selection: Selection,
+    /// Replace what a previous run wrote to the output (and only that).
+    pub overwrite: bool,
     // --- end issue 14 options ---
 }
 
@@ -114,6 +122,12 @@ impl BackendChoice {
             BackendChoice::Cpu => "cpu",
             BackendChoice::Cuda => "cuda",
         }
+    }
+}
+
+impl Default for ReconOptions {
+    fn default() -> ReconOptions {
+        ReconOptions::new("", "")
     }
 }
 
@@ -139,6 +153,8 @@ impl ReconOptions {
             method: crate::method::Method::Fbp,
             // --- issue 14 defaults ---
             allow_incomplete: false,
+            selection: Selection::default(),
+            overwrite: false,
             // --- end issue 14 defaults ---
         }
     }
@@ -171,6 +187,15 @@ pub struct ReconSummary {
     pub gups: f64,
     /// What `--backend` chose, and why when `auto` fell back to the CPU.
     pub backend: String,
+    /// Whether [`ReconSummary::backend`] is worth telling: a GPU run, or `--backend auto` falling back to the
+    /// CPU on a machine whose CUDA driver is present but failed (not a machine without one).
+    pub backend_worth_telling: bool,
+    /// SHA-256 of the input file.
+    pub input_sha256: String,
+    /// SHA-256 of the volume (the slice hashes, [`crate::output::volume_sha256`]).
+    pub output_sha256: String,
+    /// SHA-256 of each slice's float32 values, in slice order.
+    pub slice_sha256: Vec<String>,
     // --- issue 15 §4 ---
     /// How the axis was chosen: `given`, `auto`, `vo` or `auto-vo` ([`CenterMode::name`]).
     pub center_mode: &'static str,
@@ -210,11 +235,12 @@ pub enum ReconError {
         /// Slices shared out.
         slices: usize,
     },
-    /// `--center` is out of reach of the detector.
+    /// `--center` lies outside the detector.
     #[error(
-        "--center {center} is far outside the {cols}-column detector; --center takes a column position \
-         (the middle is {middle}), or leave it out to find the axis from the data"
-    )]
+        "--center {center} is outside the {cols}-column detector (columns 0 to {last}, edges at -0.5 and \
+         {edge}); --center takes the detector column the rotation axis projects onto (the middle is {middle}), \
+         or use --center auto to find it from the data"
+    , last = edge_of(.cols, 1.0), edge = edge_of(.cols, 0.5))]
     BadCenter {
         /// The centre given.
         center: f64,
@@ -223,22 +249,77 @@ pub enum ReconError {
         /// The detector's middle column.
         middle: f64,
     },
-    /// `--memory` cannot hold one detector row per slab.
+    /// `--memory` cannot hold one slab of one row.
     #[error(
-        "--memory {memory_mib} MiB is too small for this file: one detector row needs about {row_mib} MiB with \
-         {in_flight} slabs in flight over {devices} device(s); give at least --memory {need_mib}M"
+        "--memory {} is too small for this file: the smallest slab (one detector row of every frame) needs \
+         about {} with {in_flight} slab(s) in flight over {devices} device(s); give at least --memory {}M",
+        size_text(*.memory), size_text(*.per_row), .need.div_ceil(1 << 20)
     )]
     MemoryTooSmall {
-        /// The budget, MiB.
-        memory_mib: u64,
-        /// Bytes per detector row, MiB.
-        row_mib: u64,
+        /// The budget, bytes.
+        memory: u64,
+        /// Bytes one row costs with every slab in flight.
+        per_row: u64,
         /// Slabs in flight at most.
         in_flight: usize,
         /// Devices sharing the budget.
         devices: usize,
-        /// The smallest budget that works, MiB.
-        need_mib: u64,
+        /// The smallest budget that works, bytes.
+        need: u64,
+    },
+    /// `--center` lies inside the detector but outside the columns kept by `--start-column/--end-column`.
+    #[error(
+        "--center {center} is outside the columns {start}..{end} kept by --start-column/--end-column; the axis \
+         must project onto a column that is read"
+    )]
+    CenterOutsideColumns {
+        /// The centre given (detector columns).
+        center: f64,
+        /// First column kept.
+        start: usize,
+        /// One past the last column kept.
+        end: usize,
+    },
+    /// The output holds files and `--overwrite` was not given.
+    #[error(
+        "{path} is not empty ({entries} entries): choose a new output, or pass --overwrite to remove what a \
+         previous `beamline recon` wrote there (the files its provenance lists) and write anew"
+    )]
+    OutputNotEmpty {
+        /// The output folder or file.
+        path: PathBuf,
+        /// Entries found.
+        entries: usize,
+    },
+    /// The output file exists and `--overwrite` was not given.
+    #[error("{path} exists: choose a new output, or pass --overwrite to replace it")]
+    OutputExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `--overwrite` would remove something no `beamline recon` wrote.
+    #[error("--overwrite: {path}: {reason}; nothing was removed")]
+    NotOurs {
+        /// The folder or file.
+        path: PathBuf,
+        /// What is there.
+        reason: String,
+    },
+    /// `beamline rerun` could not use what it was given.
+    #[error("{path}: {reason}")]
+    Rerun {
+        /// The output given.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The input could not be hashed.
+    #[error("{path}: computing its SHA-256 for the provenance: {source}")]
+    InputHash {
+        /// The input.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
     },
     /// `--method gridrec` was asked of a CUDA backend.
     #[error("--method gridrec runs on the CPU; use --backend cpu or auto, or --method fbp on CUDA")]
@@ -413,14 +494,34 @@ pub fn slab_rows_for_budget(
     let rows = memory_bytes / per_row;
     if rows == 0 {
         return Err(ReconError::MemoryTooSmall {
-            memory_mib: memory_bytes >> 20,
-            row_mib: per_row >> 20,
+            memory: memory_bytes,
+            per_row,
             in_flight: in_flight as usize,
             devices,
-            need_mib: (per_row >> 20) + 1,
+            need: per_row,
         });
     }
     Ok((rows as usize).min(MAX_SLAB_ROWS))
+}
+
+/// `cols - minus`, for messages about detector columns.
+fn edge_of(cols: &usize, minus: f64) -> f64 {
+    *cols as f64 - minus
+}
+
+/// A byte count as people write it: `512 bytes`, `1.0 KiB`, `3.2 MiB`, `1.50 GiB`.
+pub fn size_text(bytes: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < K {
+        format!("{bytes} bytes")
+    } else if b < K * K {
+        format!("{:.1} KiB", b / K)
+    } else if b < K * K * K {
+        format!("{:.1} MiB", b / (K * K))
+    } else {
+        format!("{:.2} GiB", b / (K * K * K))
+    }
 }
 
 fn now_unix() -> u64 {
@@ -507,6 +608,8 @@ pub fn auto_center_with(file: &NxTomo, choice: CenterChoice) -> Result<(CenterEs
 // --- end issue 15 §4 ---
 
 /// The setup for `file` with `opts` and a resolved centre.
+///
+/// `center` is in the columns read ([`NxTomo::to_read_column`]), as are the setup's.
 pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup {
     let mut setup = ReconSetup::new(
         file.angles().iter().map(|a| a.to_radians() as f32).collect(),
@@ -604,19 +707,13 @@ pub fn reconstruct_file_on(
 ) -> Result<ReconSummary, ReconError> {
     let t0 = Instant::now();
     let created_unix = now_unix();
-    let file = NxTomo::open(&opts.input)?;
+    let file = NxTomo::open_selected(&opts.input, &opts.selection)?;
     check_complete(&file, opts)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), opts.part)?;
     let mut center_mode = CenterMode::Given;
+    // `center` is in the columns read (cropped, binned), `center_detector` in detector columns.
     let (center, residual) = match opts.center {
-        CenterChoice::Column(c) if !crate::cpu::center_within_reach(c, file.cols()) => {
-            return Err(ReconError::BadCenter {
-                center: c,
-                cols: file.cols(),
-                middle: (file.cols() as f64 - 1.0) / 2.0,
-            })
-        }
-        CenterChoice::Column(c) => (c, None),
+        CenterChoice::Column(c) => (given_center(&file, c)?, None),
         // --- issue 15 §4: `auto` falls back to Vo's metric; `vo` asks for it ---
         choice => {
             let (est, mode) = auto_center_with(&file, choice)?;
@@ -625,6 +722,7 @@ pub fn reconstruct_file_on(
             (est.center, Some(est.residual))
         }
     };
+    let center_detector = file.to_detector_column(center);
     let setup = setup_for(&file, opts, center);
     crate::cpu::validate(&setup)?;
     let counts = Arc::new(PreprocessCounts::default());
@@ -632,35 +730,19 @@ pub fn reconstruct_file_on(
     // then the CPU backend (and through it the GPUs) asks for the most rows a slab may hold.
     let cpu = cpu_backend(opts.threads, MAX_SLAB_ROWS, counts.clone())?;
     let (devices, backend_line) = choose(&cpu)?;
+    let on_cpu_only = devices.iter().all(|d| d.name().starts_with("cpu"));
+    let backend_worth_telling = !on_cpu_only
+        || (opts.backend == BackendChoice::Auto
+            && backend_line.contains("using the CPU")
+            && crate::gpu::driver_present());
     let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, devices.len())?;
     let devices: Vec<Box<dyn Backend>> =
         devices.into_iter().map(|inner| Box::new(BudgetCap { inner, rows: slab_rows }) as Box<dyn Backend>).collect();
     tracing::info!(backend = %backend_line, "backend selected");
-    let provenance = Provenance {
-        software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
-        input: opts.input.display().to_string(),
-        dataset: file.data_path().to_string(),
-        created_unix,
-        parameters: serde_json::json!({
-            "center": center,
-            "center_mode": center_mode.name(),
-            "filter": opts.filter.name(),
-            "method": opts.method.name(),
-            "rows": [rows.start, rows.end],
-            "part": opts.part,
-            "out_size": setup.out_size,
-            "stripe_size": opts.stripe_size,
-            "zinger": opts.zinger,
-            "bits": opts.bits,
-            "backend": opts.backend.name(),
-            "angles": file.angles().len(),
-            "flats_before_after_darks": file.reference_counts(),
-            "allow_incomplete": opts.allow_incomplete,
-            "scan_problems": &file.check().problems,
-            "convention": "column c has its centre at c; center = column of the rotation axis; slice pixel (row, col) at x = col - (n-1)/2, y = (n-1)/2 - row",
-        }),
-    };
-    let prov_json = provenance.to_json();
+    let out_size = setup.out_size;
+    let kind = output_kind(opts);
+    let planned = planned_outputs(&kind, rows.clone());
+    prepare_output(&kind, opts, &planned)?;
     let depth = match opts.bits {
         Bits::F32 => TiffDepth::F32,
         b => {
@@ -680,23 +762,69 @@ pub fn reconstruct_file_on(
             }
         }
     };
-    let out_size = setup.out_size;
-    let h5 = match opts.format {
-        Format::Hdf5 => {
-            let path = h5_path(opts);
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| WriteError::Io { path: dir.to_path_buf(), reason: e.to_string() })?;
-            }
-            Some(H5Volume::create(&path, rows.start, rows.len(), out_size, &prov_json)?)
-        }
-        Format::Tiff => {
-            std::fs::create_dir_all(&opts.output)
-                .map_err(|e| WriteError::Io { path: opts.output.clone(), reason: e.to_string() })?;
-            write_provenance_file(&opts.output, &provenance)?;
-            None
-        }
+    let voxel = voxel_of(&file);
+    let mut provenance = Provenance {
+        software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
+        input: opts.input.display().to_string(),
+        dataset: file.data_path().to_string(),
+        created_unix,
+        parameters: serde_json::json!({
+            "center": center_detector,
+            "center_read_columns": center,
+            "center_mode": center_mode.name(),
+            "filter": opts.filter.name(),
+            "method": opts.method.name(),
+            "rows": [rows.start, rows.end],
+            "part": opts.part,
+            "out_size": setup.out_size,
+            "stripe_size": opts.stripe_size,
+            "zinger": opts.zinger,
+            "bits": opts.bits,
+            "backend": opts.backend.name(),
+            "angles": file.angles().len(),
+            "flats_before_after_darks": file.reference_counts(),
+            "allow_incomplete": opts.allow_incomplete,
+            "scan_problems": &file.check().problems,
+            "input_layout": file.layout().name(),
+            "projections": opts.selection.projections,
+            "columns": [file.columns().start, file.columns().end],
+            "binning": file.binning(),
+            "binning_mode": "mean",
+            "voxel_size": &voxel,
+            "convention": "column c has its centre at c; center = detector column of the rotation axis; slice pixel (row, col) at x = col - (n-1)/2, y = (n-1)/2 - row",
+        }),
+        input_sha256: None,
+        options: serde_json::to_value(opts).unwrap_or_default(),
+        outputs: planned.iter().map(|p| p.0.clone()).collect(),
+        first_slice: rows.start,
+        slice_sha256: Vec::new(),
+        output_sha256: None,
+        scaling: Scaling::of(depth),
+        complete: false,
     };
+    // The input's hash is computed beside the reconstruction, which reads the same file.
+    let input_hash = {
+        let path = opts.input.clone();
+        std::thread::spawn(move || file_sha256(&path))
+    };
+    let description = provenance.description();
+    enum Sink {
+        Folder(PathBuf),
+        Pages(std::sync::Mutex<TiffPages>),
+        H5(H5Volume),
+    }
+    let sink = match &kind {
+        OutputKind::Hdf5(path) => {
+            Sink::H5(H5Volume::create(path, rows.start, rows.len(), out_size, &description, &voxel)?)
+        }
+        OutputKind::TiffFile(path) => {
+            Sink::Pages(std::sync::Mutex::new(TiffPages::create(path, rows.start, out_size, depth, &description)?))
+        }
+        OutputKind::TiffFolder(dir) => Sink::Folder(dir.clone()),
+    };
+    if let Some(p) = provenance_file(&kind, opts) {
+        write_provenance_at(&p, &provenance)?;
+    }
     let total = rows.len();
     let mut done = 0;
     progress(Progress { done, total });
@@ -707,14 +835,22 @@ pub fn reconstruct_file_on(
         }
         file.read_slab(r)
     };
+    let mut hashes = std::collections::BTreeMap::new();
     let write = |r: Range<usize>, data: Vec<f32>| -> Result<(), WriteError> {
         let _span = tracing::info_span!("recon.write", rows = r.len()).entered();
-        match &h5 {
-            Some(vol) => vol.write(r.start, &data)?,
-            None => {
+        for (k, slice) in data.chunks(out_size * out_size).enumerate() {
+            hashes.insert(r.start + k, slice_sha256(slice));
+        }
+        match &sink {
+            Sink::H5(vol) => vol.write(r.start, &data)?,
+            Sink::Pages(pages) => pages
+                .lock()
+                .map_err(|_| WriteError::Io { path: opts.output.clone(), reason: "writer poisoned".into() })?
+                .write(r.start, &data)?,
+            Sink::Folder(dir) => {
                 for (k, slice) in data.chunks(out_size * out_size).enumerate() {
-                    let path = opts.output.join(tiff_name(r.start + k));
-                    write_tiff(&path, out_size, slice, depth, &prov_json)?;
+                    let path = dir.join(tiff_name(r.start + k));
+                    write_tiff(&path, out_size, slice, depth, &description)?;
                 }
             }
         }
@@ -723,6 +859,22 @@ pub fn reconstruct_file_on(
         Ok(())
     };
     let report = schedule::run(&setup, devices, rows.clone(), read, write)?;
+    let input_sha256 = input_hash
+        .join()
+        .map_err(|_| ReconError::Rerun { path: opts.input.clone(), reason: "the hashing thread panicked".into() })?
+        .map_err(|source| ReconError::InputHash { path: opts.input.clone(), source })?;
+    provenance.slice_sha256 = hashes.into_values().collect();
+    let output_sha256 = volume_sha256(&provenance.slice_sha256);
+    provenance.output_sha256 = Some(output_sha256.clone());
+    provenance.input_sha256 = Some(input_sha256.clone());
+    provenance.complete = true;
+    if let Sink::H5(vol) = &sink {
+        vol.set_provenance(&provenance.to_json())?;
+    }
+    drop(sink);
+    if let Some(p) = provenance_file(&kind, opts) {
+        write_provenance_at(&p, &provenance)?;
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let clamped = counts.clamped.load(std::sync::atomic::Ordering::Relaxed);
     if clamped > 0 {
@@ -733,32 +885,320 @@ pub fn reconstruct_file_on(
         rows: rows.clone(),
         slices: total,
         seconds,
-        center,
+        center: center_detector,
         center_residual: residual,
         clamped,
         zingers: counts.zingers.load(std::sync::atomic::Ordering::Relaxed),
         slab_rows: report.slab_rows,
         devices: report.slabs_per_device,
-        output: if opts.format == Format::Hdf5 { h5_path(opts) } else { opts.output.clone() },
+        output: kind.path().to_path_buf(),
         gups: updates / seconds.max(1e-9) / 1e9,
         backend: backend_line,
+        backend_worth_telling,
+        input_sha256,
+        output_sha256,
+        slice_sha256: provenance.slice_sha256,
         center_mode: center_mode.name(),
     })
 }
 
+// --- issue 14: options checked against the data, outputs that keep their meaning, reruns ---
+
+/// A given `--center` (detector columns) checked against the detector and the columns read, converted to
+/// the columns read.
+pub fn given_center(file: &NxTomo, c: f64) -> Result<f64, ReconError> {
+    let cols = file.detector()[1];
+    if !c.is_finite() || c < -0.5 || c > cols as f64 - 0.5 {
+        return Err(ReconError::BadCenter { center: c, cols, middle: (cols as f64 - 1.0) / 2.0 });
+    }
+    let read = file.to_read_column(c);
+    if read < -0.5 || read > file.cols() as f64 - 0.5 {
+        let r = file.columns();
+        return Err(ReconError::CenterOutsideColumns { center: c, start: r.start, end: r.end });
+    }
+    Ok(read)
+}
+
+/// The voxel size of the volume: the input's pixel size ([`crate::inspect::pixel_size`]) times the
+/// binning, or `binning` in `pixel` units when the input records none.
+pub fn voxel_of(file: &NxTomo) -> Voxel {
+    let b = file.binning() as f64;
+    match crate::inspect::pixel_size(file.path()) {
+        Some((size, units)) => Voxel { size: size * b, units },
+        None => Voxel { size: b, units: "pixel".into() },
+    }
+}
+
+/// What `-o` and `--format` ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKind {
+    /// A folder of `slice_NNNNN.tif` files plus `provenance.json`.
+    TiffFolder(PathBuf),
+    /// One multi-page TIFF (`-o NAME.tif`), provenance beside it in `NAME.provenance.json`.
+    TiffFile(PathBuf),
+    /// One HDF5 file (`-o NAME.h5`, or `volume.h5` in the folder given).
+    Hdf5(PathBuf),
+}
+
+impl OutputKind {
+    /// The folder or file written.
+    pub fn path(&self) -> &Path {
+        match self {
+            OutputKind::TiffFolder(p) | OutputKind::TiffFile(p) | OutputKind::Hdf5(p) => p,
+        }
+    }
+}
+
+/// Whether `path` names a TIFF file (`.tif`, `.tiff`).
+pub fn is_tiff_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"))
+}
+
+/// Whether `path` names an HDF5 file (`.h5`, `.hdf5`, `.nxs`).
+pub fn is_h5_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "h5" || e == "hdf5" || e == "nxs")
+}
+
+/// The output `opts` asks for.
+pub fn output_kind(opts: &ReconOptions) -> OutputKind {
+    match opts.format {
+        Format::Hdf5 => OutputKind::Hdf5(h5_path(opts)),
+        Format::Tiff if is_tiff_file(&opts.output) => OutputKind::TiffFile(opts.output.clone()),
+        Format::Tiff => OutputKind::TiffFolder(opts.output.clone()),
+    }
+}
+
+/// Files a run writes for `rows`, as `(name relative to the folder, path)`.
+fn planned_outputs(kind: &OutputKind, rows: Range<usize>) -> Vec<(String, PathBuf)> {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match kind {
+        OutputKind::TiffFolder(dir) => rows.map(|r| (tiff_name(r), dir.join(tiff_name(r)))).collect(),
+        OutputKind::TiffFile(p) => vec![(name(p), p.clone()), (name(&sidecar(p)), sidecar(p))],
+        OutputKind::Hdf5(p) => vec![(name(p), p.clone())],
+    }
+}
+
+/// The provenance file beside a multi-page TIFF: `NAME.provenance.json`.
+pub fn sidecar(tiff: &Path) -> PathBuf {
+    tiff.with_extension("provenance.json")
+}
+
+/// Where the provenance JSON file goes (`None` for HDF5, which holds it).
+fn provenance_file(kind: &OutputKind, opts: &ReconOptions) -> Option<PathBuf> {
+    match kind {
+        OutputKind::TiffFolder(dir) => Some(dir.join(match opts.part {
+            Some((i, n)) => format!("provenance_part{i:03}of{n:03}.json"),
+            None => "provenance.json".into(),
+        })),
+        OutputKind::TiffFile(p) => Some(sidecar(p)),
+        OutputKind::Hdf5(_) => None,
+    }
+}
+
+/// Reads the provenance a previous run left: `provenance*.json` in a folder, the sidecar of a TIFF file,
+/// `/entry/provenance` of an HDF5 volume.
+pub fn read_provenance(path: &Path) -> Result<Provenance, ReconError> {
+    let bad = |reason: String| ReconError::Rerun { path: path.to_path_buf(), reason };
+    let text = if path.is_dir() {
+        let p = path.join("provenance.json");
+        std::fs::read_to_string(&p).map_err(|e| bad(format!("no readable provenance.json ({e})")))?
+    } else if is_tiff_file(path) {
+        let p = sidecar(path);
+        std::fs::read_to_string(&p).map_err(|e| bad(format!("no readable {} ({e})", p.display())))?
+    } else {
+        let f = hdf5::File::open(path).map_err(|e| bad(format!("not a readable HDF5 volume ({e})")))?;
+        f.dataset(crate::output::PROVENANCE_PATH)
+            .and_then(|d| d.read_scalar::<hdf5::types::VarLenUnicode>())
+            .map(|s| s.to_string())
+            .map_err(|_| bad(format!("no {}: not a `beamline recon` volume", crate::output::PROVENANCE_PATH)))?
+    };
+    serde_json::from_str(&text).map_err(|e| bad(format!("provenance is not what `beamline recon` writes: {e}")))
+}
+
+/// Refuses an output that holds anything unless `--overwrite`; with it, removes what previous runs wrote
+/// there (the files their provenance lists), and only that, refusing if anything else is there.
+fn prepare_output(kind: &OutputKind, opts: &ReconOptions, planned: &[(String, PathBuf)]) -> Result<(), ReconError> {
+    let io = |p: &Path, e: std::io::Error| {
+        ReconError::Write(WriteError::Io { path: p.to_path_buf(), reason: e.to_string() })
+    };
+    match kind {
+        OutputKind::TiffFolder(dir) if opts.part.is_none() => {
+            let entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                Err(_) => Vec::new(),
+            };
+            if !entries.is_empty() {
+                if !opts.overwrite {
+                    return Err(ReconError::OutputNotEmpty { path: dir.clone(), entries: entries.len() });
+                }
+                let mut ours = std::collections::BTreeSet::new();
+                for e in &entries {
+                    let name = e.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    if name.starts_with("provenance") && name.ends_with(".json") {
+                        let prov: Option<Provenance> =
+                            std::fs::read_to_string(e).ok().and_then(|t| serde_json::from_str(&t).ok());
+                        if let Some(prov) = prov {
+                            ours.insert(name);
+                            ours.extend(prov.outputs.into_iter().filter(|o| !o.contains('/') && !o.contains("..")));
+                        }
+                    }
+                }
+                let foreign: Vec<&PathBuf> = entries
+                    .iter()
+                    .filter(|e| !e.file_name().is_some_and(|n| ours.contains(n.to_string_lossy().as_ref())))
+                    .collect();
+                if let Some(first) = foreign.first() {
+                    return Err(ReconError::NotOurs {
+                        path: dir.clone(),
+                        reason: format!(
+                            "{} entries were not written by `beamline recon` (e.g. {}); move them or choose a new output",
+                            foreign.len(),
+                            first.display()
+                        ),
+                    });
+                }
+                for e in &entries {
+                    std::fs::remove_file(e).map_err(|x| io(e, x))?;
+                }
+            }
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))
+        }
+        OutputKind::TiffFolder(dir) => {
+            // One part of a job array: the folder is shared, only this part's files must be new.
+            let exists: Vec<&PathBuf> = planned.iter().map(|p| &p.1).filter(|p| p.exists()).collect();
+            if let Some(first) = exists.first() {
+                if !opts.overwrite {
+                    return Err(ReconError::OutputExists { path: (*first).clone() });
+                }
+                for p in exists {
+                    std::fs::remove_file(p).map_err(|x| io(p, x))?;
+                }
+            }
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))
+        }
+        OutputKind::TiffFile(path) | OutputKind::Hdf5(path) => {
+            if path.exists() {
+                if !opts.overwrite {
+                    return Err(ReconError::OutputExists { path: path.clone() });
+                }
+                if path.is_dir() {
+                    return Err(ReconError::NotOurs { path: path.clone(), reason: "is a folder".into() });
+                }
+                read_provenance(path).map_err(|_| ReconError::NotOurs {
+                    path: path.clone(),
+                    reason: "has no provenance of a `beamline recon` run".into(),
+                })?;
+                for (_, p) in planned {
+                    if p.exists() {
+                        std::fs::remove_file(p).map_err(|x| io(p, x))?;
+                    }
+                }
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What `beamline rerun` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RerunReport {
+    /// The input file re-read.
+    pub input: PathBuf,
+    /// Its SHA-256 as recorded.
+    pub input_sha256_recorded: Option<String>,
+    /// Its SHA-256 now.
+    pub input_sha256_now: String,
+    /// The volume's SHA-256 as recorded.
+    pub output_sha256_recorded: Option<String>,
+    /// The volume's SHA-256 of the re-execution.
+    pub output_sha256_now: String,
+    /// Volume row of the first slice whose hash differs (`None`: none differs).
+    pub first_differing_slice: Option<usize>,
+    /// Slices compared.
+    pub slices: usize,
+    /// The centre used (detector columns), as recorded.
+    pub center: f64,
+}
+
+impl RerunReport {
+    /// Whether the input is unchanged and the re-execution gave the recorded volume bit for bit.
+    pub fn identical(&self) -> bool {
+        self.input_sha256_recorded.as_deref() == Some(self.input_sha256_now.as_str())
+            && self.output_sha256_recorded.as_deref() == Some(self.output_sha256_now.as_str())
+            && self.first_differing_slice.is_none()
+    }
+}
+
+/// `beamline rerun OUTPUT`: reads the provenance `output` holds, checks the input's hash, re-executes the
+/// recorded options (with the centre the run used) into a temporary output beside it, compares the slice
+/// hashes and removes the temporary output.
+pub fn rerun(output: &Path) -> Result<RerunReport, ReconError> {
+    let bad = |reason: String| ReconError::Rerun { path: output.to_path_buf(), reason };
+    let prov = read_provenance(output)?;
+    if !prov.complete || prov.output_sha256.is_none() {
+        return Err(bad("the recorded run did not finish (no output hashes in its provenance); run it again".into()));
+    }
+    let mut opts: ReconOptions = serde_json::from_value(prov.options.clone())
+        .map_err(|e| bad(format!("the provenance holds no options this version can re-execute: {e}")))?;
+    let center =
+        prov.parameters.get("center").and_then(|v| v.as_f64()).ok_or_else(|| bad("no centre recorded".into()))?;
+    opts.center = CenterChoice::Column(center);
+    let input_now =
+        file_sha256(&opts.input).map_err(|source| ReconError::InputHash { path: opts.input.clone(), source })?;
+    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    let ext = output
+        .extension()
+        .filter(|_| !output.is_dir())
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let temp = parent.join(format!(".{stem}.rerun-{}{ext}", std::process::id()));
+    opts.output = temp.clone();
+    opts.overwrite = false;
+    let result = reconstruct_file(&opts, &mut |_| {});
+    let _ = if temp.is_dir() { std::fs::remove_dir_all(&temp) } else { std::fs::remove_file(&temp) };
+    let _ = std::fs::remove_file(sidecar(&temp));
+    let summary = result?;
+    let again = summary.slice_sha256;
+    let first_differing_slice = prov
+        .slice_sha256
+        .iter()
+        .zip(&again)
+        .position(|(a, b)| a != b)
+        .or_else(|| (prov.slice_sha256.len() != again.len()).then_some(prov.slice_sha256.len().min(again.len())))
+        .map(|i| prov.first_slice + i);
+    Ok(RerunReport {
+        input: opts.input.clone(),
+        input_sha256_recorded: prov.input_sha256.clone(),
+        input_sha256_now: input_now,
+        output_sha256_recorded: prov.output_sha256.clone(),
+        output_sha256_now: summary.output_sha256,
+        first_differing_slice,
+        slices: again.len(),
+        center,
+    })
+}
+// --- end issue 14 ---
+
 /// Reconstructs one slice (the middle of `opts.slices`, or of the detector) once per centre in `centers`,
 /// writing `center_<value>.tif` into `opts.output`; returns the files written.
 pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>, ReconError> {
-    let file = NxTomo::open(&opts.input)?;
+    let file = NxTomo::open_selected(&opts.input, &opts.selection)?;
     check_complete(&file, opts)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), None)?;
+    for &c in centers {
+        given_center(&file, c)?;
+    }
     let mid = (rows.start + rows.end) / 2;
     let sino = read_minus_log(&file, mid..mid + 1)?;
     std::fs::create_dir_all(&opts.output)
         .map_err(|e| WriteError::Io { path: opts.output.clone(), reason: e.to_string() })?;
     let mut written = Vec::new();
     for &c in centers {
-        let setup = setup_for(&file, opts, c);
+        let setup = setup_for(&file, opts, file.to_read_column(c));
         let pipe = SinogramPipeline::new(&setup)?;
         let slice = pipe.reconstruct_minus_log(&sino);
         let path = opts.output.join(sweep_name(c));
@@ -863,7 +1303,8 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
         "merged_from": info.iter().map(|i| i.3.display().to_string()).collect::<Vec<_>>(),
         "part_provenance": info.iter().map(|i| i.4.clone()).collect::<Vec<_>>(),
     });
-    let vol = H5Volume::create(out, range.start, range.len(), size, &prov.to_string())?;
+    let voxel = voxel_of_volume(&head.3);
+    let vol = H5Volume::create(out, range.start, range.len(), size, &prov.to_string(), &voxel)?;
     for (first, n, _, p, _) in &info {
         let f = hdf5::File::open(p).map_err(unreadable(p))?;
         let ds = f.dataset(VOLUME_PATH).map_err(unreadable(p))?;
@@ -877,6 +1318,18 @@ pub fn merge_h5_parts(parts: &[PathBuf], out: &Path) -> Result<Range<usize>, Rec
         }
     }
     Ok(range)
+}
+
+/// The voxel size an HDF5 volume records (`x_pixel_size` in its NXdata), `1 pixel` when it records none.
+fn voxel_of_volume(path: &Path) -> Voxel {
+    let read = || -> Option<Voxel> {
+        let f = hdf5::File::open(path).ok()?;
+        let d = f.dataset("/entry/data/x_pixel_size").ok()?;
+        let size = d.read_scalar::<f64>().ok()?;
+        let units = d.attr("units").ok()?.read_scalar::<hdf5::types::VarLenUnicode>().ok()?.to_string();
+        Some(Voxel { size, units })
+    };
+    read().unwrap_or(Voxel { size: 1.0, units: "pixel".into() })
 }
 
 /// Test-only hook: `BEAMLINE_TEST_READ_DELAY_MS=N` makes every slab read sleep N ms first (a slow

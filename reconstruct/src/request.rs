@@ -141,6 +141,34 @@ pub enum RequestError {
     /// Integer samples asked for an HDF5 volume.
     #[error("--bits {0} applies to TIFF output; HDF5 volumes are float32")]
     BitsForHdf5(u32),
+    // --- issue 14 request errors ---
+    /// An even stripe-removal window.
+    #[error("--stripes {0}: the median window must be odd (a centre column and as many on each side), e.g. {lo} or {hi}", lo = .0.saturating_sub(1).max(1), hi = .0 + 1)]
+    StripesEven(usize),
+    /// A binning other than 1, 2 or 4.
+    #[error("--binning {0}: use 2 or 4 (the mean of 2x2 or 4x4 detector pixels), or 1 for none")]
+    Binning(usize),
+    /// `--end-proj`/`--end-column` not after the start.
+    #[error("{option} {end} must be after {start_option} {start} (the end is exclusive)")]
+    EndBeforeStart {
+        /// `--end-proj` or `--end-column`.
+        option: &'static str,
+        /// The end given.
+        end: usize,
+        /// `--start-proj` or `--start-column`.
+        start_option: &'static str,
+        /// The start given (0 when not given).
+        start: usize,
+    },
+    /// `-o NAME.tif` with an HDF5 format or `-o NAME.h5` with TIFF bits, or a file output with `--part`.
+    #[error("-o {output}: {reason}")]
+    OutputName {
+        /// The output given.
+        output: String,
+        /// What does not fit.
+        reason: &'static str,
+    },
+    // --- end issue 14 request errors ---
 }
 
 /// Most trials [`parse_sweep`] gives.
@@ -184,6 +212,18 @@ pub struct ReconRequest {
     // --- issue 14 request fields ---
     /// `--allow-incomplete`: reconstruct a scan with missing frames, coverage or references.
     pub allow_incomplete: bool,
+    /// `--start-proj`: first projection (index among the projections).
+    pub start_proj: Option<usize>,
+    /// `--end-proj`: one past the last projection.
+    pub end_proj: Option<usize>,
+    /// `--start-column`: first detector column read.
+    pub start_column: Option<usize>,
+    /// `--end-column`: one past the last detector column read.
+    pub end_column: Option<usize>,
+    /// `--binning`: 1, 2 or 4.
+    pub binning: usize,
+    /// `--overwrite`: replace what a previous run wrote to the output.
+    pub overwrite: bool,
     // --- end issue 14 request fields ---
 }
 
@@ -192,11 +232,29 @@ impl ReconRequest {
     pub fn options(&self) -> Result<ReconOptions, RequestError> {
         let input = self.input.clone().ok_or(RequestError::NoInput)?;
         let output = self.output.clone().ok_or(RequestError::NoOutput)?;
-        let mut o = ReconOptions::new(input, output);
+        let mut o = ReconOptions::new(input, output.clone());
         o.slices = self.slices.as_deref().map(|s| parse_range(s, "--slices")).transpose()?;
         o.center = parse_center(&self.center)?;
         o.filter = self.filter.parse::<FilterKind>()?;
         o.format = self.format;
+        // --- issue 14: the output's extension says what it is ---
+        let name = output.display().to_string();
+        if crate::pipeline::is_h5_file(&output) {
+            o.format = crate::pipeline::Format::Hdf5;
+        } else if crate::pipeline::is_tiff_file(&output) {
+            if self.format == Format::Hdf5 {
+                return Err(RequestError::OutputName {
+                    output: name,
+                    reason: "a .tif name with --format h5; name the volume NAME.h5 or leave out --format",
+                });
+            }
+            if self.part.is_some() {
+                return Err(RequestError::OutputName {
+                    output: name,
+                    reason: "one multi-page TIFF cannot hold one of several --part runs; give a folder",
+                });
+            }
+        }
         o.bits = parse_bits(self.bits)?;
         if o.format == Format::Hdf5 && o.bits != Bits::F32 {
             return Err(RequestError::BitsForHdf5(self.bits));
@@ -204,6 +262,9 @@ impl ReconRequest {
         o.range = self.range.as_deref().map(|s| parse_pair_f32(s, "--range")).transpose()?;
         o.backend = self.backend;
         o.memory_bytes = parse_size(&self.memory)?;
+        if let Some(w) = self.stripes.filter(|w| w % 2 == 0) {
+            return Err(RequestError::StripesEven(w));
+        }
         o.stripe_size = self.stripes;
         o.zinger = self.zinger;
         o.threads = self.threads;
@@ -212,8 +273,32 @@ impl ReconRequest {
         o.method = self.method;
         // --- issue 14 ---
         o.allow_incomplete = self.allow_incomplete;
+        o.overwrite = self.overwrite;
+        if !matches!(self.binning, 1 | 2 | 4) {
+            return Err(RequestError::Binning(self.binning));
+        }
+        o.selection.binning = self.binning;
+        o.selection.projections = span(self.start_proj, self.end_proj, "--start-proj", "--end-proj")?;
+        o.selection.columns = span(self.start_column, self.end_column, "--start-column", "--end-column")?;
         // --- end issue 14 ---
         Ok(o)
+    }
+}
+
+/// `--start-X A --end-X B` as `A..B` (`None` when neither is given; an open end runs to the file's end,
+/// written `usize::MAX` and resolved by the reader).
+fn span(
+    start: Option<usize>,
+    end: Option<usize>,
+    start_option: &'static str,
+    option: &'static str,
+) -> Result<Option<Range<usize>>, RequestError> {
+    match (start, end) {
+        (None, None) => Ok(None),
+        (s, Some(e)) if e <= s.unwrap_or(0) => {
+            Err(RequestError::EndBeforeStart { option, end: e, start_option, start: s.unwrap_or(0) })
+        }
+        (s, e) => Ok(Some(s.unwrap_or(0)..e.unwrap_or(usize::MAX))),
     }
 }
 
@@ -368,6 +453,12 @@ mod tests {
             size: None,
             method: Method::Fbp,
             allow_incomplete: false,
+            start_proj: None,
+            end_proj: None,
+            start_column: None,
+            end_column: None,
+            binning: 1,
+            overwrite: false,
         }
     }
 
@@ -470,5 +561,37 @@ mod tests {
         let mut r = request();
         r.filter = "box".into();
         assert!(matches!(r.options().unwrap_err(), RequestError::Filter(_)));
+    }
+
+    #[test]
+    fn issue14_options_checked() {
+        let mut r = request();
+        r.stripes = Some(20);
+        assert_eq!(
+            r.options().unwrap_err().to_string(),
+            "--stripes 20: the median window must be odd (a centre column and as many on each side), e.g. 19 or 21"
+        );
+        r.stripes = Some(21);
+        assert_eq!(r.options().unwrap().stripe_size, Some(21));
+        let mut r = request();
+        r.binning = 3;
+        assert!(matches!(r.options().unwrap_err(), RequestError::Binning(3)));
+        let mut r = request();
+        r.binning = 2;
+        r.start_proj = Some(10);
+        r.end_proj = Some(50);
+        r.start_column = Some(4);
+        let o = r.options().unwrap();
+        assert_eq!((o.selection.binning, o.selection.projections), (2, Some(10..50)));
+        assert_eq!(o.selection.columns, Some(4..usize::MAX));
+        r.end_column = Some(4);
+        assert!(matches!(r.options().unwrap_err(), RequestError::EndBeforeStart { option: "--end-column", .. }));
+        let mut r = request();
+        r.output = Some("vol.h5".into());
+        assert_eq!(r.options().unwrap().format, Format::Hdf5);
+        r.output = Some("vol.tif".into());
+        assert_eq!(r.options().unwrap().format, Format::Tiff);
+        r.format = Format::Hdf5;
+        assert!(matches!(r.options().unwrap_err(), RequestError::OutputName { .. }));
     }
 }

@@ -3,6 +3,13 @@
 
 usage: recon_make_nxtomo.py OUT.h5 [--cols N] [--rows R] [--angles A] [--span DEG] [--center C]
                             [--bad nan|zero-flat|no-darks|no-flats|shape] [--stop-after N]
+                            [--layout nxtomo|dxchange] [--compression blosc|bslz4|zstd|gzip|none]
+                            [--theta-units deg|rad|none] [--pixel-size M]
+--layout dxchange writes DXchange as tomocupy does: /exchange/data (projections), data_white, data_dark,
+theta in degrees (--theta-units rad stores radians with units="rad"; none stores degrees without units).
+--compression bslz4 writes Bitshuffle-LZ4 chunks (HDF5 filter 32008) through hdf5plugin.Bitshuffle;
+zstd writes filter 32015, which beamline does not decode. --pixel-size stores x/y_pixel_size in metres.
+--perturb-row R makes detector row R of every projection 10% darker (an altered input).
 --stop-after N writes what a receiver that stopped after N frames leaves: the later frames invalid
 (image_key 3, angle NaN, zero pixels) and /entry/acquisition with frames_expected, frames_received, status
 and series_metadata (range_deg, angles).
@@ -68,6 +75,11 @@ def main():
     ap.add_argument("--center", type=float, default=None)
     ap.add_argument("--bad", default=None)
     ap.add_argument("--stop-after", type=int, default=None)
+    ap.add_argument("--layout", default="nxtomo", choices=["nxtomo", "dxchange"])
+    ap.add_argument("--compression", default="blosc", choices=["blosc", "bslz4", "zstd", "gzip", "none"])
+    ap.add_argument("--theta-units", default="deg", choices=["deg", "rad", "none"])
+    ap.add_argument("--pixel-size", type=float, default=None)
+    ap.add_argument("--perturb-row", type=int, default=None)
     a = ap.parse_args()
     cols, rows, n = a.cols, a.rows, a.angles
     center = (cols - 1) / 2 if a.center is None else a.center
@@ -112,18 +124,54 @@ def main():
         data[first + 5, rows // 2, cols // 3] = np.nan
     if a.bad == "shape":
         angles = angles[:-2]
+    if a.perturb_row is not None:
+        # An altered input: detector row R of every projection 10% darker.
+        p = keys == 0
+        data[p, a.perturb_row] = np.round(data[p, a.perturb_row] * 0.9).astype(data.dtype)
     if a.stop_after is not None:
         keys[a.stop_after:] = 3
         angles[a.stop_after:] = np.nan
         data[a.stop_after:] = 0
+    comp = {
+        "blosc": dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)),
+        "bslz4": dict(hdf5plugin.Bitshuffle(cname="lz4")),
+        "zstd": dict(hdf5plugin.Zstd()),
+        "gzip": dict(compression="gzip"),
+        "none": {},
+    }[a.compression]
+    if a.layout == "dxchange":
+        with h5py.File(a.out, "w") as f:
+            ex = f.create_group("exchange")
+            for name, key in [("data", 0), ("data_white", 1), ("data_dark", 2)]:
+                sel = data[keys == key]
+                if len(sel):
+                    ex.create_dataset(name, data=sel, chunks=(1, rows, cols), **comp)
+            theta = angles[keys == 0]
+            if a.theta_units == "rad":
+                ds = ex.create_dataset("theta", data=np.deg2rad(theta))
+                ds.attrs["units"] = "rad"
+            else:
+                ds = ex.create_dataset("theta", data=theta)
+                if a.theta_units == "deg":
+                    ds.attrs["units"] = "deg"
+            if a.pixel_size is not None:
+                ds = f.create_dataset("/measurement/instrument/detection_system/objective/resolution",
+                                      data=a.pixel_size * 1e6)
+                ds.attrs["units"] = "um"
+        print(json.dumps({"cols": cols, "rows": rows, "angles": n, "center": center, "mu": MU,
+                          "frames": int(len(keys))}))
+        return
     with h5py.File(a.out, "w") as f:
         entry = f.create_group("entry")
         entry.attrs["NX_class"] = "NXentry"
         entry.create_dataset("definition", data="NXtomo")
         det = entry.create_group("instrument").create_group("detector")
         det.attrs["NX_class"] = "NXdetector"
-        det.create_dataset("data", data=data, chunks=(1, rows, cols),
-                           **hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+        det.create_dataset("data", data=data, chunks=(1, rows, cols), **comp)
+        if a.pixel_size is not None:
+            for axis in "xy":
+                ds = det.create_dataset(f"{axis}_pixel_size", data=a.pixel_size)
+                ds.attrs["units"] = "m"
         det.create_dataset("image_key", data=keys)
         sample = entry.create_group("sample")
         sample.attrs["NX_class"] = "NXsample"

@@ -1,5 +1,5 @@
-//! `beamline recon` (NXtomo file to a volume, centre sweeps, merging `--part` outputs) and
-//! `beamline bench recon`.
+//! `beamline recon` (NXtomo or DXchange file to a volume, centre sweeps, merging `--part` outputs),
+//! `beamline rerun OUTPUT` (re-execute a recorded reconstruction and compare) and `beamline bench recon`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +18,21 @@ pub enum Command {
     ///
     /// Example: beamline recon scan.h5 -o out/ --center auto --filter ramp
     Recon(ReconArgs),
+    /// Re-execute the reconstruction an output records and prove it: reads its provenance (input path and
+    /// SHA-256, every option, version, centre used), checks the input's hash, reconstructs again into a
+    /// temporary output beside it and compares the slice hashes. Prints "identical", or what changed and
+    /// the first slice that differs (exit 1).
+    ///
+    /// Example: beamline rerun out/
+    Rerun(RerunArgs),
+}
+
+/// `beamline rerun OUTPUT`.
+#[derive(Debug, Args)]
+pub struct RerunArgs {
+    /// A `beamline recon` output: a TIFF folder (provenance.json), a multi-page TIFF (NAME.provenance.json
+    /// beside it) or an HDF5 volume.
+    output: PathBuf,
 }
 
 /// Benchmarks of this area.
@@ -60,9 +75,11 @@ struct MergeArgs {
 /// Output formats on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FormatArg {
-    /// One float TIFF file per slice (slice_00000.tif ...) plus provenance.json.
+    /// One TIFF file per slice (slice_00000.tif ...) plus provenance.json; with -o NAME.tif one multi-page
+    /// TIFF (provenance in NAME.provenance.json).
     Tiff,
-    /// One HDF5 file, /entry/data/data [slice][y][x] with /entry/provenance.
+    /// One HDF5 file laid out as NeXus: /entry/data (NXdata, @signal) data [slice][y][x], voxel size in
+    /// x/y/z_pixel_size with units, /entry/provenance. Chosen too by -o NAME.h5.
     H5,
 }
 
@@ -89,10 +106,12 @@ enum MethodArg {
 /// The reconstruction arguments.
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// NXtomo HDF5 file (projections, flats, darks selected by image_key).
+    /// NXtomo HDF5 file (projections, flats, darks selected by image_key) or DXchange file (/exchange/data,
+    /// data_white, data_dark, theta in degrees), detected from the file.
     #[arg(required = true)]
     input: Option<PathBuf>,
-    /// Output folder (TIFF), or folder or .h5 file (HDF5).
+    /// Output: a folder (one TIFF per slice), NAME.tif (one multi-page TIFF) or NAME.h5 (one HDF5 volume).
+    /// A folder or file that is not empty is refused unless --overwrite.
     #[arg(short, long, required = true)]
     output: Option<PathBuf>,
     /// Detector rows to reconstruct, A:B with B exclusive (default: all).
@@ -120,7 +139,9 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "tiff")]
     format: FormatArg,
-    /// TIFF bits per sample: 32 (float), 16 or 8 (scaled from --range).
+    /// TIFF bits per sample: 32 (float), 16 or 8 (scaled from --range). Integer TIFFs record their scaling in
+    /// the ImageDescription JSON ("scaling": lo, hi, max) and in SMinSampleValue = lo, SMaxSampleValue = hi;
+    /// back to attenuation per voxel: value = lo + stored * (hi - lo) / max (max 65535 or 255).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=32))]
     bits: u32,
     /// Value range LO:HI mapped to 0..max for 16/8-bit output (default: 0.1/99.9 percentiles of the middle
@@ -145,9 +166,31 @@ struct RunArgs {
     /// Reconstruct only share I of N (1-based) of the slices, e.g. --part $SLURM_ARRAY_TASK_ID/16.
     #[arg(long, value_name = "I/N")]
     part: Option<String>,
-    /// Output slice side in pixels (default: detector width).
+    /// Output slice side in pixels (default: detector width after cropping and binning). Crops or pads the
+    /// slice around the axis; to reduce resolution use --binning.
     #[arg(long)]
     size: Option<usize>,
+    /// Bin detector rows and columns by 2 or 4: the mean of 2x2 or 4x4 pixels, for projections, flats and
+    /// darks alike (values stay attenuation per voxel, of the binned voxel). --slices count binned rows;
+    /// --center stays in detector columns.
+    #[arg(long, default_value_t = 1, value_name = "2|4")]
+    binning: usize,
+    /// First projection to use (0-based index among the projections, as tomocupy's --start-proj).
+    #[arg(long, value_name = "N")]
+    start_proj: Option<usize>,
+    /// One past the last projection to use (as tomocupy's --end-proj).
+    #[arg(long, value_name = "N")]
+    end_proj: Option<usize>,
+    /// First detector column to read (crops the sinogram; --center stays in detector columns).
+    #[arg(long, value_name = "C")]
+    start_column: Option<usize>,
+    /// One past the last detector column to read.
+    #[arg(long, value_name = "C")]
+    end_column: Option<usize>,
+    /// Write into an output that is not empty: first remove what previous `beamline recon` runs wrote there
+    /// (the files their provenance lists, and only those; anything else there is refused).
+    #[arg(long)]
+    overwrite: bool,
     /// Reconstruct even a scan found incomplete (projections covering less than the declared range, frames
     /// the receiver never got, angular gaps, no flats or darks); without it such a scan is refused before any
     /// work starts. Missing darks count as zero, missing flats as the brightest projection per pixel.
@@ -204,6 +247,12 @@ impl RunArgs {
                 MethodArg::Gridrec => Method::Gridrec,
             },
             allow_incomplete: self.allow_incomplete,
+            start_proj: self.start_proj,
+            end_proj: self.end_proj,
+            start_column: self.start_column,
+            end_column: self.end_column,
+            binning: self.binning,
+            overwrite: self.overwrite,
         }
     }
 }
@@ -224,7 +273,10 @@ fn bar(quiet: bool) -> ProgressBar {
 impl Command {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let Command::Recon(args) = self;
+        let args = match self {
+            Command::Recon(args) => args,
+            Command::Rerun(r) => return rerun(&r.output),
+        };
         if let Some(ReconSub::Merge(m)) = args.sub {
             let range = pipeline::merge_h5_parts(&m.parts, &m.output)?;
             println!(
@@ -259,7 +311,7 @@ impl Command {
         let result = pipeline::reconstruct_file(&opts, &mut progress);
         pb.finish_and_clear();
         let s = result.with_context(|| format!("reconstructing {}", opts.input.display()))?;
-        if !run.quiet {
+        if s.backend_worth_telling && !run.quiet {
             eprintln!("{}", s.backend);
         }
         if s.clamped > 0 {
@@ -286,6 +338,42 @@ impl Command {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `beamline rerun OUTPUT`.
+fn rerun(output: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let r = pipeline::rerun(output)?;
+    let short = |h: &str| h.chars().take(16).collect::<String>();
+    let input_ok = r.input_sha256_recorded.as_deref() == Some(r.input_sha256_now.as_str());
+    if input_ok {
+        println!("input {}: sha256 {} as recorded", r.input.display(), short(&r.input_sha256_now));
+    } else {
+        println!(
+            "input {}: sha256 {} but the provenance records {}: the input has changed",
+            r.input.display(),
+            short(&r.input_sha256_now),
+            r.input_sha256_recorded.as_deref().map(short).unwrap_or_else(|| "none".into())
+        );
+    }
+    if r.identical() {
+        println!(
+            "identical: {} slices re-executed (centre {:.2}) give volume sha256 {}",
+            r.slices,
+            r.center,
+            short(&r.output_sha256_now)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match r.first_differing_slice {
+        Some(i) => println!(
+            "differs: slice {i} is the first of {} slices whose values differ (volume sha256 {} now, {} recorded)",
+            r.slices,
+            short(&r.output_sha256_now),
+            r.output_sha256_recorded.as_deref().map(short).unwrap_or_default()
+        ),
+        None => println!("every slice is identical to the recorded ones, but the input is not the recorded input"),
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 impl Bench {
