@@ -135,6 +135,9 @@ pub enum RequestError {
     /// An unknown filter name.
     #[error(transparent)]
     Filter(#[from] UnknownFilter),
+    /// Method settings that do not fit the method (`--iterations` with FBP, ...).
+    #[error(transparent)]
+    MethodOptions(#[from] crate::method::MethodOptionError),
     /// A TIFF depth other than 32, 16 or 8.
     #[error("--bits {0}: use 32, 16 or 8")]
     Bits(u32),
@@ -185,6 +188,10 @@ pub struct ReconRequest {
     /// `--allow-incomplete`: reconstruct a scan with missing frames, coverage or references.
     pub allow_incomplete: bool,
     // --- end issue 14 request fields ---
+    // --- issue 15 request fields ---
+    /// `--iterations`, `--nonnegative`, `--init` (SIRT and CGLS).
+    pub method_options: crate::method::MethodOptions,
+    // --- end issue 15 request fields ---
 }
 
 impl ReconRequest {
@@ -213,6 +220,10 @@ impl ReconRequest {
         // --- issue 14 ---
         o.allow_incomplete = self.allow_incomplete;
         // --- end issue 14 ---
+        // --- issue 15 ---
+        self.method_options.iterative_for(self.method)?;
+        o.method_options = self.method_options;
+        // --- end issue 15 ---
         Ok(o)
     }
 }
@@ -368,6 +379,7 @@ mod tests {
             size: None,
             method: Method::Fbp,
             allow_incomplete: false,
+            method_options: Default::default(),
         }
     }
 
