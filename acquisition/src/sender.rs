@@ -230,12 +230,13 @@ impl SeriesSender {
     }
 
     fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), SendError> {
-        self.push(parts, true)
+        self.push(parts)
     }
 
     /// Sends one multipart message. While ZeroMQ cannot take it (no receiver, or one that lags), reads
-    /// acknowledgements (acting on them when `act`) and says every 5 s that it waits.
-    fn push(&mut self, parts: &[&[u8]], act: bool) -> Result<(), SendError> {
+    /// acknowledgements (without acting on them: a frame sent again now could overtake this one) and says
+    /// every 5 s that it waits.
+    fn push(&mut self, parts: &[&[u8]]) -> Result<(), SendError> {
         let last = parts.len() - 1;
         let t0 = Instant::now();
         let mut said = t0;
@@ -254,7 +255,7 @@ impl SeriesSender {
                                 t0.elapsed().as_secs()
                             );
                         }
-                        self.service(Duration::ZERO, act)?;
+                        self.service(Duration::ZERO, false)?;
                     }
                     Err(e) => return Err(self.zerr("send", e)),
                 }
@@ -281,7 +282,7 @@ impl SeriesSender {
         if std::mem::take(&mut a.actions.send_start) {
             let start = self.series.as_ref().map(|s| s.start.clone()).unwrap_or_default();
             tracing::info!("sending the series start again to the restarted receiver");
-            self.push(&[Kind::SeriesStart.tag(), &start], false)?;
+            self.push(&[Kind::SeriesStart.tag(), &start])?;
         }
         while self.acked.as_mut().is_some_and(|a| std::mem::take(&mut a.actions.resend)) {
             self.resend()?;
@@ -302,13 +303,13 @@ impl SeriesSender {
                 continue; // acknowledged meanwhile
             };
             mark_resent(&mut header);
-            self.push(&[Kind::Frame.tag(), &header, &payload], false)?;
+            self.push(&[Kind::Frame.tag(), &header, &payload])?;
             if let Some(a) = self.acked.as_mut() {
                 a.resent += 1;
             }
         }
         if let Some(end) = self.series.as_ref().and_then(|s| s.end.clone()) {
-            self.push(&[Kind::SeriesEnd.tag(), &end], false)?;
+            self.push(&[Kind::SeriesEnd.tag(), &end])?;
         }
         Ok(())
     }
@@ -477,7 +478,7 @@ impl SeriesSender {
             if self.acked.is_some() {
                 self.buffer_frame(header.index.0, &hdr, payload)?;
             }
-            self.push(&[Kind::Frame.tag(), &hdr, payload], true)
+            self.push(&[Kind::Frame.tag(), &hdr, payload])
         })();
         self.header = hdr;
         r?;
@@ -523,6 +524,13 @@ impl SeriesSender {
         let s = self.series.take();
         self.last_skipped = s.as_ref().map_or(0, |s| s.skipped);
         r?;
+        let held = self.acked.as_ref().map(|a| a.held.len());
+        if let Some(held) = held.filter(|h| *h < frames_sent) {
+            return Err(SendError::ReceiverFailed(format!(
+                "it closed the series holding {held} of the {frames_sent} frames sent (was it restarted without \
+                 --resume, so that it started the file afresh?)"
+            )));
+        }
         Ok(frames_sent)
     }
 
