@@ -245,3 +245,41 @@ fn disk_full_closes_the_file_as_failed_and_tells_the_sender() {
     let r = check(&file, &exp, true);
     assert_eq!(r["checked_frames"].as_u64(), Some(held as u64), "{r}");
 }
+
+#[test]
+fn a_replay_into_a_slow_receiver_reports_sent_only_what_the_receiver_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A source file to replay: 60 frames received normally.
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let src = dir.path().join("src.h5");
+    let rx = spawn_receiver(&ep, &src, &[]);
+    let tx = beamline()
+        .args(["simulate", "--connect", &ep, "--size", "64", "--angles", "50", "--flats", "5", "--darks", "5"])
+        .args(["--series", "src", "-q"])
+        .output()
+        .unwrap();
+    ok(&tx, "simulate (source)");
+    ok(&wait(rx, Duration::from_secs(60), "receive (source)"), "receive (source)");
+    // Replayed into a receiver that takes 40 ms per frame: the sender's last frames and its series end wait
+    // in queues when it has sent everything; it must wait for the receiver's word, not report early.
+    let out = dir.path().join("slow.h5");
+    let rx = tests::beamline()
+        .args(["receive", "--bind", &ep, "--ack", &ack, "--output", out.to_str().unwrap(), "-q"])
+        .env("BEAMLINE_TEST_WRITE_DELAY_MS", "40")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tx = beamline();
+    tx.args(["simulate", "--connect", &ep, "--ack", &ack, "--replay", src.to_str().unwrap(), "--series", "slow", "-q"]);
+    let line = ok(&tx.output().unwrap(), "simulate --replay --ack");
+    // The sender has returned: the receiver has already closed the file with every frame.
+    let f = hdf5::File::open(&out).unwrap();
+    let status: hdf5::types::VarLenUnicode = f.dataset("entry/acquisition/status").unwrap().read_scalar().unwrap();
+    let received: u64 = f.dataset("entry/acquisition/frames_received").unwrap().read_scalar().unwrap();
+    drop(f);
+    assert_eq!((status.as_str(), received), ("complete", 60), "{line}");
+    assert!(line.contains("60 frames") && line.contains("all 60 confirmed on disk"), "{line}");
+    let closing = ok(&wait(rx, Duration::from_secs(60), "receive (slow)"), "receive (slow)");
+    assert!(closing.contains("received 60, rejected 0, missing 0; status complete"), "{closing}");
+}
