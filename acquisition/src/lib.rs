@@ -5,6 +5,7 @@
 //! recompress a frame on the ingest path, and it must never panic on anything that arrives over the wire.
 #![warn(missing_docs)]
 
+pub mod ack;
 pub mod bench;
 pub mod blosc;
 pub mod budget;

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, TrySendError};
 
+use crate::ack::{AckPublisher, IndexRanges};
 use crate::blosc::{decompress_validated, validate_chunk, BloscError};
 use crate::budget::ByteBudget;
 use crate::protocol::{
@@ -80,6 +81,12 @@ pub struct ReceiverConfig {
     pub provenance: Provenance,
     /// Called on the writer thread for every series start, written frame and series end (default none).
     pub observer: Option<Arc<dyn FrameObserver>>,
+    /// Publish acknowledgements (`have` messages, PROTOCOL.md) on a PUB socket bound at this endpoint (or
+    /// connected, with `connect`); `None` (the default) sends none.
+    pub ack_endpoint: Option<String>,
+    /// With `Output::File`: when the file exists and holds a series never closed (a killed receiver's
+    /// file), reopen it and go on receiving that series instead of starting afresh.
+    pub resume: bool,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -96,6 +103,8 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("verify_payload", &self.verify_payload)
             .field("provenance", &self.provenance)
             .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .field("ack_endpoint", &self.ack_endpoint)
+            .field("resume", &self.resume)
             .finish()
     }
 }
@@ -118,6 +127,8 @@ impl ReceiverConfig {
                 software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
             },
             observer: None,
+            ack_endpoint: None,
+            resume: false,
         }
     }
 }
@@ -222,6 +233,9 @@ pub struct ReceiveSummary {
     pub series: Vec<SeriesSummary>,
     /// Messages rejected while no series was open.
     pub rejected_outside_series: Rejections,
+    /// Frames marked `resent` whose index was already accepted: dropped, expected after a restart, not
+    /// rejections.
+    pub resent_duplicates: u64,
 }
 
 impl ReceiveSummary {
@@ -253,6 +267,7 @@ pub struct Receiver {
     cfg: ReceiverConfig,
     _ctx: zmq::Context,
     socket: zmq::Socket,
+    ack: Option<zmq::Socket>,
     stop: StopHandle,
     live: Arc<LiveCounters>,
     budget: Arc<ByteBudget>,
@@ -363,15 +378,39 @@ impl Receiver {
                 .bind(&cfg.endpoint)
                 .map_err(|e| zerr("bind", e, ": is another receiver running there? choose another --endpoint"))?;
         }
+        let ack = match &cfg.ack_endpoint {
+            None => None,
+            Some(ep) => {
+                let aerr = |op, source, hint| ReceiveError::Zmq { op, endpoint: ep.clone(), cause: source, hint };
+                let pubs = ctx.socket(zmq::PUB).map_err(|e| aerr("socket", e, ""))?;
+                // The last state (a series closed or failed) must reach the sender before the process exits.
+                pubs.set_linger(1000).map_err(|e| aerr("set_linger", e, ""))?;
+                if cfg.connect {
+                    pubs.connect(ep).map_err(|e| aerr("connect", e, ": check the --ack endpoint"))?;
+                } else {
+                    pubs.bind(ep).map_err(|e| aerr("bind", e, ": is another receiver using this --ack endpoint?"))?;
+                }
+                Some(pubs)
+            }
+        };
         let budget = Arc::new(ByteBudget::new(cfg.queue_bytes));
         Ok(Receiver {
             cfg,
             _ctx: ctx,
             socket,
+            ack,
             stop: StopHandle::default(),
             live: Arc::new(LiveCounters::default()),
             budget,
         })
+    }
+
+    /// The acknowledgement endpoint actually bound, when acknowledgements are on.
+    pub fn ack_endpoint(&self) -> Option<String> {
+        match self.ack.as_ref()?.get_last_endpoint() {
+            Ok(Ok(e)) => Some(e),
+            _ => self.cfg.ack_endpoint.clone(),
+        }
     }
 
     /// The endpoint actually bound (resolves `tcp://127.0.0.1:*` to the chosen port).
@@ -404,31 +443,71 @@ impl Receiver {
     }
 
     /// Receives until stopped (or, with `Output::File`, until one series ended); returns what happened.
-    pub fn run(self) -> Result<ReceiveSummary, ReceiveError> {
+    pub fn run(mut self) -> Result<ReceiveSummary, ReceiveError> {
         let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(self.cfg.queue_frames.max(1));
         let flush = self.cfg.flush_interval;
         let prov = self.cfg.provenance.clone();
         let (stop, live, budget) = (self.stop.clone(), self.live.clone(), self.budget.clone());
         let observer = Watcher(self.cfg.observer.clone());
+        let (resumed, open) = self.reopen()?;
+        let mut ack = self.ack.take().map(AckPublisher::new);
+        if let (Some(a), Some(w), Some(o)) = (ack.as_mut(), resumed.as_ref(), open.as_ref()) {
+            a.open(&o.start.series, o.start.frames, w.held().fold(IndexRanges::new(), |mut r, i| {
+                r.insert(i);
+                r
+            }));
+        }
+        let extras = WriterExtras { ack, current: resumed };
         let writer = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || writer_loop(rx, flush, prov, stop, live, budget, observer))
+            .spawn(move || writer_loop(rx, flush, prov, stop, live, budget, observer, extras))
             .map_err(|e| ReceiveError::Thread(e.to_string()))?;
         let mut rejected_outside = Rejections::default();
-        let received = self.receive_loop(&tx, &mut rejected_outside);
+        let mut resent_duplicates = 0;
+        let received = self.receive_loop(&tx, &mut rejected_outside, open, &mut resent_duplicates);
         drop(tx);
         let written = writer.join().map_err(|_| ReceiveError::Thread("writer thread panicked".into()))?;
         let series = written?;
         received?;
-        Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside })
+        if resent_duplicates > 0 {
+            tracing::info!(resent_duplicates, "frames sent again that were already held were dropped (not errors)");
+        }
+        Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside, resent_duplicates })
     }
 
-    fn receive_loop(&self, tx: &ChanTx<ToWriter>, outside: &mut Rejections) -> Result<(), ReceiveError> {
+    /// With `resume` and `Output::File`: reopens a file left by a killed receiver (see
+    /// [`NxtomoWriter::reopen`]). An absent or empty file is no error (the series starts afresh).
+    fn reopen(&self) -> Result<(Option<NxtomoWriter>, Option<OpenSeries>), ReceiveError> {
+        let Output::File(path) = &self.cfg.output else { return Ok((None, None)) };
+        if !self.cfg.resume || std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+            return Ok((None, None));
+        }
+        let (w, start) = NxtomoWriter::reopen(path)?;
+        let mut seen = vec![false; start.frames as usize];
+        for i in w.held() {
+            if let Some(s) = seen.get_mut(i as usize) {
+                *s = true;
+            }
+        }
+        self.live.expected.store(start.frames, Ordering::Relaxed);
+        self.live.received.store(w.held().count() as u64, Ordering::Relaxed);
+        tracing::info!(series = %start.series, path = %path.display(), "resuming series");
+        let open =
+            OpenSeries { frame_bytes: start.frame_bytes(), seen, rejected: Rejections::default(), start: start.clone() };
+        Ok((Some(w), Some(open)))
+    }
+
+    fn receive_loop(
+        &self,
+        tx: &ChanTx<ToWriter>,
+        outside: &mut Rejections,
+        mut open: Option<OpenSeries>,
+        resent_duplicates: &mut u64,
+    ) -> Result<(), ReceiveError> {
         let mut p0 = zmq::Message::new();
         let mut p1 = zmq::Message::new();
         let mut payload = zmq::Message::new();
         let mut extra = zmq::Message::new();
-        let mut open: Option<OpenSeries> = None;
         let mut verify_buf: Vec<u8> = Vec::new();
         let zerr =
             |source| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), cause: source, hint: "" };
@@ -490,6 +569,7 @@ impl Receiver {
                     }
                 }
                 Ok(Flow::WriterGone) => break,
+                Ok(Flow::ResentDuplicate) => *resent_duplicates += 1,
                 Err((reason, detail)) => {
                     let tally = match open.as_mut() {
                         Some(s) => &mut s.rejected,
@@ -513,6 +593,12 @@ impl Receiver {
 
     fn on_start(&self, json: &[u8], open: &mut Option<OpenSeries>, tx: &ChanTx<ToWriter>) -> Verdict {
         let start = decode_series_start(json).map_err(protocol_reason)?;
+        if let Some(s) = open.as_ref().filter(|s| same_series(&s.start, &start)) {
+            // The same series started again: its sender was restarted (`--resume`), or this receiver
+            // was, and reopened the file. The series goes on.
+            tracing::info!(series = %s.start.series, "series start repeated: the series goes on");
+            return Ok(Flow::Continue);
+        }
         if let Some(s) = open.as_ref() {
             return Err((
                 Reason::SeriesInProgress,
@@ -556,6 +642,9 @@ impl Receiver {
             .get_mut(i as usize)
             .ok_or_else(|| (Reason::IndexOutOfRange, format!("frame index {i} not below {}", s.start.frames)))?;
         if *seen {
+            if crate::ack::is_resent(json) {
+                return Ok(Flow::ResentDuplicate);
+            }
             return Err((Reason::DuplicateFrame, format!("frame {i} already received")));
         }
         if let Some(sent) = d.checksum {
@@ -618,6 +707,24 @@ enum Flow {
     Continue,
     SeriesDone,
     WriterGone,
+    /// A frame marked `resent` whose index is already held: dropped, counted, not a rejection.
+    ResentDuplicate,
+}
+
+/// Whether two series starts describe the same series (id, shape, dtype, compression, frame count).
+fn same_series(a: &SeriesStart, b: &SeriesStart) -> bool {
+    a.series == b.series
+        && a.shape == b.shape
+        && a.dtype == b.dtype
+        && a.compression == b.compression
+        && a.frames == b.frames
+        && a.byte_order == b.byte_order
+}
+
+/// What the writer thread gets besides the queue: the acknowledgement publisher and a reopened file.
+struct WriterExtras {
+    ack: Option<AckPublisher>,
+    current: Option<NxtomoWriter>,
 }
 
 type Verdict = Result<Flow, (Reason, String)>;
@@ -668,6 +775,7 @@ impl Watcher {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn writer_loop(
     rx: ChanRx<ToWriter>,
     flush: Duration,
@@ -676,11 +784,14 @@ fn writer_loop(
     live: Arc<LiveCounters>,
     budget: Arc<ByteBudget>,
     mut observer: Watcher,
+    extras: WriterExtras,
 ) -> Result<Vec<SeriesSummary>, ReceiveError> {
+    let WriterExtras { mut ack, mut current } = extras;
     let mut done = Vec::new();
-    let mut current: Option<NxtomoWriter> = None;
     let mut total = 0u64;
     let mut dropped = 0u64;
+    // With acknowledgements the writer wakes at least every heartbeat to publish its state.
+    let tick = if ack.is_some() { flush.min(crate::ack::HEARTBEAT) } else { flush };
     let result = (|| -> Result<(), WriteError> {
         loop {
             let msg = {
@@ -689,7 +800,7 @@ fn writer_loop(
                     None => tracing::debug_span!("wait.idle", until = "next series"),
                 }
                 .entered();
-                rx.recv_timeout(flush)
+                rx.recv_timeout(tick)
             };
             tracing::trace!(counter.queue_depth = rx.len() as u64);
             match msg {
@@ -701,9 +812,12 @@ fn writer_loop(
                         continue;
                     }
                     if let Some(w) = current.as_mut() {
-                        let written = w.write_frame(&h, &payload);
+                        let written = w.check_space(h.index, payload.len() as u64).and_then(|()| w.write_frame(&h, &payload));
                         if written.is_ok() {
                             observer.notify("frame", |o| o.frame(&h, &payload));
+                            if let Some(a) = ack.as_mut() {
+                                a.written(h.index.0);
+                            }
                         }
                         budget.release(payload.len() as u64);
                         drop(payload);
@@ -711,6 +825,7 @@ fn writer_loop(
                         total += 1;
                         tracing::trace!(counter.frames = total);
                         w.maybe_flush(flush)?;
+                        acknowledge(ack.as_mut(), w);
                     }
                 }
                 Ok(ToWriter::Start(b)) => {
@@ -720,11 +835,18 @@ fn writer_loop(
                         observer.notify("series_end", |o| o.series_end(None));
                     }
                     current = Some(NxtomoWriter::create(&path, &start, &prov)?);
+                    if let Some(a) = ack.as_mut() {
+                        a.open(&start.series, start.frames, IndexRanges::new());
+                    }
                     observer.notify("series_start", |o| o.series_start(&start));
                 }
                 Ok(ToWriter::End(end, rejected)) => {
                     if let Some(w) = current.take() {
-                        done.push(w.finish(end.as_deref(), rejected)?);
+                        let summary = w.finish(end.as_deref(), rejected)?;
+                        if let Some(a) = ack.as_mut() {
+                            a.closed(summary.status.map_or("incomplete", |s| s.as_str()));
+                        }
+                        done.push(summary);
                         live.series_done.fetch_add(1, Ordering::Relaxed);
                         observer.notify("series_end", |o| o.series_end(end.as_deref()));
                     }
@@ -732,15 +854,22 @@ fn writer_loop(
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(w) = current.as_mut() {
                         w.maybe_flush(flush)?;
+                        acknowledge(ack.as_mut(), w);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     if let Some(w) = current.take() {
                         done.push(w.finish(None, Rejections::default())?);
+                        if let Some(a) = ack.as_mut() {
+                            a.closed("incomplete (receiver stopped before series end)");
+                        }
                         observer.notify("series_end", |o| o.series_end(None));
                     }
                     return Ok(());
                 }
+            }
+            if let Some(a) = ack.as_mut() {
+                a.heartbeat();
             }
         }
     })();
@@ -748,11 +877,47 @@ fn writer_loop(
         tracing::warn!(dropped, "stopped at once: {dropped} queued frames were not written (listed as missing)");
     }
     match result {
-        Ok(()) => Ok(done),
+        Ok(()) => {
+            if let Some(a) = ack.as_mut() {
+                a.linger(ACK_LINGER);
+            }
+            Ok(done)
+        }
         Err(e) => {
             tracing::error!("writer stopped: {e}");
             stop.stop();
+            // The series cannot go on: close the file consistent (frames written before intact, status
+            // `failed: ...`) and tell the sender.
+            let status = match e {
+                WriteError::DiskFull { .. } => "failed: disk full",
+                _ => "failed: write error",
+            };
+            if let Some(w) = current.take() {
+                let path = w.path().to_path_buf();
+                match w.finish_failed(status, Rejections::default()) {
+                    Ok(_) => tracing::info!(path = %path.display(), "closed with status `{status}`"),
+                    Err(e2) => tracing::error!(path = %path.display(), "could not close the file cleanly: {e2}"),
+                }
+                observer.notify("series_end", |o| o.series_end(None));
+            }
+            if let Some(a) = ack.as_mut() {
+                a.failed(status, &e.to_string());
+                a.linger(ACK_LINGER);
+            }
             Err(e.into())
+        }
+    }
+}
+
+/// How long a receiver with acknowledgements goes on publishing its last state before it exits, so that a
+/// sender waiting for it (a series closed, a disk full) hears it.
+const ACK_LINGER: Duration = Duration::from_millis(600);
+
+/// After a (possible) flush: once nothing written is unflushed, the frames written are held; publishes.
+fn acknowledge(ack: Option<&mut AckPublisher>, w: &NxtomoWriter) {
+    if let Some(a) = ack {
+        if !w.is_dirty() && a.has_pending() {
+            a.flushed();
         }
     }
 }

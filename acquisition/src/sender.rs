@@ -2,8 +2,14 @@
 //! and [`FanOutSender`], one series dealt over several receivers (see [`fanout`]).
 
 pub mod fanout;
+pub mod replay_buffer;
 
 pub use fanout::FanOutSender;
+
+use std::time::{Duration, Instant};
+
+use crate::ack::{mark_resent, AckListener, HaveState, IndexRanges};
+use replay_buffer::Acked;
 
 use crate::blosc::{BloscError, Codec};
 use crate::protocol::{
@@ -33,6 +39,22 @@ pub enum SendError {
     /// A frame or end was sent with no series open, or a series was started while one is open.
     #[error("{0}")]
     State(&'static str),
+    /// The receiver said it cannot go on with the series (disk full, ...).
+    #[error("the receiver stopped the series: {0}")]
+    ReceiverFailed(String),
+    /// No acknowledgement came for too long.
+    #[error(
+        "no acknowledgement from the receiver on {ack_endpoint} for {waited:?}: {unconfirmed} frames sent \
+         but not confirmed (is `beamline receive` running with --ack {ack_endpoint}?)"
+    )]
+    Unconfirmed {
+        /// The ack endpoint.
+        ack_endpoint: String,
+        /// Frames sent that the receiver never said it holds.
+        unconfirmed: u64,
+        /// How long nothing was heard.
+        waited: Duration,
+    },
     /// The pixel buffer does not have the size the series declares.
     #[error("frame has {got} bytes, the series declares {expected}")]
     FrameSize {
@@ -48,7 +70,37 @@ struct OpenSeries {
     compression: Compression,
     frame_bytes: usize,
     sent: u64,
+    frames: u64,
+    /// The encoded series start (sent again to a restarted receiver).
+    start: Vec<u8>,
+    /// The encoded series end, once sent.
+    end: Option<Vec<u8>>,
+    /// With `resume`: what the receiver held when the series started (not sent again).
+    skip: IndexRanges,
+    skipped: u64,
 }
+
+/// What the acknowledgements showed, for a sender's closing line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckStats {
+    /// The replay buffer's cap, bytes.
+    pub buffer_cap: u64,
+    /// The most payload bytes the replay buffer held.
+    pub peak_buffered: u64,
+    /// Frames sent again (after a receiver restart).
+    pub resent: u64,
+    /// Receiver restarts seen.
+    pub restarts: u64,
+    /// Frames not sent because the receiver already held them (`resume`).
+    pub skipped: u64,
+    /// Time spent waiting for room in the replay buffer.
+    pub blocked: Duration,
+}
+
+/// Send timeout: a blocked send wakes this often to read acknowledgements and to say it waits.
+const SEND_POLL: Duration = Duration::from_millis(100);
+/// A sender waiting on its receiver says so this often.
+const SAY_EVERY: Duration = Duration::from_secs(5);
 
 /// A PUSH socket sending one series at a time. Memory is bounded by the send high-water mark.
 pub struct SeriesSender {
@@ -60,6 +112,10 @@ pub struct SeriesSender {
     series: Option<OpenSeries>,
     threads: usize,
     checksum: bool,
+    acked: Option<Acked>,
+    resume: bool,
+    ack_timeout: Duration,
+    last_skipped: u64,
 }
 
 /// Default send high-water mark, in messages.
@@ -81,6 +137,8 @@ impl SeriesSender {
         let err = |op, source| SendError::Zmq { op, endpoint: endpoint.to_string(), cause: source };
         let socket = ctx.socket(zmq::PUSH).map_err(|e| err("socket", e))?;
         socket.set_sndhwm(DEFAULT_SNDHWM).map_err(|e| err("set_sndhwm", e))?;
+        // A blocked send wakes up to read acknowledgements and to say that it waits (never freezes).
+        socket.set_sndtimeo(SEND_POLL.as_millis() as i32).map_err(|e| err("set_sndtimeo", e))?;
         // Deliver what is queued when dropped, but never hang for ever on a vanished receiver.
         socket.set_linger(10_000).map_err(|e| err("set_linger", e))?;
         if bind {
@@ -97,7 +155,52 @@ impl SeriesSender {
             series: None,
             threads: 1,
             checksum: true,
+            acked: None,
+            resume: false,
+            ack_timeout: Duration::from_secs(60),
+            last_skipped: 0,
         })
+    }
+
+    /// Turns on acknowledgements (PROTOCOL.md, "Acknowledgements"): a SUB socket connected to the
+    /// receiver's ack endpoint (bound instead with `bind`), and a replay buffer of `buffer_bytes` holding
+    /// every frame sent until the receiver says it is on disk. A full buffer makes sending wait.
+    pub fn enable_acks(&mut self, ack_endpoint: &str, bind: bool, buffer_bytes: u64) -> Result<(), SendError> {
+        let listener = AckListener::open(&self._ctx, ack_endpoint, bind).map_err(|e| SendError::Zmq {
+            op: if bind { "bind" } else { "connect" },
+            endpoint: ack_endpoint.to_string(),
+            cause: e,
+        })?;
+        self.acked = Some(Acked::new(listener, buffer_bytes));
+        Ok(())
+    }
+
+    /// With acknowledgements on: the next series is one this sender (or an earlier run of it) already sent
+    /// in part; after its start the sender waits for the receiver's `have` and sends only the frames the
+    /// receiver does not hold.
+    pub fn set_resume(&mut self, on: bool) {
+        self.resume = on;
+    }
+
+    /// How long the sender waits without hearing the receiver before giving up (default 60 s).
+    pub fn set_ack_timeout(&mut self, d: Duration) {
+        self.ack_timeout = d;
+    }
+
+    /// What the acknowledgements showed (all zero without them).
+    pub fn ack_stats(&self) -> AckStats {
+        let skipped = self.series.as_ref().map_or(0, |s| s.skipped) + self.last_skipped;
+        match &self.acked {
+            None => AckStats::default(),
+            Some(a) => AckStats {
+                buffer_cap: a.buffer.cap(),
+                peak_buffered: a.buffer.peak(),
+                resent: a.resent,
+                restarts: a.restarts,
+                skipped,
+                blocked: a.blocked,
+            },
+        }
     }
 
     /// Sets the send high-water mark (messages queued before `send_frame` blocks).
@@ -126,11 +229,151 @@ impl SeriesSender {
         SendError::Zmq { op, endpoint: self.endpoint.clone(), cause: source }
     }
 
-    fn send_parts(&self, parts: &[&[u8]]) -> Result<(), SendError> {
+    fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), SendError> {
+        self.push(parts)
+    }
+
+    /// Sends one multipart message. While ZeroMQ cannot take it (no receiver, or one that lags), reads
+    /// acknowledgements (without acting on them: a frame sent again now could overtake this one) and says
+    /// every 5 s that it waits.
+    fn push(&mut self, parts: &[&[u8]]) -> Result<(), SendError> {
         let last = parts.len() - 1;
+        let t0 = Instant::now();
+        let mut said = t0;
         for (i, p) in parts.iter().enumerate() {
             let flags = if i < last { zmq::SNDMORE } else { 0 };
-            self.socket.send(*p, flags).map_err(|e| self.zerr("send", e))?;
+            loop {
+                match self.socket.send(*p, flags) {
+                    Ok(()) => break,
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
+                        if said.elapsed() >= SAY_EVERY {
+                            said = Instant::now();
+                            let (sent, frames) = self.series.as_ref().map_or((0, 0), |s| (s.sent, s.frames));
+                            tracing::warn!(
+                                "no receiver at {} after {} s; frames {sent}/{frames} waiting",
+                                self.endpoint,
+                                t0.elapsed().as_secs()
+                            );
+                        }
+                        self.service(Duration::ZERO, false)?;
+                    }
+                    Err(e) => return Err(self.zerr("send", e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads acknowledgements (waiting up to `wait`); with `act`, sends the series start and the frames a
+    /// restarted receiver needs. Fails when the receiver failed the series.
+    fn service(&mut self, wait: Duration, act: bool) -> Result<(), SendError> {
+        let Some(a) = self.acked.as_mut() else {
+            std::thread::sleep(wait);
+            return Ok(());
+        };
+        let Some(id) = self.series.as_ref().map(|s| s.id.clone()) else { return Ok(()) };
+        a.poll(wait, &id);
+        if let Some(f) = a.failure() {
+            return Err(SendError::ReceiverFailed(f));
+        }
+        if !act {
+            return Ok(());
+        }
+        if std::mem::take(&mut a.actions.send_start) {
+            let start = self.series.as_ref().map(|s| s.start.clone()).unwrap_or_default();
+            tracing::info!("sending the series start again to the restarted receiver");
+            self.push(&[Kind::SeriesStart.tag(), &start])?;
+        }
+        while self.acked.as_mut().is_some_and(|a| std::mem::take(&mut a.actions.resend)) {
+            self.resend()?;
+        }
+        Ok(())
+    }
+
+    /// Sends every frame still unacknowledged again (marked `resent`), then the series end if it was sent.
+    fn resend(&mut self) -> Result<(), SendError> {
+        let indices = self.acked.as_ref().map(|a| a.buffer.indices()).unwrap_or_default();
+        if !indices.is_empty() {
+            tracing::info!("sending {} unacknowledged frames again", indices.len());
+        }
+        for i in indices {
+            let Some((mut header, payload)) =
+                self.acked.as_ref().and_then(|a| a.buffer.get(i)).map(|b| (b.header.clone(), b.payload.clone()))
+            else {
+                continue; // acknowledged meanwhile
+            };
+            mark_resent(&mut header);
+            self.push(&[Kind::Frame.tag(), &header, &payload])?;
+            if let Some(a) = self.acked.as_mut() {
+                a.resent += 1;
+            }
+        }
+        if let Some(end) = self.series.as_ref().and_then(|s| s.end.clone()) {
+            self.push(&[Kind::SeriesEnd.tag(), &end])?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `done` holds for the acknowledgement state, reading acknowledgements and acting on
+    /// them; says every 5 s what it waits for and gives up after the ack timeout without a word from the
+    /// receiver.
+    fn wait_for(&mut self, what: &str, done: impl Fn(&Acked) -> bool) -> Result<(), SendError> {
+        let t0 = Instant::now();
+        let mut said = t0;
+        loop {
+            let Some(a) = self.acked.as_ref() else { return Ok(()) };
+            if done(a) {
+                return Ok(());
+            }
+            let quiet = a.last_heard.map_or(t0.elapsed(), |t| t.elapsed().min(t0.elapsed()));
+            if quiet >= self.ack_timeout {
+                return Err(SendError::Unconfirmed {
+                    ack_endpoint: a.listener.endpoint().to_string(),
+                    unconfirmed: a.buffer.len() as u64,
+                    waited: quiet,
+                });
+            }
+            if said.elapsed() >= SAY_EVERY {
+                said = Instant::now();
+                let (sent, frames) = self.series.as_ref().map_or((0, 0), |s| (s.sent, s.frames));
+                tracing::warn!(
+                    "waiting {} s for {what} ({} on {}); frames {sent}/{frames} sent, {} unconfirmed ({} bytes \
+                     in the replay buffer)",
+                    t0.elapsed().as_secs(),
+                    if quiet >= SAY_EVERY { "no receiver heard" } else { "receiver heard" },
+                    a.listener.endpoint(),
+                    a.buffer.len(),
+                    a.buffer.bytes()
+                );
+            }
+            self.service(SEND_POLL, true)?;
+        }
+    }
+
+    /// Keeps a frame just encoded in the replay buffer (waiting for room), when acknowledgements are on.
+    fn buffer_frame(&mut self, index: u64, header: &[u8], payload: &[u8]) -> Result<(), SendError> {
+        let n = payload.len() as u64;
+        if self.acked.as_ref().is_none_or(|a| a.buffer.fits(n)) {
+            self.service(Duration::ZERO, true)?;
+        }
+        if self.acked.as_ref().is_some_and(|a| !a.buffer.fits(n)) {
+            let t0 = Instant::now();
+            if let Some(a) = self.acked.as_ref() {
+                tracing::info!(
+                    "replay buffer full ({} frames, {} of {} bytes unacknowledged): waiting for the receiver",
+                    a.buffer.len(),
+                    a.buffer.bytes(),
+                    a.buffer.cap()
+                );
+            }
+            let r = self.wait_for("room in the replay buffer", |a| a.buffer.fits(n));
+            if let Some(a) = self.acked.as_mut() {
+                a.blocked += t0.elapsed();
+            }
+            r?;
+        }
+        if let Some(a) = self.acked.as_mut() {
+            a.buffer.insert(index, header.to_vec(), payload.to_vec());
         }
         Ok(())
     }
@@ -145,14 +388,46 @@ impl SeriesSender {
             Compression::None => None,
             Compression::Blosc1(p) => Some(Codec::new(p, start.dtype.size()).with_threads(self.threads)),
         };
-        self.send_parts(&[Kind::SeriesStart.tag(), &encode_series_start(start)])?;
+        let encoded = encode_series_start(start);
         self.series = Some(OpenSeries {
             id: start.series.clone(),
             compression: start.compression,
             frame_bytes: start.frame_bytes(),
             sent: 0,
+            frames: start.frames,
+            start: encoded.clone(),
+            end: None,
+            skip: IndexRanges::new(),
+            skipped: 0,
         });
+        self.last_skipped = 0;
+        if let Some(a) = self.acked.as_mut() {
+            a.begin();
+        }
+        self.send_parts(&[Kind::SeriesStart.tag(), &encoded])?;
+        if self.resume && self.acked.is_some() {
+            // Resuming: what does the receiver hold of this series already?
+            self.wait_for("the receiver's list of frames it holds", |a| {
+                matches!(a.state, Some(HaveState::Receiving) | Some(HaveState::Closed))
+            })?;
+            let held = self.acked.as_ref().map(|a| a.held.clone()).unwrap_or_default();
+            tracing::info!("resuming: the receiver holds {} of {} frames", held.len(), start.frames);
+            if let Some(s) = self.series.as_mut() {
+                s.skip = held;
+            }
+        }
         Ok(())
+    }
+
+    /// True when frame `index` need not be sent: resuming, and the receiver holds it already.
+    fn skips(&mut self, index: u64) -> bool {
+        match self.series.as_mut() {
+            Some(s) if s.skip.contains(index) => {
+                s.skipped += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Sends one frame: `pixels_le` are the little-endian pixels, compressed here as the series declares.
@@ -161,64 +436,136 @@ impl SeriesSender {
         if pixels_le.len() != s.frame_bytes {
             return Err(SendError::FrameSize { got: pixels_le.len(), expected: s.frame_bytes });
         }
-        let payload = match (&mut self.codec, s.compression) {
-            (Some(codec), Compression::Blosc1(_)) => codec.compress(pixels_le)?,
-            _ => pixels_le,
+        let compression = s.compression;
+        if self.skips(header.index.0) {
+            return Ok(());
+        }
+        let mut codec = self.codec.take();
+        let payload = match (&mut codec, compression) {
+            (Some(codec), Compression::Blosc1(_)) => codec.compress(pixels_le),
+            _ => Ok(pixels_le),
         };
+        let r = match payload {
+            Ok(p) => self.send_one(header, p),
+            Err(e) => Err(e.into()),
+        };
+        self.codec = codec;
+        r
+    }
+
+    /// Sends a frame whose payload is already encoded as the series declares (a blosc1 chunk or raw pixels);
+    /// used by replay and benchmarks. The payload is not checked here; the receiver checks it.
+    pub fn send_encoded(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
+        if self.series.is_none() {
+            return Err(SendError::State("send_encoded before start_series"));
+        }
+        if self.skips(header.index.0) {
+            return Ok(());
+        }
+        self.send_one(header, payload)
+    }
+
+    fn send_one(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
+        let id = self.series.as_ref().map(|s| s.id.clone()).unwrap_or_default();
         let sum = self.checksum.then(|| payload_checksum(payload));
-        encode_frame_header_with(&s.id, header, sum, &mut self.header);
-        send3(&self.socket, &self.header, payload).map_err(|e| SendError::Zmq {
-            op: "send",
-            endpoint: self.endpoint.clone(),
-            cause: e,
-        })?;
+        let mut hdr = std::mem::take(&mut self.header);
+        encode_frame_header_with(&id, header, sum, &mut hdr);
+        if self.resume {
+            // A resumed series: any frame may have reached the receiver before (unflushed, so not listed).
+            mark_resent(&mut hdr);
+        }
+        let r = (|| {
+            if self.acked.is_some() {
+                self.buffer_frame(header.index.0, &hdr, payload)?;
+            }
+            self.push(&[Kind::Frame.tag(), &hdr, payload])
+        })();
+        self.header = hdr;
+        r?;
         if let Some(s) = self.series.as_mut() {
             s.sent += 1;
         }
         Ok(())
     }
 
-    /// Sends a frame whose payload is already encoded as the series declares (a blosc1 chunk or raw pixels);
-    /// used by replay and benchmarks. The payload is not checked here; the receiver checks it.
-    pub fn send_encoded(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
-        let s = self.series.as_mut().ok_or(SendError::State("send_encoded before start_series"))?;
-        let sum = self.checksum.then(|| payload_checksum(payload));
-        encode_frame_header_with(&s.id, header, sum, &mut self.header);
-        s.sent += 1;
-        send3(&self.socket, &self.header, payload).map_err(|e| SendError::Zmq {
-            op: "send",
-            endpoint: self.endpoint.clone(),
-            cause: e,
-        })
-    }
-
-    /// Sends raw multipart messages (tests and fuzzers use this to send anything at all).
+    /// Sends raw multipart messages (tests and fuzzers use this to send anything at all). Waits while
+    /// ZeroMQ cannot take the message; reads no acknowledgements.
     pub fn send_raw(&self, parts: &[&[u8]]) -> Result<(), SendError> {
-        if parts.is_empty() {
-            return Ok(());
+        let Some(last) = parts.len().checked_sub(1) else { return Ok(()) };
+        for (i, p) in parts.iter().enumerate() {
+            let flags = if i < last { zmq::SNDMORE } else { 0 };
+            loop {
+                match self.socket.send(*p, flags) {
+                    Ok(()) => break,
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => continue,
+                    Err(e) => return Err(self.zerr("send", e)),
+                }
+            }
         }
-        self.send_parts(parts)
+        Ok(())
     }
 
     /// Ends the open series with a status and optional final metadata (a JSON object the writer stores).
-    /// Returns the number of frames sent.
+    /// Returns the number of frames of the series sent (by this sender, plus, when resuming, those the
+    /// receiver already held). With acknowledgements on, returns only once the receiver says it closed the
+    /// file holding every frame (sending again whatever a restarted receiver lacks).
     pub fn end_series(&mut self, status: SeriesStatus, metadata: Option<serde_json::Value>) -> Result<u64, SendError> {
-        let s = self.series.take().ok_or(SendError::State("end_series without an open series"))?;
-        let end =
-            SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id, frames_sent: s.sent, status: Some(status), metadata };
+        let s = self.series.as_ref().ok_or(SendError::State("end_series without an open series"))?;
+        let frames_sent = s.sent + s.skipped;
+        let end = SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id.clone(), frames_sent, status: Some(status), metadata };
         end.validate()?;
-        self.send_parts(&[Kind::SeriesEnd.tag(), &encode_series_end(&end)])?;
-        Ok(s.sent)
+        let encoded = encode_series_end(&end);
+        if let Some(s) = self.series.as_mut() {
+            s.end = Some(encoded.clone());
+        }
+        let r = self
+            .send_parts(&[Kind::SeriesEnd.tag(), &encoded])
+            .and_then(|()| self.wait_for("the receiver to close the series", |a| a.closed()));
+        let s = self.series.take();
+        self.last_skipped = s.as_ref().map_or(0, |s| s.skipped);
+        r?;
+        let held = self.acked.as_ref().map(|a| a.held.len());
+        if let Some(held) = held.filter(|h| *h < frames_sent) {
+            return Err(SendError::ReceiverFailed(format!(
+                "it closed the series holding {held} of the {frames_sent} frames sent (was it restarted without \
+                 --resume, so that it started the file afresh?)"
+            )));
+        }
+        Ok(frames_sent)
     }
 
     /// Frames sent in the open series (0 when none is open).
     pub fn frames_sent(&self) -> u64 {
         self.series.as_ref().map_or(0, |s| s.sent)
     }
-}
 
-fn send3(socket: &zmq::Socket, header: &[u8], payload: &[u8]) -> Result<(), zmq::Error> {
-    socket.send(Kind::Frame.tag(), zmq::SNDMORE)?;
-    socket.send(header, zmq::SNDMORE)?;
-    socket.send(payload, 0)
+    /// Closes the sender without acknowledgements: waits up to `limit` for ZeroMQ to hand every queued
+    /// message to the receiver's connection (calling `waiting(elapsed)` every 5 s meanwhile). Returns false
+    /// when the limit ran out with messages possibly undelivered (at most the send high-water mark's worth
+    /// of frames, and the series end). With acknowledgements on, [`end_series`](Self::end_series) already
+    /// confirmed everything and this returns true at once.
+    pub fn close(self, limit: Duration, mut waiting: impl FnMut(Duration)) -> bool {
+        let SeriesSender { _ctx: ctx, socket, acked, .. } = self;
+        let confirmed = acked.is_some();
+        let ms = if confirmed { 0 } else { limit.as_millis().min(i32::MAX as u128) as i32 };
+        let _ = socket.set_linger(ms);
+        drop(socket);
+        drop(acked);
+        let t0 = Instant::now();
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        // Terminating the context blocks until the queue is delivered or the linger runs out.
+        let term = std::thread::spawn(move || {
+            drop(ctx);
+            let _ = tx.send(());
+        });
+        loop {
+            match rx.recv_timeout(SAY_EVERY) {
+                Ok(()) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => waiting(t0.elapsed()),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let _ = term.join();
+        confirmed || t0.elapsed() + Duration::from_millis(50) < limit
+    }
 }

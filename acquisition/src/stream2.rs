@@ -621,7 +621,7 @@ impl Stream2Receiver {
         if let Some(s) = open.take() {
             done.push(close(s, None, &self.cfg)?);
         }
-        Ok(ReceiveSummary { series: done, rejected_outside_series: outside })
+        Ok(ReceiveSummary { series: done, rejected_outside_series: outside, resent_duplicates: 0 })
     }
 
     /// Handles one decoded message; `Ok(true)` when a series ended.

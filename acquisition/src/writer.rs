@@ -35,6 +35,32 @@ pub enum WriteError {
         /// The HDF5 error.
         cause: hdf5::Error,
     },
+    /// The disk holding the file has no room for the next frame.
+    #[error(
+        "disk full: {path} is on a file system with {free} bytes free, frame {index} needs {needed} (with \
+         {reserve} bytes kept for closing the file). The file was closed with status `failed: disk full`; \
+         frames written before are intact. Free space or choose another --output / --output-dir"
+    )]
+    DiskFull {
+        /// The file.
+        path: PathBuf,
+        /// Bytes free on its file system (for an unprivileged process).
+        free: u64,
+        /// The frame that did not fit.
+        index: FrameIndex,
+        /// Its payload size.
+        needed: u64,
+        /// Bytes kept free for the metadata written when the file is closed.
+        reserve: u64,
+    },
+    /// The file cannot be reopened to resume its series.
+    #[error("cannot resume {path}: {why}")]
+    Resume {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// Writing a frame's chunk failed.
     #[error(
         "writing frame {index} ({bytes} bytes) to {path} failed (OS says: {os}). \
@@ -394,12 +420,17 @@ impl NxtomoWriter {
             )
         });
         if rc < 0 {
-            return Err(WriteError::Chunk {
-                index: h.index,
-                bytes: payload.len(),
-                path: self.path.clone(),
-                os: std::io::Error::last_os_error(),
-            });
+            let os = std::io::Error::last_os_error();
+            if os.raw_os_error() == Some(libc::ENOSPC) {
+                return Err(WriteError::DiskFull {
+                    path: self.path.clone(),
+                    free: free_bytes(&self.path).unwrap_or(0),
+                    index: h.index,
+                    needed: payload.len() as u64,
+                    reserve: 0,
+                });
+            }
+            return Err(WriteError::Chunk { index: h.index, bytes: payload.len(), path: self.path.clone(), os });
         }
         if let (Some(k), Some(a), Some(t)) = (self.keys.get_mut(i), self.angles.get_mut(i), self.times.get_mut(i)) {
             *k = h.image_key.code() as i32;
@@ -410,6 +441,105 @@ impl NxtomoWriter {
         self.received += 1;
         self.bytes += payload.len() as u64;
         self.dirty = true;
+        Ok(())
+    }
+
+    /// Reopens `path`, a file this writer created for a series that was never closed (its status is still
+    /// `receiving`: the receiver was killed), to go on writing it. Returns the writer and the series start
+    /// stored in the file; every frame whose `image_key` in the file is not 3 counts as held.
+    pub fn reopen(path: &Path) -> Result<(NxtomoWriter, SeriesStart), WriteError> {
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), cause: source }
+        };
+        let resume = |why: String| WriteError::Resume { path: path.to_path_buf(), why };
+        let _s = tracing::debug_span!("hdf5.reopen", path = %path.display()).entered();
+        let file = File::open_rw(path).map_err(err("reopen file"))?;
+        close_on_exec(&file).map_err(err("reopen file"))?;
+        let acq = file.group(nx::ACQUISITION).map_err(err("open /entry/acquisition"))?;
+        let read_str = |name: &str| -> Result<String, WriteError> {
+            let ds = acq.dataset(name).map_err(err(name))?;
+            let v = ds.read_scalar::<hdf5::types::VarLenUnicode>().map_err(err(name))?;
+            Ok(v.as_str().to_string())
+        };
+        let status = read_str(acq::STATUS)?;
+        // `receiving`: the receiver was killed; `incomplete ...`: it was stopped before the series end.
+        if status != "receiving" && !status.starts_with("incomplete") {
+            return Err(resume(format!(
+                "its series is already closed (status `{status}`): nothing to resume. Choose another --output"
+            )));
+        }
+        let start: SeriesStart = serde_json::from_str(&read_str(acq::SERIES_START)?)
+            .map_err(|e| resume(format!("its stored series start does not decode ({e})")))?;
+        start.validate().map_err(|e| resume(format!("its stored series start is invalid ({e})")))?;
+        let build = || -> hdf5::Result<NxtomoWriter> {
+            let data = file.dataset(nx::DATA)?;
+            let image_key = file.dataset(nx::IMAGE_KEY)?;
+            let angle = file.dataset(nx::ROTATION_ANGLE)?;
+            let timestamp = file.dataset(nx::FRAME_TIMESTAMP)?;
+            let keys: Vec<i32> = image_key.read_raw()?;
+            let angles: Vec<f64> = angle.read_raw()?;
+            let times: Vec<f64> = timestamp.read_raw()?;
+            let n = start.frames as usize;
+            if keys.len() != n || angles.len() != n || times.len() != n {
+                return Err(hdf5::Error::from("per-frame vectors do not have the series' length"));
+            }
+            let received = keys.iter().filter(|k| **k != INVALID).count() as u64;
+            Ok(NxtomoWriter {
+                path: path.to_path_buf(),
+                series: start.series.clone(),
+                file: file.clone(),
+                data,
+                image_key,
+                angle,
+                timestamp,
+                acquisition: acq.clone(),
+                keys,
+                angles,
+                times,
+                dirty_chunks: Default::default(),
+                received,
+                dirty: false,
+                last_flush: Instant::now(),
+                created: Instant::now(),
+                bytes: 0,
+            })
+        };
+        let w = build().map_err(err("read the NXtomo tree to resume"))?;
+        // Back to receiving: what closing the file wrote (lists of missing frames) is written again at the end.
+        let reset = || -> hdf5::Result<()> {
+            for name in [acq::MISSING_FRAMES, acq::NOT_SENT_FRAMES] {
+                if acq.link_exists(name) {
+                    acq.unlink(name)?;
+                }
+            }
+            set_str(&acq, acq::STATUS, "receiving")?;
+            file.flush()
+        };
+        reset().map_err(err("mark the file as receiving again"))?;
+        tracing::info!(path = %path.display(), held = w.received, frames = start.frames, "reopened to resume");
+        Ok((w, start))
+    }
+
+    /// Indices of the frames held (written, with an `image_key` other than 3 in memory).
+    pub fn held(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.iter().enumerate().filter(|(_, k)| **k != INVALID).map(|(i, _)| i as u64)
+    }
+
+    /// True when frames were written since the last flush.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Fails with [`WriteError::DiskFull`] when the file system holding the file has less than `bytes`
+    /// plus a reserve for closing the file free (checked before each frame: a frame that does not fit is not
+    /// started, so the file stays consistent and can still be closed).
+    pub fn check_space(&self, index: FrameIndex, bytes: u64) -> Result<(), WriteError> {
+        let Some(free) = free_bytes(&self.path) else { return Ok(()) };
+        let reserve = CLOSE_RESERVE + (self.keys.len() as u64) * 8;
+        if free < bytes.saturating_add(reserve) {
+            return Err(WriteError::DiskFull { path: self.path.clone(), free, index, needed: bytes, reserve });
+        }
         Ok(())
     }
 
@@ -441,7 +571,22 @@ impl NxtomoWriter {
 
     /// Writes the end of the series (status, end time, counts, missing frames, final metadata) and closes
     /// the file. `end` is `None` when the receiver stopped before the series end arrived.
-    pub fn finish(mut self, end: Option<&SeriesEnd>, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
+    pub fn finish(self, end: Option<&SeriesEnd>, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
+        self.finish_with(end, rejected, None)
+    }
+
+    /// Closes the file after a failure that ends the series (disk full): status `status` (e.g.
+    /// `failed: disk full`), every frame not written listed as missing, frames written before intact.
+    pub fn finish_failed(self, status: &str, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
+        self.finish_with(None, rejected, Some(status))
+    }
+
+    fn finish_with(
+        mut self,
+        end: Option<&SeriesEnd>,
+        rejected: Rejections,
+        failed: Option<&str>,
+    ) -> Result<SeriesSummary, WriteError> {
         self.flush()?;
         let absent: Vec<FrameIndex> =
             self.keys.iter().enumerate().filter(|(_, k)| **k == INVALID).map(|(i, _)| FrameIndex(i as u64)).collect();
@@ -457,7 +602,10 @@ impl NxtomoWriter {
             set_u64(acq, acq::FRAMES_NOT_SENT, not_sent.len() as u64)?;
             set_u64(acq, acq::FRAMES_REJECTED, rejected.total())?;
             set_str(acq, acq::REJECTED_BY_REASON, &rejected.to_json().to_string())?;
-            let status = status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str());
+            let status = match failed {
+                Some(f) => f,
+                None => status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str()),
+            };
             set_str(acq, acq::STATUS, status)?;
             if let Some(e) = end {
                 set_u64(acq, acq::FRAMES_SENT, e.frames_sent)?;
@@ -484,6 +632,22 @@ impl NxtomoWriter {
             bytes_written: self.bytes,
         })
     }
+}
+
+/// Bytes kept free when deciding whether a frame fits: room for the metadata written when the file is
+/// closed (status, counts, missing list, end time), plus 8 bytes per declared frame for the missing list.
+pub const CLOSE_RESERVE: u64 = 256 << 10;
+
+/// Bytes free for an unprivileged process on the file system holding `path` (`None` when unknown).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path, `st` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Test-only hook: `BEAMLINE_TEST_WRITE_DELAY_MS=N` makes every chunk write sleep N ms inside its

@@ -146,6 +146,24 @@ pub struct SimulateArgs {
     /// c-blosc threads used to compress.
     #[arg(long, default_value_t = 1)]
     pub compress_threads: usize,
+    /// Listen for the receiver's acknowledgements on this endpoint (where `beamline receive --ack` binds):
+    /// every frame stays in the replay buffer until the receiver has it on disk, a restarted receiver gets
+    /// what it lacks, and the sender exits only once the receiver closed the file.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub ack: Option<String>,
+    /// Replay buffer for unacknowledged frames, MiB (with --ack); when full, sending waits.
+    #[arg(long, default_value_t = 256, requires = "ack")]
+    pub replay_buffer_mib: u64,
+    /// Resume a series sent in part before (same --series and settings): ask the receiver which frames it
+    /// holds and send only the others (needs --ack).
+    #[arg(long, requires = "ack")]
+    pub resume: bool,
+    /// With --ack: give up after this many seconds without a word from the receiver.
+    #[arg(long, default_value_t = 60)]
+    pub ack_timeout_s: u64,
+    /// Without --ack: wait at most this many seconds at exit for ZeroMQ to deliver the queued frames.
+    #[arg(long, default_value_t = 60)]
+    pub linger_s: u64,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -188,6 +206,13 @@ pub struct ReceiveArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Publish acknowledgements (which frames are on disk) on this endpoint, for `simulate --ack`.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub ack: Option<String>,
+    /// With --output: if the file holds a series a killed (or stopped) receiver never closed, reopen it
+    /// and go on receiving that series (its frames on disk are kept and acknowledged).
+    #[arg(long, requires = "output")]
+    pub resume: bool,
     /// Wire format: `beamline` (our protocol) or `stream2` (DECTRIS SIMPLON stream v2, CBOR; connect to the
     /// detector with `--connect tcp://DETECTOR:31001`).
     #[arg(long, default_value = "beamline", value_parser = ["beamline", "stream2"])]
@@ -311,6 +336,11 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         None => (a.connect.clone(), SeriesSender::connect(&a.connect)?),
     };
     sender.set_compress_threads(a.compress_threads);
+    if let Some(ack) = &a.ack {
+        sender.enable_acks(ack, a.bind.is_some(), a.replay_buffer_mib.max(1) << 20)?;
+        sender.set_resume(a.resume);
+        sender.set_ack_timeout(Duration::from_secs(a.ack_timeout_s.max(1)));
+    }
     let series = a.series.clone().unwrap_or_else(|| format!("sim-{}", acquisition::protocol::now_timestamp() as u64));
     let compression = compression_of(a.compression, a.clevel, a.shuffle);
     let fps = (a.fps > 0.0).then_some(a.fps);
@@ -339,9 +369,39 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         n
     };
     let secs = t0.elapsed().as_secs_f64();
+    let stats = sender.ack_stats();
+    if a.ack.is_some() {
+        println!(
+            "sent series {series}: {sent} frames to {endpoint} in {secs:.2} s ({:.1} frames/s); all {sent} \
+             confirmed on disk by the receiver; replay buffer peak {} of {} bytes, {} frames sent again after \
+             {} receiver restarts, {} already held (resume), {:.2} s waiting for room",
+            sent as f64 / secs.max(1e-9),
+            stats.peak_buffered,
+            stats.buffer_cap,
+            stats.resent,
+            stats.restarts,
+            stats.skipped,
+            stats.blocked.as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let limit = Duration::from_secs(a.linger_s);
+    let delivered = sender.close(limit, |t| {
+        eprintln!("waiting {} s for ZeroMQ to deliver the last frames to {endpoint}", t.as_secs())
+    });
+    if !delivered {
+        println!(
+            "sent series {series}: {sent} frames to {endpoint}, but the last ones (up to {} frames and the series \
+             end) were still queued after {} s and are unconfirmed: is the receiver running? (use --ack to know \
+             exactly)",
+            acquisition::sender::DEFAULT_SNDHWM,
+            a.linger_s
+        );
+        return Ok(ExitCode::from(3));
+    }
     println!(
-        "sent series {series}: {sent} frames to {endpoint} in {secs:.2} s ({:.1} frames/s); \
-         the receiver's closing line says how many it kept",
+        "sent series {series}: {sent} frames to {endpoint} in {secs:.2} s ({:.1} frames/s), handed to the \
+         connection (not confirmed on disk: use --ack); the receiver's closing line says how many it kept",
         sent as f64 / secs.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
@@ -370,6 +430,8 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     cfg.queue_bytes = a.queue_mib << 20;
     cfg.flush_interval = Duration::from_millis(a.flush_ms.max(1));
     cfg.verify_payload = a.verify_payload;
+    cfg.ack_endpoint = a.ack.clone();
+    cfg.resume = a.resume;
     if a.format == "stream2" {
         return receive_stream2(cfg, a.quiet, single);
     }
@@ -450,6 +512,12 @@ fn report(summary: &ReceiveSummary) -> ExitCode {
     for s in &summary.series {
         println!("{}", closing_line(s));
         complete &= s.missing.is_empty() && s.status.is_some();
+    }
+    if summary.resent_duplicates > 0 {
+        println!(
+            "frames sent again that were already held: {} (dropped; expected after a restart, not errors)",
+            summary.resent_duplicates
+        );
     }
     let outside = summary.rejected_outside_series;
     if outside.total() > 0 {

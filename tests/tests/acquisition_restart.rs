@@ -1,0 +1,285 @@
+//! A restart loses nothing (issue 11 §2, §4, §6 g): real `beamline simulate` and `beamline receive`
+//! processes with the acknowledgement back-channel (`--ack`), checked with h5py + hdf5plugin against the
+//! simulator's deterministic frames.
+//!
+//! * the receiver is killed (`kill -9`) three times at seeded moments of a 1,000-frame series and restarted
+//!   with `--resume` each time: the final file holds every frame bit-exact, nothing missing, and the
+//!   sender's replay buffer never held more than its cap;
+//! * the sender is killed and restarted with `--resume`: it sends only what the receiver lacks;
+//! * a sender with no receiver says so within seconds instead of freezing, and one without `--ack` that
+//!   cannot deliver its last frames exits non-zero saying they are unconfirmed;
+//! * disk full (a small tmpfs): the receiver closes the file `failed: disk full`, tells the sender, and both
+//!   exit non-zero.
+
+mod acquisition_common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use acquisition::protocol::{BloscParams, Compression, Degrees, Dtype};
+use acquisition::sim::{Schedule, SimConfig};
+use acquisition_common::{check, ok, simulated, spawn_receiver, wait};
+use tests::{beamline, free_endpoint};
+
+const SIZE: usize = 64;
+const SEED: u64 = 7;
+
+/// 10 darks, 10 flats, 980 projections: 1,000 frames.
+fn schedule() -> Schedule {
+    Schedule { darks: 10, flats: 10, angles: 980, range: Degrees(180.0) }
+}
+
+fn sim_cfg() -> SimConfig {
+    let mut cfg = SimConfig::new(SIZE, SIZE, Dtype::Uint16);
+    cfg.seed = SEED;
+    cfg
+}
+
+/// `beamline simulate` of [`schedule`] to `ep` with acknowledgements on `ack`, plus `extra`.
+fn sender(ep: &str, ack: &str, series: &str, extra: &[&str]) -> Command {
+    let mut c = beamline();
+    c.args(["simulate", "--connect", ep, "--ack", ack, "--size", &SIZE.to_string(), "--angles", "980"])
+        .args(["--flats", "10", "--darks", "10", "--seed", &SEED.to_string(), "--series", series, "-q"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// A small deterministic generator (the kill moments must be "random" but reproducible).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
+
+fn wait_for_file(path: &Path, rx: &mut Child) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        assert!(rx.try_wait().unwrap().is_none(), "receiver exited before creating {}", path.display());
+        assert!(t0.elapsed() < Duration::from_secs(60), "receiver never created {}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A number in `text` right after `before`.
+fn number_after(text: &str, before: &str) -> u64 {
+    let at = text.find(before).unwrap_or_else(|| panic!("{before:?} not in {text:?}")) + before.len();
+    text[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+}
+
+fn expected_file(dir: &Path, series: &str) -> PathBuf {
+    simulated(series, &sim_cfg(), &schedule(), Compression::Blosc1(BloscParams::default())).write(dir, "expected")
+}
+
+#[test]
+fn a_receiver_killed_three_times_mid_series_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let file = dir.path().join("restart.h5");
+    let rx_args = ["--ack", ack.as_str(), "--resume", "--flush-ms", "100"];
+    let mut rx = spawn_receiver(&ep, &file, &rx_args);
+    // A 1 MiB replay buffer holds about 150 of these frames: far fewer than the series.
+    let tx = sender(&ep, &ack, "restart", &["--fps", "150", "--replay-buffer-mib", "1"]).spawn().unwrap();
+    let mut rng = Lcg(2026);
+    wait_for_file(&file, &mut rx);
+    for k in 0..3 {
+        std::thread::sleep(Duration::from_millis(rng.next_ms(700, 1500)));
+        assert!(rx.try_wait().unwrap().is_none(), "receiver {k} exited before its kill");
+        rx.kill().unwrap(); // SIGKILL
+        rx.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.next_ms(50, 400)));
+        rx = spawn_receiver(&ep, &file, &rx_args);
+    }
+    let tx_out = wait(tx, Duration::from_secs(180), "simulate");
+    let rx_out = wait(rx, Duration::from_secs(60), "receive");
+    let line = ok(&tx_out, "simulate");
+    let closing = ok(&rx_out, "receive (restarted 3 times)");
+    eprintln!("{line}{closing}");
+    assert!(closing.contains("missing 0; status complete"), "{closing}");
+    // The sender saw the restarts, sent frames again, and never buffered more than its cap.
+    let peak = number_after(&line, "replay buffer peak ");
+    let cap = number_after(&line, &format!("replay buffer peak {peak} of "));
+    assert_eq!(cap, 1 << 20);
+    assert!(peak <= cap && peak > 0, "{line}");
+    let resent = number_after(&line, "bytes, ");
+    let restarts = number_after(&line, &format!("bytes, {resent} frames sent again after "));
+    assert_eq!(restarts, 3, "{line}");
+    assert!(resent > 0, "{line}");
+    let r = check(&file, &expected_file(dir.path(), "restart"), false);
+    assert_eq!(r["checked_frames"].as_u64(), Some(1000), "{r}");
+}
+
+#[test]
+fn a_sender_restarted_with_resume_sends_only_what_the_receiver_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let file = dir.path().join("resume.h5");
+    let mut rx = spawn_receiver(&ep, &file, &["--ack", &ack, "--flush-ms", "100"]);
+    let mut first = sender(&ep, &ack, "resume", &["--fps", "200"]).spawn().unwrap();
+    wait_for_file(&file, &mut rx);
+    std::thread::sleep(Duration::from_millis(1500));
+    first.kill().unwrap(); // SIGKILL: its queue and replay buffer are gone
+    first.wait().unwrap();
+    let second = sender(&ep, &ack, "resume", &["--resume"]).spawn().unwrap();
+    let line = ok(&wait(second, Duration::from_secs(120), "simulate --resume"), "simulate --resume");
+    let closing = ok(&wait(rx, Duration::from_secs(60), "receive"), "receive");
+    eprintln!("{line}{closing}");
+    assert!(closing.contains("missing 0; status complete"), "{closing}");
+    let held = number_after(&line, "receiver restarts, ");
+    assert!(held > 50 && held < 1000, "the resumed sender skipped {held} frames: {line}");
+    let r = check(&file, &expected_file(dir.path(), "resume"), false);
+    assert_eq!(r["checked_frames"].as_u64(), Some(1000), "{r}");
+}
+
+/// Reads a child's stderr until `needle` appears (or `limit` passes); returns what was read.
+fn stderr_until(child: &mut Child, needle: &str, limit: Duration) -> String {
+    let mut err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let t0 = Instant::now();
+    let mut text = String::new();
+    while t0.elapsed() < limit && !text.contains(needle) {
+        if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
+            text.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    text
+}
+
+#[test]
+fn a_sender_with_no_receiver_says_so_within_seconds_and_unconfirmed_frames_fail_the_exit() {
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    // With acknowledgements: the replay buffer never empties; the sender says it waits.
+    let t0 = Instant::now();
+    let mut tx = sender(&ep, &ack, "alone", &[]).spawn().unwrap();
+    let err = stderr_until(&mut tx, "no receiver", Duration::from_secs(15));
+    let _ = tx.kill();
+    let _ = tx.wait();
+    assert!(err.contains(&format!("no receiver at {ep} after 5 s; frames ")), "{err}");
+    assert!(err.contains("/1000 waiting"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(15));
+    // Without: 10 frames fit in ZeroMQ's queue, so every send returns, but none is delivered.
+    let out = beamline()
+        .args(["simulate", "--connect", &ep, "--size", "16", "--angles", "8", "--flats", "1", "--darks", "1"])
+        .args(["--linger-s", "2", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("are unconfirmed"), "{stdout}");
+}
+
+/// A tmpfs mounted for the test, unmounted however the test ends.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
+        assert!(st.is_ok_and(|s| s.success()), "mount -t tmpfs failed: this test needs root (CI runs as root)");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let done = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !done {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn disk_full_closes_the_file_as_failed_and_tells_the_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = Tmpfs::mount(&dir.path().join("small"), "8m");
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let file = mnt.0.join("full.h5");
+    let rx = spawn_receiver(&ep, &file, &["--ack", &ack, "--flush-ms", "100"]);
+    // 100 raw 256 x 256 uint16 frames: 12.5 MiB into 8 MiB.
+    let tx = beamline()
+        .args(["simulate", "--connect", &ep, "--ack", &ack, "--size", "256", "--angles", "90", "--flats", "5"])
+        .args(["--darks", "5", "--compression", "none", "--series", "full", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tx_out = wait(tx, Duration::from_secs(120), "simulate into a full disk");
+    let rx_out = wait(rx, Duration::from_secs(60), "receive onto a full disk");
+    let (tx_err, rx_err) = (String::from_utf8_lossy(&tx_out.stderr), String::from_utf8_lossy(&rx_out.stderr));
+    assert!(!rx_out.status.success(), "the receiver must exit non-zero: {rx_err}");
+    assert!(rx_err.contains("disk full") && rx_err.contains(file.to_str().unwrap()), "{rx_err}");
+    assert!(rx_err.contains("bytes free"), "the message names the free space: {rx_err}");
+    assert!(!tx_out.status.success(), "the sender must exit non-zero: {tx_err}");
+    assert!(tx_err.contains("the receiver stopped the series: failed: disk full"), "{tx_err}");
+    // The file is closed consistent: status failed, every frame before the failure intact.
+    let f = hdf5::File::open(&file).unwrap();
+    let status: hdf5::types::VarLenUnicode = f.dataset("entry/acquisition/status").unwrap().read_scalar().unwrap();
+    assert_eq!(status.as_str(), "failed: disk full");
+    let keys: Vec<i32> = f.dataset("entry/instrument/detector/image_key").unwrap().read_raw().unwrap();
+    let missing: Vec<u64> = f.dataset("entry/acquisition/missing_frames").unwrap().read_raw().unwrap();
+    drop(f);
+    let held = keys.iter().filter(|k| **k != 3).count();
+    assert!(held >= 20 && held < 100, "{held} frames held");
+    assert_eq!(missing.len(), 100 - held);
+    let mut cfg = SimConfig::new(256, 256, Dtype::Uint16);
+    cfg.seed = 1;
+    let sch = Schedule { darks: 5, flats: 5, angles: 90, range: Degrees(180.0) };
+    let exp = simulated("full", &cfg, &sch, Compression::None).write(dir.path(), "expected");
+    let r = check(&file, &exp, true);
+    assert_eq!(r["checked_frames"].as_u64(), Some(held as u64), "{r}");
+}
+
+#[test]
+fn a_replay_into_a_slow_receiver_reports_sent_only_what_the_receiver_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A source file to replay: 60 frames received normally.
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let src = dir.path().join("src.h5");
+    let rx = spawn_receiver(&ep, &src, &[]);
+    let tx = beamline()
+        .args(["simulate", "--connect", &ep, "--size", "64", "--angles", "50", "--flats", "5", "--darks", "5"])
+        .args(["--series", "src", "-q"])
+        .output()
+        .unwrap();
+    ok(&tx, "simulate (source)");
+    ok(&wait(rx, Duration::from_secs(60), "receive (source)"), "receive (source)");
+    // Replayed into a receiver that takes 40 ms per frame: the sender's last frames and its series end wait
+    // in queues when it has sent everything; it must wait for the receiver's word, not report early.
+    let out = dir.path().join("slow.h5");
+    let rx = tests::beamline()
+        .args(["receive", "--bind", &ep, "--ack", &ack, "--output", out.to_str().unwrap(), "-q"])
+        .env("BEAMLINE_TEST_WRITE_DELAY_MS", "40")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tx = beamline();
+    tx.args(["simulate", "--connect", &ep, "--ack", &ack, "--replay", src.to_str().unwrap(), "--series", "slow", "-q"]);
+    let line = ok(&tx.output().unwrap(), "simulate --replay --ack");
+    // The sender has returned: the receiver has already closed the file with every frame.
+    let f = hdf5::File::open(&out).unwrap();
+    let status: hdf5::types::VarLenUnicode = f.dataset("entry/acquisition/status").unwrap().read_scalar().unwrap();
+    let received: u64 = f.dataset("entry/acquisition/frames_received").unwrap().read_scalar().unwrap();
+    drop(f);
+    assert_eq!((status.as_str(), received), ("complete", 60), "{line}");
+    assert!(line.contains("60 frames") && line.contains("all 60 confirmed on disk"), "{line}");
+    let closing = ok(&wait(rx, Duration::from_secs(60), "receive (slow)"), "receive (slow)");
+    assert!(closing.contains("received 60, rejected 0, missing 0; status complete"), "{closing}");
+}
