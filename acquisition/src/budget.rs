@@ -58,6 +58,16 @@ impl ByteBudget {
         true
     }
 
+    /// Takes `n` bytes if that fits now (the same rule as [`ByteBudget::acquire`]), without waiting.
+    pub fn try_acquire(&self, n: u64) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.used > 0 && st.used + n > self.cap {
+            return false;
+        }
+        st.used += n;
+        true
+    }
+
     /// Returns `n` bytes.
     pub fn release(&self, n: u64) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,5 +100,8 @@ mod tests {
         assert!(t.join().unwrap());
         assert_eq!(b.used(), 10);
         assert!(!b.acquire(95, || true));
+        assert!(!b.try_acquire(95));
+        assert!(b.try_acquire(90));
+        assert_eq!(b.used(), 100);
     }
 }

@@ -129,8 +129,14 @@ pub mod acq {
     pub const FRAMES_REJECTED: &str = "frames_rejected";
     /// Rejections by reason, JSON.
     pub const REJECTED_BY_REASON: &str = "rejected_by_reason";
-    /// `receiving`, then the series end's status (or `incomplete ...`).
+    /// `receiving`, then the series end's status (or `incomplete ...`, `abandoned ...`).
     pub const STATUS: &str = "status";
+    /// How many frames the receiver dropped because its queue was full (`--on-full drop`).
+    pub const FRAMES_DROPPED: &str = "frames_dropped";
+    /// Indices of the frames dropped because the queue was full (they are also in `missing_frames`).
+    pub const DROPPED_FRAMES: &str = "dropped_frames";
+    /// Seconds the receive thread waited for queue space (`--on-full block`), float64.
+    pub const QUEUE_BLOCKED_SECONDS: &str = "queue_blocked_seconds";
 }
 
 /// NeXus class names (`NX_class` attribute values).

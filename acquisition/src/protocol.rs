@@ -269,6 +269,20 @@ pub struct SeriesStart {
     /// Free-form metadata (a JSON object), stored in the file.
     #[serde(default = "empty_object")]
     pub metadata: serde_json::Value,
+    /// Set by a sender that sends only a share of the series' frames to this receiver (a fan-out over
+    /// several receivers): only such a series may be complete with frames it never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<Share>,
+}
+
+/// A declared share of a fanned-out series: this receiver gets share `index` of `of` (0-based), the other
+/// frames go to other receivers (`"share": {"index": 0, "of": 3}` in the series start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Share {
+    /// Which share this is, `0..of`.
+    pub index: u32,
+    /// How many receivers the series is spread over, at least 1.
+    pub of: u32,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -287,6 +301,7 @@ impl SeriesStart {
             compression,
             frames,
             metadata: empty_object(),
+            share: None,
         }
     }
 
@@ -320,6 +335,11 @@ impl SeriesStart {
         }
         if !self.metadata.is_object() {
             return Err(field("metadata must be a JSON object".into()));
+        }
+        if let Some(Share { index, of }) = self.share {
+            if of == 0 || index >= of {
+                return Err(field(format!("share {{index: {index}, of: {of}}}: need of >= 1 and index < of")));
+            }
         }
         Ok(())
     }
@@ -477,6 +497,18 @@ pub fn decode_series_start(json: &[u8]) -> Result<SeriesStart, ProtocolError> {
     Ok(s)
 }
 
+/// The `metadata` member of a series start or end (part 1), exactly as its bytes arrived: key order, number
+/// spelling and white space kept (the receiver stores this, not a re-serialised copy). `None` when absent.
+/// Call it on a part 1 that [`decode_series_start`] or [`decode_series_end`] accepted.
+pub fn raw_metadata(json: &[u8]) -> Option<&str> {
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow, default)]
+        metadata: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Raw<'_>>(json).ok()?.metadata.map(|r| r.get())
+}
+
 /// Decodes and validates part 1 of a series end.
 pub fn decode_series_end(json: &[u8]) -> Result<SeriesEnd, ProtocolError> {
     let e: SeriesEnd = serde_json::from_slice(json)?;
@@ -607,5 +639,57 @@ mod tests {
         assert!(decode_series_end(br#"{"protocol":1,"series":"s","frames_sent":1,"status":"weird"}"#).is_err());
         let e = decode_series_end(br#"{"protocol":1,"series":"s","frames_sent":1,"status":"aborted"}"#).unwrap();
         assert_eq!(e.status, Some(SeriesStatus::Aborted));
+    }
+
+    #[test]
+    fn angles_and_timestamps_parse_correctly_rounded() {
+        // Values a sender's `repr(float)` writes with 17 significant digits: the parse must give the f64
+        // whose shortest representation they are (std's parser is correctly rounded; serde_json's default
+        // fast path is one ulp off for about one value in ten).
+        let mut wrong = Vec::new();
+        let mut x = 1_700_038_265.3498507_f64;
+        for k in 0..2000u32 {
+            for v in [x, f64::from(k) * 0.1 + 1e-7 * f64::from(k % 7), 359.999_999_999_999_9 - f64::from(k) * 0.1791] {
+                let text = format!("{v:?}");
+                let json = format!(
+                    r#"{{"protocol":1,"series":"s","index":0,"image_key":0,"angle":{text},"timestamp":{text}}}"#
+                );
+                let h = decode_frame_header(json.as_bytes()).unwrap().header;
+                let want: f64 = text.parse().unwrap();
+                if h.angle.0.to_bits() != want.to_bits() || h.timestamp.to_bits() != want.to_bits() {
+                    wrong.push(text);
+                }
+            }
+            x += 0.000_123_456_7;
+        }
+        let exact = br#"{"protocol":1,"series":"s","index":0,"image_key":0,"angle":0,"timestamp":1700038265.3498507}"#;
+        assert_eq!(format!("{:?}", decode_frame_header(exact).unwrap().header.timestamp), "1700038265.3498507");
+        assert!(wrong.is_empty(), "{} of 6000 values not exact, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(3)]);
+    }
+
+    #[test]
+    fn raw_metadata_is_the_bytes_as_sent() {
+        let json = br#"{"protocol":1,"series":"s","shape":[2,2],"dtype":"uint8","compression":{"codec":"none"},"frames":1,
+            "metadata": {"z": 1, "a": 123456789012345678901234567890, "f": 0.10000000000000001, "n": {"y": [1.5e300]}}}"#;
+        assert!(decode_series_start(json).is_ok());
+        assert_eq!(
+            raw_metadata(json),
+            Some(r#"{"z": 1, "a": 123456789012345678901234567890, "f": 0.10000000000000001, "n": {"y": [1.5e300]}}"#)
+        );
+        assert_eq!(raw_metadata(br#"{"protocol":1,"series":"s","frames_sent":0}"#), None);
+    }
+
+    #[test]
+    fn a_share_is_optional_and_checked() {
+        let mut s = start();
+        assert!(!String::from_utf8(encode_series_start(&s)).unwrap().contains("share"));
+        s.share = Some(Share { index: 2, of: 3 });
+        let bytes = encode_series_start(&s);
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""share":{"index":2,"of":3}"#));
+        assert_eq!(decode_series_start(&bytes).unwrap(), s);
+        for bad in [Share { index: 3, of: 3 }, Share { index: 0, of: 0 }] {
+            s.share = Some(bad);
+            assert!(matches!(s.validate(), Err(ProtocolError::Field(_))), "{bad:?}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, TrySendError};
 
@@ -23,11 +23,33 @@ use crate::ack::{AckPublisher, IndexRanges};
 use crate::blosc::{decompress_validated, validate_chunk, BloscError};
 use crate::budget::ByteBudget;
 use crate::protocol::{
-    decode_frame_header, decode_series_end, decode_series_start, payload_checksum, Compression, FrameHeader, Kind,
-    ProtocolError, SeriesEnd, SeriesStart,
+    decode_frame_header, decode_series_end, decode_series_start, payload_checksum, raw_metadata, Compression,
+    FrameHeader, FrameIndex, Kind, ProtocolError, SeriesEnd, SeriesStart, Shuffle,
 };
 use crate::reject::{Reason, Rejections};
-use crate::writer::{NxtomoWriter, Provenance, SeriesSummary, WriteError};
+use crate::writer::{Closing, NxtomoWriter, Provenance, SeriesSummary, WriteError};
+
+/// What the receiver does with an accepted frame when the writer's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// Wait for space (the default): nothing is lost here, the sender is slowed down through ZeroMQ's
+    /// high-water marks, and the time waited is reported (summary, file, `wait.queue` trace spans).
+    #[default]
+    Block,
+    /// Drop the frame (odin-style): it is counted, listed as dropped and as missing, and receiving goes on.
+    Drop,
+}
+
+impl std::str::FromStr for OnFull {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OnFull, String> {
+        match s {
+            "block" => Ok(OnFull::Block),
+            "drop" => Ok(OnFull::Drop),
+            _ => Err(format!("{s:?}: use block or drop")),
+        }
+    }
+}
 
 /// Where files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +109,12 @@ pub struct ReceiverConfig {
     /// With `Output::File`: when the file exists and holds a series never closed (a killed receiver's
     /// file), reopen it and go on receiving that series instead of starting afresh.
     pub resume: bool,
+    /// What happens to a frame when the writer's queue is full (default [`OnFull::Block`]).
+    pub on_full: OnFull,
+    /// In `Output::Dir` mode, a series start arriving while the open series has had no frame for this long
+    /// closes the open series as `abandoned` (its sender presumably died) and opens the new one; `None`
+    /// never does (the new series is rejected as `series_in_progress`). Default 60 s.
+    pub stale_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -105,6 +133,8 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("observer", &self.observer.as_ref().map(|_| "set"))
             .field("ack_endpoint", &self.ack_endpoint)
             .field("resume", &self.resume)
+            .field("on_full", &self.on_full)
+            .field("stale_after", &self.stale_after)
             .finish()
     }
 }
@@ -129,6 +159,8 @@ impl ReceiverConfig {
             observer: None,
             ack_endpoint: None,
             resume: false,
+            on_full: OnFull::Block,
+            stale_after: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -238,6 +270,14 @@ pub struct ReceiveSummary {
     pub resent_duplicates: u64,
 }
 
+/// The receive high-water mark (in messages) for a series whose frames are `frame_bytes` long: ZeroMQ then
+/// buffers no more than about `queue_bytes` of them (and at most `max_messages`, at least one), so the
+/// memory bound is in bytes whatever the frame size.
+pub fn rcvhwm_for(frame_bytes: usize, queue_bytes: u64, max_messages: i32) -> i32 {
+    let fit = queue_bytes / (frame_bytes as u64).max(1);
+    fit.clamp(1, max_messages.max(1) as u64) as i32
+}
+
 impl ReceiveSummary {
     /// All rejections, in and outside series.
     pub fn rejected_total(&self) -> Rejections {
@@ -249,10 +289,18 @@ impl ReceiveSummary {
     }
 }
 
+/// A series start for the writer: the parsed start, its file, and the message bytes exactly as received.
+struct StartMsg {
+    start: SeriesStart,
+    path: PathBuf,
+    json: String,
+    metadata: Option<String>,
+}
+
 enum ToWriter {
-    Start(Box<(SeriesStart, PathBuf)>),
+    Start(Box<StartMsg>),
     Frame(FrameHeader, zmq::Message),
-    End(Option<Box<SeriesEnd>>, Rejections),
+    End(Option<Box<SeriesEnd>>, Box<Closing>),
 }
 
 struct OpenSeries {
@@ -260,6 +308,30 @@ struct OpenSeries {
     frame_bytes: usize,
     seen: Vec<bool>,
     rejected: Rejections,
+    /// When the series start or the last accepted frame arrived.
+    last_frame: Instant,
+    dropped: Vec<FrameIndex>,
+    blocked: Duration,
+}
+
+impl OpenSeries {
+    fn closing(self, end_metadata_verbatim: Option<String>, abandoned: Option<String>) -> Box<Closing> {
+        if !self.dropped.is_empty() {
+            tracing::warn!(
+                series = %self.start.series,
+                dropped = self.dropped.len(),
+                "queue full (--on-full drop): {} frames dropped (listed as missing)",
+                self.dropped.len()
+            );
+        }
+        Box::new(Closing {
+            rejected: self.rejected,
+            end_metadata_verbatim,
+            dropped: self.dropped,
+            blocked: self.blocked,
+            abandoned,
+        })
+    }
 }
 
 /// A bound receiver, ready to run.
@@ -586,7 +658,7 @@ impl Receiver {
             }
         }
         if let Some(s) = open.take() {
-            let _ = tx.send(ToWriter::End(None, s.rejected));
+            let _ = tx.send(ToWriter::End(None, s.closing(None, None)));
         }
         Ok(())
     }
@@ -600,13 +672,36 @@ impl Receiver {
             return Ok(Flow::Continue);
         }
         if let Some(s) = open.as_ref() {
-            return Err((
-                Reason::SeriesInProgress,
-                format!("series {:?} started while {:?} is open", start.series, s.start.series),
-            ));
+            let idle = s.last_frame.elapsed();
+            let stale = matches!(self.cfg.output, Output::Dir(_)) && self.cfg.stale_after.is_some_and(|t| idle >= t);
+            if !stale {
+                return Err((
+                    Reason::SeriesInProgress,
+                    format!("series {:?} started while {:?} is open", start.series, s.start.series),
+                ));
+            }
+            let old = open.take().map(|s| {
+                let why = format!(
+                    "no frame for {:.1} s when series {:?} started; its sender presumably stopped",
+                    idle.as_secs_f64(),
+                    start.series
+                );
+                tracing::warn!(series = %s.start.series, new = %start.series, "series abandoned: {why}");
+                s.closing(None, Some(why))
+            });
+            if let Some(closing) = old {
+                if let Flow::WriterGone = push(tx, ToWriter::End(None, closing)) {
+                    return Ok(Flow::WriterGone);
+                }
+            }
+        }
+        // ZeroMQ buffers whole messages up to the high-water mark: bound it by bytes for this frame size.
+        let hwm = rcvhwm_for(start.frame_bytes(), self.cfg.queue_bytes, self.cfg.rcvhwm);
+        if let Err(e) = self.socket.set_rcvhwm(hwm) {
+            tracing::warn!("cannot set the receive high-water mark to {hwm}: {e}");
         }
         let path = file_for(&self.cfg.output, &start.series);
-        tracing::info!(series = %start.series, frames = start.frames, path = %path.display(), "series start");
+        tracing::info!(series = %start.series, frames = start.frames, path = %path.display(), rcvhwm = hwm, "series start");
         self.live.expected.store(start.frames, Ordering::Relaxed);
         self.live.received.store(0, Ordering::Relaxed);
         *open = Some(OpenSeries {
@@ -614,8 +709,14 @@ impl Receiver {
             seen: vec![false; start.frames as usize],
             rejected: Rejections::default(),
             start: start.clone(),
+            last_frame: Instant::now(),
+            dropped: Vec::new(),
+            blocked: Duration::ZERO,
         });
-        Ok(push(tx, ToWriter::Start(Box::new((start, path)))))
+        // Part 1 passed `decode_series_start`, so it is UTF-8 JSON: stored as it arrived.
+        let text = String::from_utf8_lossy(json).into_owned();
+        let metadata = raw_metadata(json).map(str::to_string);
+        Ok(push(tx, ToWriter::Start(Box::new(StartMsg { start, path, json: text, metadata }))))
     }
 
     fn on_frame(
@@ -665,22 +766,83 @@ impl Receiver {
                     ));
                 }
             }
-            Compression::Blosc1(_) => {
+            Compression::Blosc1(p) => {
                 let typesize = s.start.dtype.size();
-                validate_chunk(payload, typesize, s.frame_bytes).map_err(|e| blosc_reason(i, e))?;
+                let h = validate_chunk(payload, typesize, s.frame_bytes).map_err(|e| blosc_reason(i, e))?;
+                // The file's cd_values declare the series' shuffle for every chunk: a chunk shuffled
+                // otherwise would decode to wrong pixels. (A memcpyed chunk is not shuffled at all.)
+                let got = match (h.flags & 0x01 != 0, h.flags & 0x04 != 0) {
+                    (false, false) => Some(Shuffle::None),
+                    (true, false) => Some(Shuffle::Byte),
+                    (false, true) => Some(Shuffle::Bit),
+                    (true, true) => None,
+                };
+                if !h.memcpyed() && got != Some(p.shuffle) {
+                    return Err((
+                        Reason::BloscHeader,
+                        format!(
+                            "frame {i}: chunk flags 0x{:02x} say shuffle {got:?}, the series declares {:?}",
+                            h.flags, p.shuffle
+                        ),
+                    ));
+                }
                 if self.cfg.verify_payload {
                     verify_buf.resize(s.frame_bytes, 0);
                     decompress_validated(payload, verify_buf, 1).map_err(|e| blosc_reason(i, e))?;
                 }
             }
         }
+        let n = payload.len() as u64;
+        let msg = match self.cfg.on_full {
+            OnFull::Block => {
+                if !self.budget.try_acquire(n) {
+                    let t = Instant::now();
+                    let got = self.budget.acquire(n, || self.stop.is_stopped());
+                    s.blocked += t.elapsed();
+                    if !got {
+                        return Ok(Flow::WriterGone);
+                    }
+                }
+                let msg = ToWriter::Frame(d.header, std::mem::replace(payload, zmq::Message::new()));
+                match tx.try_send(msg) {
+                    Ok(()) => None,
+                    Err(TrySendError::Disconnected(_)) => return Ok(Flow::WriterGone),
+                    Err(TrySendError::Full(m)) => Some(m),
+                }
+            }
+            OnFull::Drop => {
+                let queued = self.budget.try_acquire(n)
+                    && match tx.try_send(ToWriter::Frame(d.header, std::mem::replace(payload, zmq::Message::new()))) {
+                        Ok(()) => true,
+                        Err(TrySendError::Disconnected(_)) => return Ok(Flow::WriterGone),
+                        Err(TrySendError::Full(_)) => {
+                            self.budget.release(n);
+                            false
+                        }
+                    };
+                if !queued {
+                    s.dropped.push(d.header.index);
+                    let k = s.dropped.len();
+                    if k <= 10 {
+                        tracing::warn!(frame = i, "queue full (--on-full drop): frame {i} dropped ({k} so far)");
+                    }
+                    return Ok(Flow::Continue);
+                }
+                None
+            }
+        };
         *seen = true;
+        s.last_frame = Instant::now();
         self.live.received.fetch_add(1, Ordering::Relaxed);
-        if !self.budget.acquire(payload.len() as u64, || self.stop.is_stopped()) {
-            return Ok(Flow::WriterGone);
+        match msg {
+            None => Ok(Flow::Continue),
+            Some(m) => {
+                let t = Instant::now();
+                let flow = push(tx, m);
+                s.blocked += t.elapsed();
+                Ok(flow)
+            }
         }
-        let msg = std::mem::replace(payload, zmq::Message::new());
-        Ok(push(tx, ToWriter::Frame(d.header, msg)))
     }
 
     fn on_end(&self, json: &[u8], open: &mut Option<OpenSeries>, tx: &ChanTx<ToWriter>) -> Verdict {
@@ -694,9 +856,13 @@ impl Receiver {
                 format!("end of {:?} while {:?} is open", end.series, s.start.series),
             ));
         }
-        let s = open.take().map(|s| s.rejected).unwrap_or_default();
+        let raw = raw_metadata(json).map(str::to_string);
+        let closing = match open.take() {
+            Some(s) => s.closing(raw, None),
+            None => Box::default(),
+        };
         tracing::info!(series = %end.series, frames_sent = end.frames_sent, "series end");
-        Ok(match push(tx, ToWriter::End(Some(Box::new(end)), s)) {
+        Ok(match push(tx, ToWriter::End(Some(Box::new(end)), closing)) {
             Flow::Continue => Flow::SeriesDone,
             other => other,
         })
@@ -829,20 +995,22 @@ fn writer_loop(
                     }
                 }
                 Ok(ToWriter::Start(b)) => {
-                    let (start, path) = *b;
+                    let StartMsg { start, path, json, metadata } = *b;
                     if let Some(w) = current.take() {
                         done.push(w.finish(None, Rejections::default())?);
                         observer.notify("series_end", |o| o.series_end(None));
                     }
-                    current = Some(NxtomoWriter::create(&path, &start, &prov)?);
+                    let mut w = NxtomoWriter::create(&path, &start, &prov)?;
+                    w.store_start_verbatim(&json, metadata.as_deref())?;
+                    current = Some(w);
                     if let Some(a) = ack.as_mut() {
                         a.open(&start.series, start.frames, IndexRanges::new());
                     }
                     observer.notify("series_start", |o| o.series_start(&start));
                 }
-                Ok(ToWriter::End(end, rejected)) => {
+                Ok(ToWriter::End(end, closing)) => {
                     if let Some(w) = current.take() {
-                        let summary = w.finish(end.as_deref(), rejected)?;
+                        let summary = w.finish_with(end.as_deref(), *closing)?;
                         if let Some(a) = ack.as_mut() {
                             a.closed(summary.status.map_or("incomplete", |s| s.as_str()));
                         }
@@ -1099,8 +1267,8 @@ mod tests {
         zmtp1_frame(b"series_end", true, &mut body);
         zmtp1_frame(br#"{"protocol":1,"series":"evil","frames_sent":1}"#, false, &mut body);
         let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
-        tcp.write_all(&head).unwrap();
-        tcp.write_all(&body).unwrap();
+        // The receiver may refuse the connection before the body is written (a reset): that is the point.
+        let _ = tcp.write_all(&head).and_then(|()| tcp.write_all(&body));
         // The receiver answers with its greeting and, refusing the old framing, closes the connection.
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut sink = Vec::new();
@@ -1213,5 +1381,124 @@ mod tests {
         assert_eq!((s.received, s.missing.len()), (3, 0));
         // Called once, panicked, then left alone.
         assert_eq!(rec.calls.lock().unwrap().clone(), ["start p", "frame 0 4"]);
+    }
+
+    fn read_str(path: &Path, name: &str) -> String {
+        let f = hdf5::File::open(path).unwrap();
+        let ds = f.dataset(&format!("entry/acquisition/{name}")).unwrap();
+        ds.read_scalar::<hdf5::types::VarLenUnicode>().unwrap().to_string()
+    }
+
+    #[test]
+    fn start_message_and_metadata_are_stored_as_the_bytes_that_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.h5");
+        let (thread, ep) = spawn(Output::File(path.clone()));
+        let tx = SeriesSender::connect(&ep).unwrap();
+        // Keys out of order, an integer beyond 64 bits, floats with 17 digits, an unknown field.
+        let meta = r#"{"zeta": 1, "alpha": 123456789012345678901234567890, "e": 25.000000000000004, "x": [0.1, 1e-7]}"#;
+        let start = format!(
+            r#"{{"series":"v","protocol":1,"shape":[2,2],"dtype":"uint8","compression":{{"codec":"none"}},"frames":1,"future":true,"metadata":{meta}}}"#
+        );
+        let end_meta = r#"{"script": "a = 1", "big": 18446744073709551617, "order": {"b": 2, "a": 1}}"#;
+        let end = format!(r#"{{"protocol":1,"series":"v","frames_sent":1,"metadata":{end_meta}}}"#);
+        tx.send_raw(&[b"series_start", start.as_bytes()]).unwrap();
+        let mut fh = Vec::new();
+        crate::protocol::encode_frame_header("v", &header(0), &mut fh);
+        tx.send_raw(&[b"frame", &fh, &[5u8; 4]]).unwrap();
+        tx.send_raw(&[b"series_end", end.as_bytes()]).unwrap();
+        let s = &thread.join().unwrap().series[0];
+        assert_eq!((s.received, s.rejected.total()), (1, 0));
+        assert_eq!(read_str(&path, "series_start"), start);
+        assert_eq!(read_str(&path, "series_metadata"), meta);
+        assert_eq!(read_str(&path, "end_metadata"), end_meta);
+    }
+
+    #[test]
+    fn a_chunk_shuffled_otherwise_than_the_series_declares_is_rejected() {
+        use crate::blosc::Codec;
+        use crate::protocol::{BloscParams, Shuffle};
+        use crate::sim::{FrameGenerator, SimConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sh.h5");
+        let (thread, ep) = spawn(Output::File(path.clone()));
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        let (rows, cols) = (32usize, 48usize);
+        let mut gen = FrameGenerator::new(&SimConfig::new(rows, cols, Dtype::Uint16));
+        let px = gen.frame(ImageKey::Projection, Degrees(1.0));
+        let byte = BloscParams { shuffle: Shuffle::Byte, ..BloscParams::default() };
+        let bit = BloscParams { shuffle: Shuffle::Bit, ..BloscParams::default() };
+        let good = Codec::new(byte, 2).compress(&px).unwrap().to_vec();
+        let wrong = Codec::new(bit, 2).compress(&px).unwrap().to_vec();
+        validate_chunk(&wrong, 2, px.len()).expect("a valid chunk, only shuffled otherwise");
+        let start =
+            SeriesStart::new("sh", Shape([rows as u32, cols as u32]), Dtype::Uint16, Compression::Blosc1(byte), 2);
+        tx.start_series(&start).unwrap();
+        tx.send_encoded(&header(0), &wrong).unwrap();
+        tx.send_encoded(&header(0), &good).unwrap();
+        tx.send_encoded(&header(1), &good).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let s = &thread.join().unwrap().series[0];
+        assert_eq!(s.rejected.get(Reason::BloscHeader), 1);
+        assert_eq!((s.received, s.missing.len()), (2, 0));
+        let f = hdf5::File::open(&path).unwrap();
+        let data: Vec<u16> = f.dataset("entry/instrument/detector/data").unwrap().read_raw().unwrap();
+        let want: Vec<u16> = px.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+        assert!(data[..want.len()] == want[..], "frame 0 reads back as sent");
+    }
+
+    #[test]
+    fn a_new_series_after_a_stale_one_closes_it_as_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ReceiverConfig::new(Output::Dir(dir.path().to_path_buf()));
+        cfg.endpoint = "tcp://127.0.0.1:*".into();
+        cfg.stale_after = Some(Duration::from_millis(300));
+        let rx = Receiver::bind(cfg).unwrap();
+        let ep = rx.endpoint();
+        let thread = rx.spawn().unwrap();
+        let live = thread.live();
+        let wait = |n: u64, what: &dyn Fn() -> u64| {
+            let t0 = std::time::Instant::now();
+            while what() < n && t0.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        {
+            // A sender that dies after 2 of 5 frames (no series end).
+            let mut dead = SeriesSender::connect(&ep).unwrap();
+            dead.start_series(&SeriesStart::new("old", Shape([2, 2]), Dtype::Uint8, Compression::None, 5)).unwrap();
+            dead.send_frame(&header(0), &[1u8; 4]).unwrap();
+            dead.send_frame(&header(3), &[1u8; 4]).unwrap();
+            wait(2, &|| live.received.load(Ordering::Relaxed));
+        }
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        // Too soon: the old series is not stale yet.
+        tx.start_series(&SeriesStart::new("early", Shape([2, 2]), Dtype::Uint8, Compression::None, 1)).unwrap();
+        tx.end_series(SeriesStatus::Aborted, None).unwrap();
+        wait(1, &|| live.rejected.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(400));
+        tx.start_series(&SeriesStart::new("new", Shape([2, 2]), Dtype::Uint8, Compression::None, 2)).unwrap();
+        tx.send_frame(&header(0), &[2u8; 4]).unwrap();
+        tx.send_frame(&header(1), &[2u8; 4]).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        wait(2, &|| live.series_done.load(Ordering::Relaxed));
+        let summary = thread.stop_and_join().unwrap();
+        let names: Vec<&str> = summary.series.iter().map(|s| s.series.as_str()).collect();
+        assert_eq!(names, ["old", "new"]);
+        let (old, new) = (&summary.series[0], &summary.series[1]);
+        assert!(old.abandoned.as_deref().is_some_and(|w| w.contains("\"new\"")), "{:?}", old.abandoned);
+        assert_eq!(old.missing, vec![FrameIndex(1), FrameIndex(2), FrameIndex(4)]);
+        assert_eq!(old.rejected.get(Reason::SeriesInProgress), 1, "the early start");
+        assert_eq!(old.rejected.get(Reason::SeriesMismatch), 1, "the early series' end");
+        assert!(read_str(&old.path, "status").starts_with("abandoned (no frame for"));
+        assert_eq!((new.received, new.missing.len(), new.status), (2, 0, Some(SeriesStatus::Complete)));
+        assert!(new.abandoned.is_none());
+    }
+
+    #[test]
+    fn the_receive_high_water_mark_follows_the_frame_size() {
+        assert_eq!(rcvhwm_for(64 << 20, 128 << 20, 16), 2);
+        assert_eq!(rcvhwm_for(512 << 20, 128 << 20, 16), 1);
+        assert_eq!(rcvhwm_for(1 << 10, 128 << 20, 16), 16);
     }
 }

@@ -16,7 +16,7 @@ use hdf5::{Dataset, File, Group, H5Type};
 
 use crate::nexus::{acq, attr_str, class, nx_group, path as nx, string_dataset as dataset_str, varlen, ImageKey};
 use crate::protocol::{
-    Compression, Compressor, Dtype, FrameHeader, FrameIndex, SeriesEnd, SeriesStart, SeriesStatus, Shuffle,
+    Compression, Compressor, Dtype, FrameHeader, FrameIndex, SeriesEnd, SeriesStart, SeriesStatus, Share, Shuffle,
     PROTOCOL_VERSION,
 };
 use crate::reject::Rejections;
@@ -114,6 +114,28 @@ pub struct SeriesSummary {
     pub duration: Duration,
     /// Payload bytes written (compressed size for blosc series).
     pub bytes_written: u64,
+    /// Frames the receiver dropped because its queue was full (`--on-full drop`); also in `missing`.
+    pub dropped: Vec<FrameIndex>,
+    /// Time the receive thread waited for queue space while this series was open (`--on-full block`).
+    pub blocked: Duration,
+    /// Why the series was closed as abandoned (a new series started while this one had no frame for too
+    /// long), `None` otherwise.
+    pub abandoned: Option<String>,
+}
+
+/// What the receiver knows about a series beyond the sender's series end, written when the file is closed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Closing {
+    /// Messages rejected while the series was open.
+    pub rejected: Rejections,
+    /// The series end's `metadata`, exactly as its bytes arrived (stored instead of a re-serialised copy).
+    pub end_metadata_verbatim: Option<String>,
+    /// Frames dropped because the queue was full.
+    pub dropped: Vec<FrameIndex>,
+    /// Time the receive thread waited for queue space.
+    pub blocked: Duration,
+    /// Set when the series is closed as abandoned: why (stored in `status` as `abandoned (...)`).
+    pub abandoned: Option<String>,
 }
 
 /// One open NXtomo file.
@@ -126,6 +148,7 @@ pub struct NxtomoWriter {
     angle: Dataset,
     timestamp: Dataset,
     acquisition: Group,
+    share: Option<Share>,
     keys: Vec<i32>,
     angles: Vec<f64>,
     times: Vec<f64>,
@@ -259,16 +282,24 @@ fn index_list(g: &Group, name: &str, indices: &[FrameIndex]) -> hdf5::Result<()>
 }
 
 /// Whether a series of `expected` frames, of which `received` were written, is a complete share of a
-/// fanned-out series: its end says `complete` (or no status), fewer frames were sent than the series holds,
-/// every frame sent arrived and nothing was rejected (a rejected message may have been one of the share's
-/// frames). Frames the sender never sent are then not lost.
-fn is_complete_share(end: Option<&SeriesEnd>, expected: u64, received: u64, rejected: &Rejections) -> bool {
-    end.is_some_and(|e| {
-        matches!(e.status.unwrap_or(SeriesStatus::Complete), SeriesStatus::Complete)
-            && e.frames_sent < expected
-            && received == e.frames_sent
-            && rejected.total() == 0
-    })
+/// fanned-out series: its start declared a share, its end says `complete` (or no status), fewer frames were
+/// sent than the series holds, every frame sent arrived and nothing was rejected (a rejected message may
+/// have been one of the share's frames). Frames the sender never sent are then not lost. A sender that
+/// declared no share and skipped indices is not a share: the frames it skipped are missing.
+fn is_complete_share(
+    share: Option<Share>,
+    end: Option<&SeriesEnd>,
+    expected: u64,
+    received: u64,
+    rejected: &Rejections,
+) -> bool {
+    share.is_some()
+        && end.is_some_and(|e| {
+            matches!(e.status.unwrap_or(SeriesStatus::Complete), SeriesStatus::Complete)
+                && e.frames_sent < expected
+                && received == e.frames_sent
+                && rejected.total() == 0
+        })
 }
 
 /// Marks the file descriptor HDF5 holds for `file` close-on-exec.
@@ -374,6 +405,7 @@ impl NxtomoWriter {
                 angle,
                 timestamp,
                 acquisition: acq,
+                share: start.share,
                 angles: times.clone(),
                 times,
                 keys,
@@ -569,29 +601,52 @@ impl NxtomoWriter {
         Ok(())
     }
 
+    /// Replaces the stored series start message and its metadata by the bytes exactly as they arrived
+    /// (`series_start` and `series_metadata`; [`NxtomoWriter::create`] stores a serialisation of the parsed
+    /// start). `metadata` is the start's `metadata` member as sent, `None` when it had none.
+    pub fn store_start_verbatim(&mut self, start_json: &str, metadata: Option<&str>) -> Result<(), WriteError> {
+        let r = (|| -> hdf5::Result<()> {
+            set_str(&self.acquisition, acq::SERIES_START, start_json)?;
+            set_str(&self.acquisition, acq::SERIES_METADATA, metadata.unwrap_or("{}"))?;
+            self.file.flush()
+        })();
+        r.map_err(|source| WriteError::Hdf5 {
+            what: "store series start".into(),
+            path: self.path.clone(),
+            cause: source,
+        })
+    }
+
     /// Writes the end of the series (status, end time, counts, missing frames, final metadata) and closes
     /// the file. `end` is `None` when the receiver stopped before the series end arrived.
     pub fn finish(self, end: Option<&SeriesEnd>, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
-        self.finish_with(end, rejected, None)
+        self.finish_with(end, Closing { rejected, ..Closing::default() })
     }
 
     /// Closes the file after a failure that ends the series (disk full): status `status` (e.g.
     /// `failed: disk full`), every frame not written listed as missing, frames written before intact.
     pub fn finish_failed(self, status: &str, rejected: Rejections) -> Result<SeriesSummary, WriteError> {
-        self.finish_with(None, rejected, Some(status))
+        self.finish_inner(None, Closing { rejected, ..Closing::default() }, Some(status))
     }
 
-    fn finish_with(
+    /// As [`NxtomoWriter::finish`], with what the receiver knows besides the series end: rejections, the
+    /// end metadata as sent, frames dropped on a full queue, time blocked, abandonment.
+    pub fn finish_with(self, end: Option<&SeriesEnd>, closing: Closing) -> Result<SeriesSummary, WriteError> {
+        self.finish_inner(end, closing, None)
+    }
+
+    fn finish_inner(
         mut self,
         end: Option<&SeriesEnd>,
-        rejected: Rejections,
+        closing: Closing,
         failed: Option<&str>,
     ) -> Result<SeriesSummary, WriteError> {
         self.flush()?;
+        let Closing { rejected, end_metadata_verbatim, dropped, blocked, abandoned } = closing;
         let absent: Vec<FrameIndex> =
             self.keys.iter().enumerate().filter(|(_, k)| **k == INVALID).map(|(i, _)| FrameIndex(i as u64)).collect();
         let status = end.map(|e| e.status.unwrap_or(SeriesStatus::Complete));
-        let share = is_complete_share(end, self.keys.len() as u64, self.received, &rejected);
+        let share = is_complete_share(self.share, end, self.keys.len() as u64, self.received, &rejected);
         let (missing, not_sent) = if share { (Vec::new(), absent) } else { (absent, Vec::new()) };
         let group = self.acquisition.clone();
         let r = (|| -> hdf5::Result<()> {
@@ -602,15 +657,22 @@ impl NxtomoWriter {
             set_u64(acq, acq::FRAMES_NOT_SENT, not_sent.len() as u64)?;
             set_u64(acq, acq::FRAMES_REJECTED, rejected.total())?;
             set_str(acq, acq::REJECTED_BY_REASON, &rejected.to_json().to_string())?;
-            let status = match failed {
-                Some(f) => f,
-                None => status.map_or("incomplete (receiver stopped before series end)", |s| s.as_str()),
+            index_list(acq, acq::DROPPED_FRAMES, &dropped)?;
+            set_u64(acq, acq::FRAMES_DROPPED, dropped.len() as u64)?;
+            acq.new_dataset::<f64>().create(acq::QUEUE_BLOCKED_SECONDS)?.write_scalar(&blocked.as_secs_f64())?;
+            let status = match (failed, status, &abandoned) {
+                (Some(f), _, _) => f.to_string(),
+                (None, Some(s), _) => s.as_str().to_string(),
+                (None, None, Some(why)) => format!("abandoned ({why})"),
+                (None, None, None) => "incomplete (receiver stopped before series end)".to_string(),
             };
-            set_str(acq, acq::STATUS, status)?;
+            set_str(acq, acq::STATUS, &status)?;
             if let Some(e) = end {
                 set_u64(acq, acq::FRAMES_SENT, e.frames_sent)?;
-                if let Some(m) = &e.metadata {
-                    set_str(acq, acq::END_METADATA, &m.to_string())?;
+                match (&end_metadata_verbatim, &e.metadata) {
+                    (Some(raw), _) => set_str(acq, acq::END_METADATA, raw)?,
+                    (None, Some(m)) => set_str(acq, acq::END_METADATA, &m.to_string())?,
+                    (None, None) => {}
                 }
             }
             let entry = self.file.group(nx::ENTRY)?;
@@ -630,6 +692,9 @@ impl NxtomoWriter {
             status,
             duration: self.created.elapsed(),
             bytes_written: self.bytes,
+            dropped,
+            blocked,
+            abandoned,
         })
     }
 }
@@ -666,7 +731,8 @@ mod tests {
     use crate::protocol::{Degrees, ImageKey, Shape};
     use crate::reject::Reason;
 
-    /// Writes frames `written` of a 4-frame series and ends it with `frames_sent` and `status`.
+    /// Writes frames `written` of a 4-frame series declared as share 0 of 2 and ends it with `frames_sent`
+    /// and `status`.
     fn series(
         dir: &Path,
         written: &[u64],
@@ -674,7 +740,19 @@ mod tests {
         status: SeriesStatus,
         rejected: Rejections,
     ) -> SeriesSummary {
-        let start = SeriesStart::new("s", Shape([2, 3]), Dtype::Uint8, Compression::None, 4);
+        series_as(dir, Some(Share { index: 0, of: 2 }), written, frames_sent, status, rejected)
+    }
+
+    fn series_as(
+        dir: &Path,
+        share: Option<Share>,
+        written: &[u64],
+        frames_sent: u64,
+        status: SeriesStatus,
+        rejected: Rejections,
+    ) -> SeriesSummary {
+        let mut start = SeriesStart::new("s", Shape([2, 3]), Dtype::Uint8, Compression::None, 4);
+        start.share = share;
         let mut w = NxtomoWriter::create(&dir.join("s.h5"), &start, &Provenance::default()).unwrap();
         for &i in written {
             let h = FrameHeader {
@@ -711,6 +789,57 @@ mod tests {
         assert_eq!(read_u64s(&s.path, "frames_not_sent"), vec![2]);
         let keys: Vec<i32> = File::open(&s.path).unwrap().dataset(nx::NXDATA_IMAGE_KEY).unwrap().read_raw().unwrap();
         assert_eq!(keys, vec![0, INVALID, 0, INVALID]);
+    }
+
+    #[test]
+    fn a_sender_that_skipped_indices_without_declaring_a_share_is_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = series_as(dir.path(), None, &[0, 2], 2, SeriesStatus::Complete, Rejections::default());
+        assert_eq!((s.missing.clone(), s.not_sent.clone()), (vec![FrameIndex(1), FrameIndex(3)], vec![]));
+        assert_eq!(read_u64s(&s.path, "missing_frames"), vec![1, 3]);
+        assert_eq!(read_u64s(&s.path, "frames_not_sent"), vec![0]);
+    }
+
+    #[test]
+    fn the_blosc_filter_cd_values_carry_the_documented_codes() {
+        use crate::protocol::BloscParams;
+        let dir = tempfile::tempdir().unwrap();
+        // PROTOCOL.md: cd_values [2, 2, typesize, frame bytes, clevel, shuffle, compressor] with shuffle
+        // 0 none, 1 byte, 2 bit and compressor 0 blosclz, 1 lz4, 2 lz4hc.
+        let cases = [
+            (Shuffle::None, Compressor::Blosclz, 0, 0),
+            (Shuffle::Byte, Compressor::Lz4, 1, 1),
+            (Shuffle::Bit, Compressor::Lz4hc, 2, 2),
+        ];
+        for (k, (shuffle, compressor, s_code, c_code)) in cases.into_iter().enumerate() {
+            let p = BloscParams { compressor, clevel: 7, shuffle };
+            let start = SeriesStart::new("b", Shape([3, 5]), Dtype::Uint16, Compression::Blosc1(p), 2);
+            let path = dir.path().join(format!("b{k}.h5"));
+            NxtomoWriter::create(&path, &start, &Provenance::default())
+                .unwrap()
+                .finish(None, Rejections::default())
+                .unwrap();
+            let ds = File::open(&path).unwrap().dataset(nx::DATA).unwrap();
+            let dcpl = ds.dcpl().unwrap();
+            let mut flags = 0u32;
+            let mut n = 8usize;
+            let mut cd = [0u32; 8];
+            // SAFETY: a live dcpl id; `cd` holds `n` values; no name buffer is asked for.
+            let rc = hdf5::sync::sync(|| unsafe {
+                hdf5_sys::h5p::H5Pget_filter_by_id2(
+                    dcpl.id(),
+                    32001,
+                    &mut flags,
+                    &mut n,
+                    cd.as_mut_ptr(),
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            });
+            assert!(rc >= 0, "no blosc filter declared");
+            assert_eq!(&cd[..7], &[2, 2, 2, 30, 7, s_code, c_code], "{shuffle:?} {compressor:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! then writes a full-length file whose frames it never got carry `image_key` 3 ("not received"), which is
 //! exactly the claim [`crate::vds::stitch`] (`beamline stitch`) checks and stitches.
 
-use crate::protocol::{FrameHeader, SeriesStart, SeriesStatus};
+use crate::protocol::{FrameHeader, SeriesStart, SeriesStatus, Share};
 use crate::sender::{SendError, SeriesSender};
 
 /// One series spread round robin over one connection per receiver.
@@ -34,10 +34,16 @@ impl FanOutSender {
         self.senders.len()
     }
 
-    /// Sends the series start to every receiver.
+    /// Sends the series start to every receiver, each declaring its share (`share: {index: k, of: N}`), so
+    /// that a receiver whose frames all arrived may call its file complete without the other shares.
     pub fn start_series(&mut self, start: &SeriesStart) -> Result<(), SendError> {
         self.next = 0;
-        self.senders.iter_mut().try_for_each(|s| s.start_series(start))
+        let of = self.senders.len() as u32;
+        self.senders.iter_mut().enumerate().try_for_each(|(k, s)| {
+            let mut mine = start.clone();
+            mine.share = Some(Share { index: k as u32, of });
+            s.start_series(&mine)
+        })
     }
 
     /// Sends one frame to the next receiver in turn; returns which one.
@@ -97,8 +103,23 @@ mod tests {
         }
         assert_eq!(went, vec![0, 1, 2, 0, 1, 2, 0]);
         assert_eq!(fan.end_series(SeriesStatus::Complete).unwrap(), vec![3, 2, 2]);
-        let received: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap().series[0].received).collect();
+        let series: Vec<_> = threads.into_iter().map(|t| t.join().unwrap().series.remove(0)).collect();
+        let received: Vec<u64> = series.iter().map(|s| s.received).collect();
         assert_eq!(received, vec![3, 2, 2]);
+        // Each declared its share, so each file is complete with the other writers' frames as not sent.
+        for (k, s) in series.iter().enumerate() {
+            assert!(s.missing.is_empty(), "writer {k} lists missing frames {:?}", s.missing);
+            let others: Vec<u64> = (0..n).filter(|i| i % 3 != k as u64).collect();
+            assert_eq!(s.not_sent.iter().map(|f| f.0).collect::<Vec<_>>(), others);
+        }
+        let f = hdf5::File::open(dir.path().join("w1.h5")).unwrap();
+        let start: String = f
+            .dataset("entry/acquisition/series_start")
+            .unwrap()
+            .read_scalar::<hdf5::types::VarLenUnicode>()
+            .unwrap()
+            .to_string();
+        assert!(start.contains(r#""share":{"index":1,"of":3}"#), "{start}");
         assert!(FanOutSender::connect(&[]).is_err());
     }
 }

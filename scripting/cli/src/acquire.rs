@@ -213,6 +213,15 @@ pub struct ReceiveArgs {
     /// and go on receiving that series (its frames on disk are kept and acknowledged).
     #[arg(long, requires = "output")]
     pub resume: bool,
+    /// When the writer's queue (--queue, --queue-mib) is full: `block` waits for it (nothing is lost here,
+    /// the sender is slowed; the time blocked is in the closing line, the file and the trace) or `drop`
+    /// drops the frame (counted, listed as dropped and missing; receiving goes on).
+    #[arg(long, default_value = "block", value_parser = ["block", "drop"])]
+    pub on_full: String,
+    /// With --output-dir: a series start arriving while the open series has had no frame for SECS seconds
+    /// closes the open one as `abandoned` and starts the new one (0: never; the new one is then rejected).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub stale_after: f64,
     /// Wire format: `beamline` (our protocol) or `stream2` (DECTRIS SIMPLON stream v2, CBOR; connect to the
     /// detector with `--connect tcp://DETECTOR:31001`).
     #[arg(long, default_value = "beamline", value_parser = ["beamline", "stream2"])]
@@ -432,6 +441,9 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     cfg.verify_payload = a.verify_payload;
     cfg.ack_endpoint = a.ack.clone();
     cfg.resume = a.resume;
+    cfg.on_full = a.on_full.parse().map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(a.stale_after.is_finite() && a.stale_after >= 0.0, "--stale-after must be 0 or more seconds");
+    cfg.stale_after = (a.stale_after > 0.0).then(|| Duration::from_secs_f64(a.stale_after));
     if a.format == "stream2" {
         return receive_stream2(cfg, a.quiet, single);
     }
@@ -541,9 +553,20 @@ fn closing_line(s: &SeriesSummary) -> String {
         let first: Vec<String> = s.missing.iter().take(10).map(|m| m.to_string()).collect();
         format!("{} ({}{})", s.missing.len(), first.join(", "), if s.missing.len() > 10 { ", ..." } else { "" })
     };
-    let status = s.status.map_or("incomplete (no series end)", |st| st.as_str());
+    let status = match (s.status, &s.abandoned) {
+        (Some(st), _) => st.as_str().to_string(),
+        (None, Some(why)) => format!("abandoned ({why})"),
+        (None, None) => "incomplete (no series end)".to_string(),
+    };
+    let mut queue = String::new();
+    if !s.dropped.is_empty() {
+        queue += &format!(", dropped {} (queue full)", s.dropped.len());
+    }
+    if !s.blocked.is_zero() {
+        queue += &format!(", queue full for {:.2} s", s.blocked.as_secs_f64());
+    }
     format!(
-        "series {} -> {}: expected {}, received {}, rejected {}, missing {}; status {}; {:.2} s, {:.1} frames/s",
+        "series {} -> {}: expected {}, received {}, rejected {}, missing {}{queue}; status {}; {:.2} s, {:.1} frames/s",
         s.series,
         s.path.display(),
         s.expected,
