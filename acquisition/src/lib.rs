@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod blosc;
 pub mod budget;
+pub mod curve;
 pub mod nexus;
 pub mod phantom;
 pub mod protocol;

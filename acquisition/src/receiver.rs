@@ -80,6 +80,8 @@ pub struct ReceiverConfig {
     pub provenance: Provenance,
     /// Called on the writer thread for every series start, written frame and series end (default none).
     pub observer: Option<Arc<dyn FrameObserver>>,
+    /// Accept only CURVE senders whose public keys are listed (default none: plain ZMTP 3).
+    pub curve: Option<crate::curve::CurveServer>,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -96,6 +98,7 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("verify_payload", &self.verify_payload)
             .field("provenance", &self.provenance)
             .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .field("curve_allowed", &self.curve.as_ref().map(|c| c.allowed.len()))
             .finish()
     }
 }
@@ -118,6 +121,7 @@ impl ReceiverConfig {
                 software: format!("beamline {}", env!("CARGO_PKG_VERSION")),
             },
             observer: None,
+            curve: None,
         }
     }
 }
@@ -157,6 +161,9 @@ pub enum ReceiveError {
     /// A thread could not be started or panicked.
     #[error("receiver thread: {0}")]
     Thread(String),
+    /// CURVE could not be set up.
+    #[error(transparent)]
+    Curve(#[from] crate::curve::CurveError),
 }
 
 /// Ends a running receiver (from any thread, or a signal handler).
@@ -222,6 +229,8 @@ pub struct ReceiveSummary {
     pub series: Vec<SeriesSummary>,
     /// Messages rejected while no series was open.
     pub rejected_outside_series: Rejections,
+    /// CURVE handshakes the ZAP handler refused (senders whose key is not listed); 0 without CURVE.
+    pub curve_refused: u64,
 }
 
 impl ReceiveSummary {
@@ -256,6 +265,7 @@ pub struct Receiver {
     stop: StopHandle,
     live: Arc<LiveCounters>,
     budget: Arc<ByteBudget>,
+    zap: Option<crate::curve::ZapHandler>,
 }
 
 /// A receiver running on its own thread.
@@ -356,6 +366,7 @@ impl Receiver {
         // messages. ZMTP 3 peers with the NULL mechanism are still accepted: no ZAP handler runs in this
         // context and the domain is not enforced, so none is asked.
         socket.set_zap_domain(ZAP_DOMAIN).map_err(|e| zerr("set_zap_domain", e, ""))?;
+        let zap = cfg.curve.as_ref().map(|c| crate::curve::ZapHandler::secure(&ctx, &socket, c)).transpose()?;
         if cfg.connect {
             socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the endpoint"))?;
         } else {
@@ -368,6 +379,7 @@ impl Receiver {
             cfg,
             _ctx: ctx,
             socket,
+            zap,
             stop: StopHandle::default(),
             live: Arc::new(LiveCounters::default()),
             budget,
@@ -420,7 +432,8 @@ impl Receiver {
         let written = writer.join().map_err(|_| ReceiveError::Thread("writer thread panicked".into()))?;
         let series = written?;
         received?;
-        Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside })
+        let curve_refused = self.zap.as_ref().map_or(0, |z| z.counts().refused());
+        Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside, curve_refused })
     }
 
     fn receive_loop(&self, tx: &ChanTx<ToWriter>, outside: &mut Rejections) -> Result<(), ReceiveError> {
