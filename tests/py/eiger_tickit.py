@@ -3,12 +3,20 @@ checks what `beamline receive --format stream2` wrote against the images the sim
 independently with `dectris-compression`.
 
   eiger_tickit.py config YAML REST_PORT CBOR_PORT LEGACY_PORT  # writes the tickit config for one Eiger
+  eiger_tickit.py serve YAML                                   # runs it (`python -m tickit all YAML`, with
+                                                               # the stream socket fix below)
   eiger_tickit.py drive REST_PORT NIMAGES                      # format cbor, ints, nimages; initialize, arm,
                                                                # trigger, disarm (prints the series id)
   eiger_tickit.py check FILE NIMAGES                           # h5py + hdf5plugin vs dectris.compression
 
 The simulator streams the `start`/`image`/`end` messages it ships (captured from a real EIGER2 16M: a bslz4
 image of 4362 x 4148 uint16 pixels) with `series_id`, `image_id` and `number_of_images` filled in.
+
+One fix is applied when serving: tickit 0.4.3 creates the stream's PUSH socket with
+`aiozmq.create_zmq_stream(zmq.PUSH, connect=addr, bind=addr)`, so the socket also connects to its own
+address; libzmq then deals part of the stream into that dead PUSH-to-PUSH connection and those messages are
+lost (seen here: a series whose start and two of three images never reached the one real client). `serve`
+gives the Eiger's stream adapters a bind-only socket; everything else is the simulator as published.
 """
 import json
 import sys
@@ -40,6 +48,21 @@ def config(path, rest_port, cbor_port, legacy_port):
         f"  stream_legacy_port: {legacy_port}\n"
         f"  stream_cbor_port: {cbor_port}\n"
     )
+
+
+def serve(yaml):
+    import functools
+
+    import aiozmq
+    import tickit.cli
+    import tickit_devices.eiger as eiger
+    import zmq
+
+    async def bind_only(host, port):
+        return await aiozmq.create_zmq_stream(zmq.PUSH, bind=f"tcp://{host}:{port}")
+
+    eiger.ZeroMqPushIo = functools.partial(eiger.ZeroMqPushIo, socket_factory=bind_only)
+    tickit.cli.main(["all", yaml])
 
 
 def put(base, path, value=None):
@@ -132,4 +155,4 @@ def check(path, nimages):
 
 
 if __name__ == "__main__":
-    {"config": config, "drive": drive, "check": check}[sys.argv[1]](*sys.argv[2:])
+    {"config": config, "serve": serve, "drive": drive, "check": check}[sys.argv[1]](*sys.argv[2:])

@@ -2,6 +2,7 @@
 //! streaming the start/image/end messages captured from a real EIGER2 16M) is driven over REST by
 //! `tests/py/eiger_tickit.py`; `beamline receive --format stream2 --connect` writes the file, and h5py +
 //! hdf5plugin check it against the simulator's images decoded independently with `dectris-compression`.
+//! (The simulator runs with one fix, a bind-only stream socket: see `tests/py/eiger_tickit.py`.)
 
 mod acquisition_common;
 
@@ -36,7 +37,8 @@ fn tickit_eiger_series_lands_as_sent_with_its_metadata() {
     let log = std::fs::File::create(dir.path().join("tickit.log")).unwrap();
     let sim = Simulator(
         Command::new(python())
-            .args(["-m", "tickit", "all"])
+            .arg(tests::workspace_root().join("tests/py/eiger_tickit.py"))
+            .arg("serve")
             .arg(&yaml)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
