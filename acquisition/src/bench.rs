@@ -263,9 +263,8 @@ pub fn measure(
     spawn_sender: impl FnOnce(&str, &Sink) -> std::io::Result<Child>,
 ) -> Result<Measurement, BenchError> {
     let rss_ok = reset_peak_rss();
-    let run = |endpoint: &str| {
-        spawn_sender(endpoint, sink).map_err(|e| BenchError::Run(format!("start the sender: {e}")))
-    };
+    let run =
+        |endpoint: &str| spawn_sender(endpoint, sink).map_err(|e| BenchError::Run(format!("start the sender: {e}")));
     let (frames, seconds, compressed, frame_bytes, child) = match sink {
         Sink::Python { python, file } => {
             let (frames, seconds, bytes, child) = python_peer(python, file, run)?;

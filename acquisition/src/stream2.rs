@@ -884,8 +884,7 @@ fn create(
     encoding: Encoding,
     prov: &Provenance,
 ) -> Result<NxtomoWriter, WriteError> {
-    let mut s =
-        SeriesStart::new(
+    let mut s = SeriesStart::new(
         series_name(start),
         Shape(start.shape),
         start.dtype.unwrap_or(UNDECLARED_DTYPE),

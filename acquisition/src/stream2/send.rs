@@ -38,9 +38,8 @@ fn lz4_block(src: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
     let at = out.len();
     out.resize(at + 4 + bound as usize, 0);
     // SAFETY: `src` is readable for `n` bytes and `out[at + 4..]` writable for `bound` bytes.
-    let written = unsafe {
-        lz4_sys::LZ4_compress_default(src.as_ptr().cast(), out[at + 4..].as_mut_ptr().cast(), n, bound)
-    };
+    let written =
+        unsafe { lz4_sys::LZ4_compress_default(src.as_ptr().cast(), out[at + 4..].as_mut_ptr().cast(), n, bound) };
     if written <= 0 {
         return Err(SendError::State("LZ4 compression failed"));
     }
@@ -175,9 +174,11 @@ impl Stream2Sender {
         self.msg.clear();
         let tagged = Value::Tag(TAG_SELF_DESCRIBE, Box::new(v.clone()));
         ciborium::ser::into_writer(&tagged, &mut self.msg).map_err(|_| SendError::State("CBOR encoding failed"))?;
-        self.socket
-            .send(&self.msg[..], 0)
-            .map_err(|cause| SendError::Zmq { op: "send", endpoint: self.endpoint.clone(), cause })
+        self.socket.send(&self.msg[..], 0).map_err(|cause| SendError::Zmq {
+            op: "send",
+            endpoint: self.endpoint.clone(),
+            cause,
+        })
     }
 
     /// Sends a `start` message.
@@ -203,9 +204,11 @@ impl Stream2Sender {
 
     /// Sets how long dropping the sender waits to deliver queued messages, in milliseconds (-1 = for ever).
     pub fn set_linger(&self, ms: i32) -> Result<(), SendError> {
-        self.socket
-            .set_linger(ms)
-            .map_err(|cause| SendError::Zmq { op: "set_linger", endpoint: self.endpoint.clone(), cause })
+        self.socket.set_linger(ms).map_err(|cause| SendError::Zmq {
+            op: "set_linger",
+            endpoint: self.endpoint.clone(),
+            cause,
+        })
     }
 
     /// Sends one image whose pixels are already a chunk of this sender's encoding (a `bslz4` chunk, say).
@@ -216,7 +219,11 @@ impl Stream2Sender {
             Encoding::Raw => Value::Bytes(chunk.to_vec()),
             enc => Value::Tag(
                 TAG_COMPRESSION,
-                Box::new(Value::Array(vec![t(enc.as_str()), (dtype.size() as u64).into(), Value::Bytes(chunk.to_vec())])),
+                Box::new(Value::Array(vec![
+                    t(enc.as_str()),
+                    (dtype.size() as u64).into(),
+                    Value::Bytes(chunk.to_vec()),
+                ])),
             ),
         };
         self.send_image_value(h, series_id, shape, dtype, data)
@@ -241,7 +248,10 @@ impl Stream2Sender {
             (t("data"), Value::Map(vec![(t("threshold_1"), Value::Tag(TAG_MULTI_DIM, Box::new(md)))])),
             (
                 t("user_data"),
-                Value::Map(vec![(t("image_key"), i64::from(h.image_key.code()).into()), (t("angle"), h.angle.0.into())]),
+                Value::Map(vec![
+                    (t("image_key"), i64::from(h.image_key.code()).into()),
+                    (t("angle"), h.angle.0.into()),
+                ]),
             ),
         ]);
         self.send(&m)?;
