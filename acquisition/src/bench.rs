@@ -66,7 +66,7 @@ pub fn frame_pool(rows: usize, cols: usize, n: usize) -> Result<Vec<Vec<u8>>, Se
 
 /// The benchmark sender: connects to `endpoint`, sends `frames` frames cycling through a pool of
 /// `pool_size` pre-compressed frames (with the `xxh3_64` payload checksum when `checksum`), and ends the
-/// series.
+/// series; a CURVE client with `curve`.
 pub fn run_sender(
     endpoint: &str,
     rows: usize,
@@ -74,9 +74,10 @@ pub fn run_sender(
     frames: u64,
     pool_size: usize,
     checksum: bool,
+    curve: Option<&crate::curve::CurveClient>,
 ) -> Result<(), SendError> {
     let pool = frame_pool(rows, cols, pool_size.max(1))?;
-    let mut s = SeriesSender::connect(endpoint)?;
+    let mut s = SeriesSender::open_secure(endpoint, false, curve)?;
     s.set_linger(-1)?;
     s.set_checksum(checksum);
     let start = SeriesStart::new(
@@ -100,6 +101,60 @@ pub fn run_sender(
     Ok(())
 }
 
+/// The stream v2 benchmark sender: the same noisy frames as [`run_sender`], each pre-encoded as a `bslz4`
+/// chunk (what a detector sends), as DECTRIS stream v2 images to `endpoint`.
+pub fn run_stream2_sender(
+    endpoint: &str,
+    rows: usize,
+    cols: usize,
+    frames: u64,
+    pool_size: usize,
+) -> Result<(), SendError> {
+    use crate::stream2::send::{bslz4, StartInfo, Stream2Sender};
+    let mut gen = FrameGenerator::new(&SimConfig::new(rows, cols, Dtype::Uint16));
+    let (mut raw, mut tmp) = (Vec::new(), Vec::new());
+    let mut pool = Vec::new();
+    for _ in 0..pool_size.max(1) {
+        gen.frame_into(ImageKey::Projection, Degrees(30.0), &mut raw);
+        let mut chunk = Vec::new();
+        bslz4(&raw, 2, &mut chunk, &mut tmp)?;
+        pool.push(chunk);
+    }
+    let mut s = Stream2Sender::open(endpoint, false, None, crate::stream2::Encoding::Bslz4)?;
+    s.set_linger(-1)?;
+    let start = StartInfo {
+        series_id: 1,
+        series_unique_id: "bench".into(),
+        shape: [rows as u32, cols as u32],
+        dtype: Dtype::Uint16,
+        images: frames,
+        extra: Vec::new(),
+    };
+    s.start_series(&start)?;
+    for i in 0..frames {
+        let h = FrameHeader {
+            index: FrameIndex(i),
+            image_key: ImageKey::Projection,
+            angle: Degrees(i as f64 * 180.0 / frames as f64),
+            timestamp: now_timestamp(),
+        };
+        s.send_encoded(&h, &pool[i as usize % pool.len()])?;
+    }
+    s.end_series()?;
+    Ok(())
+}
+
+/// CURVE keys of a benchmark run: the receiver's settings and the files the sender process reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurveBench {
+    /// The receiver's key pair and the admitted sender.
+    pub server: crate::curve::CurveServer,
+    /// The sender's secret key file.
+    pub sender_secret: PathBuf,
+    /// The receiver's public key file.
+    pub server_public: PathBuf,
+}
+
 /// Where received frames go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sink {
@@ -111,6 +166,10 @@ pub enum Sink {
     Nxtomo(PathBuf),
     /// (c) without payload checksums from the sender.
     NxtomoNoChecksum(PathBuf),
+    /// (c) over CURVE (encrypted and authenticated; the sender adds payload checksums).
+    NxtomoCurve(PathBuf, Box<CurveBench>),
+    /// (e) `receive --format stream2`: the same frames as DECTRIS stream v2 `bslz4` images.
+    Stream2(PathBuf),
     /// (d) The Python peer receiver (`tests/py/ingest_peer.py`) run by this Python, writing this file.
     Python {
         /// The Python interpreter (with pyzmq, h5py, hdf5plugin, xxhash).
@@ -131,6 +190,8 @@ impl Sink {
             Sink::Append(_) => "zmq_append_file",
             Sink::Nxtomo(_) => "beamline_receive",
             Sink::NxtomoNoChecksum(_) => "beamline_receive_no_checksum",
+            Sink::NxtomoCurve(..) => "beamline_receive_curve",
+            Sink::Stream2(_) => "beamline_receive_stream2",
             Sink::Python { .. } => "python_h5py",
         }
     }
@@ -192,30 +253,44 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Measures one sink: binds a loopback endpoint, starts the sender with `spawn_sender(endpoint, checksum)`,
-/// receives one series, waits for the sender to exit.
+/// Measures one sink: binds a loopback endpoint, starts the sender with `spawn_sender(endpoint, sink)` (which
+/// must send what the sink expects: checksums or not, CURVE, stream v2), receives one series, waits for the
+/// sender to exit.
 pub fn measure(
     sink: &Sink,
     queue_frames: usize,
     queue_bytes: u64,
-    spawn_sender: impl FnOnce(&str, bool) -> std::io::Result<Child>,
+    spawn_sender: impl FnOnce(&str, &Sink) -> std::io::Result<Child>,
 ) -> Result<Measurement, BenchError> {
     let rss_ok = reset_peak_rss();
-    let checksum = sink.checksum();
-    let run = |endpoint: &str| {
-        spawn_sender(endpoint, checksum).map_err(|e| BenchError::Run(format!("start the sender: {e}")))
-    };
+    let run =
+        |endpoint: &str| spawn_sender(endpoint, sink).map_err(|e| BenchError::Run(format!("start the sender: {e}")));
     let (frames, seconds, compressed, frame_bytes, child) = match sink {
         Sink::Python { python, file } => {
             let (frames, seconds, bytes, child) = python_peer(python, file, run)?;
             let frame_bytes = file_frame_bytes(file)?;
             (frames, seconds, bytes, frame_bytes, child)
         }
-        Sink::Nxtomo(path) | Sink::NxtomoNoChecksum(path) => {
+        Sink::Stream2(path) => {
             let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
             cfg.endpoint = "tcp://127.0.0.1:*".into();
             cfg.queue_frames = queue_frames;
             cfg.queue_bytes = queue_bytes;
+            let rx = crate::stream2::Stream2Receiver::open(cfg)?;
+            let child = run(&rx.endpoint())?;
+            let summary = rx.run()?;
+            let s = summary.series.first().ok_or_else(|| BenchError::Run("no series arrived".into()))?;
+            let frame_bytes = file_frame_bytes(path)?;
+            (s.received, s.duration.as_secs_f64(), s.bytes_written, frame_bytes, child)
+        }
+        Sink::Nxtomo(path) | Sink::NxtomoNoChecksum(path) | Sink::NxtomoCurve(path, _) => {
+            let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
+            cfg.endpoint = "tcp://127.0.0.1:*".into();
+            cfg.queue_frames = queue_frames;
+            cfg.queue_bytes = queue_bytes;
+            if let Sink::NxtomoCurve(_, c) = sink {
+                cfg.curve = Some(c.server.clone());
+            }
             let rx = Receiver::bind(cfg)?;
             let child = run(&rx.endpoint())?;
             let summary = rx.run()?;
@@ -400,6 +475,10 @@ pub struct Plan {
     pub queue_bytes: u64,
     /// Python for the peer receiver (`None`: the peer is not run).
     pub python: Option<PathBuf>,
+    /// Also run the real receiver over CURVE with these keys.
+    pub curve: Option<CurveBench>,
+    /// Also run `receive --format stream2` fed the same frames as stream v2 bslz4 images.
+    pub stream2: bool,
 }
 
 impl Plan {
@@ -411,6 +490,12 @@ impl Plan {
             Sink::Nxtomo(self.dir.join("ingest.h5")),
             Sink::NxtomoNoChecksum(self.dir.join("ingest.h5")),
         ];
+        if let Some(c) = &self.curve {
+            v.push(Sink::NxtomoCurve(self.dir.join("ingest.h5"), Box::new(c.clone())));
+        }
+        if self.stream2 {
+            v.push(Sink::Stream2(self.dir.join("ingest.h5")));
+        }
         if let Some(python) = &self.python {
             v.push(Sink::Python { python: python.clone(), file: self.dir.join("peer.h5") });
         }
@@ -418,11 +503,11 @@ impl Plan {
     }
 }
 
-/// Runs `plan.rounds` rounds of every sink; `spawn_sender(endpoint, checksum)` starts one sender process;
+/// Runs `plan.rounds` rounds of every sink; `spawn_sender(endpoint, sink)` starts one sender process;
 /// `progress` is called after each run. Every run must receive all frames. Returns the runs, round by round.
 pub fn run_rounds(
     plan: &Plan,
-    mut spawn_sender: impl FnMut(&str, bool) -> std::io::Result<Child>,
+    mut spawn_sender: impl FnMut(&str, &Sink) -> std::io::Result<Child>,
     mut progress: impl FnMut(&Measurement),
 ) -> Result<Vec<Vec<Measurement>>, BenchError> {
     let mut rounds = Vec::new();
@@ -493,7 +578,9 @@ pub fn ratios(rounds: &[Vec<Measurement>], a: &str, b: &str) -> Vec<f64> {
 }
 
 /// The ratios the issue sets goals for: (name, sink a, sink b, goal or 0).
-pub const RATIOS: [(&str, &str, &str, f64); 4] = [
+pub const RATIOS: [(&str, &str, &str, f64); 6] = [
+    ("CURVE cost: with / without", "beamline_receive_curve", "beamline_receive", 0.0),
+    ("stream v2 bslz4 / our protocol", "beamline_receive_stream2", "beamline_receive", 0.0),
     ("beamline / python", "beamline_receive", "python_h5py", 1.3),
     ("beamline (no checksum) / python", "beamline_receive_no_checksum", "python_h5py", 1.3),
     ("beamline / receive-and-discard", "beamline_receive", "zmq_discard", 0.8),

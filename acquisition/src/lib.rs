@@ -9,6 +9,7 @@ pub mod ack;
 pub mod bench;
 pub mod blosc;
 pub mod budget;
+pub mod curve;
 pub mod nexus;
 pub mod phantom;
 pub mod protocol;

@@ -115,6 +115,8 @@ pub struct ReceiverConfig {
     /// closes the open series as `abandoned` (its sender presumably died) and opens the new one; `None`
     /// never does (the new series is rejected as `series_in_progress`). Default 60 s.
     pub stale_after: Option<Duration>,
+    /// Accept only CURVE senders whose public keys are listed (default none: plain ZMTP 3).
+    pub curve: Option<crate::curve::CurveServer>,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -135,6 +137,7 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("resume", &self.resume)
             .field("on_full", &self.on_full)
             .field("stale_after", &self.stale_after)
+            .field("curve_allowed", &self.curve.as_ref().map(|c| c.allowed.len()))
             .finish()
     }
 }
@@ -161,6 +164,7 @@ impl ReceiverConfig {
             resume: false,
             on_full: OnFull::Block,
             stale_after: Some(Duration::from_secs(60)),
+            curve: None,
         }
     }
 }
@@ -200,6 +204,9 @@ pub enum ReceiveError {
     /// A thread could not be started or panicked.
     #[error("receiver thread: {0}")]
     Thread(String),
+    /// CURVE could not be set up.
+    #[error(transparent)]
+    Curve(#[from] crate::curve::CurveError),
 }
 
 /// Ends a running receiver (from any thread, or a signal handler).
@@ -265,6 +272,8 @@ pub struct ReceiveSummary {
     pub series: Vec<SeriesSummary>,
     /// Messages rejected while no series was open.
     pub rejected_outside_series: Rejections,
+    /// CURVE handshakes the ZAP handler refused (senders whose key is not listed); 0 without CURVE.
+    pub curve_refused: u64,
     /// Frames marked `resent` whose index was already accepted: dropped, expected after a restart, not
     /// rejections.
     pub resent_duplicates: u64,
@@ -343,6 +352,7 @@ pub struct Receiver {
     stop: StopHandle,
     live: Arc<LiveCounters>,
     budget: Arc<ByteBudget>,
+    zap: Option<crate::curve::ZapHandler>,
 }
 
 /// A receiver running on its own thread.
@@ -443,6 +453,7 @@ impl Receiver {
         // messages. ZMTP 3 peers with the NULL mechanism are still accepted: no ZAP handler runs in this
         // context and the domain is not enforced, so none is asked.
         socket.set_zap_domain(ZAP_DOMAIN).map_err(|e| zerr("set_zap_domain", e, ""))?;
+        let zap = cfg.curve.as_ref().map(|c| crate::curve::ZapHandler::secure(&ctx, &socket, c)).transpose()?;
         if cfg.connect {
             socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the endpoint"))?;
         } else {
@@ -471,6 +482,7 @@ impl Receiver {
             _ctx: ctx,
             socket,
             ack,
+            zap,
             stop: StopHandle::default(),
             live: Arc::new(LiveCounters::default()),
             budget,
@@ -541,10 +553,11 @@ impl Receiver {
         let written = writer.join().map_err(|_| ReceiveError::Thread("writer thread panicked".into()))?;
         let series = written?;
         received?;
+        let curve_refused = self.zap.as_ref().map_or(0, |z| z.counts().refused());
         if resent_duplicates > 0 {
             tracing::info!(resent_duplicates, "frames sent again that were already held were dropped (not errors)");
         }
-        Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside, resent_duplicates })
+        Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside, resent_duplicates, curve_refused })
     }
 
     /// With `resume` and `Output::File`: reopens a file left by a killed receiver (see

@@ -33,6 +33,9 @@ pub enum SendError {
     /// The series start is invalid.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// CURVE could not be set up (keys, or a libzmq without CURVE).
+    #[error(transparent)]
+    Curve(#[from] crate::curve::CurveError),
     /// Compression failed.
     #[error(transparent)]
     Blosc(#[from] BloscError),
@@ -124,18 +127,32 @@ pub const DEFAULT_SNDHWM: i32 = 16;
 impl SeriesSender {
     /// Connects a PUSH socket to `endpoint` (e.g. `tcp://127.0.0.1:5555`, where `beamline receive` binds).
     pub fn connect(endpoint: &str) -> Result<SeriesSender, SendError> {
-        Self::open(endpoint, false)
+        Self::open(endpoint, false, None)
     }
 
     /// Binds a PUSH socket on `endpoint` (the receiver then connects).
     pub fn bind(endpoint: &str) -> Result<SeriesSender, SendError> {
-        Self::open(endpoint, true)
+        Self::open(endpoint, true, None)
     }
 
-    fn open(endpoint: &str, bind: bool) -> Result<SeriesSender, SendError> {
+    /// As [`SeriesSender::connect`] (or [`SeriesSender::bind`] with `bind`), as a CURVE client when `curve` is
+    /// given: only a receiver holding the secret key of `curve.server` can read the frames, and it admits
+    /// them only if it lists this sender's public key.
+    pub fn open_secure(
+        endpoint: &str,
+        bind: bool,
+        curve: Option<&crate::curve::CurveClient>,
+    ) -> Result<SeriesSender, SendError> {
+        Self::open(endpoint, bind, curve)
+    }
+
+    fn open(endpoint: &str, bind: bool, curve: Option<&crate::curve::CurveClient>) -> Result<SeriesSender, SendError> {
         let ctx = zmq::Context::new();
         let err = |op, source| SendError::Zmq { op, endpoint: endpoint.to_string(), cause: source };
         let socket = ctx.socket(zmq::PUSH).map_err(|e| err("socket", e))?;
+        if let Some(c) = curve {
+            c.apply(&socket)?;
+        }
         socket.set_sndhwm(DEFAULT_SNDHWM).map_err(|e| err("set_sndhwm", e))?;
         // A blocked send wakes up to read acknowledgements and to say that it waits (never freezes).
         socket.set_sndtimeo(SEND_POLL.as_millis() as i32).map_err(|e| err("set_sndtimeo", e))?;

@@ -6,17 +6,22 @@
 //! their framing (sizes, block table) is walked, which costs a few hundred reads per frame. What we read from
 //! the messages, and the `user_data` keys, are in `acquisition/STREAM2.md`.
 
-use std::path::PathBuf;
+pub mod send;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ciborium::value::Value;
+use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, TrySendError};
 use serde_json::{json, Map, Value as Json};
 
+use crate::budget::ByteBudget;
 use crate::nexus::{attr_str, nx_group, path as nx, Degrees, FrameIndex, ImageKey};
 use crate::protocol::{now_timestamp, Compression, Dtype, FrameHeader, SeriesEnd, SeriesStart, SeriesStatus, Shape};
 use crate::receiver::{check_output, file_for, Output, ReceiveError, ReceiveSummary, ReceiverConfig, StopHandle};
 use crate::reject::{Reason, Rejections};
-use crate::writer::{ChunkFilter, NxtomoWriter, SeriesSummary, WriteError};
+use crate::writer::{ChunkFilter, NxtomoWriter, Provenance, SeriesSummary, WriteError};
 
 /// HDF5 filter id of Bitshuffle (bitshuffle + LZ4 in the `bslz4` framing).
 pub const BITSHUFFLE_FILTER: i32 = 32008;
@@ -31,6 +36,8 @@ pub const TAG_COMPRESSION: u64 = 56500;
 /// RFC 8746 typed array tags we accept: u8, u16 LE, u32 LE, f32 LE.
 pub const TYPED_ARRAYS: [(u64, Dtype); 4] =
     [(64, Dtype::Uint8), (69, Dtype::Uint16), (70, Dtype::Uint32), (85, Dtype::Float32)];
+/// The pixel type of a series whose start has no `image_dtype` and that received no image.
+pub const UNDECLARED_DTYPE: Dtype = Dtype::Uint16;
 /// CBOR tag of a rational number `[numerator, denominator]`.
 const TAG_RATIONAL: u64 = 30;
 
@@ -120,8 +127,9 @@ pub struct Start {
     pub series_unique_id: String,
     /// `number_of_images`.
     pub number_of_images: u64,
-    /// `image_dtype`.
-    pub dtype: Dtype,
+    /// `image_dtype`; absent in some detectors' start messages (the tickit Eiger's, captured from an EIGER2
+    /// 16M, has none): then the first image's typed array tag gives it.
+    pub dtype: Option<Dtype>,
     /// `[image_size_y, image_size_x]`.
     pub shape: [u32; 2],
     /// The whole message as JSON.
@@ -314,10 +322,15 @@ pub fn decode(msg: &[u8]) -> Result<Message, Stream2Error> {
     let kind = get(&map, "type").and_then(Value::as_text).ok_or_else(|| bad("no `type` text field"))?.to_string();
     match kind.as_str() {
         "start" => {
-            let dtype_name = get(&map, "image_dtype").and_then(Value::as_text).ok_or_else(|| bad("no image_dtype"))?;
-            let dtype: Dtype = dtype_name
-                .parse()
-                .map_err(|_| Stream2Error::Field(format!("image_dtype {dtype_name:?} unsupported")))?;
+            let dtype = match get(&map, "image_dtype") {
+                None | Some(Value::Null) => None,
+                Some(v) => {
+                    let name = v.as_text().ok_or_else(|| bad("image_dtype is not text"))?;
+                    let d: Dtype =
+                        name.parse().map_err(|_| Stream2Error::Field(format!("image_dtype {name:?} unsupported")))?;
+                    Some(d)
+                }
+            };
             let x = need_u64(&map, "image_size_x")?;
             let y = need_u64(&map, "image_size_y")?;
             let shape = [u32::try_from(y).unwrap_or(u32::MAX), u32::try_from(x).unwrap_or(u32::MAX)];
@@ -420,7 +433,7 @@ pub fn check_framing(bytes: &[u8], encoding: Encoding, elem: usize, want: u64) -
 
 /// Checks an image against the series start and returns the chunk filter its encoding needs.
 pub fn check_image(start: &Start, img: &Image) -> Result<Option<ChunkFilter>, Stream2Error> {
-    if img.shape != start.shape || img.dtype != start.dtype {
+    if img.shape != start.shape || start.dtype.is_some_and(|d| d != img.dtype) {
         return Err(Stream2Error::Field(format!(
             "image {}x{} {} but the series is {}x{} {}",
             img.shape[0],
@@ -428,7 +441,7 @@ pub fn check_image(start: &Start, img: &Image) -> Result<Option<ChunkFilter>, St
             img.dtype.name(),
             start.shape[0],
             start.shape[1],
-            start.dtype.name()
+            start.dtype.map_or("(type of its first image)", |d| d.name())
         )));
     }
     let elem = img.dtype.size();
@@ -520,22 +533,39 @@ fn write_metadata(w: &NxtomoWriter, start: &Start, encoding: Encoding) -> hdf5::
     Ok(())
 }
 
+/// A series as the receive thread sees it: what it checks images against.
 struct OpenSeries {
     start: Start,
-    path: PathBuf,
-    writer: Option<NxtomoWriter>,
     encoding: Option<Encoding>,
     seen: Vec<bool>,
     rejected: Rejections,
 }
 
+/// What the receive thread hands the writer thread, in order, through the bounded queue.
+enum ToWriter {
+    /// A series starts (its file is created when the first image says which chunk filter it needs).
+    Open(Box<(Start, PathBuf)>),
+    /// The first accepted image's encoding and pixel type: create the file with this chunk filter.
+    Create(Option<ChunkFilter>, Encoding, Dtype),
+    /// An accepted image (the bytes as received: a compressed chunk or raw pixels).
+    Frame(FrameHeader, Vec<u8>),
+    /// The open series closes, with its end when one arrived.
+    Close(Option<Box<SeriesEnd>>, Rejections),
+}
+
 /// Receives DECTRIS SIMPLON stream v2 from a detector (PULL connected to its PUSH, or bound with
 /// `connect = false`) and writes each series as an NXtomo file.
+///
+/// As with our own protocol, the receive thread decodes and checks every message and hands accepted images
+/// to a writer thread that owns every HDF5 call, through a queue bounded by `queue_frames` and
+/// `queue_bytes`. A writer failure stops the receiver and is its error (no message is counted for it).
 pub struct Stream2Receiver {
     cfg: ReceiverConfig,
     _ctx: zmq::Context,
     socket: zmq::Socket,
     stop: StopHandle,
+    budget: Arc<ByteBudget>,
+    zap: Option<crate::curve::ZapHandler>,
 }
 
 impl Stream2Receiver {
@@ -549,12 +579,14 @@ impl Stream2Receiver {
         socket.set_maxmsgsize(cfg.max_message_bytes).map_err(|e| zerr("set_maxmsgsize", e, ""))?;
         socket.set_rcvtimeo(100).map_err(|e| zerr("set_rcvtimeo", e, ""))?;
         socket.set_linger(0).map_err(|e| zerr("set_linger", e, ""))?;
+        let zap = cfg.curve.as_ref().map(|c| crate::curve::ZapHandler::secure(&ctx, &socket, c)).transpose()?;
         if cfg.connect {
             socket.connect(&cfg.endpoint).map_err(|e| zerr("connect", e, ": check the detector's endpoint"))?;
         } else {
             socket.bind(&cfg.endpoint).map_err(|e| zerr("bind", e, ": is something else bound there?"))?;
         }
-        Ok(Stream2Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default() })
+        let budget = Arc::new(ByteBudget::new(cfg.queue_bytes));
+        Ok(Stream2Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default(), budget, zap })
     }
 
     /// The endpoint (the bound one when binding `tcp://127.0.0.1:*`).
@@ -570,24 +602,40 @@ impl Stream2Receiver {
         self.stop.clone()
     }
 
-    /// Receives until stopped (or, with `Output::File`, until one series ended).
+    /// Receives until stopped (or, with `Output::File`, until one series ended), or until the writer fails.
     pub fn run(self) -> Result<ReceiveSummary, ReceiveError> {
-        let mut done: Vec<SeriesSummary> = Vec::new();
+        let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(self.cfg.queue_frames.max(1));
+        let (flush, prov) = (self.cfg.flush_interval, self.cfg.provenance.clone());
+        let (stop, budget) = (self.stop.clone(), self.budget.clone());
+        let writer = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || writer_loop(rx, flush, prov, stop, budget))
+            .map_err(|e| ReceiveError::Thread(e.to_string()))?;
         let mut outside = Rejections::default();
+        let received = self.receive_loop(&tx, &mut outside);
+        drop(tx);
+        let series = writer.join().map_err(|_| ReceiveError::Thread("writer thread panicked".into()))??;
+        received?;
+        let curve_refused = self.zap.as_ref().map_or(0, |z| z.counts().refused());
+        Ok(ReceiveSummary { series, rejected_outside_series: outside, resent_duplicates: 0, curve_refused })
+    }
+
+    fn receive_loop(&self, tx: &ChanTx<ToWriter>, outside: &mut Rejections) -> Result<(), ReceiveError> {
         let mut open: Option<OpenSeries> = None;
         let mut msg = zmq::Message::new();
-        let flush: Duration = self.cfg.flush_interval;
         let zerr = |cause| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), cause, hint: "" };
         while !self.stop.is_stopped() {
-            match self.socket.recv(&mut msg, 0) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => {
-                    if let Some(w) = open.as_mut().and_then(|s| s.writer.as_mut()) {
-                        w.maybe_flush(flush)?;
-                    }
-                    continue;
+            {
+                let _w = match open {
+                    Some(_) => tracing::debug_span!("wait.queue", queue = "zmq", wants = "data", on = "sender"),
+                    None => tracing::debug_span!("wait.idle", until = "next series"),
                 }
-                Err(e) => return Err(zerr(e)),
+                .entered();
+                match self.socket.recv(&mut msg, 0) {
+                    Ok(()) => {}
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => continue,
+                    Err(e) => return Err(zerr(e)),
+                }
             }
             let mut parts = 1;
             while msg.get_more() {
@@ -603,14 +651,16 @@ impl Stream2Receiver {
                 };
                 match decoded {
                     Err(e) => Err((e.reason(), e.to_string())),
-                    Ok(m) => self.on_message(m, &mut open, &mut done),
+                    Ok(m) => self.on_message(m, &mut open, tx),
                 }
             };
             match verdict {
-                Ok(true) if matches!(self.cfg.output, Output::File(_)) => break,
-                Ok(_) => {}
+                Ok(Flow::Continue) => {}
+                Ok(Flow::SeriesDone) if matches!(self.cfg.output, Output::File(_)) => return Ok(()),
+                Ok(Flow::SeriesDone) => {}
+                Ok(Flow::WriterGone) => break,
                 Err((reason, detail)) => {
-                    let tally = open.as_mut().map_or(&mut outside, |s| &mut s.rejected);
+                    let tally = open.as_mut().map_or(&mut *outside, |s| &mut s.rejected);
                     tally.add(reason);
                     if tally.get(reason) <= 10 {
                         tracing::warn!(reason = reason.as_str(), "rejected stream v2 message: {detail}");
@@ -619,19 +669,13 @@ impl Stream2Receiver {
             }
         }
         if let Some(s) = open.take() {
-            done.push(close(s, None, &self.cfg)?);
+            let _ = tx.send(ToWriter::Close(None, s.rejected));
         }
-        Ok(ReceiveSummary { series: done, rejected_outside_series: outside, resent_duplicates: 0 })
+        Ok(())
     }
 
-    /// Handles one decoded message; `Ok(true)` when a series ended.
-    fn on_message(
-        &self,
-        m: Message,
-        open: &mut Option<OpenSeries>,
-        done: &mut Vec<SeriesSummary>,
-    ) -> Result<bool, (Reason, String)> {
-        let fail = |e: WriteError| (Reason::InvalidField, format!("writer: {e}"));
+    /// Checks one decoded message and queues what the writer must do with it.
+    fn on_message(&self, m: Message, open: &mut Option<OpenSeries>, tx: &ChanTx<ToWriter>) -> Verdict {
         match m {
             Message::Start(start) => {
                 if start.number_of_images == 0 {
@@ -641,25 +685,26 @@ impl Stream2Receiver {
                 let s = SeriesStart::new(
                     name.clone(),
                     Shape(start.shape),
-                    start.dtype,
+                    start.dtype.unwrap_or(UNDECLARED_DTYPE),
                     Compression::None,
                     start.number_of_images,
                 );
                 s.validate().map_err(|e| (Reason::InvalidField, e.to_string()))?;
                 if let Some(prev) = open.take() {
                     tracing::warn!("series {} closed without an end: a new start arrived", series_name(&prev.start));
-                    done.push(close(prev, None, &self.cfg).map_err(|e| (Reason::InvalidField, e.to_string()))?);
+                    if let Flow::WriterGone = push(tx, ToWriter::Close(None, prev.rejected)) {
+                        return Ok(Flow::WriterGone);
+                    }
                 }
                 tracing::info!(series = %name, images = start.number_of_images, "stream v2 series start");
+                let path = file_for(&self.cfg.output, &name);
                 *open = Some(OpenSeries {
-                    path: file_for(&self.cfg.output, &name),
                     seen: vec![false; start.number_of_images as usize],
-                    start: *start,
-                    writer: None,
+                    start: (*start).clone(),
                     encoding: None,
                     rejected: Rejections::default(),
                 });
-                Ok(false)
+                Ok(push(tx, ToWriter::Open(Box::new((*start, path)))))
             }
             Message::Image(img) => {
                 let s = open.as_mut().ok_or((Reason::NoSeries, "image outside a series".into()))?;
@@ -673,17 +718,22 @@ impl Stream2Receiver {
                     Some(false) => {}
                 }
                 let filter = check_image(&s.start, &img.image).map_err(|e| (e.reason(), e.to_string()))?;
-                if let Some(enc) = s.encoding {
-                    if enc != img.image.encoding {
+                match s.encoding {
+                    Some(enc) if enc != img.image.encoding => {
                         return Err((
                             Reason::InvalidField,
                             format!("image {} is {} in a {} series", i, img.image.encoding.as_str(), enc.as_str()),
                         ));
                     }
-                }
-                if s.writer.is_none() {
-                    s.writer = Some(create(s, filter.as_ref(), img.image.encoding, &self.cfg).map_err(fail)?);
-                    s.encoding = Some(img.image.encoding);
+                    Some(_) => {}
+                    None => {
+                        s.encoding = Some(img.image.encoding);
+                        s.start.dtype = Some(img.image.dtype);
+                        let create = ToWriter::Create(filter, img.image.encoding, img.image.dtype);
+                        if let Flow::WriterGone = push(tx, create) {
+                            return Ok(Flow::WriterGone);
+                        }
+                    }
                 }
                 let key = img
                     .image_key
@@ -693,12 +743,12 @@ impl Stream2Receiver {
                 let angle = img.angle.map(Degrees).unwrap_or_else(|| s.start.angle(img.image_id));
                 let h =
                     FrameHeader { index: FrameIndex(img.image_id), image_key: key, angle, timestamp: now_timestamp() };
-                if let Some(w) = s.writer.as_mut() {
-                    w.write_frame(&h, &img.image.bytes).map_err(fail)?;
-                    w.maybe_flush(self.cfg.flush_interval).map_err(fail)?;
-                }
                 s.seen[i] = true;
-                Ok(false)
+                let bytes = img.image.bytes;
+                if !self.budget.acquire(bytes.len() as u64, || self.stop.is_stopped()) {
+                    return Ok(Flow::WriterGone);
+                }
+                Ok(push(tx, ToWriter::Frame(h, bytes)))
             }
             Message::End(e) => {
                 let s = open.take().ok_or((Reason::NoSeries, "end outside a series".into()))?;
@@ -714,42 +764,154 @@ impl Stream2Receiver {
                     status: Some(SeriesStatus::Complete),
                     metadata: None,
                 };
-                done.push(close(s, Some(&end), &self.cfg).map_err(|e| (Reason::InvalidField, e.to_string()))?);
-                Ok(true)
+                Ok(match push(tx, ToWriter::Close(Some(Box::new(end)), s.rejected)) {
+                    Flow::Continue => Flow::SeriesDone,
+                    other => other,
+                })
             }
         }
     }
 }
 
+enum Flow {
+    Continue,
+    SeriesDone,
+    WriterGone,
+}
+
+type Verdict = Result<Flow, (Reason, String)>;
+
+fn push(tx: &ChanTx<ToWriter>, msg: ToWriter) -> Flow {
+    let msg = match tx.try_send(msg) {
+        Ok(()) => return Flow::Continue,
+        Err(TrySendError::Disconnected(_)) => return Flow::WriterGone,
+        Err(TrySendError::Full(m)) => m,
+    };
+    let _w = tracing::debug_span!("wait.queue", queue = "frames", wants = "space", on = "writer", depth = tx.len())
+        .entered();
+    match tx.send(msg) {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::WriterGone,
+    }
+}
+
+/// A series as the writer thread holds it: its file exists once the first image said how it is encoded.
+struct WriterSeries {
+    start: Start,
+    path: PathBuf,
+    writer: Option<NxtomoWriter>,
+}
+
+fn writer_loop(
+    rx: ChanRx<ToWriter>,
+    flush: Duration,
+    prov: Provenance,
+    stop: StopHandle,
+    budget: Arc<ByteBudget>,
+) -> Result<Vec<SeriesSummary>, ReceiveError> {
+    let mut done = Vec::new();
+    let mut current: Option<WriterSeries> = None;
+    let mut dropped = 0u64;
+    let result = (|| -> Result<(), WriteError> {
+        loop {
+            let msg = {
+                let _w = match current {
+                    Some(_) => tracing::debug_span!("wait.queue", queue = "frames", wants = "data", on = "receiver"),
+                    None => tracing::debug_span!("wait.idle", until = "next series"),
+                }
+                .entered();
+                rx.recv_timeout(flush)
+            };
+            match msg {
+                Ok(ToWriter::Open(b)) => {
+                    let (start, path) = *b;
+                    if let Some(s) = current.take() {
+                        done.push(close(s, None, Rejections::default(), &prov)?);
+                    }
+                    current = Some(WriterSeries { start, path, writer: None });
+                }
+                Ok(ToWriter::Create(filter, encoding, dtype)) => {
+                    if let Some(s) = current.as_mut() {
+                        s.start.dtype = Some(dtype);
+                        s.writer = Some(create(&s.start, &s.path, filter.as_ref(), encoding, &prov)?);
+                    }
+                }
+                Ok(ToWriter::Frame(h, bytes)) => {
+                    budget.release(bytes.len() as u64);
+                    if stop.is_stopped_now() {
+                        // Stopped at once: queued images are dropped (they stay missing in the file).
+                        dropped += 1;
+                        continue;
+                    }
+                    if let Some(w) = current.as_mut().and_then(|s| s.writer.as_mut()) {
+                        w.write_frame(&h, &bytes)?;
+                        w.maybe_flush(flush)?;
+                    }
+                }
+                Ok(ToWriter::Close(end, rejected)) => {
+                    if let Some(s) = current.take() {
+                        done.push(close(s, end.as_deref(), rejected, &prov)?);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(w) = current.as_mut().and_then(|s| s.writer.as_mut()) {
+                        w.maybe_flush(flush)?;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let Some(s) = current.take() {
+                        done.push(close(s, None, Rejections::default(), &prov)?);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    })();
+    if dropped > 0 {
+        tracing::warn!(dropped, "stopped at once: {dropped} queued images were not written (listed as missing)");
+    }
+    result.map(|()| done).map_err(|e| {
+        tracing::error!("writer stopped: {e}");
+        stop.stop();
+        e.into()
+    })
+}
+
 fn create(
-    s: &OpenSeries,
+    start: &Start,
+    path: &Path,
     filter: Option<&ChunkFilter>,
     encoding: Encoding,
-    cfg: &ReceiverConfig,
+    prov: &Provenance,
 ) -> Result<NxtomoWriter, WriteError> {
-    let mut start = SeriesStart::new(
-        series_name(&s.start),
-        Shape(s.start.shape),
-        s.start.dtype,
+    let mut s = SeriesStart::new(
+        series_name(start),
+        Shape(start.shape),
+        start.dtype.unwrap_or(UNDECLARED_DTYPE),
         Compression::None,
-        s.start.number_of_images,
+        start.number_of_images,
     );
-    start.metadata = json!({ "stream2": s.start.json.clone(), "chunk_encoding": encoding.as_str() });
-    let w = NxtomoWriter::create_with_filter(&s.path, &start, &cfg.provenance, filter)?;
-    write_metadata(&w, &s.start, encoding).map_err(|cause| WriteError::Hdf5 {
+    s.metadata = json!({ "stream2": start.json.clone(), "chunk_encoding": encoding.as_str() });
+    let w = NxtomoWriter::create_with_filter(path, &s, prov, filter)?;
+    write_metadata(&w, start, encoding).map_err(|cause| WriteError::Hdf5 {
         what: "write stream v2 metadata".into(),
-        path: s.path.clone(),
+        path: path.to_path_buf(),
         cause,
     })?;
     Ok(w)
 }
 
-fn close(mut s: OpenSeries, end: Option<&SeriesEnd>, cfg: &ReceiverConfig) -> Result<SeriesSummary, ReceiveError> {
+fn close(
+    mut s: WriterSeries,
+    end: Option<&SeriesEnd>,
+    rejected: Rejections,
+    prov: &Provenance,
+) -> Result<SeriesSummary, WriteError> {
     let w = match s.writer.take() {
         Some(w) => w,
-        None => create(&s, None, Encoding::Raw, cfg)?,
+        None => create(&s.start, &s.path, None, Encoding::Raw, prov)?,
     };
-    Ok(w.finish(end, s.rejected)?)
+    w.finish(end, rejected)
 }
 
 #[cfg(test)]
@@ -849,6 +1011,62 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_failure_stops_the_receiver_and_is_its_error_not_a_rejection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("taken.h5");
+        let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
+        cfg.endpoint = "tcp://127.0.0.1:*".into();
+        let rx = Stream2Receiver::open(cfg).unwrap();
+        let (ep, stop) = (rx.endpoint(), rx.stop_handle());
+        std::fs::create_dir(&path).unwrap(); // HDF5 cannot create the file now
+        let run = std::thread::spawn(move || rx.run());
+        let ctx = zmq::Context::new();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        push.connect(&ep).unwrap();
+        let start = Value::Map(vec![
+            (t("type"), t("start")),
+            (t("series_id"), 3.into()),
+            (t("number_of_images"), 2.into()),
+            (t("image_dtype"), t("uint16")),
+            (t("image_size_x"), 8.into()),
+            (t("image_size_y"), 2.into()),
+        ]);
+        push.send(enc(&start), 0).unwrap();
+        push.send(image(Value::Tag(69, Box::new(Value::Bytes(vec![1; 32])))), 0).unwrap();
+        push.send(enc(&Value::Map(vec![(t("type"), t("end")), (t("series_id"), 3.into())])), 0).unwrap();
+        let t0 = std::time::Instant::now();
+        while !run.is_finished() && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let finished = run.is_finished();
+        stop.stop();
+        let r = run.join().unwrap();
+        assert!(finished, "the receiver kept running after its writer failed: {r:?}");
+        match r {
+            Err(ReceiveError::Write(e)) => assert!(e.to_string().contains("taken.h5"), "{e}"),
+            other => panic!("expected the writer's error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_start_without_image_dtype_takes_the_first_images_type() {
+        // The tickit Eiger's start message (captured from an EIGER2 16M) has no image_dtype.
+        let m = Value::Map(vec![
+            (t("type"), t("start")),
+            (t("series_id"), 3.into()),
+            (t("number_of_images"), 2.into()),
+            (t("image_size_x"), 8.into()),
+            (t("image_size_y"), 2.into()),
+        ]);
+        let Message::Start(s) = decode(&enc(&m)).unwrap() else { panic!("not a start") };
+        assert_eq!(s.dtype, None);
+        let img = Image { shape: [2, 8], dtype: Dtype::Uint32, encoding: Encoding::Raw, bytes: vec![0; 64] };
+        assert_eq!(check_image(&s, &img), Ok(None));
+        let e = check_image(&s, &Image { shape: [2, 7], ..img }).unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidField);
+    }
+
+    #[test]
     fn start_metadata_gives_angles_and_keys() {
         let ud = Value::Map(vec![(t("image_keys"), Value::Array(vec![2.into(), 1.into(), 0.into()]))]);
         let gonio = Value::Map(vec![(
@@ -871,7 +1089,7 @@ mod tests {
         let Message::Start(s) = decode(&enc(&Value::Tag(TAG_SELF_DESCRIBE, Box::new(m)))).unwrap() else {
             panic!("not a start")
         };
-        assert_eq!((s.shape, s.dtype, s.number_of_images), ([2, 8], Dtype::Uint16, 3));
+        assert_eq!((s.shape, s.dtype, s.number_of_images), ([2, 8], Some(Dtype::Uint16), 3));
         assert_eq!(series_name(&s), "abc_1");
         assert_eq!(s.number("count_time"), Some(0.25));
         assert_eq!(s.angle(2), Degrees(11.0));

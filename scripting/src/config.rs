@@ -132,6 +132,12 @@ pub struct DetectorConfig {
     /// Push to an external receiver at this ZeroMQ endpoint instead of running one in-process.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// CURVE (with `endpoint`): this detector's secret key file (`beamline keys new`); needs `curve_server`.
+    #[serde(default)]
+    pub curve_secret: Option<PathBuf>,
+    /// CURVE (with `endpoint`): the receiver's public key file (`receive --curve-secret` holds its secret).
+    #[serde(default)]
+    pub curve_server: Option<PathBuf>,
     /// Counters summed over detector regions, recorded at every point of a step scan.
     #[serde(default)]
     pub rois: Vec<RoiConfig>,

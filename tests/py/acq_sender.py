@@ -1,7 +1,10 @@
 """An independent sender written from acquisition/PROTOCOL.md only (pyzmq + numpy, xxhash for the payload
 checksum; blosc chunks made by the c-blosc inside hdf5plugin, read back raw with h5py's read_direct_chunk).
 
-usage: acq_sender.py ENDPOINT OUTDIR CODEC(blosc1|none)
+usage: acq_sender.py ENDPOINT OUTDIR CODEC(blosc1|none) [CLIENT_SECRET SERVER_PUBLIC]
+
+With the two certificate files (ZeroMQ certificates, read with pyzmq's zmq.auth.load_certificate) the socket
+is a CURVE client of the receiver whose public key is SERVER_PUBLIC.
 
 Sends one series of 30 uint16 frames in shuffled order, leaves frame 5 out, sends frame 3 a second time
 with other pixels (the receiver must keep the first), ends with status "aborted" and final metadata, and
@@ -44,6 +47,12 @@ else:
 
 ctx = zmq.Context()
 sock = ctx.socket(zmq.PUSH)
+if len(sys.argv) > 5:
+    import zmq.auth
+    public, secret = zmq.auth.load_certificate(sys.argv[4])
+    server_public, _ = zmq.auth.load_certificate(sys.argv[5])
+    assert secret is not None, "the client certificate has no secret key"
+    sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
 sock.connect(endpoint)
 start = {"protocol": 1, "series": series, "shape": [rows, cols], "dtype": "uint16", "byte_order": "little",
          "compression": compression, "frames": n, "metadata": metadata}

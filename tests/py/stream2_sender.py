@@ -3,6 +3,7 @@ checker of what `beamline receive --format stream2` wrote (h5py + hdf5plugin).
 
   stream2_sender.py send ENDPOINT DIR SCENARIO   # binds PUSH on ENDPOINT; SCENARIO: complete | noend | raw
   stream2_sender.py check FILE DIR               # compares FILE with DIR/expected.npz / expected.json
+  stream2_sender.py compare OURS STREAM2          # same frames, keys and angles in both files? (JSON line)
 
 bslz4 chunks are made by the HDF5 Bitshuffle filter of hdf5plugin (written to an in-memory HDF5 file and read
 back with read_direct_chunk): the exact framing a detector sends, made by another implementation than ours.
@@ -135,8 +136,25 @@ def check(path, outdir):
                           "status": f["/entry/acquisition/status"][()].decode()}))
 
 
+def compare(ours, theirs):
+    """`beamline simulate` sent the same series in our protocol and as stream v2: the files must agree."""
+    with h5py.File(ours, "r") as a, h5py.File(theirs, "r") as b:
+        da, db = a["/entry/instrument/detector/data"], b["/entry/instrument/detector/data"]
+        plist = db.id.get_create_plist()
+        filters = [plist.get_filter(k)[0] for k in range(plist.get_nfilters())]
+        frames_equal = da.shape == db.shape and all(np.array_equal(da[i], db[i]) for i in range(da.shape[0]))
+        keys_equal = np.array_equal(a["/entry/instrument/detector/image_key"][()],
+                                    b["/entry/instrument/detector/image_key"][()])
+        angles_equal = np.allclose(a["/entry/sample/rotation_angle"][()], b["/entry/sample/rotation_angle"][()])
+        print(json.dumps({"frames": int(db.shape[0]), "frames_equal": bool(frames_equal),
+                          "keys_equal": bool(keys_equal), "angles_equal": bool(angles_equal),
+                          "filters": filters, "status": b["/entry/acquisition/status"][()].decode()}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "send":
         send(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "compare":
+        compare(sys.argv[2], sys.argv[3])
     else:
         check(sys.argv[2], sys.argv[3])

@@ -72,3 +72,59 @@ fn a_series_without_end_is_closed_incomplete_on_ctrl_c_with_its_missing_frame() 
     assert_eq!(r["checked"], 5);
     assert!(r["status"].as_str().unwrap().starts_with("incomplete"), "{r}");
 }
+
+fn simulate(args: &[&str]) {
+    let out = beamline()
+        .args(["simulate", "--size", "48", "--angles", "12", "--flats", "2", "--darks", "2", "--seed", "5", "-q"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "simulate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn simulate_as_stream2_lands_the_same_frames_as_our_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("ours.h5"), dir.path().join("stream2.h5"));
+    let ep = free_endpoint();
+    let rx = beamline()
+        .args(["receive", "--quiet", "--bind", &ep, "--output"])
+        .arg(&ours)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    simulate(&["--connect", &ep, "--compression", "none"]);
+    let out = wait(rx, Duration::from_secs(60), "beamline receive");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    for encoding in ["bslz4", "lz4", "none"] {
+        let ep = free_endpoint();
+        let _ = std::fs::remove_file(&theirs);
+        let rx = receiver(&ep, &theirs);
+        simulate(&["--format", "stream2", "--encoding", encoding, "--bind", &ep]);
+        let out = wait(rx, Duration::from_secs(60), "beamline receive --format stream2");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{encoding}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("expected 16, received 16, rejected 0"), "{encoding}: {stdout}");
+        let r: serde_json::Value = serde_json::from_str(
+            run_python("stream2_sender.py", &["compare", ours.to_str().unwrap(), theirs.to_str().unwrap()])
+                .trim()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
+        let filters = match encoding {
+            "bslz4" => serde_json::json!([32008]),
+            "lz4" => serde_json::json!([32004]),
+            _ => serde_json::json!([]),
+        };
+        assert_eq!(r["filters"], filters, "{encoding}: {r}");
+        assert_eq!(
+            (&r["frames_equal"], &r["keys_equal"], &r["angles_equal"]),
+            (&true.into(), &true.into(), &true.into()),
+            "{encoding}: {r}"
+        );
+        assert_eq!(r["status"], "complete");
+    }
+}

@@ -22,10 +22,19 @@ impl FanOutSender {
     /// Connects one PUSH socket to each of `endpoints` (where `beamline receive` processes bind).
     /// Refuses an empty list ([`SendError::State`]).
     pub fn connect(endpoints: &[String]) -> Result<FanOutSender, SendError> {
+        Self::connect_secure(endpoints, None)
+    }
+
+    /// As [`FanOutSender::connect`], every connection a CURVE client when `curve` is given.
+    pub fn connect_secure(
+        endpoints: &[String],
+        curve: Option<&crate::curve::CurveClient>,
+    ) -> Result<FanOutSender, SendError> {
         if endpoints.is_empty() {
             return Err(SendError::State("fan-out over no receivers: give at least one endpoint"));
         }
-        let senders = endpoints.iter().map(|e| SeriesSender::connect(e)).collect::<Result<Vec<_>, _>>()?;
+        let senders =
+            endpoints.iter().map(|e| SeriesSender::open_secure(e, false, curve)).collect::<Result<Vec<_>, _>>()?;
         Ok(FanOutSender { senders, next: 0 })
     }
 

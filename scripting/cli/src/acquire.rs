@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acquisition::bench::{self, Measurement};
+use acquisition::curve::{CurveClient, CurveServer};
 use acquisition::protocol::{BloscParams, Compression, Compressor, Degrees, Dtype, Shuffle};
 use acquisition::receiver::{Output, ReceiveSummary, Receiver, ReceiverConfig, DEFAULT_ENDPOINT};
 use acquisition::replay::{replay_series, NxtomoSource};
@@ -139,6 +140,19 @@ pub struct SimulateArgs {
     /// Seed of the noise.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// CURVE: this sender's secret key file (from `beamline keys new`); needs --curve-server.
+    #[arg(long, value_name = "FILE", requires = "curve_server")]
+    pub curve_secret: Option<PathBuf>,
+    /// CURVE: the receiver's public key file; only that receiver can read the frames.
+    #[arg(long, value_name = "PUBFILE", requires = "curve_secret")]
+    pub curve_server: Option<PathBuf>,
+    /// Wire format: `beamline` (our protocol) or `stream2` (DECTRIS SIMPLON stream v2, as a detector sends
+    /// it: bind with `--bind tcp://127.0.0.1:31001` and run `receive --format stream2 --connect ...`).
+    #[arg(long, default_value = "beamline", value_parser = ["beamline", "stream2"])]
+    pub format: String,
+    /// Image encoding with --format stream2: bslz4 (bitshuffle + LZ4, what detectors send), lz4 or none.
+    #[arg(long, default_value = "bslz4", value_parser = ["bslz4", "lz4", "none"])]
+    pub encoding: String,
     /// Resend the frames of this NXtomo file instead of simulating (keeps its compression unless
     /// --compression is given explicitly).
     #[arg(long, value_name = "FILE.h5")]
@@ -226,6 +240,13 @@ pub struct ReceiveArgs {
     /// detector with `--connect tcp://DETECTOR:31001`).
     #[arg(long, default_value = "beamline", value_parser = ["beamline", "stream2"])]
     pub format: String,
+    /// CURVE: this receiver's secret key file (from `beamline keys new`); only senders listed with
+    /// --curve-allow can deliver, every message is encrypted, and refused senders are logged and counted.
+    #[arg(long, value_name = "FILE", requires = "curve_allow")]
+    pub curve_secret: Option<PathBuf>,
+    /// CURVE: public key files of the senders admitted (one or more).
+    #[arg(long, value_name = "PUBFILE", num_args = 1.., requires = "curve_secret")]
+    pub curve_allow: Vec<PathBuf>,
 }
 
 /// Arguments of the hidden benchmark sender.
@@ -249,6 +270,15 @@ pub struct BenchSenderArgs {
     /// Send frames without the payload checksum.
     #[arg(long)]
     pub no_checksum: bool,
+    /// `beamline` or `stream2` (bslz4 images).
+    #[arg(long, default_value = "beamline", value_parser = ["beamline", "stream2"])]
+    pub format: String,
+    /// CURVE: the sender's secret key file.
+    #[arg(long, requires = "curve_server")]
+    pub curve_secret: Option<PathBuf>,
+    /// CURVE: the receiver's public key file.
+    #[arg(long, requires = "curve_secret")]
+    pub curve_server: Option<PathBuf>,
 }
 
 /// Arguments of `beamline bench ingest`.
@@ -278,6 +308,14 @@ pub struct IngestArgs {
     /// Print one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also run the real receiver over CURVE (keys made for the run) in the same rounds: the cost of
+    /// encryption and authentication.
+    #[arg(long)]
+    pub curve: bool,
+    /// `stream2`: also run `receive --format stream2` in the same rounds, fed the same frames as DECTRIS
+    /// stream v2 bslz4 images (what a detector sends), to compare the two formats.
+    #[arg(long, value_parser = ["beamline", "stream2"])]
+    pub format: Option<String>,
 }
 
 impl Command {
@@ -287,8 +325,16 @@ impl Command {
             Command::Simulate(a) => simulate(a),
             Command::Receive(a) => receive(a),
             Command::BenchSender(a) => {
-                bench::run_sender(&a.connect, a.rows, a.cols, a.frames, a.pool, !a.no_checksum)
-                    .context("benchmark sender")?;
+                if a.format == "stream2" {
+                    bench::run_stream2_sender(&a.connect, a.rows, a.cols, a.frames, a.pool)
+                } else {
+                    let curve = match (&a.curve_secret, &a.curve_server) {
+                        (Some(s), Some(p)) => Some(CurveClient::from_files(s, p)?),
+                        _ => None,
+                    };
+                    bench::run_sender(&a.connect, a.rows, a.cols, a.frames, a.pool, !a.no_checksum, curve.as_ref())
+                }
+                .context("benchmark sender")?;
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -340,9 +386,16 @@ fn bar(quiet: bool, len: u64, what: &str) -> ProgressBar {
 }
 
 fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let curve = match (&a.curve_secret, &a.curve_server) {
+        (Some(s), Some(p)) => Some(CurveClient::from_files(s, p)?),
+        _ => None,
+    };
+    if a.format == "stream2" {
+        return simulate_stream2(&a, curve.as_ref());
+    }
     let (endpoint, mut sender) = match &a.bind {
-        Some(e) => (e.clone(), SeriesSender::bind(e)?),
-        None => (a.connect.clone(), SeriesSender::connect(&a.connect)?),
+        Some(e) => (e.clone(), SeriesSender::open_secure(e, true, curve.as_ref())?),
+        None => (a.connect.clone(), SeriesSender::open_secure(&a.connect, false, curve.as_ref())?),
     };
     sender.set_compress_threads(a.compress_threads);
     if let Some(ack) = &a.ack {
@@ -416,6 +469,42 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `simulate --format stream2`: the simulator's series as DECTRIS stream v2.
+fn simulate_stream2(a: &SimulateArgs, curve: Option<&CurveClient>) -> anyhow::Result<ExitCode> {
+    use acquisition::stream2::{send, Encoding};
+    anyhow::ensure!(a.replay.is_none(), "--replay resends our own protocol only: drop --format stream2");
+    let encoding = match a.encoding.as_str() {
+        "lz4" => Encoding::Lz4,
+        "none" => Encoding::Raw,
+        _ => Encoding::Bslz4,
+    };
+    let (endpoint, bind) = match &a.bind {
+        Some(e) => (e.clone(), true),
+        None => (a.connect.clone(), false),
+    };
+    let mut sender = send::Stream2Sender::open(&endpoint, bind, curve, encoding)?;
+    let series = a.series.clone().unwrap_or_else(|| format!("sim-{}", acquisition::protocol::now_timestamp() as u64));
+    let rows = a.rows.unwrap_or(a.size);
+    let cols = a.cols.unwrap_or(a.size);
+    anyhow::ensure!(rows > 0 && cols > 0 && a.angles > 0, "--size/--rows/--cols and --angles must be at least 1");
+    let mut cfg = SimConfig::new(rows as usize, cols as usize, a.dtype.into());
+    cfg.seed = a.seed;
+    let schedule = Schedule { darks: a.darks, flats: a.flats, angles: a.angles, range: Degrees(a.range as f64) };
+    let fps = (a.fps > 0.0).then_some(a.fps);
+    let pb = bar(a.quiet, schedule.frames(), "simulate");
+    let t0 = Instant::now();
+    let sent = send::simulate_stream2(&mut sender, &cfg, &schedule, &series, fps, |n| pb.set_position(n))
+        .with_context(|| format!("sending stream v2 on {endpoint}"))?;
+    pb.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "sent stream v2 series {series} ({}): {sent} images on {endpoint} in {secs:.2} s ({:.1} images/s)",
+        encoding.as_str(),
+        sent as f64 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let output = match (&a.output, &a.output_dir) {
         (Some(f), _) => Output::File(f.clone()),
@@ -444,6 +533,9 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     cfg.on_full = a.on_full.parse().map_err(anyhow::Error::msg)?;
     anyhow::ensure!(a.stale_after.is_finite() && a.stale_after >= 0.0, "--stale-after must be 0 or more seconds");
     cfg.stale_after = (a.stale_after > 0.0).then(|| Duration::from_secs_f64(a.stale_after));
+    if let Some(secret) = &a.curve_secret {
+        cfg.curve = Some(CurveServer::from_files(secret, &a.curve_allow)?);
+    }
     if a.format == "stream2" {
         return receive_stream2(cfg, a.quiet, single);
     }
@@ -511,7 +603,13 @@ fn receive_stream2(cfg: ReceiverConfig, quiet: bool, single: bool) -> anyhow::Re
     let receiver = acquisition::stream2::Stream2Receiver::open(cfg)?;
     let endpoint = receiver.endpoint();
     let stop = receiver.stop_handle();
-    let _ = ctrlc::set_handler(move || stop.stop());
+    let _ = ctrlc::set_handler(move || {
+        if stop.interrupt() {
+            eprintln!("stopping now: images still queued are not written (listed as missing)");
+        } else {
+            eprintln!("stopping: writing the images already received (interrupt again to stop at once)");
+        }
+    });
     if !quiet {
         eprintln!("receiving stream v2 from {endpoint}{}", if single { "" } else { " (Ctrl-C to stop)" });
     }
@@ -534,6 +632,9 @@ fn report(summary: &ReceiveSummary) -> ExitCode {
     let outside = summary.rejected_outside_series;
     if outside.total() > 0 {
         println!("rejected outside any series: {outside}");
+    }
+    if summary.curve_refused > 0 {
+        println!("CURVE: refused {} handshakes of senders whose key is not listed", summary.curve_refused);
     }
     if summary.series.is_empty() {
         println!("no series received (rejected {}); is the sender pointed at this endpoint?", summary.rejected_total());
@@ -592,6 +693,24 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
         Some(p) => println!("peer: tests/py/ingest_peer.py (pyzmq + h5py write_direct_chunk) run by {}", p.display()),
         None => println!("peer: not run (set BEAMLINE_PYTHON to a Python with pyzmq, h5py, hdf5plugin, xxhash)"),
     }
+    let curve = if a.curve {
+        let keys = dir.join(format!("keys-{}", std::process::id()));
+        std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
+        let (rx_pub, rx_secret) = acquisition::curve::write_keypair(&keys, "bench-receiver")?;
+        let (tx_pub, tx_secret) = acquisition::curve::write_keypair(&keys, "bench-sender")?;
+        println!("CURVE: the real receiver also runs as a CURVE server admitting one sender key (made for this run)");
+        Some(bench::CurveBench {
+            server: CurveServer::from_files(&rx_secret, &[tx_pub])?,
+            sender_secret: tx_secret,
+            server_public: rx_pub,
+        })
+    } else {
+        None
+    };
+    let stream2 = a.format.as_deref() == Some("stream2");
+    if stream2 {
+        println!("stream v2: `receive --format stream2` also runs, fed the same frames as bslz4 images");
+    }
     let sizes = [(2048usize, a.large_frames), (512usize, a.small_frames)];
     let load_before = profiling::clock::load_average();
     let mut json_runs = Vec::new();
@@ -605,16 +724,27 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
             queue_frames: a.queue,
             queue_bytes: a.queue_mib << 20,
             python: python.clone(),
+            curve: curve.clone(),
+            stream2,
         };
-        let spawn = |endpoint: &str, checksum: bool| {
+        let spawn = |endpoint: &str, sink: &bench::Sink| {
             let n = rows.to_string();
-            Process::new(&exe)
-                .args(["bench-sender", "--connect", endpoint, "--rows", &n, "--cols", &n])
-                .args(["--frames", &frames.to_string()])
-                .args(if checksum { &[][..] } else { &["--no-checksum"][..] })
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
+            let mut c = Process::new(&exe);
+            c.args(["bench-sender", "--connect", endpoint, "--rows", &n, "--cols", &n])
+                .args(["--frames", &frames.to_string()]);
+            if !sink.checksum() {
+                c.arg("--no-checksum");
+            }
+            match sink {
+                bench::Sink::NxtomoCurve(_, k) => {
+                    c.arg("--curve-secret").arg(&k.sender_secret).arg("--curve-server").arg(&k.server_public);
+                }
+                bench::Sink::Stream2(_) => {
+                    c.args(["--format", "stream2"]);
+                }
+                _ => {}
+            }
+            c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()
         };
         let rounds = bench::run_rounds(&plan, spawn, |_| {
             if !a.json {

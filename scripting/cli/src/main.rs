@@ -24,6 +24,7 @@ mod acquire;
 mod demo;
 mod gpu;
 mod inspect;
+mod keys;
 mod profile;
 mod recon;
 mod scaleout;
@@ -77,6 +78,12 @@ enum Command {
     ///
     /// Example: beamline inspect scan.h5
     Inspect(inspect::Command),
+    /// CURVE keys: who may send to a receiver (`receive --curve-allow`), and whom a sender trusts
+    /// (`simulate --curve-server`).
+    Keys {
+        #[command(subcommand)]
+        which: keys::Command,
+    },
     /// Benchmarks: print figures, and with --json one JSON object on the last line.
     Bench {
         #[command(subcommand)]
@@ -125,6 +132,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(c) => c.run(),
         Command::ScaleOut(c) => c.run(),
         Command::Inspect(c) => c.run(),
+        Command::Keys { which } => which.run(),
         Command::Bench { which } => match which {
             Bench::Acquire(b) => b.run(),
             Bench::Recon(b) => b.run(),

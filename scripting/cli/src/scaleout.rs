@@ -64,6 +64,12 @@ pub struct SpreadArgs {
     /// Seed of the simulated noise (the same seed gives the same frames).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// CURVE: this sender's secret key file (from `beamline keys new`); needs --curve-server.
+    #[arg(long, value_name = "FILE", requires = "curve_server")]
+    pub curve_secret: Option<std::path::PathBuf>,
+    /// CURVE: the receivers' public key file (every receiver holds that key pair).
+    #[arg(long, value_name = "PUBFILE", requires = "curve_secret")]
+    pub curve_server: Option<std::path::PathBuf>,
 }
 
 impl Command {
@@ -118,7 +124,11 @@ fn spread(args: SpreadArgs) -> anyhow::Result<ExitCode> {
         "darks": schedule.darks, "flats": schedule.flats, "angles": schedule.angles,
         "range_deg": schedule.range.0, "seed": cfg.seed, "attenuation": cfg.attenuation,
     });
-    let mut fan = FanOutSender::connect(&args.to).context("connecting to the receivers")?;
+    let curve = match (&args.curve_secret, &args.curve_server) {
+        (Some(s), Some(p)) => Some(acquisition::curve::CurveClient::from_files(s, p)?),
+        _ => None,
+    };
+    let mut fan = FanOutSender::connect_secure(&args.to, curve.as_ref()).context("connecting to the receivers")?;
     let t0 = Instant::now();
     fan.start_series(&start).context("sending the series start")?;
     send_frames(&mut fan, &cfg, &schedule, None, |_| {}).context("sending the frames")?;

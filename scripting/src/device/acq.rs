@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use acquisition::curve::CurveClient;
 use acquisition::protocol::{
     self, now_timestamp, BloscParams, Compression, Degrees, Dtype, FrameHeader, FrameIndex, SeriesStart, Shape,
 };
@@ -41,6 +42,7 @@ pub struct AcquisitionDetector {
     shape: Shape,
     output_dir: PathBuf,
     endpoint: Option<String>,
+    curve: Option<CurveClient>,
     rois: Vec<RoiConfig>,
     state: Mutex<State>,
 }
@@ -60,6 +62,18 @@ impl AcquisitionDetector {
                 DeviceError::new(&cfg.name, format!("cannot create output folder {}: {e}", dir.display()))
             })?;
         }
+        let curve = match (&cfg.curve_secret, &cfg.curve_server, &cfg.endpoint) {
+            (None, None, _) => None,
+            (Some(s), Some(p), Some(_)) => {
+                Some(CurveClient::from_files(s, p).map_err(|e| DeviceError::new(&cfg.name, e.to_string()))?)
+            }
+            _ => {
+                return Err(DeviceError::new(
+                    &cfg.name,
+                    "CURVE needs [detector] endpoint, curve_secret and curve_server together",
+                ))
+            }
+        };
         let mut sim = SimConfig::new(cfg.rows as usize, cfg.cols as usize, Dtype::Uint16);
         sim.seed = seed;
         Ok(AcquisitionDetector {
@@ -68,6 +82,7 @@ impl AcquisitionDetector {
             shape: Shape([cfg.rows, cfg.cols]),
             output_dir: dir,
             endpoint: cfg.endpoint.clone(),
+            curve,
             rois: cfg.rois.clone(),
             state: Mutex::new(State {
                 generator: FrameGenerator::new(&sim),
@@ -99,7 +114,7 @@ impl AcquisitionDetector {
 
     fn connect(&self, series: &str) -> Result<(SeriesSender, Option<(ReceiverThread, PathBuf)>), DeviceError> {
         if let Some(ep) = &self.endpoint {
-            let s = SeriesSender::connect(ep).map_err(|e| self.err(e))?;
+            let s = SeriesSender::open_secure(ep, false, self.curve.as_ref()).map_err(|e| self.err(e))?;
             return Ok((s, None));
         }
         let path = self.free_path(series);
