@@ -1060,6 +1060,33 @@ mod tests {
         assert!(data == want, "the file holds exactly the good frames");
     }
 
+    #[test]
+    fn a_repeated_series_start_goes_on_and_resent_duplicates_are_dropped_not_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, ep) = spawn(Output::File(dir.path().join("rep.h5")));
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        let start = SeriesStart::new("rep", Shape([2, 2]), Dtype::Uint8, Compression::None, 2);
+        tx.start_series(&start).unwrap();
+        tx.send_frame(&header(0), &[1u8; 4]).unwrap();
+        // The same start again (a restarted sender): the series goes on.
+        tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&start)]).unwrap();
+        let mut h = Vec::new();
+        crate::protocol::encode_frame_header("rep", &header(0), &mut h);
+        let plain = h.clone();
+        crate::ack::mark_resent(&mut h);
+        tx.send_raw(&[b"frame", &h, &[9u8; 4]]).unwrap(); // resent duplicate: dropped, counted
+        tx.send_raw(&[b"frame", &plain, &[9u8; 4]]).unwrap(); // plain duplicate: rejected
+        tx.send_frame(&header(1), &[2u8; 4]).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let summary = thread.join().unwrap();
+        let s = &summary.series[0];
+        assert_eq!((s.received, s.missing.len()), (2, 0));
+        assert_eq!(s.rejected.get(Reason::SeriesInProgress), 0);
+        assert_eq!(s.rejected.get(Reason::DuplicateFrame), 1);
+        assert_eq!(s.rejected.total(), 1);
+        assert_eq!(summary.resent_duplicates, 1);
+    }
+
     /// One ZMTP/1.0 frame: length (flags + body) as one byte, or 0xff and 8 bytes big-endian; then flags.
     fn zmtp1_frame(body: &[u8], more: bool, out: &mut Vec<u8>) {
         let len = body.len() as u64 + 1;
