@@ -452,10 +452,14 @@ impl Receiver {
         let (resumed, open) = self.reopen()?;
         let mut ack = self.ack.take().map(AckPublisher::new);
         if let (Some(a), Some(w), Some(o)) = (ack.as_mut(), resumed.as_ref(), open.as_ref()) {
-            a.open(&o.start.series, o.start.frames, w.held().fold(IndexRanges::new(), |mut r, i| {
-                r.insert(i);
-                r
-            }));
+            a.open(
+                &o.start.series,
+                o.start.frames,
+                w.held().fold(IndexRanges::new(), |mut r, i| {
+                    r.insert(i);
+                    r
+                }),
+            );
         }
         let extras = WriterExtras { ack, current: resumed };
         let writer = std::thread::Builder::new()
@@ -492,8 +496,12 @@ impl Receiver {
         self.live.expected.store(start.frames, Ordering::Relaxed);
         self.live.received.store(w.held().count() as u64, Ordering::Relaxed);
         tracing::info!(series = %start.series, path = %path.display(), "resuming series");
-        let open =
-            OpenSeries { frame_bytes: start.frame_bytes(), seen, rejected: Rejections::default(), start: start.clone() };
+        let open = OpenSeries {
+            frame_bytes: start.frame_bytes(),
+            seen,
+            rejected: Rejections::default(),
+            start: start.clone(),
+        };
         Ok((Some(w), Some(open)))
     }
 
@@ -812,7 +820,8 @@ fn writer_loop(
                         continue;
                     }
                     if let Some(w) = current.as_mut() {
-                        let written = w.check_space(h.index, payload.len() as u64).and_then(|()| w.write_frame(&h, &payload));
+                        let written =
+                            w.check_space(h.index, payload.len() as u64).and_then(|()| w.write_frame(&h, &payload));
                         if written.is_ok() {
                             observer.notify("frame", |o| o.frame(&h, &payload));
                             if let Some(a) = ack.as_mut() {

@@ -512,7 +512,8 @@ impl SeriesSender {
     pub fn end_series(&mut self, status: SeriesStatus, metadata: Option<serde_json::Value>) -> Result<u64, SendError> {
         let s = self.series.as_ref().ok_or(SendError::State("end_series without an open series"))?;
         let frames_sent = s.sent + s.skipped;
-        let end = SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id.clone(), frames_sent, status: Some(status), metadata };
+        let end =
+            SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id.clone(), frames_sent, status: Some(status), metadata };
         end.validate()?;
         let encoded = encode_series_end(&end);
         if let Some(s) = self.series.as_mut() {

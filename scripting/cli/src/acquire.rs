@@ -387,9 +387,8 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let limit = Duration::from_secs(a.linger_s);
-    let delivered = sender.close(limit, |t| {
-        eprintln!("waiting {} s for ZeroMQ to deliver the last frames to {endpoint}", t.as_secs())
-    });
+    let delivered = sender
+        .close(limit, |t| eprintln!("waiting {} s for ZeroMQ to deliver the last frames to {endpoint}", t.as_secs()));
     if !delivered {
         println!(
             "sent series {series}: {sent} frames to {endpoint}, but the last ones (up to {} frames and the series \
