@@ -466,10 +466,10 @@ impl SeriesSender {
     }
 
     fn send_one(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
-        let id = self.series.as_ref().map(|s| s.id.clone()).unwrap_or_default();
         let sum = self.checksum.then(|| payload_checksum(payload));
         let mut hdr = std::mem::take(&mut self.header);
-        encode_frame_header_with(&id, header, sum, &mut hdr);
+        let id = self.series.as_ref().map_or("", |s| s.id.as_str());
+        encode_frame_header_with(id, header, sum, &mut hdr);
         if self.resume {
             // A resumed series: any frame may have reached the receiver before (unflushed, so not listed).
             mark_resent(&mut hdr);
