@@ -973,7 +973,8 @@ mod tests {
         tx.send_raw(&[b"frame", nan.as_bytes(), &px]).unwrap(); // bad_json: JSON has no NaN
         tx.send_raw(&[b"frame", f(1, 0, "raw").as_bytes()]).unwrap(); // parts
         tx.send_raw(&[b"hello", b"{}"]).unwrap(); // unknown_kind
-        tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&start)]).unwrap(); // series_in_progress
+        let other = SeriesStart::new("raw2", Shape([4, 5]), Dtype::Uint8, Compression::None, 3);
+        tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&other)]).unwrap(); // series_in_progress
         tx.send_raw(&[b"frame", f(1, 0, "raw").replace("\"protocol\":1", "\"protocol\":9").as_bytes(), &px]).unwrap();
         tx.send_frame(&header(2), &px).unwrap();
         tx.end_series(SeriesStatus::Complete, Some(serde_json::json!({"k": 1}))).unwrap();
