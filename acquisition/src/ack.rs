@@ -109,13 +109,8 @@ impl IndexRanges {
 
     fn insert_range(&mut self, mut s: u64, mut e: u64) {
         // Merge with every range touching or overlapping [s, e).
-        let touching: Vec<(u64, u64)> = self
-            .r
-            .range(..=e)
-            .rev()
-            .take_while(|(_, &end)| end >= s)
-            .map(|(&a, &b)| (a, b))
-            .collect();
+        let touching: Vec<(u64, u64)> =
+            self.r.range(..=e).rev().take_while(|(_, &end)| end >= s).map(|(&a, &b)| (a, b)).collect();
         for (a, b) in touching {
             self.r.remove(&a);
             self.count -= b - a;

@@ -536,10 +536,14 @@ impl Receiver {
         let (resumed, open) = self.reopen()?;
         let mut ack = self.ack.take().map(AckPublisher::new);
         if let (Some(a), Some(w), Some(o)) = (ack.as_mut(), resumed.as_ref(), open.as_ref()) {
-            a.open(&o.start.series, o.start.frames, w.held().fold(IndexRanges::new(), |mut r, i| {
-                r.insert(i);
-                r
-            }));
+            a.open(
+                &o.start.series,
+                o.start.frames,
+                w.held().fold(IndexRanges::new(), |mut r, i| {
+                    r.insert(i);
+                    r
+                }),
+            );
         }
         let extras = WriterExtras { ack, current: resumed };
         let writer = std::thread::Builder::new()
@@ -577,8 +581,12 @@ impl Receiver {
         self.live.expected.store(start.frames, Ordering::Relaxed);
         self.live.received.store(w.held().count() as u64, Ordering::Relaxed);
         tracing::info!(series = %start.series, path = %path.display(), "resuming series");
-        let open =
-            OpenSeries { frame_bytes: start.frame_bytes(), seen, rejected: Rejections::default(), start: start.clone() };
+        let open = OpenSeries {
+            frame_bytes: start.frame_bytes(),
+            seen,
+            rejected: Rejections::default(),
+            start: start.clone(),
+        };
         Ok((Some(w), Some(open)))
     }
 
@@ -991,7 +999,8 @@ fn writer_loop(
                         continue;
                     }
                     if let Some(w) = current.as_mut() {
-                        let written = w.check_space(h.index, payload.len() as u64).and_then(|()| w.write_frame(&h, &payload));
+                        let written =
+                            w.check_space(h.index, payload.len() as u64).and_then(|()| w.write_frame(&h, &payload));
                         if written.is_ok() {
                             observer.notify("frame", |o| o.frame(&h, &payload));
                             if let Some(a) = ack.as_mut() {
@@ -1145,7 +1154,8 @@ mod tests {
         tx.send_raw(&[b"frame", nan.as_bytes(), &px]).unwrap(); // bad_json: JSON has no NaN
         tx.send_raw(&[b"frame", f(1, 0, "raw").as_bytes()]).unwrap(); // parts
         tx.send_raw(&[b"hello", b"{}"]).unwrap(); // unknown_kind
-        tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&start)]).unwrap(); // series_in_progress
+        let other = SeriesStart::new("raw2", Shape([4, 5]), Dtype::Uint8, Compression::None, 3);
+        tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&other)]).unwrap(); // series_in_progress
         tx.send_raw(&[b"frame", f(1, 0, "raw").replace("\"protocol\":1", "\"protocol\":9").as_bytes(), &px]).unwrap();
         tx.send_frame(&header(2), &px).unwrap();
         tx.end_series(SeriesStatus::Complete, Some(serde_json::json!({"k": 1}))).unwrap();
@@ -1239,6 +1249,33 @@ mod tests {
         let want: Vec<u16> =
             pixels.iter().flat_map(|p| p.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]))).collect();
         assert!(data == want, "the file holds exactly the good frames");
+    }
+
+    #[test]
+    fn a_repeated_series_start_goes_on_and_resent_duplicates_are_dropped_not_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (thread, ep) = spawn(Output::File(dir.path().join("rep.h5")));
+        let mut tx = SeriesSender::connect(&ep).unwrap();
+        let start = SeriesStart::new("rep", Shape([2, 2]), Dtype::Uint8, Compression::None, 2);
+        tx.start_series(&start).unwrap();
+        tx.send_frame(&header(0), &[1u8; 4]).unwrap();
+        // The same start again (a restarted sender): the series goes on.
+        tx.send_raw(&[b"series_start", &crate::protocol::encode_series_start(&start)]).unwrap();
+        let mut h = Vec::new();
+        crate::protocol::encode_frame_header("rep", &header(0), &mut h);
+        let plain = h.clone();
+        crate::ack::mark_resent(&mut h);
+        tx.send_raw(&[b"frame", &h, &[9u8; 4]]).unwrap(); // resent duplicate: dropped, counted
+        tx.send_raw(&[b"frame", &plain, &[9u8; 4]]).unwrap(); // plain duplicate: rejected
+        tx.send_frame(&header(1), &[2u8; 4]).unwrap();
+        tx.end_series(SeriesStatus::Complete, None).unwrap();
+        let summary = thread.join().unwrap();
+        let s = &summary.series[0];
+        assert_eq!((s.received, s.missing.len()), (2, 0));
+        assert_eq!(s.rejected.get(Reason::SeriesInProgress), 0);
+        assert_eq!(s.rejected.get(Reason::DuplicateFrame), 1);
+        assert_eq!(s.rejected.total(), 1);
+        assert_eq!(summary.resent_duplicates, 1);
     }
 
     /// One ZMTP/1.0 frame: length (flags + body) as one byte, or 0xff and 8 bytes big-endian; then flags.

@@ -483,10 +483,10 @@ impl SeriesSender {
     }
 
     fn send_one(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
-        let id = self.series.as_ref().map(|s| s.id.clone()).unwrap_or_default();
         let sum = self.checksum.then(|| payload_checksum(payload));
         let mut hdr = std::mem::take(&mut self.header);
-        encode_frame_header_with(&id, header, sum, &mut hdr);
+        let id = self.series.as_ref().map_or("", |s| s.id.as_str());
+        encode_frame_header_with(id, header, sum, &mut hdr);
         if self.resume {
             // A resumed series: any frame may have reached the receiver before (unflushed, so not listed).
             mark_resent(&mut hdr);
@@ -529,7 +529,8 @@ impl SeriesSender {
     pub fn end_series(&mut self, status: SeriesStatus, metadata: Option<serde_json::Value>) -> Result<u64, SendError> {
         let s = self.series.as_ref().ok_or(SendError::State("end_series without an open series"))?;
         let frames_sent = s.sent + s.skipped;
-        let end = SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id.clone(), frames_sent, status: Some(status), metadata };
+        let end =
+            SeriesEnd { protocol: PROTOCOL_VERSION, series: s.id.clone(), frames_sent, status: Some(status), metadata };
         end.validate()?;
         let encoded = encode_series_end(&end);
         if let Some(s) = self.series.as_mut() {

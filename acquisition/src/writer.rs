@@ -893,6 +893,40 @@ mod tests {
     }
 
     #[test]
+    fn a_file_never_closed_is_reopened_with_its_frames_held_and_a_closed_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.h5");
+        let start = SeriesStart::new("r", Shape([2, 3]), Dtype::Uint8, Compression::None, 4);
+        let h = |i: u64| FrameHeader {
+            index: FrameIndex(i),
+            image_key: ImageKey::Projection,
+            angle: Degrees(i as f64),
+            timestamp: 1.0,
+        };
+        let mut w = NxtomoWriter::create(&path, &start, &Provenance::default()).unwrap();
+        for i in [0, 2] {
+            w.write_frame(&h(i), &[i as u8; 6]).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w); // as a killed receiver leaves it: status `receiving`
+        let (mut w, stored) = NxtomoWriter::reopen(&path).unwrap();
+        assert_eq!(stored.series, "r");
+        assert_eq!(stored.frames, 4);
+        assert_eq!(w.held().collect::<Vec<_>>(), vec![0, 2]);
+        for i in [1, 3] {
+            w.write_frame(&h(i), &[i as u8; 6]).unwrap();
+        }
+        let end =
+            SeriesEnd { protocol: PROTOCOL_VERSION, series: "r".into(), frames_sent: 4, status: None, metadata: None };
+        let s = w.finish(Some(&end), Rejections::default()).unwrap();
+        assert_eq!((s.received, s.missing.len()), (4, 0));
+        let data: Vec<u8> = File::open(&path).unwrap().dataset(nx::DATA).unwrap().read_raw().unwrap();
+        assert_eq!(data, [[0u8; 6], [1; 6], [2; 6], [3; 6]].concat());
+        let again = NxtomoWriter::reopen(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(again.contains("already closed (status `complete`)"), "{again}");
+    }
+
+    #[test]
     fn a_child_started_while_the_file_is_open_does_not_keep_it_locked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.h5");

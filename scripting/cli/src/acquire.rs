@@ -436,21 +436,21 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         println!(
             "sent series {series}: {sent} frames to {endpoint} in {secs:.2} s ({:.1} frames/s); all {sent} \
              confirmed on disk by the receiver; replay buffer peak {} of {} bytes, {} frames sent again after \
-             {} receiver restarts, {} already held (resume), {:.2} s waiting for room",
+             {} receiver restarts, {} already held (resume), {:.2} s waiting for room; peak RSS {} bytes",
             sent as f64 / secs.max(1e-9),
             stats.peak_buffered,
             stats.buffer_cap,
             stats.resent,
             stats.restarts,
             stats.skipped,
-            stats.blocked.as_secs_f64()
+            stats.blocked.as_secs_f64(),
+            bench::peak_rss().unwrap_or(0)
         );
         return Ok(ExitCode::SUCCESS);
     }
     let limit = Duration::from_secs(a.linger_s);
-    let delivered = sender.close(limit, |t| {
-        eprintln!("waiting {} s for ZeroMQ to deliver the last frames to {endpoint}", t.as_secs())
-    });
+    let delivered = sender
+        .close(limit, |t| eprintln!("waiting {} s for ZeroMQ to deliver the last frames to {endpoint}", t.as_secs()));
     if !delivered {
         println!(
             "sent series {series}: {sent} frames to {endpoint}, but the last ones (up to {} frames and the series \
