@@ -117,7 +117,13 @@ fn a_killed_senders_series_is_abandoned_when_a_new_series_starts() {
     let _ = wait(next, Duration::from_secs(60), "second sender");
     let second = dir.path().join("second.h5");
     let t0 = Instant::now();
-    while !(second.exists() && acq_str(&second, "status") == "complete") {
+    // The receiver holds the file (and HDF5's lock on it) until the series end closes it.
+    let closed = |p: &Path| -> Option<String> {
+        let f = hdf5::File::open(p).ok()?;
+        let s: hdf5::types::VarLenUnicode = f.dataset("entry/acquisition/status").ok()?.read_scalar().ok()?;
+        Some(s.as_str().to_string())
+    };
+    while closed(&second).as_deref() != Some("complete") {
         assert!(t0.elapsed() < Duration::from_secs(60), "the second series was not written");
         std::thread::sleep(Duration::from_millis(50));
     }
