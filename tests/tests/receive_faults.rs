@@ -156,7 +156,7 @@ fn vm_hwm(pid: u32) -> Option<u64> {
 
 #[test]
 fn zeromq_buffering_is_bounded_in_bytes_with_large_raw_frames() {
-    // 2048 x 2048 float32 = 16 MiB raw frames, a 32 MiB queue, a slow disk (40 ms a frame): the sender
+    // 2048 x 2048 float32 = 16 MiB raw frames, a 32 MiB queue, a slow disk (200 ms a frame): the sender
     // outruns the writer, so whatever ZeroMQ buffers shows in the receiver's peak RSS.
     let (rows, cols, frames, queue_mib) = (2048u32, 2048u32, 24u64, 32u64);
     let frame = (rows * cols * 4) as u64;
@@ -164,7 +164,7 @@ fn zeromq_buffering_is_bounded_in_bytes_with_large_raw_frames() {
     let ep = free_endpoint();
     let file = dir.path().join("big.h5");
     let q = queue_mib.to_string();
-    let rx = receiver(&ep, &["--output", file.to_str().unwrap()], "40", &["--queue-mib", &q]);
+    let rx = receiver(&ep, &["--output", file.to_str().unwrap()], "200", &["--queue-mib", &q]);
     let pid = rx.id();
     let sender = std::thread::spawn({
         let ep = ep.clone();
