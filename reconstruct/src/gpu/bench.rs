@@ -152,38 +152,59 @@ pub struct Comparison {
     pub device_seconds: f64,
 }
 
-/// Reconstructs the first `shape.slices` rows of the benchmark scan with the CPU backend and with
-/// `device`, and compares them against `bound_rel` (relative to the CPU volume's largest magnitude).
-pub fn compare(shape: ScanShape, device: &mut dyn Backend, bound_rel: f64) -> Result<Comparison, BenchError> {
-    let center = (shape.size as f64 - 1.0) / 2.0;
-    let angles = (0..shape.angles).map(|i| (std::f64::consts::PI * i as f64 / shape.angles as f64) as f32).collect();
-    let setup = ReconSetup::new(angles, shape.size, center, shape.size);
-    let slab = Scan::new(shape, &setup).read(0..shape.slices);
-    let t0 = Instant::now();
-    let cpu = crate::cpu::CpuBackend::default()
-        .reconstruct(&setup, &slab)
-        .map_err(|e| BenchError::Devices(format!("CPU backend: {e}")))?;
-    let cpu_seconds = t0.elapsed().as_secs_f64();
-    let t0 = Instant::now();
-    let got = device.reconstruct(&setup, &slab).map_err(|e| BenchError::Devices(format!("{}: {e}", device.name())))?;
-    let device_seconds = t0.elapsed().as_secs_f64();
-    let max = cpu.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-    let max_abs = if got.len() == cpu.len() {
-        got.iter().zip(&cpu).fold(0f64, |m, (g, c)| m.max((*g as f64 - *c as f64).abs()))
-    } else {
-        f64::INFINITY
-    };
-    let max_rel = if max > 0.0 { max_abs / max } else { max_abs };
-    Ok(Comparison {
-        shape,
-        device: device.name(),
-        max_abs,
-        max_rel,
-        bound_rel,
-        within: max_rel <= bound_rel,
-        cpu_seconds,
-        device_seconds,
-    })
+/// The CPU backend's reconstruction of the first `shape.slices` rows of the benchmark scan, computed once
+/// and compared with any number of devices.
+pub struct Reference {
+    shape: ScanShape,
+    setup: ReconSetup,
+    slab: Slab,
+    cpu: Vec<f32>,
+    max: f64,
+    cpu_seconds: f64,
+}
+
+impl Reference {
+    /// Reconstructs the slab on the CPU backend (all cores).
+    pub fn new(shape: ScanShape) -> Result<Reference, BenchError> {
+        let center = (shape.size as f64 - 1.0) / 2.0;
+        let angles =
+            (0..shape.angles).map(|i| (std::f64::consts::PI * i as f64 / shape.angles as f64) as f32).collect();
+        let setup = ReconSetup::new(angles, shape.size, center, shape.size);
+        let slab = Scan::new(shape, &setup).read(0..shape.slices);
+        let t0 = Instant::now();
+        let cpu = crate::cpu::CpuBackend::default()
+            .reconstruct(&setup, &slab)
+            .map_err(|e| BenchError::Devices(format!("CPU backend: {e}")))?;
+        let cpu_seconds = t0.elapsed().as_secs_f64();
+        let max = cpu.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+        Ok(Reference { shape, setup, slab, cpu, max, cpu_seconds })
+    }
+
+    /// Reconstructs the same slab with `device` and compares it against `bound_rel` (relative to the CPU
+    /// volume's largest magnitude).
+    pub fn compare(&self, device: &mut dyn Backend, bound_rel: f64) -> Result<Comparison, BenchError> {
+        let t0 = Instant::now();
+        let got = device
+            .reconstruct(&self.setup, &self.slab)
+            .map_err(|e| BenchError::Devices(format!("{}: {e}", device.name())))?;
+        let device_seconds = t0.elapsed().as_secs_f64();
+        let max_abs = if got.len() == self.cpu.len() {
+            got.iter().zip(&self.cpu).fold(0f64, |m, (g, c)| m.max((*g as f64 - *c as f64).abs()))
+        } else {
+            f64::INFINITY
+        };
+        let max_rel = if self.max > 0.0 { max_abs / self.max } else { max_abs };
+        Ok(Comparison {
+            shape: self.shape,
+            device: device.name(),
+            max_abs,
+            max_rel,
+            bound_rel,
+            within: max_rel <= bound_rel,
+            cpu_seconds: self.cpu_seconds,
+            device_seconds,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +215,8 @@ mod compare_tests {
     #[test]
     fn compare_measures_the_difference() {
         let shape = ScanShape { size: 32, angles: 24, slices: 2 };
-        let c = compare(shape, &mut crate::cpu::CpuBackend::default(), 1e-6).unwrap();
+        let reference = Reference::new(shape).unwrap();
+        let c = reference.compare(&mut crate::cpu::CpuBackend::default(), 1e-6).unwrap();
         assert!(c.within && c.max_abs == 0.0, "{c:?}");
         struct Off(crate::cpu::CpuBackend);
         impl Backend for Off {
@@ -208,7 +230,7 @@ mod compare_tests {
                 self.0.preferred_rows(s)
             }
         }
-        let c = compare(shape, &mut Off(crate::cpu::CpuBackend::default()), 1e-4).unwrap();
+        let c = reference.compare(&mut Off(crate::cpu::CpuBackend::default()), 1e-4).unwrap();
         assert!(!c.within && c.max_rel > 5e-4, "{c:?}");
     }
 }

@@ -339,6 +339,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     );
     let mut results = Vec::new();
     let mut all_within = true;
+    let mut reference = None;
     for filter in &args.gpu_filter {
         for dtype in &args.gpu_dtype {
             let options = GpuOptions { dtype: dtype.dtype(), filter: filter.filter() };
@@ -357,7 +358,13 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let c = reconstruct::gpu::bench::compare(shape, &mut gpu, bound)?;
+            // The CPU reference is computed once, after the first GPU opened.
+            let r = match reference.take() {
+                Some(r) => r,
+                None => reconstruct::gpu::bench::Reference::new(shape)?,
+            };
+            let c = r.compare(&mut gpu, bound)?;
+            reference = Some(r);
             println!(
                 "  filter {:<8} storage {}: max |cuda - cpu| = {:.3e} ({:.3e} of max |cpu|, bound {:.1e}) {}  \
                  cpu {:.2} s, cuda {:.2} s",
