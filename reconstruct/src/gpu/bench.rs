@@ -207,6 +207,18 @@ impl Reference {
     }
 }
 
+/// The relative bound `beamline gpu compare` holds CUDA to (of the CPU volume's largest magnitude): for
+/// f32 storage `1e-4`, the whole-chain harness bound (filter rounding accumulated over angles; FMA
+/// contraction and cuFFT's own rounding are of the same order); for f16 storage `2e-3`, the half's
+/// `2^-11` relative rounding of every filtered value carried through the backprojection (see
+/// ARITHMETIC.md for the per-pixel bound the harness checks).
+pub fn comparison_bound(dtype: crate::gpu::GpuDtype) -> f64 {
+    match dtype {
+        crate::gpu::GpuDtype::F32 => 1e-4,
+        crate::gpu::GpuDtype::F16 => 2e-3,
+    }
+}
+
 #[cfg(test)]
 mod compare_tests {
     use super::*;
@@ -232,17 +244,5 @@ mod compare_tests {
         }
         let c = reference.compare(&mut Off(crate::cpu::CpuBackend::default()), 1e-4).unwrap();
         assert!(!c.within && c.max_rel > 5e-4, "{c:?}");
-    }
-}
-
-/// The relative bound `beamline gpu compare` holds CUDA to (of the CPU volume's largest magnitude): for
-/// f32 storage `1e-4`, the whole-chain harness bound (filter rounding accumulated over angles; FMA
-/// contraction and cuFFT's own rounding are of the same order); for f16 storage `2e-3`, the half's
-/// `2^-11` relative rounding of every filtered value carried through the backprojection (see
-/// ARITHMETIC.md for the per-pixel bound the harness checks).
-pub fn comparison_bound(dtype: crate::gpu::GpuDtype) -> f64 {
-    match dtype {
-        crate::gpu::GpuDtype::F32 => 1e-4,
-        crate::gpu::GpuDtype::F16 => 2e-3,
     }
 }
