@@ -13,6 +13,8 @@ fn main() {
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
+        // `#pragma unroll` is a hint for NVRTC only.
+        .flag_if_supported("-Wno-unknown-pragmas")
         .opt_level(2)
         .compile("beamline_kernel_harness");
 }

@@ -33,6 +33,13 @@ pub const FILTER_BLOCK: u32 = 128;
 /// Block of the backprojection: 32 consecutive x (one warp) by 8 rows.
 pub const BACKPROJECT_BLOCK: [u32; 3] = [32, 8, 1];
 
+/// Slices per block of `backproject_rows` (`BP_ROWS` in `cuda/backproject_rows.cu`).
+pub const BACKPROJECT_ROWS: u32 = 8;
+/// Angles per shared-memory tile of `backproject_rows` (`BP_TILE` in `cuda/backproject_rows.cu`).
+pub const BACKPROJECT_TILE: u32 = 128;
+/// Threads per block of the cuFFT filter's line kernels.
+pub const LINE_BLOCK: u32 = 256;
+
 const GRID_X_MAX: u64 = (1 << 31) - 1;
 const GRID_YZ_MAX: u64 = 65_535;
 
@@ -67,6 +74,28 @@ pub fn backproject(rows: u32, out_size: u32) -> Result<Launch, LaunchError> {
     Ok(Launch { grid: [gx as u32, gy, gz], block: BACKPROJECT_BLOCK })
 }
 
+/// `backproject_rows` (and `_f16`): x, y = output pixel tiles, z = group of [`BACKPROJECT_ROWS`] slices.
+pub fn backproject_rows(rows: u32, out_size: u32) -> Result<Launch, LaunchError> {
+    let [bx, by, _] = BACKPROJECT_BLOCK;
+    let gx = (out_size as u64).div_ceil(bx as u64).max(1);
+    let gy = check("backprojection tile rows", (out_size as u64).div_ceil(by as u64).max(1), GRID_YZ_MAX)?;
+    let gz = check("slice groups per slab", (rows as u64).div_ceil(BACKPROJECT_ROWS as u64).max(1), GRID_YZ_MAX)?;
+    Ok(Launch { grid: [gx as u32, gy, gz], block: BACKPROJECT_BLOCK })
+}
+
+/// `pad_lines`, `multiply_response`, `crop_lines`: x = line, y = block of `width` positions in the line.
+pub fn lines(n_lines: u64, width: u32) -> Result<Launch, LaunchError> {
+    let gx = check("filter lines (rows x angles)", n_lines.max(1), GRID_X_MAX)?;
+    let gy = check("line blocks", (width as u64).div_ceil(LINE_BLOCK as u64).max(1), GRID_YZ_MAX)?;
+    Ok(Launch { grid: [gx, gy, 1], block: [LINE_BLOCK, 1, 1] })
+}
+
+/// `to_half` over `n` values (grid-stride).
+pub fn elementwise_len(n: u64) -> Launch {
+    let blocks = n.div_ceil(ELEMENTWISE_BLOCK as u64).clamp(1, ELEMENTWISE_MAX_BLOCKS as u64);
+    Launch { grid: [blocks as u32, 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1] }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +110,14 @@ mod tests {
         assert!(backproject(70_000, 16).is_err());
         let e = elementwise(SlabShape { rows: 1000, angles: 1000, cols: 1000 });
         assert_eq!(e.grid[0], ELEMENTWISE_MAX_BLOCKS);
+        assert_eq!(backproject_rows(17, 33).unwrap().grid, [2, 5, 3]);
+    }
+
+    /// The Rust constants are the kernel's `#define`s (grid shapes depend on them).
+    #[test]
+    fn row_constants_match_the_kernel_source() {
+        let src = crate::BACKPROJECT_ROWS.source;
+        assert!(src.contains(&format!("#define BP_ROWS {BACKPROJECT_ROWS}\n")));
+        assert!(src.contains(&format!("#define BP_TILE {BACKPROJECT_TILE}\n")));
     }
 }

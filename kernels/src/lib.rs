@@ -9,23 +9,30 @@
 //! | kernel                | one thread per          | what it does                                            |
 //! |-----------------------|-------------------------|---------------------------------------------------------|
 //! | `normalize_minus_log` | value (grid-stride)     | dark/flat (interpolated flats), clamp, `-log`           |
+//! | `normalize_minus_log_u16` | value (grid-stride) | the same from uint16 counts                             |
 //! | `remove_zingers`      | value (grid-stride)     | 3-angle median outlier replacement                      |
 //! | `filter_convolve`     | output value            | row filter as a direct real-space convolution           |
+//! | `pad_lines`, `multiply_response`, `crop_lines` | value | the non-FFT steps of the cuFFT filter          |
 //! | `backproject`         | output pixel            | parallel-beam backprojection, manual linear interpolation |
+//! | `backproject_rows`    | output pixel of 8 slices | the same, angles tiled in shared memory, positions shared |
+//! | `to_half`, `backproject_rows_f16` | value / pixel of 8 slices | half-precision storage of the filtered sinogram |
 //!
-//! The filter is a direct convolution with the real-space taps of the CPU backend's frequency response,
-//! not cuFFT: cuFFT cannot run here, so a cuFFT path could never be checked against the CPU backend; the
-//! convolution is the same linear map (see `cuda/filter.cu`) and the harness runs it exactly as the GPU does.
-//! It costs `n_cols` multiply-adds per value instead of `O(log n)`, about as much arithmetic as the
-//! backprojection itself when `n_angles ~ n_cols`.
+//! Two filters: cuFFT (batched real-to-complex over every line, then `multiply_response` and back; the CUDA
+//! backend's default when libcufft loads) and `filter_convolve`, a direct convolution with the real-space
+//! taps of the same frequency response (see `cuda/filter.cu`), kept as the harness reference and the
+//! fallback when cuFFT is absent. The convolution costs `n_cols` multiply-adds per value instead of
+//! `O(log n)`, about as much arithmetic as the backprojection itself when `n_angles ~ n_cols`. cuFFT cannot
+//! run in the harness; its padding, response and cropping kernels can, around a CPU FFT.
 //!
 //! # What the CPU harness covers
 //!
 //! Every kernel body, index computation and boundary test, launched over the same grid and block shapes
 //! ([`launch`]) the GPU backend uses. It does not cover: fused multiply-add contraction (NVRTC fuses by
 //! default, the harness is built with `-ffp-contract=off`), the GPU's `logf` (within 1 ulp of glibc's),
-//! memory transfers, streams and launch failures; none of the kernels uses shared memory, barriers, warp
-//! intrinsics or atomics, the constructs a sequential harness could not run faithfully.
+//! memory transfers, streams and launch failures. `backproject_rows` uses shared memory and
+//! `__syncthreads`: the harness runs each block's threads as coroutines that meet at every barrier (see
+//! `harness/shim.h`), and reports a block whose threads reach different barriers. No kernel uses warp
+//! intrinsics or atomics, which the harness does not simulate.
 
 #![warn(missing_docs)]
 
@@ -62,8 +69,41 @@ pub const FILTER_CONVOLVE: Kernel = kernel!("filter_convolve", "filter.cu");
 /// Parallel-beam backprojection.
 pub const BACKPROJECT: Kernel = kernel!("backproject", "backproject.cu");
 
+/// Dark/flat normalisation and `-log` of uint16 counts (the detector's own type, half the upload bytes).
+pub const NORMALIZE_MINUS_LOG_U16: Kernel = kernel!("normalize_minus_log_u16", "normalize.cu");
+
+/// cuFFT filter: copy lines into zero-padded lines of the CPU backend's padded length.
+pub const PAD_LINES: Kernel = kernel!("pad_lines", "filter_fft.cu");
+
+/// cuFFT filter: multiply each line's half spectrum by the (pre-scaled) frequency response.
+pub const MULTIPLY_RESPONSE: Kernel = kernel!("multiply_response", "filter_fft.cu");
+
+/// cuFFT filter: the first `n_cols` values of each padded line.
+pub const CROP_LINES: Kernel = kernel!("crop_lines", "filter_fft.cu");
+
+/// Backprojection of [`launch::BACKPROJECT_ROWS`] slices per block, angles tiled through shared memory.
+pub const BACKPROJECT_ROWS: Kernel = kernel!("backproject_rows", "backproject_rows.cu");
+
+/// [`BACKPROJECT_ROWS`] reading the filtered sinogram as IEEE half.
+pub const BACKPROJECT_ROWS_F16: Kernel = kernel!("backproject_rows_f16", "backproject_rows.cu");
+
+/// float to IEEE half (round to nearest even), for [`BACKPROJECT_ROWS_F16`].
+pub const TO_HALF: Kernel = kernel!("to_half", "backproject_rows.cu");
+
 /// Every kernel, in pipeline order.
-pub const ALL: [Kernel; 4] = [NORMALIZE_MINUS_LOG, REMOVE_ZINGERS, FILTER_CONVOLVE, BACKPROJECT];
+pub const ALL: [Kernel; 11] = [
+    NORMALIZE_MINUS_LOG,
+    NORMALIZE_MINUS_LOG_U16,
+    REMOVE_ZINGERS,
+    FILTER_CONVOLVE,
+    PAD_LINES,
+    MULTIPLY_RESPONSE,
+    CROP_LINES,
+    BACKPROJECT,
+    BACKPROJECT_ROWS,
+    TO_HALF,
+    BACKPROJECT_ROWS_F16,
+];
 
 /// The shape of a slab as the kernels see it: `rows` sinograms of `angles` x `cols` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -276,3 +276,218 @@ fn grid_stride_loops_cover_slabs_larger_than_the_grid() {
     }
     assert!(dezingered.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()));
 }
+
+/// A filtered slab of `rows` sinograms with `angles` angles (each row a differently scaled phantom), the
+/// CPU backend's own per-slice backprojection of it, and what the kernels need.
+struct RowsCase {
+    shape: SlabShape,
+    setup: ReconSetup,
+    filtered: Vec<f32>,
+    cpu: Vec<f32>,
+}
+
+fn rows_case(rows: usize, angles: usize, center: f64, out: usize) -> RowsCase {
+    let angles_rad: Vec<f32> = (0..angles).map(|a| (a as f64 * std::f64::consts::PI / angles as f64) as f32).collect();
+    let angles64: Vec<f64> = angles_rad.iter().map(|a| *a as f64).collect();
+    let ellipses = acquisition::phantom::shepp_logan_2d();
+    let sino = acquisition::phantom::sinogram_2d(&ellipses, &angles64, COLS, center, COLS as f64 / 2.2);
+    let mut s = ReconSetup::new(angles_rad.clone(), COLS, center, out);
+    s.filter = FilterKind::SheppLogan;
+    let weight = ScanRange::of(&s.angles_rad).weight(angles);
+    let mut filtered = Vec::with_capacity(rows * angles * COLS);
+    for r in 0..rows {
+        let scale = 0.02 * (1.0 + 0.25 * r as f32);
+        filtered.extend(sino.iter().map(|v| v * scale));
+    }
+    RowFilter::new(FilterKind::SheppLogan, COLS, weight).apply(&mut filtered, angles);
+    let cpu: Vec<f32> = filtered
+        .chunks(angles * COLS)
+        .flat_map(|sino| reconstruct::backproject::backproject_sinogram(sino, COLS, &angles_rad, center, out))
+        .collect();
+    let shape = SlabShape { rows: rows as u32, angles: angles as u32, cols: COLS as u32 };
+    RowsCase { shape, setup: s, filtered, cpu }
+}
+
+/// `backproject_rows` (8 slices per block, angles tiled 128 at a time through shared memory) is bit for
+/// bit the CPU backend: 11 rows (one full and one partial group of 8) and 300 angles (two full tiles and a
+/// partial one), axis off centre; and 50 x 50 slices, so blocks hold threads outside the slice that must
+/// still meet every barrier (the harness reports a block whose threads do not).
+#[test]
+fn multi_row_backprojection_is_the_cpu_backend_bit_for_bit() {
+    for (rows, angles, out) in [(11, 300, OUT), (3, 60, OUT), (9, 200, 50)] {
+        let case = rows_case(rows, angles, CENTER, out);
+        let (cos, sin) = host::trig_tables(&case.setup.angles_rad);
+        let geometry = host::backproject_geometry(&case.setup).expect("geometry");
+        let got = harness::backproject_rows(case.shape, harness::Filtered::F32(&case.filtered), &cos, &sin, geometry)
+            .expect("harness launch");
+        assert_eq!(got.len(), case.cpu.len());
+        let max = case.cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(max > 0.01, "the slices must not be empty ({max})");
+        let differing: Vec<usize> =
+            (0..got.len()).filter(|&i| got[i].to_bits() != case.cpu[i].to_bits()).take(5).collect();
+        assert!(
+            differing.is_empty(),
+            "{rows} rows x {angles} angles: pixels {differing:?} differ, e.g. kernel {} vs CPU {}",
+            got[differing[0]],
+            case.cpu[differing[0]]
+        );
+        let single = harness::backproject(case.shape, &case.filtered, &cos, &sin, geometry).expect("one-slice kernel");
+        assert!(single.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()));
+        println!("backproject_rows {rows} x {angles} -> {out}^2: all {} pixels bit-identical to the CPU", got.len());
+    }
+}
+
+/// `to_half` rounds exactly like the `half` crate's `f16::from_f32` (round to nearest even, overflow to
+/// infinity, subnormals), over ties, subnormals, the overflow threshold and a dense sweep.
+#[test]
+fn to_half_rounds_like_ieee_binary16() {
+    let mut values: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        65504.0,
+        65519.99,
+        65520.0,
+        -65520.0,
+        1e6,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        6.0e-8,
+        5.96e-8,
+        2.98e-8,
+        2.99e-8,
+        1.0e-9,
+        6.1035156e-5,
+        6.1e-5,
+        1.0 + 1.0 / 2048.0,
+        1.0 + 3.0 / 2048.0,
+    ];
+    let mut x = 1.0e-9f32;
+    while x < 1.0e5 {
+        values.push(x);
+        values.push(-x * 1.37);
+        x *= 1.0009;
+    }
+    // Exact ties between neighbouring halves: the half at 1 + k/1024 plus half an ulp.
+    values.extend((0..1024).map(|k| 1.0 + (2 * k + 1) as f32 / 2048.0));
+    let got = harness::to_half(&values);
+    for (v, g) in values.iter().zip(&got) {
+        let want = half::f16::from_f32(*v).to_bits();
+        assert_eq!(*g, want, "to_half({v:e}) = {g:#06x}, IEEE binary16 is {want:#06x}");
+    }
+    let nan = harness::to_half(&[f32::NAN]);
+    assert!(half::f16::from_bits(nan[0]).is_nan());
+}
+
+/// Half-precision storage of the filtered sinogram (`--gpu-dtype f16`): stated bound and measurement.
+///
+/// Each stored value is `q (1 + d)` with `|d| <= 2^-11` (normal halves; subnormals add at most 2^-25 in
+/// absolute value), and interpolation is a convex combination, so a pixel moves by at most
+/// `2^-11 B|q|(x, y) + 2^-25 n_angles`, where `B|q|` is the backprojection of the absolute filtered values;
+/// both float sums add at most `n_angles eps B|q|` of rounding each. The test asserts that bound per pixel
+/// and prints the measured error relative to the slice maximum.
+#[test]
+fn f16_storage_stays_within_its_stated_error_bound() {
+    let case = rows_case(9, 300, CENTER, OUT);
+    let (cos, sin) = host::trig_tables(&case.setup.angles_rad);
+    let geometry = host::backproject_geometry(&case.setup).expect("geometry");
+    let halves = harness::to_half(&case.filtered);
+    let got = harness::backproject_rows(case.shape, harness::Filtered::F16(&halves), &cos, &sin, geometry)
+        .expect("harness launch");
+    let abs: Vec<f32> = case.filtered.iter().map(|v| v.abs()).collect();
+    let bound_base =
+        harness::backproject_rows(case.shape, harness::Filtered::F32(&abs), &cos, &sin, geometry).expect("B|q|");
+    let n_angles = case.shape.angles as f64;
+    let eps = f32::EPSILON as f64;
+    let (mut worst_ratio, mut worst_abs, mut sq) = (0f64, 0f64, 0f64);
+    for i in 0..got.len() {
+        let diff = (got[i] as f64 - case.cpu[i] as f64).abs();
+        let tol = (2f64.powi(-11) + 2.0 * n_angles * eps) * bound_base[i] as f64 + 2f64.powi(-25) * n_angles;
+        assert!(diff <= tol, "pixel {i}: f16 {} vs CPU {} (bound {tol:e})", got[i], case.cpu[i]);
+        worst_ratio = worst_ratio.max(diff / tol);
+        worst_abs = worst_abs.max(diff);
+        sq += diff * diff;
+    }
+    let max = case.cpu.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    let rms = (sq / got.len() as f64).sqrt();
+    assert!(worst_abs > 0.0, "half storage must round something (else the test proves nothing)");
+    println!(
+        "f16 storage: max |f16 - CPU| = {worst_abs:e} ({:.2e} of max |slice| {max:.3}), rms {rms:e} ({:.2e} of max), \
+         worst pixel at {:.3} of its bound",
+        worst_abs / max,
+        rms / max,
+        worst_ratio
+    );
+}
+
+/// uint16 counts uploaded as they come from the detector and normalised on the device give the CPU
+/// backend's normalisation of the same counts as float (to the same 4 eps as the float kernel), and the
+/// float kernel's values to the bit.
+#[test]
+fn uint16_normalisation_matches_the_cpu_backend() {
+    let mut slab = raw_slab();
+    let counts: Vec<u16> = slab.projections.iter().map(|v| v.round().clamp(0.0, 65535.0) as u16).collect();
+    slab.projections = counts.iter().map(|c| *c as f32).collect();
+    let (want, _) = cpu_minus_log(&slab);
+    let got = harness::normalize_minus_log_u16(shape(), &counts, fields(&slab), TRANSMISSION_FLOOR).expect("launch");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 4.0 * f32::EPSILON * w.abs().max(1.0), "value {i}: kernel {g}, CPU {w}");
+    }
+    let float = harness::normalize_minus_log(shape(), &slab.projections, fields(&slab), TRANSMISSION_FLOOR)
+        .expect("float kernel");
+    assert!(float.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+/// The cuFFT filter's own kernels (pad, multiply by the response, crop) around a CPU FFT standing in for
+/// cuFFT's batched real-to-complex transforms give the CPU backend's filter, to the filter test's FFT
+/// rounding bound. cuFFT itself is checked on a device only (the GPU bundle's run.sh).
+#[test]
+fn cufft_filter_kernels_around_a_cpu_fft_give_the_cpu_filter() {
+    use rustfft::num_complex::Complex64;
+    let slab = raw_slab();
+    let (minus_log, _) = cpu_minus_log(&slab);
+    for kind in [FilterKind::Ramp, FilterKind::SheppLogan, FilterKind::Hann] {
+        let s = setup(kind);
+        let (l, response) = host::fft_response(&s);
+        let padded = harness::pad_lines(&minus_log, COLS as u32, l as u32).expect("pad");
+        assert!(padded.iter().all(|v| v.is_finite()), "pad_lines must write every value");
+        // cuFFT's R2C: the L/2 + 1 non-negative frequencies of each padded line (here in f64).
+        let mut planner = rustfft::FftPlanner::<f64>::new();
+        let (fwd, inv) = (planner.plan_fft_forward(l), planner.plan_fft_inverse(l));
+        let mut spectrum = Vec::with_capacity(padded.len() / l * (l + 2));
+        for line in padded.chunks(l) {
+            let mut b: Vec<Complex64> = line.iter().map(|v| Complex64::new(*v as f64, 0.0)).collect();
+            fwd.process(&mut b);
+            spectrum.extend(b[..l / 2 + 1].iter().flat_map(|c| [c.re as f32, c.im as f32]));
+        }
+        harness::multiply_response(&mut spectrum, &response).expect("multiply");
+        // cuFFT's C2R (unnormalised): rebuild the Hermitian spectrum and invert.
+        let mut filtered_padded = Vec::with_capacity(padded.len());
+        for half in spectrum.chunks(l + 2) {
+            let mut b = vec![Complex64::new(0.0, 0.0); l];
+            for k in 0..=l / 2 {
+                b[k] = Complex64::new(half[2 * k] as f64, half[2 * k + 1] as f64);
+                if k > 0 && k < l - k {
+                    b[l - k] = b[k].conj();
+                }
+            }
+            inv.process(&mut b);
+            filtered_padded.extend(b.iter().map(|c| c.re as f32));
+        }
+        let got = harness::crop_lines(&filtered_padded, COLS as u32, l as u32).expect("crop");
+        let mut want = minus_log.clone();
+        let weight = ScanRange::of(&s.angles_rad).weight(ANGLES);
+        RowFilter::new(kind, COLS, weight).apply(&mut want, ANGLES);
+        let max_h = response.iter().fold(0f64, |m, v| m.max(v.abs() as f64)) * l as f64;
+        let eps = f32::EPSILON as f64;
+        for (line, (g, w)) in got.chunks(COLS).zip(want.chunks(COLS)).enumerate() {
+            let x = &minus_log[line * COLS..(line + 1) * COLS];
+            let norm2 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            let tol = 8.0 * eps * (l as f64).log2() * norm2 * max_h;
+            for i in 0..COLS {
+                assert!((g[i] - w[i]).abs() as f64 <= tol, "{kind} line {line} col {i}: {} vs CPU {}", g[i], w[i]);
+            }
+        }
+    }
+}

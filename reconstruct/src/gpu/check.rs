@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 
 use super::bench::{run_scaling, BenchError, ScalingPoint, ScanShape};
-use super::{device, kernels, nvrtc, open_gpus, DeviceInfo, GpuError};
+use super::{device, kernels, nvrtc, open_gpus, DeviceInfo, GpuError, GpuOptions};
 
 /// What the CUDA driver of this machine reports.
 #[derive(Debug, Clone)]
@@ -168,6 +168,8 @@ pub struct ScalingPlan {
     pub max_devices: usize,
     /// GPUs that were found but could not be opened, with why.
     pub not_used: Vec<String>,
+    /// Options of the CUDA backends (storage, filter); set after [`ScalingPlan::open`].
+    pub options: GpuOptions,
 }
 
 impl ScalingPlan {
@@ -191,18 +193,20 @@ impl ScalingPlan {
                 (names.join(", "), max_devices.unwrap_or(gpus.len()).min(gpus.len()), failed)
             }
         };
-        Ok(ScalingPlan { devices, shape, label, max_devices: max, not_used })
+        Ok(ScalingPlan { devices, shape, label, max_devices: max, not_used, options: GpuOptions::default() })
     }
 
     /// Reconstructs the scan on 1, 2, ... `max_devices` devices through the scheduler.
     pub fn run(&self) -> Result<Vec<ScalingPoint>, ScalingError> {
-        let devices = self.devices;
+        let (devices, options) = (self.devices, self.options);
         let open = |k: usize| -> Result<Vec<Box<dyn Backend>>, String> {
             match devices {
                 ScalingDevices::Cpu => Ok(vec![Box::new(CpuBackend::default())]),
                 ScalingDevices::Cuda => (0..k)
                     .map(|i| {
-                        super::CudaBackend::new(i).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())
+                        super::CudaBackend::with_options(i, options)
+                            .map(|b| Box::new(b) as Box<dyn Backend>)
+                            .map_err(|e| e.to_string())
                     })
                     .collect(),
             }

@@ -13,10 +13,14 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg};
+use cudarc::cufft::{sys as cufft_sys, CudaFft};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
+};
 use cudarc::nvrtc::Ptx;
 use kernels::launch::{self, Launch};
 use kernels::{BackprojectGeometry, Kernel, SlabShape};
+use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 use crate::gpu::host;
@@ -100,6 +104,104 @@ fn info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo, GpuError> {
     })
 }
 
+/// How the filtered sinogram is stored for the backprojection (`--gpu-dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuDtype {
+    /// 32-bit float: bit for bit the CPU backend's backprojection (harness-checked).
+    #[default]
+    F32,
+    /// IEEE half: half the bytes the backprojection reads; per-pixel error at most `2^-11` of the
+    /// backprojection of `|filtered|` (stated and measured in tests/tests/gpu_harness.rs).
+    F16,
+}
+
+impl GpuDtype {
+    /// `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuDtype::F32 => "f32",
+            GpuDtype::F16 => "f16",
+        }
+    }
+}
+
+/// Which filter implementation the backend uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuFilter {
+    /// cuFFT when libcufft loads, else the direct convolution.
+    #[default]
+    Auto,
+    /// cuFFT (batched real-to-complex); an error when libcufft does not load.
+    Fft,
+    /// The direct real-space convolution (`filter_convolve`, the harness reference).
+    Convolve,
+}
+
+impl GpuFilter {
+    /// `auto`, `fft` or `convolve`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuFilter::Auto => "auto",
+            GpuFilter::Fft => "fft",
+            GpuFilter::Convolve => "convolve",
+        }
+    }
+}
+
+/// Options of a [`CudaBackend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuOptions {
+    /// Storage of the filtered sinogram.
+    pub dtype: GpuDtype,
+    /// Filter implementation.
+    pub filter: GpuFilter,
+}
+
+/// Device time per stage, summed over every chunk a backend ran (CUDA events on each lane's stream), and
+/// the host wall time of its `reconstruct` calls. Both lanes' stages overlap each other and the host, so
+/// the stages can add up to more than the wall time: `overlap_share` says how much.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageTimes {
+    /// Chunks timed.
+    pub chunks: u64,
+    /// Host-to-device copies (counts and fields).
+    pub upload_s: f64,
+    /// Normalisation, `-log` and zingers (or the copy of host-preprocessed values).
+    pub preprocess_s: f64,
+    /// Filter (cuFFT path or direct convolution).
+    pub filter_s: f64,
+    /// Backprojection (with the conversion to half for f16 storage).
+    pub backproject_s: f64,
+    /// Device-to-host copy of the slices.
+    pub download_s: f64,
+    /// Host wall time of `reconstruct` (staging, waiting, copying out included).
+    pub wall_s: f64,
+}
+
+impl StageTimes {
+    /// Sum of the device stages.
+    pub fn device_s(&self) -> f64 {
+        self.upload_s + self.preprocess_s + self.filter_s + self.backproject_s + self.download_s
+    }
+
+    /// `1 - wall / sum of stages` (0 when nothing overlapped): the share of device work hidden under other
+    /// work.
+    pub fn overlap_share(&self) -> f64 {
+        let d = self.device_s();
+        if d > 0.0 {
+            (1.0 - self.wall_s / d).max(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// True when cuFFT (libcufft) can be loaded; never panics.
+pub fn cufft_present() -> bool {
+    // SAFETY: only probes whether the shared library loads.
+    unsafe { cufft_sys::is_culib_present() }
+}
+
 /// Fraction of the free device memory the buffers of both lanes may take.
 const DEVICE_MEMORY_SHARE: f64 = 0.7;
 /// Upper bound on one chunk's raw input (bounds pinned host memory and slab size in host RAM).
@@ -111,9 +213,12 @@ const LANES: usize = 2;
 
 /// Rows per chunk for a device with `free_bytes` free: both lanes' device buffers must fit in
 /// [`DEVICE_MEMORY_SHARE`] of it, and one chunk's input in [`MAX_CHUNK_INPUT_BYTES`].
+/// The cuFFT path's padded lines take `2 L + 2` more floats per line (`L` the padded length, `<= 4 n_cols`),
+/// which this bound includes whether or not cuFFT is used.
 pub fn chunk_rows(setup: &ReconSetup, free_bytes: usize) -> usize {
     let (a, c, n) = (setup.angles_rad.len().max(1), setup.n_cols.max(1), setup.out_size.max(1));
-    let per_row_device = 4 * (3 * a * c + 3 * c + n * n);
+    let l = crate::filter::padded_len(c);
+    let per_row_device = 4 * (3 * a * c + 3 * c + n * n) + 2 * a * c + 4 * a * (2 * l + 2);
     let by_device = (free_bytes as f64 * DEVICE_MEMORY_SHARE) as usize / (LANES * per_row_device);
     let by_host = MAX_CHUNK_INPUT_BYTES / (4 * a * c);
     by_device.min(by_host).clamp(1, 65_535)
@@ -122,9 +227,15 @@ pub fn chunk_rows(setup: &ReconSetup, free_bytes: usize) -> usize {
 /// The loaded kernels of one device.
 struct Functions {
     normalize: CudaFunction,
+    normalize_u16: CudaFunction,
     zingers: CudaFunction,
     filter: CudaFunction,
+    pad: CudaFunction,
+    multiply: CudaFunction,
+    crop: CudaFunction,
     backproject: CudaFunction,
+    to_half: CudaFunction,
+    backproject_f16: CudaFunction,
 }
 
 /// What one setup needs on the device: its constants and both lanes' buffers.
@@ -139,6 +250,9 @@ struct Prepared {
 /// Device-side constants of one setup (and the per-slab flat weights).
 struct Constants {
     taps: CudaSlice<f32>,
+    /// cuFFT path: padded length and the response of `multiply_response` (`L / 2 + 1` values).
+    padded_len: usize,
+    response: CudaSlice<f32>,
     cos: CudaSlice<f32>,
     sin: CudaSlice<f32>,
     flat_weight: CudaSlice<f32>,
@@ -148,24 +262,48 @@ struct Constants {
 /// A stream with its own staging and device buffers.
 struct Lane {
     stream: Arc<CudaStream>,
-    /// Pinned `[raw | dark | flat_before | flat_after]` for one chunk (write-combined: the host only writes).
+    /// Pinned float counts (or host-preprocessed values) of one chunk.
     host_in: PinnedHostSlice<f32>,
+    /// Pinned `[dark | flat_before | flat_after]` of one chunk.
+    host_fields: PinnedHostSlice<f32>,
+    dev_fields: CudaSlice<f32>,
     /// Pinned reconstructed slices of one chunk.
     host_out: PinnedHostSlice<f32>,
     dev_in: CudaSlice<f32>,
     dev_a: CudaSlice<f32>,
     dev_b: CudaSlice<f32>,
     dev_out: CudaSlice<f32>,
+    /// Pinned uint16 counts of one chunk, and their device copy (used when every count is a uint16).
+    host_raw16: PinnedHostSlice<u16>,
+    dev_raw16: CudaSlice<u16>,
+    /// The filtered chunk as IEEE half (`--gpu-dtype f16`).
+    dev_half: CudaSlice<u16>,
+    /// cuFFT path: plans over every line of a full chunk, padded lines and their half spectra.
+    fft: Option<LaneFft>,
+    /// Timing events at the stage boundaries of the chunk in flight (see [`StageTimes`]).
+    events: [CudaEvent; 6],
     /// Output values (range in the slab's result) whose download is in flight.
     pending: Option<Range<usize>>,
+}
+
+/// A lane's cuFFT plans and buffers.
+struct LaneFft {
+    forward: CudaFft,
+    inverse: CudaFft,
+    padded: CudaSlice<f32>,
+    spectrum: CudaSlice<cufft_sys::float2>,
 }
 
 /// One GPU as a [`Backend`].
 pub struct CudaBackend {
     info: DeviceInfo,
+    options: GpuOptions,
+    /// Whether this backend filters with cuFFT (options and library presence decided at open).
+    use_fft: bool,
     ctx: Arc<CudaContext>,
     functions: Functions,
     prepared: Option<Prepared>,
+    times: StageTimes,
     /// Upper bound on rows per slab (a host memory budget), if any.
     max_rows: Option<usize>,
 }
@@ -183,22 +321,48 @@ fn load(ctx: &Arc<CudaContext>, kernel: Kernel, arch: &str) -> Result<CudaFuncti
 }
 
 impl CudaBackend {
-    /// Opens GPU `ordinal`, compiles (or takes from this process's cache) every kernel for its
-    /// architecture and loads them.
+    /// Opens GPU `ordinal` with the default options (f32 storage, cuFFT when present).
     pub fn new(ordinal: usize) -> Result<CudaBackend, GpuError> {
+        CudaBackend::with_options(ordinal, GpuOptions::default())
+    }
+
+    /// Opens GPU `ordinal`, compiles (or takes from this process's cache) every kernel for its
+    /// architecture and loads them. `GpuFilter::Fft` without libcufft is an error.
+    pub fn with_options(ordinal: usize, options: GpuOptions) -> Result<CudaBackend, GpuError> {
         if !driver_present() {
             return Err(GpuError::NoDriver);
         }
+        let use_fft = match options.filter {
+            GpuFilter::Convolve => false,
+            GpuFilter::Auto => cufft_present(),
+            GpuFilter::Fft if cufft_present() => true,
+            GpuFilter::Fft => return Err(GpuError::NoCufft),
+        };
         let ctx = CudaContext::new(ordinal).map_err(driver_err("opening the device"))?;
         let info = info(&ctx)?;
         let arch = info.arch();
         let functions = Functions {
             normalize: load(&ctx, kernels::NORMALIZE_MINUS_LOG, &arch)?,
+            normalize_u16: load(&ctx, kernels::NORMALIZE_MINUS_LOG_U16, &arch)?,
             zingers: load(&ctx, kernels::REMOVE_ZINGERS, &arch)?,
             filter: load(&ctx, kernels::FILTER_CONVOLVE, &arch)?,
-            backproject: load(&ctx, kernels::BACKPROJECT, &arch)?,
+            pad: load(&ctx, kernels::PAD_LINES, &arch)?,
+            multiply: load(&ctx, kernels::MULTIPLY_RESPONSE, &arch)?,
+            crop: load(&ctx, kernels::CROP_LINES, &arch)?,
+            backproject: load(&ctx, kernels::BACKPROJECT_ROWS, &arch)?,
+            to_half: load(&ctx, kernels::TO_HALF, &arch)?,
+            backproject_f16: load(&ctx, kernels::BACKPROJECT_ROWS_F16, &arch)?,
         };
-        Ok(CudaBackend { info, ctx, functions, prepared: None, max_rows: None })
+        Ok(CudaBackend {
+            info,
+            options,
+            use_fft,
+            ctx,
+            functions,
+            prepared: None,
+            times: StageTimes::default(),
+            max_rows: None,
+        })
     }
 
     /// Caps the rows per slab this device asks for (for a host memory budget); slabs below
@@ -206,6 +370,25 @@ impl CudaBackend {
     pub fn limit_rows(mut self, rows: usize) -> CudaBackend {
         self.max_rows = Some(rows.max(1));
         self
+    }
+
+    /// Device time per stage over every chunk so far.
+    pub fn stage_times(&self) -> StageTimes {
+        self.times
+    }
+
+    /// The options this backend was opened with.
+    pub fn options(&self) -> GpuOptions {
+        self.options
+    }
+
+    /// `fft` or `convolve`: the filter this backend runs.
+    pub fn filter_path(&self) -> &'static str {
+        if self.use_fft {
+            "fft"
+        } else {
+            "convolve"
+        }
     }
 
     /// What the driver reported for this device when it was opened.
@@ -230,7 +413,17 @@ impl CudaBackend {
         let upload = |v: &[f32]| stream.clone_htod(v);
         let err = device_error(self.name(), "uploading constants");
         let (taps, cos, sin) = (upload(&taps).map_err(&err)?, upload(&cos).map_err(&err)?, upload(&sin).map_err(&err)?);
+        let (padded_len, response) = host::fft_response(setup);
+        let response = upload(&response).map_err(&err)?;
         let flat_weight = stream.alloc_zeros::<f32>(a.max(1)).map_err(&err)?;
+        let fft_err = |e: cudarc::cufft::result::CufftError| BackendError::Device {
+            device: self.name(),
+            reason: format!("planning cuFFT: {e:?}"),
+        };
+        let lines = rows * a;
+        let (l, nf) = (padded_len, padded_len / 2 + 1);
+        let as_int =
+            |v: usize| i32::try_from(v).map_err(|_| BackendError::Input(format!("{v} values exceed one cuFFT plan")));
         let mut lanes = Vec::with_capacity(LANES);
         let err = device_error(self.name(), "allocating lane buffers");
         for _ in 0..LANES {
@@ -239,14 +432,74 @@ impl CudaBackend {
             // before anything reads them.
             let (host_in, host_out) = unsafe {
                 (
-                    self.ctx.alloc_pinned::<f32>(sino_len + 3 * field_len).map_err(&err)?,
+                    self.ctx.alloc_pinned::<f32>(sino_len).map_err(&err)?,
                     self.ctx
                         .alloc_pinned_with_flags::<f32>(out_len, cudarc::driver::sys::CU_MEMHOSTALLOC_PORTABLE)
                         .map_err(&err)?,
                 )
             };
+            let fft = if self.use_fft {
+                let (n, batch) = ([as_int(l)?], as_int(lines)?);
+                let (li, nfi) = (as_int(l)?, as_int(nf)?);
+                let forward = CudaFft::plan_many(
+                    &n,
+                    None,
+                    1,
+                    li,
+                    None,
+                    1,
+                    nfi,
+                    cufft_sys::cufftType::CUFFT_R2C,
+                    batch,
+                    s.clone(),
+                )
+                .map_err(fft_err)?;
+                let inverse = CudaFft::plan_many(
+                    &n,
+                    None,
+                    1,
+                    nfi,
+                    None,
+                    1,
+                    li,
+                    cufft_sys::cufftType::CUFFT_C2R,
+                    batch,
+                    s.clone(),
+                )
+                .map_err(fft_err)?;
+                Some(LaneFft {
+                    forward,
+                    inverse,
+                    padded: s.alloc_zeros(lines * l).map_err(&err)?,
+                    spectrum: s.alloc_zeros(lines * nf).map_err(&err)?,
+                })
+            } else {
+                None
+            };
+            // SAFETY: the pinned counts are fully written by the host before an upload reads them.
+            let (host_raw16, host_fields) = unsafe {
+                (
+                    self.ctx.alloc_pinned::<u16>(sino_len.max(1)).map_err(&err)?,
+                    self.ctx.alloc_pinned::<f32>(3 * field_len).map_err(&err)?,
+                )
+            };
+            let event = || self.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT));
+            let events = [event(), event(), event(), event(), event(), event()];
+            let events = events.map(|e| e.map_err(&err));
+            let [e0, e1, e2, e3, e4, e5] = events;
             lanes.push(Lane {
-                dev_in: s.alloc_zeros(sino_len + 3 * field_len).map_err(&err)?,
+                events: [e0?, e1?, e2?, e3?, e4?, e5?],
+                host_raw16,
+                dev_raw16: s.alloc_zeros(sino_len.max(1)).map_err(&err)?,
+                dev_half: if self.options.dtype == GpuDtype::F16 {
+                    s.alloc_zeros(sino_len.max(1)).map_err(&err)?
+                } else {
+                    s.alloc_zeros(1).map_err(&err)?
+                },
+                fft,
+                host_fields,
+                dev_fields: s.alloc_zeros(3 * field_len).map_err(&err)?,
+                dev_in: s.alloc_zeros(sino_len).map_err(&err)?,
                 dev_a: s.alloc_zeros(sino_len).map_err(&err)?,
                 dev_b: s.alloc_zeros(sino_len).map_err(&err)?,
                 dev_out: s.alloc_zeros(out_len).map_err(&err)?,
@@ -257,7 +510,7 @@ impl CudaBackend {
             });
         }
         self.ctx.synchronize().map_err(device_error(self.name(), "synchronising after setup"))?;
-        let constants = Constants { taps, cos, sin, flat_weight, geometry };
+        let constants = Constants { taps, padded_len, response, cos, sin, flat_weight, geometry };
         self.prepared = Some(Prepared { setup: setup.clone(), constants, chunk_rows: rows, lanes });
         Ok(())
     }
@@ -352,29 +605,52 @@ fn preprocess_on_host(setup: &ReconSetup, slab: &Slab, rows: Range<usize>) -> Ve
     v
 }
 
-/// Copies slab `rows` into the lane's pinned staging buffer: the preprocessed sinogram when given, else the
-/// raw counts, then the dark and flat fields.
+/// Copies uint16-valued counts into `out` and returns true, or returns false at the first value that is not
+/// a uint16 (a fraction, negative, beyond 65535 or NaN); then `out` is partly written and must not be used.
+pub fn counts_as_u16(counts: &[f32], out: &mut [u16]) -> bool {
+    for (o, v) in out.iter_mut().zip(counts) {
+        let u = *v as u16; // saturating; NaN gives 0
+        if u as f32 != *v {
+            return false;
+        }
+        *o = u;
+    }
+    true
+}
+
+/// Copies slab `rows` into the lane's pinned staging buffers: the preprocessed sinogram when given, else
+/// the raw counts (as uint16 when every count of the chunk is one), then the dark and flat fields.
+/// Returns true when the counts were staged as uint16.
 fn stage(
     lane: &mut Lane,
     layout: &ChunkLayout,
     slab: &Slab,
     rows: Range<usize>,
     preprocessed: Option<&[f32]>,
-) -> Result<(), cudarc::driver::DriverError> {
+) -> Result<bool, cudarc::driver::DriverError> {
     let (a, c, field_max) = (layout.angles, layout.cols, layout.field_max);
     let values = rows.start * a * c..rows.end * a * c;
     let fr = rows.start * c..rows.end * c;
-    let staged = lane.host_in.as_mut_slice()?;
-    let (sino, fields) = staged.split_at_mut(layout.sino_max);
-    sino[..values.len()].copy_from_slice(preprocessed.unwrap_or(&slab.projections[values]));
+    let as_u16 = preprocessed.is_none() && {
+        let n = values.len();
+        counts_as_u16(&slab.projections[values.clone()], &mut lane.host_raw16.as_mut_slice()?[..n])
+    };
+    if !as_u16 {
+        let sino = lane.host_in.as_mut_slice()?;
+        sino[..values.len()].copy_from_slice(preprocessed.unwrap_or(&slab.projections[values]));
+    }
+    let fields = lane.host_fields.as_mut_slice()?;
     fields[..fr.len()].copy_from_slice(&slab.dark[fr.clone()]);
     fields[field_max..field_max + fr.len()].copy_from_slice(&slab.flat_before[fr.clone()]);
     fields[2 * field_max..2 * field_max + fr.len()].copy_from_slice(&slab.flat_after[fr]);
-    Ok(())
+    Ok(as_u16)
 }
 
-/// Enqueues one staged chunk of `rows` rows on the lane's stream: upload, normalisation and zingers (or a
-/// copy of host-preprocessed values), filter, backprojection, and the download into pinned memory.
+/// Enqueues one staged chunk of `rows` rows on the lane's stream: upload (uint16 counts when staged so),
+/// normalisation and zingers (or a copy of host-preprocessed values), filter (cuFFT or the direct
+/// convolution), backprojection of 8 slices per block (from float or half storage), and the download into
+/// pinned memory.
+#[allow(clippy::too_many_arguments)]
 fn launch_chunk(
     f: &Functions,
     constants: &Constants,
@@ -382,29 +658,43 @@ fn launch_chunk(
     setup: &ReconSetup,
     layout: &ChunkLayout,
     rows: usize,
+    counts_u16: bool,
+    dtype: GpuDtype,
     device: &str,
 ) -> Result<(), BackendError> {
     let device_err = |what: &'static str| device_error(device.to_string(), what);
-    let (sino_max, field_max) = (layout.sino_max, layout.field_max);
+    let field_max = layout.field_max;
     let shape = layout.shape(rows);
     let s = lane.stream.clone();
-    s.memcpy_htod(&lane.host_in, &mut lane.dev_in).map_err(device_err("uploading a chunk"))?;
+    let mark = |k: usize, lane: &Lane| lane.events[k].record(&s).map_err(device_err("recording a timing event"));
+    mark(0, lane)?;
+    s.memcpy_htod(&lane.host_fields, &mut lane.dev_fields).map_err(device_err("uploading flat and dark fields"))?;
+    if counts_u16 {
+        s.memcpy_htod(&lane.host_raw16, &mut lane.dev_raw16).map_err(device_err("uploading uint16 counts"))?;
+    } else {
+        s.memcpy_htod(&lane.host_in, &mut lane.dev_in).map_err(device_err("uploading a chunk"))?;
+    }
+    mark(1, lane)?;
     let (u_rows, u_a, u_c) = (shape.rows, shape.angles, shape.cols);
-    let sino_view = lane.dev_in.slice(0..sino_max);
-    let dark = lane.dev_in.slice(sino_max..sino_max + field_max);
-    let fb = lane.dev_in.slice(sino_max + field_max..sino_max + 2 * field_max);
-    let fa = lane.dev_in.slice(sino_max + 2 * field_max..sino_max + 3 * field_max);
+    let dark = lane.dev_fields.slice(0..field_max);
+    let fb = lane.dev_fields.slice(field_max..2 * field_max);
+    let fa = lane.dev_fields.slice(2 * field_max..3 * field_max);
     let bad_launch = |e: kernels::launch::LaunchError| BackendError::Input(e.to_string());
     let launch_err = device_err("launching a kernel");
     // SAFETY (all launches): argument types and order match the kernel signatures in kernels/cuda;
     // every buffer holds at least the values the shape makes the kernel touch.
     if setup.stripe_size.is_some() {
         // Staged values are already -log, dezingered and destriped (see `preprocess_on_host`).
-        s.memcpy_dtod(&sino_view, &mut lane.dev_a).map_err(device_err("copying a chunk"))?;
+        s.memcpy_dtod(&lane.dev_in, &mut lane.dev_a).map_err(device_err("copying a chunk"))?;
     } else {
         let floor = TRANSMISSION_FLOOR;
-        let mut b = s.launch_builder(&f.normalize);
-        b.arg(&sino_view).arg(&dark).arg(&fb).arg(&fa).arg(&constants.flat_weight).arg(&mut lane.dev_a);
+        let mut b = s.launch_builder(if counts_u16 { &f.normalize_u16 } else { &f.normalize });
+        if counts_u16 {
+            b.arg(&lane.dev_raw16);
+        } else {
+            b.arg(&lane.dev_in);
+        }
+        b.arg(&dark).arg(&fb).arg(&fa).arg(&constants.flat_weight).arg(&mut lane.dev_a);
         b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&floor);
         unsafe { b.launch(config(launch::elementwise(shape))) }.map_err(&launch_err)?;
         if let Some(threshold) = setup.zinger_threshold {
@@ -414,25 +704,81 @@ fn launch_chunk(
             std::mem::swap(&mut lane.dev_a, &mut lane.dev_b);
         }
     }
+    mark(2, lane)?;
     let lines = shape.lines() as u32;
-    let mut b = s.launch_builder(&f.filter);
-    b.arg(&lane.dev_a).arg(&constants.taps).arg(&mut lane.dev_b).arg(&lines).arg(&u_c);
-    unsafe { b.launch(config(launch::filter(shape).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+    match lane.fft.as_mut() {
+        Some(fft) => {
+            // The plans cover every line of a full chunk; a shorter last chunk transforms stale lines too,
+            // whose results are never read.
+            let l = constants.padded_len as u32;
+            let nf = l / 2 + 1;
+            let full_lines = (layout.sino_max / layout.cols.max(1)) as u64;
+            let mut b = s.launch_builder(&f.pad);
+            b.arg(&lane.dev_a).arg(&mut fft.padded).arg(&lines).arg(&u_c).arg(&l);
+            unsafe { b.launch(config(launch::lines(lines as u64, l).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+            let fft_err = |e: cudarc::cufft::result::CufftError| BackendError::Device {
+                device: device.to_string(),
+                reason: format!("cuFFT: {e:?}"),
+            };
+            fft.forward.exec_r2c(&fft.padded, &mut fft.spectrum).map_err(fft_err)?;
+            let mut b = s.launch_builder(&f.multiply);
+            b.arg(&mut fft.spectrum).arg(&constants.response).arg(&lines).arg(&nf);
+            unsafe { b.launch(config(launch::lines(lines as u64, nf).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+            fft.inverse.exec_c2r(&mut fft.spectrum, &mut fft.padded).map_err(fft_err)?;
+            let mut b = s.launch_builder(&f.crop);
+            b.arg(&fft.padded).arg(&mut lane.dev_b).arg(&lines).arg(&u_c).arg(&l);
+            unsafe { b.launch(config(launch::lines(lines as u64, u_c).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+            debug_assert!(lines as u64 <= full_lines);
+        }
+        None => {
+            let mut b = s.launch_builder(&f.filter);
+            b.arg(&lane.dev_a).arg(&constants.taps).arg(&mut lane.dev_b).arg(&lines).arg(&u_c);
+            unsafe { b.launch(config(launch::filter(shape).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+        }
+    }
+    mark(3, lane)?;
     let g = constants.geometry;
-    let mut b = s.launch_builder(&f.backproject);
-    b.arg(&lane.dev_b).arg(&constants.cos).arg(&constants.sin).arg(&mut lane.dev_out);
-    b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&g.out_size).arg(&g.c0).arg(&g.pad);
-    unsafe { b.launch(config(launch::backproject(u_rows, g.out_size).map_err(bad_launch)?)) }.map_err(&launch_err)?;
+    let bp = config(launch::backproject_rows(u_rows, g.out_size).map_err(bad_launch)?);
+    match dtype {
+        GpuDtype::F32 => {
+            let mut b = s.launch_builder(&f.backproject);
+            b.arg(&lane.dev_b).arg(&constants.cos).arg(&constants.sin).arg(&mut lane.dev_out);
+            b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&g.out_size).arg(&g.c0).arg(&g.pad);
+            unsafe { b.launch(bp) }.map_err(&launch_err)?;
+        }
+        GpuDtype::F16 => {
+            let n = shape.len() as u64;
+            let mut b = s.launch_builder(&f.to_half);
+            b.arg(&lane.dev_b).arg(&mut lane.dev_half).arg(&n);
+            unsafe { b.launch(config(launch::elementwise_len(n))) }.map_err(&launch_err)?;
+            let mut b = s.launch_builder(&f.backproject_f16);
+            b.arg(&lane.dev_half).arg(&constants.cos).arg(&constants.sin).arg(&mut lane.dev_out);
+            b.arg(&u_rows).arg(&u_a).arg(&u_c).arg(&g.out_size).arg(&g.c0).arg(&g.pad);
+            unsafe { b.launch(bp) }.map_err(&launch_err)?;
+        }
+    }
+    mark(4, lane)?;
     s.memcpy_dtoh(&lane.dev_out, &mut lane.host_out).map_err(device_err("downloading slices"))?;
+    mark(5, lane)?;
     Ok(())
 }
 
-/// Waits for a lane's download and copies it into the slab's result.
-fn finish(lane: &mut Lane, out: &mut [f32]) -> Result<(), cudarc::driver::DriverError> {
+/// Waits for a lane's download, copies it into the slab's result and adds the chunk's stage times.
+fn finish(lane: &mut Lane, out: &mut [f32], times: &mut StageTimes) -> Result<(), cudarc::driver::DriverError> {
     if let Some(range) = lane.pending.take() {
-        let _wait = tracing::info_span!("wait.gpu_download", values = range.len()).entered();
-        let done = lane.host_out.as_slice()?;
-        out[range.clone()].copy_from_slice(&done[..range.len()]);
+        {
+            let _wait = tracing::info_span!("wait.gpu_download", values = range.len()).entered();
+            let done = lane.host_out.as_slice()?;
+            out[range.clone()].copy_from_slice(&done[..range.len()]);
+        }
+        let e = &lane.events;
+        let ms = |a: usize, b: usize| e[a].elapsed_ms(&e[b]).map(|v| v as f64 / 1e3);
+        times.upload_s += ms(0, 1)?;
+        times.preprocess_s += ms(1, 2)?;
+        times.filter_s += ms(2, 3)?;
+        times.backproject_s += ms(3, 4)?;
+        times.download_s += ms(4, 5)?;
+        times.chunks += 1;
     }
     Ok(())
 }
@@ -451,6 +797,9 @@ impl Backend for CudaBackend {
         let _span = span.enter();
         let device_err = |what: &'static str| device_error(name.clone(), what);
         let functions = &self.functions;
+        let dtype = self.options.dtype;
+        let started = std::time::Instant::now();
+        let times = &mut self.times;
         let Prepared { constants, chunk_rows, lanes, .. } = self
             .prepared
             .as_mut()
@@ -465,21 +814,22 @@ impl Backend for CudaBackend {
         for (k, start) in (0..n_rows).step_by(step).enumerate() {
             let rows = start..(start + step).min(n_rows);
             let lane = &mut lanes[k % LANES];
-            finish(lane, &mut out).map_err(device_err("downloading slices"))?;
-            {
+            finish(lane, &mut out, times).map_err(device_err("downloading slices"))?;
+            let counts_u16 = {
                 let _stage = tracing::info_span!("gpu.stage", device = %name, rows = rows.len()).entered();
                 // Stripe removal has no kernel: preprocess in ordinary memory (the staging buffer is
                 // write-combined, slow to read back) and stage -log values instead of counts.
                 let preprocessed = setup.stripe_size.is_some().then(|| preprocess_on_host(setup, slab, rows.clone()));
                 stage(lane, &layout, slab, rows.clone(), preprocessed.as_deref())
-                    .map_err(device_err("waiting for a staging buffer"))?;
-            }
-            launch_chunk(functions, constants, lane, setup, &layout, rows.len(), &name)?;
+                    .map_err(device_err("waiting for a staging buffer"))?
+            };
+            launch_chunk(functions, constants, lane, setup, &layout, rows.len(), counts_u16, dtype, &name)?;
             lane.pending = Some(rows.start * n * n..rows.end * n * n);
         }
         for lane in lanes.iter_mut() {
-            finish(lane, &mut out).map_err(device_err("downloading slices"))?;
+            finish(lane, &mut out, times).map_err(device_err("downloading slices"))?;
         }
+        times.wall_s += started.elapsed().as_secs_f64();
         Ok(out)
     }
 

@@ -33,6 +33,17 @@ pub fn filter_taps(setup: &ReconSetup) -> Vec<f32> {
         .collect()
 }
 
+/// The response `multiply_response` applies after cuFFT's real-to-complex transform: the CPU backend's
+/// frequency response (same filter, padded length and weight) at the `L / 2 + 1` non-negative
+/// frequencies, divided by `L` because cuFFT's inverse is unnormalised (the CPU backend divides by `L`
+/// after its inverse FFT). Returns `(L, response)`.
+pub fn fft_response(setup: &ReconSetup) -> (usize, Vec<f32>) {
+    let l = padded_len(setup.n_cols);
+    let weight = ScanRange::of(&setup.angles_rad).weight(setup.angles_rad.len());
+    let response = frequency_response(setup.filter, l, weight);
+    (l, response[..l / 2 + 1].iter().map(|h| (*h as f64 / l as f64) as f32).collect())
+}
+
 /// Per-angle `(cos, sin)` tables as f32, computed in f64 like the CPU backend.
 pub fn trig_tables(angles_rad: &[f32]) -> (Vec<f32>, Vec<f32>) {
     angles_rad.iter().map(|&t| ((t as f64).cos() as f32, (t as f64).sin() as f32)).unzip()

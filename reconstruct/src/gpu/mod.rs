@@ -36,7 +36,10 @@ pub mod visible;
 /// The kernel sources and their CPU harness (re-exported so tools and tests reach them through this crate).
 pub use kernels;
 
-pub use device::{device_count, driver_present, list_devices, CudaBackend, DeviceInfo};
+pub use device::{
+    cufft_present, device_count, driver_present, list_devices, CudaBackend, DeviceInfo, GpuDtype, GpuFilter,
+    GpuOptions, StageTimes,
+};
 pub use select::{open_gpus, select_backends};
 pub use visible::{visible_ordinals, Visibility, VisibilityError};
 
@@ -58,6 +61,12 @@ pub enum GpuError {
     /// A driver call failed.
     #[error("CUDA driver: {0}")]
     Driver(String),
+    /// `--gpu-filter fft` was asked for, but libcufft does not load.
+    #[error(
+        "cuFFT (libcufft.so.12) not found: put the CUDA toolkit's or the nvidia-cufft wheel's lib folder on \
+         LD_LIBRARY_PATH, or use the direct-convolution filter (the default falls back to it)"
+    )]
+    NoCufft,
     /// A kernel did not compile.
     #[error(transparent)]
     Compile(#[from] nvrtc::CompileError),

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use reconstruct::gpu::bench::{ScalingPoint, ScanShape};
 use reconstruct::gpu::check::{self, DeviceProbe, ScalingDevices, ScalingError, ScalingPlan};
 use reconstruct::gpu::kernels;
+use reconstruct::gpu::{CudaBackend, GpuDtype, GpuFilter, GpuOptions};
 
 /// Subcommands of this area.
 #[derive(Debug, Subcommand)]
@@ -28,6 +29,72 @@ pub enum GpuAction {
     /// Multi-device scaling benchmark: reconstruction on 1..N GPUs through the scheduler, with speed-up
     /// and per-device rates (`--backend cpu` runs the same path on the CPU).
     Bench(BenchArgs),
+    /// CUDA against the CPU backend on the same slab (first GPU): maximum absolute and relative
+    /// difference against a stated bound, for each filter path and storage asked. Exits 1 when a
+    /// comparison is outside its bound, 2 when no GPU can be opened.
+    Compare(CompareArgs),
+}
+
+/// Storage of the filtered sinogram on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit float (bit for bit the CPU backprojection).
+    F32,
+    /// IEEE half (half the bytes; error bound in reconstruct/src/gpu/ARITHMETIC.md).
+    F16,
+}
+
+impl DtypeArg {
+    fn dtype(self) -> GpuDtype {
+        match self {
+            DtypeArg::F32 => GpuDtype::F32,
+            DtypeArg::F16 => GpuDtype::F16,
+        }
+    }
+}
+
+/// The GPU filter implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FilterArg {
+    /// cuFFT when libcufft loads, else the direct convolution.
+    Auto,
+    /// cuFFT only (error without libcufft).
+    Fft,
+    /// The direct real-space convolution.
+    Convolve,
+}
+
+impl FilterArg {
+    fn filter(self) -> GpuFilter {
+        match self {
+            FilterArg::Auto => GpuFilter::Auto,
+            FilterArg::Fft => GpuFilter::Fft,
+            FilterArg::Convolve => GpuFilter::Convolve,
+        }
+    }
+}
+
+/// `beamline gpu compare` arguments.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Slice side and detector columns.
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+    /// Projection angles.
+    #[arg(long, default_value_t = 720)]
+    angles: usize,
+    /// Slices in the slab.
+    #[arg(long, default_value_t = 4)]
+    slices: usize,
+    /// Storage of the filtered sinogram to compare (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [DtypeArg::F32, DtypeArg::F16])]
+    gpu_dtype: Vec<DtypeArg>,
+    /// Filter implementations to compare (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FilterArg::Fft, FilterArg::Convolve])]
+    gpu_filter: Vec<FilterArg>,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `beamline gpu check` arguments.
@@ -76,6 +143,12 @@ pub struct BenchArgs {
     /// Use at most this many devices (default: all).
     #[arg(long)]
     max_devices: Option<usize>,
+    /// Storage of the filtered sinogram on the GPUs.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    gpu_dtype: DtypeArg,
+    /// Filter implementation on the GPUs.
+    #[arg(long, value_enum, default_value_t = FilterArg::Auto)]
+    gpu_filter: FilterArg,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -87,6 +160,7 @@ impl Command {
         match self {
             Command::Gpu { action: GpuAction::Check(args) } => check(args),
             Command::Gpu { action: GpuAction::Bench(args) } => bench(args),
+            Command::Gpu { action: GpuAction::Compare(args) } => compare(args),
         }
     }
 }
@@ -94,7 +168,16 @@ impl Command {
 /// `beamline bench recon --backend cuda`: the CPU benchmark's 512x512 x 720-angle case on every GPU of the
 /// node through the multi-device scheduler, 1..N devices, with per-device rates.
 pub(crate) fn bench_recon_on_gpus(json: bool) -> anyhow::Result<ExitCode> {
-    bench(BenchArgs { backend: BenchBackend::Cuda, size: 512, angles: 720, slices: 64, max_devices: None, json })
+    bench(BenchArgs {
+        backend: BenchBackend::Cuda,
+        size: 512,
+        angles: 720,
+        slices: 64,
+        max_devices: None,
+        gpu_dtype: DtypeArg::F32,
+        gpu_filter: FilterArg::Auto,
+        json,
+    })
 }
 
 impl Bench {
@@ -195,7 +278,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchBackend::Cpu => ScalingDevices::Cpu,
         BenchBackend::Cuda => ScalingDevices::Cuda,
     };
-    let plan = match ScalingPlan::open(devices, shape, args.max_devices) {
+    let mut plan = match ScalingPlan::open(devices, shape, args.max_devices) {
         Ok(plan) => plan,
         Err(e) => {
             if let ScalingError::NoneOpened(failed) = &e {
@@ -209,6 +292,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     for f in &plan.not_used {
         eprintln!("not used: {f}");
     }
+    plan.options = GpuOptions { dtype: args.gpu_dtype.dtype(), filter: args.gpu_filter.filter() };
     let label = &plan.label;
     println!(
         "reconstruction through the multi-device scheduler: {0}x{0} slices from {1} angles, {2} slices per run, on {label}",
@@ -221,6 +305,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let v = serde_json::json!({
             "bench": "gpu", "backend": label, "shape": shape, "points": points,
+            "gpu_dtype": plan.options.dtype.name(), "gpu_filter": plan.options.filter.name(),
             "slices_per_second_1": points.first().map(|p| p.slices_per_second),
             "speedup_max": points.last().map(|p| p.speedup),
         });
@@ -244,4 +329,78 @@ fn print_point(p: &ScalingPoint) {
             d.slices_per_second()
         );
     }
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let shape = ScanShape { size: args.size, angles: args.angles, slices: args.slices };
+    println!(
+        "CUDA against the CPU backend: {0}x{0} slices from {1} angles, {2} slices in one slab",
+        args.size, args.angles, args.slices
+    );
+    let mut results = Vec::new();
+    let mut all_within = true;
+    let mut reference = None;
+    for filter in &args.gpu_filter {
+        for dtype in &args.gpu_dtype {
+            let options = GpuOptions { dtype: dtype.dtype(), filter: filter.filter() };
+            let bound = reconstruct::gpu::bench::comparison_bound(options.dtype);
+            let mut gpu = match CudaBackend::with_options(0, options) {
+                Ok(g) => g,
+                Err(e) => {
+                    println!(
+                        "  filter {} storage {}: cannot open cuda:0: {e}",
+                        options.filter.name(),
+                        options.dtype.name()
+                    );
+                    if args.json {
+                        println!("{}", serde_json::json!({ "compare": "gpu", "ok": false, "error": e.to_string() }));
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            // The CPU reference is computed once, after the first GPU opened.
+            let r = match reference.take() {
+                Some(r) => r,
+                None => reconstruct::gpu::bench::Reference::new(shape)?,
+            };
+            let c = r.compare(&mut gpu, bound)?;
+            reference = Some(r);
+            println!(
+                "  filter {:<8} storage {}: max |cuda - cpu| = {:.3e} ({:.3e} of max |cpu|, bound {:.1e}) {}  \
+                 cpu {:.2} s, cuda {:.2} s",
+                gpu.filter_path(),
+                options.dtype.name(),
+                c.max_abs,
+                c.max_rel,
+                c.bound_rel,
+                if c.within { "ok" } else { "OUTSIDE THE BOUND" },
+                c.cpu_seconds,
+                c.device_seconds
+            );
+            let t = gpu.stage_times();
+            println!(
+                "      device stages over {} chunks: upload {:.4} s, normalise {:.4} s, filter {:.4} s, \
+                 backprojection {:.4} s, download {:.4} s; wall {:.4} s, overlap share {:.0}%",
+                t.chunks,
+                t.upload_s,
+                t.preprocess_s,
+                t.filter_s,
+                t.backproject_s,
+                t.download_s,
+                t.wall_s,
+                100.0 * t.overlap_share()
+            );
+            all_within &= c.within;
+            results.push(serde_json::json!({
+                "filter": gpu.filter_path(), "dtype": options.dtype.name(), "comparison": c,
+                "stages": t, "overlap_share": t.overlap_share(),
+                "backprojection_updates_per_s": (shape.size * shape.size * shape.angles * shape.slices) as f64
+                    / t.backproject_s.max(1e-12),
+            }));
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "compare": "gpu", "ok": all_within, "shape": shape, "results": results }));
+    }
+    Ok(if all_within { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
