@@ -586,6 +586,9 @@ impl Receiver {
             seen,
             rejected: Rejections::default(),
             start: start.clone(),
+            last_frame: Instant::now(),
+            dropped: Vec::new(),
+            blocked: Duration::ZERO,
         };
         Ok((Some(w), Some(open)))
     }

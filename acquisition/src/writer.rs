@@ -535,6 +535,7 @@ impl NxtomoWriter {
                 last_flush: Instant::now(),
                 created: Instant::now(),
                 bytes: 0,
+                share: start.share,
             })
         };
         let w = build().map_err(err("read the NXtomo tree to resume"))?;
