@@ -31,8 +31,11 @@ pub struct ReconSetup {
     pub stripe_size: Option<usize>,
     /// Zinger removal with this threshold (in `-log` units), or none.
     pub zinger_threshold: Option<f32>,
-    /// Filtered backprojection or gridrec (gridrec runs on the CPU backend only).
+    /// Filtered backprojection, gridrec, SIRT or CGLS (all but FBP run on the CPU backend only).
     pub method: crate::method::Method,
+    // --- issue 15 §3 ---
+    /// Iterations, non-negativity and start of SIRT and CGLS (unused by FBP and gridrec).
+    pub iterative: crate::iterative::IterativeOptions,
 }
 
 impl ReconSetup {
@@ -47,6 +50,7 @@ impl ReconSetup {
             stripe_size: None,
             zinger_threshold: None,
             method: crate::method::Method::Fbp,
+            iterative: crate::iterative::IterativeOptions::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::backproject::{tile_rows, Prepared};
 use crate::filter::RowFilter;
 use crate::geometry::ScanRange;
 use crate::gridrec::Gridrec;
+use crate::iterative::{IterationLog, Projector};
 use crate::method::Method;
 use crate::preprocess::{normalize_minus_log, remove_zingers};
 use crate::stripes::remove_stripes_sorting;
@@ -30,6 +31,8 @@ pub struct SinogramPipeline {
     setup: ReconSetup,
     filter: RowFilter,
     gridrec: Option<Gridrec>,
+    /// The matched projector pair, for SIRT and CGLS.
+    projector: Option<Projector>,
 }
 
 impl SinogramPipeline {
@@ -39,16 +42,21 @@ impl SinogramPipeline {
         let n = setup.angles_rad.len();
         let weight = ScanRange::of(&setup.angles_rad).weight(n);
         let gridrec = match setup.method {
-            Method::Fbp => None,
+            Method::Fbp | Method::Sirt | Method::Cgls => None,
             Method::Gridrec => Some(
                 Gridrec::new(setup.filter, setup.n_cols, &setup.angles_rad, setup.center, setup.out_size)
                     .map_err(|e| BackendError::Input(e.to_string()))?,
             ),
         };
+        let projector = setup
+            .method
+            .iterative()
+            .map(|_| Projector::new(&setup.angles_rad, setup.n_cols, setup.center, setup.out_size));
         Ok(SinogramPipeline {
             setup: setup.clone(),
             filter: RowFilter::new(setup.filter, setup.n_cols, weight),
             gridrec,
+            projector,
         })
     }
 
@@ -97,10 +105,44 @@ impl SinogramPipeline {
         Prepared::new(filtered, s.n_cols, &s.angles_rad, s.center, s.out_size)
     }
 
+    /// Reconstructs one cleaned `-log` sinogram of detector row `row` with SIRT or CGLS (the setup's
+    /// iterative settings; from its FBP slice with `--init fbp`), recording residuals in `log`. `None` when
+    /// the setup's method is not iterative.
+    pub fn reconstruct_iterative(
+        &self,
+        sino: &[f32],
+        row: usize,
+        log: &IterationLog,
+    ) -> Option<Result<Vec<f32>, BackendError>> {
+        let (method, p) = (self.setup.method.iterative()?, self.projector.as_ref()?);
+        let opts = &self.setup.iterative;
+        let init = (opts.init == crate::iterative::Init::Fbp).then(|| {
+            let mut f = sino.to_vec();
+            self.filter.apply(&mut f, self.setup.angles_rad.len());
+            backproject_all(std::slice::from_ref(&self.prepare(&f)), self.setup.out_size)
+        });
+        Some(
+            crate::iterative::reconstruct_row(method, p, sino, init.as_deref(), opts, row, log)
+                .map_err(|e| BackendError::Input(e.to_string())),
+        )
+    }
+
     /// Reconstructs one `-log` sinogram `[angle][col]` into an `out_size^2` slice: the in-memory entry
     /// point for a live preview of a few slices.
     pub fn reconstruct_minus_log(&self, sino: &[f32]) -> Vec<f32> {
         let mut s = sino.to_vec();
+        if self.projector.is_some() {
+            self.minus_log_cleaned(&mut s, &PreprocessCounts::default());
+            return match self.reconstruct_iterative(&s, 0, &IterationLog::default()) {
+                Some(Ok(slice)) => slice,
+                // The sinogram length is the setup's by the caller's contract; a mismatch leaves a zero slice.
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "iterative reconstruction refused the sinogram");
+                    vec![0f32; self.setup.out_size * self.setup.out_size]
+                }
+                None => vec![0f32; self.setup.out_size * self.setup.out_size],
+            };
+        }
         if let Some(g) = &self.gridrec {
             self.minus_log_cleaned(&mut s, &PreprocessCounts::default());
             let n = self.setup.out_size;
@@ -178,6 +220,8 @@ pub struct CpuBackend {
     pub rows_per_slab: usize,
     /// A dedicated rayon pool (`--threads`), or `None` for the global one.
     pub pool: Option<Arc<rayon::ThreadPool>>,
+    /// Residual histories of SIRT and CGLS slices, and the per-iteration hook.
+    pub iterations: Arc<IterationLog>,
 }
 
 impl Backend for CpuBackend {
@@ -236,6 +280,32 @@ impl CpuBackend {
         check("flat_after", slab.flat_after.len(), n_rows * nc)?;
         check("flat_weight", slab.flat_weight.len(), na)?;
         let counts = &self.counts;
+        if setup.method.iterative().is_some() {
+            // One slice after another, each iteration parallel inside (over angles, then output rows): the
+            // working set stays a few sinograms and slices whatever the slab's size.
+            let per_slice = setup.out_size * setup.out_size;
+            let mut out = vec![0f32; n_rows * per_slice];
+            for (r, slice) in out.chunks_mut(per_slice).enumerate() {
+                let mut sino = slab.projections[r * per_row..(r + 1) * per_row].to_vec();
+                let row = r * nc..(r + 1) * nc;
+                {
+                    let _span = tracing::info_span!("recon.preprocess", rows = 1).entered();
+                    let clamped = normalize_minus_log(
+                        &mut sino,
+                        &slab.dark[row.clone()],
+                        &slab.flat_before[row.clone()],
+                        &slab.flat_after[row],
+                        &slab.flat_weight,
+                    );
+                    counts.clamped.fetch_add(clamped, Ordering::Relaxed);
+                    pipe.minus_log_cleaned(&mut sino, counts);
+                }
+                if let Some(res) = pipe.reconstruct_iterative(&sino, slab.rows.start + r, &self.iterations) {
+                    slice.copy_from_slice(&res?);
+                }
+            }
+            return Ok(out);
+        }
         if let Some(g) = pipe.gridrec() {
             let mut sinos = slab.projections.clone();
             {

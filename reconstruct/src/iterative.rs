@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 /// How an iterative method starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Init {
     /// From a zero slice.
@@ -208,13 +208,13 @@ pub struct IterativeResult {
 }
 
 /// SIRT on `-log` sinogram `b` (`angles x n_cols`), from `init` (masked) or zero. `each` is called after every
-/// iteration with its number (from 1) and the slice so far.
+/// iteration with its number (from 1), the residual norm `||b - A x||` and the slice so far.
 pub fn sirt(
     p: &Projector,
     b: &[f32],
     init: Option<&[f32]>,
     opts: &IterativeOptions,
-    each: &mut dyn FnMut(usize, &[f32]),
+    each: &mut dyn FnMut(usize, f64, &[f32]),
 ) -> Result<IterativeResult, IterativeError> {
     p.check(b, init)?;
     let mut x = p.start(init);
@@ -237,7 +237,7 @@ pub fn sirt(
         residuals.push(res);
         if k > 0 {
             tracing::info!(method = "sirt", iteration = k, residual = res, "iteration");
-            each(k, &x);
+            each(k, res, &x);
         }
         if k == opts.iterations {
             break;
@@ -257,13 +257,13 @@ pub fn sirt(
 }
 
 /// CGLS on `-log` sinogram `b` (`angles x n_cols`), from `init` (masked) or zero. `each` is called after every
-/// iteration with its number (from 1) and the slice so far.
+/// iteration with its number (from 1), the residual norm `||b - A x||` and the slice so far.
 pub fn cgls(
     p: &Projector,
     b: &[f32],
     init: Option<&[f32]>,
     opts: &IterativeOptions,
-    each: &mut dyn FnMut(usize, &[f32]),
+    each: &mut dyn FnMut(usize, f64, &[f32]),
 ) -> Result<IterativeResult, IterativeError> {
     p.check(b, init)?;
     let mut x = p.start(init);
@@ -280,15 +280,17 @@ pub fn cgls(
         let _span = tracing::info_span!("recon.iterate", method = "cgls", iteration = k).entered();
         if gamma <= 0.0 {
             // Exactly solved (or a zero sinogram): nothing left to reduce.
-            residuals.push(norm(&r));
-            each(k, &x);
+            let res = norm(&r);
+            residuals.push(res);
+            each(k, res, &x);
             continue;
         }
         p.forward(&dir, &mut q);
         let qq = dot(&q, &q);
         if qq <= 0.0 {
-            residuals.push(norm(&r));
-            each(k, &x);
+            let res = norm(&r);
+            residuals.push(res);
+            each(k, res, &x);
             continue;
         }
         let alpha = gamma / qq;
@@ -302,9 +304,125 @@ pub fn cgls(
         let res = norm(&r);
         residuals.push(res);
         tracing::info!(method = "cgls", iteration = k, residual = res, "iteration");
-        each(k, &x);
+        each(k, res, &x);
     }
     Ok(IterativeResult { slice: x, residuals })
+}
+
+/// One iteration of one slice, as [`IterationLog`] reports it to its hook.
+#[derive(Debug, Clone, Copy)]
+pub struct IterationStep {
+    /// `sirt` or `cgls`.
+    pub method: &'static str,
+    /// The detector row (slice) being reconstructed.
+    pub row: usize,
+    /// Iteration just finished, from 1.
+    pub iteration: usize,
+    /// Iterations asked for.
+    pub of: usize,
+    /// `||b - A x||` after it.
+    pub residual: f64,
+}
+
+/// Called after every iteration of every slice (from the thread reconstructing it): progress lines.
+#[derive(Clone)]
+pub struct IterationHook(pub std::sync::Arc<dyn Fn(&IterationStep) + Send + Sync>);
+
+impl std::fmt::Debug for IterationHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IterationHook(..)")
+    }
+}
+
+/// The residual history of every slice an iterative run reconstructed, shared by the backend and whoever
+/// reports the run, and an optional hook told of every iteration.
+#[derive(Debug, Default)]
+pub struct IterationLog {
+    /// Told of every iteration as it finishes.
+    pub hook: Option<IterationHook>,
+    residuals: std::sync::Mutex<Vec<(usize, Vec<f64>)>>,
+}
+
+impl IterationLog {
+    /// A log that tells `hook` of every iteration.
+    pub fn with_hook(hook: Option<IterationHook>) -> IterationLog {
+        IterationLog { hook, residuals: Default::default() }
+    }
+
+    /// Per slice reconstructed (by detector row, ascending): the residual norm at the start and after every
+    /// iteration.
+    pub fn residuals(&self) -> Vec<(usize, Vec<f64>)> {
+        let mut v = self.residuals.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        v.sort_by_key(|(row, _)| *row);
+        v
+    }
+
+    fn record(&self, row: usize, residuals: Vec<f64>) {
+        match self.residuals.lock() {
+            Ok(mut g) => g.push((row, residuals)),
+            Err(p) => p.into_inner().push((row, residuals)),
+        }
+    }
+}
+
+/// Which iterative method [`reconstruct_row`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Iterative {
+    /// [`sirt`].
+    Sirt,
+    /// [`cgls`].
+    Cgls,
+}
+
+impl Iterative {
+    /// `sirt` or `cgls`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Iterative::Sirt => "sirt",
+            Iterative::Cgls => "cgls",
+        }
+    }
+}
+
+/// Reconstructs detector row `row` from its `-log` sinogram with `method`, starting from `init` (the FBP slice
+/// for `--init fbp`); records the residual history in `log` and tells its hook of every iteration.
+pub fn reconstruct_row(
+    method: Iterative,
+    p: &Projector,
+    sino: &[f32],
+    init: Option<&[f32]>,
+    opts: &IterativeOptions,
+    row: usize,
+    log: &IterationLog,
+) -> Result<Vec<f32>, IterativeError> {
+    let _span =
+        tracing::info_span!("recon.iterative", method = method.name(), row, iterations = opts.iterations).entered();
+    let mut each = |k: usize, residual: f64, _: &[f32]| {
+        if let Some(h) = &log.hook {
+            (h.0)(&IterationStep { method: method.name(), row, iteration: k, of: opts.iterations, residual });
+        }
+    };
+    let r = match method {
+        Iterative::Sirt => sirt(p, sino, init, opts, &mut each)?,
+        Iterative::Cgls => cgls(p, sino, init, opts, &mut each)?,
+    };
+    log.record(row, r.residuals);
+    Ok(r.slice)
+}
+
+/// One line summing up the residual histories of a run (`None` when there are none): iterations, slices, and
+/// the residual norm at the start and at the end, for the first slice and averaged over all.
+pub fn residual_line(method: &str, residuals: &[(usize, Vec<f64>)]) -> Option<String> {
+    let (row, first) = residuals.first()?;
+    let ends = |h: &Vec<f64>| (h.first().copied().unwrap_or(0.0), h.last().copied().unwrap_or(0.0));
+    let (a, b) = ends(first);
+    let n = residuals.len() as f64;
+    let (ma, mb) = residuals.iter().map(|(_, h)| ends(h)).fold((0.0, 0.0), |(x, y), (p, q)| (x + p / n, y + q / n));
+    Some(format!(
+        "{method}: {} iterations on {} slice(s); residual ||b - Ax|| slice {row}: {a:.4e} -> {b:.4e}, mean over slices: {ma:.4e} -> {mb:.4e}",
+        first.len().saturating_sub(1),
+        residuals.len()
+    ))
 }
 
 #[cfg(test)]
@@ -341,7 +459,7 @@ mod tests {
         let mut st = 3u64;
         let b: Vec<f32> = (0..p.sinogram_len()).map(|_| lcg(&mut st) + 1.0).collect();
         let opts = IterativeOptions { iterations: 40, ..Default::default() };
-        let res = cgls(&p, &b, None, &opts, &mut |_, _| {}).expect("sizes match");
+        let res = cgls(&p, &b, None, &opts, &mut |_, _, _| {}).expect("sizes match");
         assert_eq!(res.residuals.len(), 41);
         for w in res.residuals.windows(2) {
             assert!(w[1] <= w[0] * (1.0 + 1e-6), "residual rose: {:?}", res.residuals);
@@ -353,7 +471,7 @@ mod tests {
     fn wrong_sizes_are_errors() {
         let p = Projector::new(&[0.0, 1.0], 16, 7.5, 16);
         let opts = IterativeOptions::default();
-        assert!(sirt(&p, &[0.0; 5], None, &opts, &mut |_, _| {}).is_err());
-        assert!(cgls(&p, &[0.0; 32], Some(&[0.0; 3]), &opts, &mut |_, _| {}).is_err());
+        assert!(sirt(&p, &[0.0; 5], None, &opts, &mut |_, _, _| {}).is_err());
+        assert!(cgls(&p, &[0.0; 32], Some(&[0.0; 3]), &opts, &mut |_, _, _| {}).is_err());
     }
 }

@@ -102,7 +102,7 @@ pub struct ReconOptions {
     pub threads: Option<usize>,
     /// Output slice side (`None`: detector width).
     pub out_size: Option<usize>,
-    /// Filtered backprojection or gridrec (gridrec runs on the CPU).
+    /// Filtered backprojection, gridrec, SIRT or CGLS (all but FBP run on the CPU).
     pub method: crate::method::Method,
     // --- issue 14 (inputs, completeness, outputs): options below ---
     /// Reconstruct a scan that [`crate::completeness::ScanCheck`] finds incomplete (`--allow-incomplete`).
@@ -112,6 +112,13 @@ pub struct ReconOptions {
     /// Replace what a previous run wrote to the output (and only that).
     pub overwrite: bool,
     // --- end issue 14 options ---
+    // --- issue 15 options ---
+    /// `--iterations`, `--nonnegative`, `--init` (checked against `method` when the run starts).
+    pub method_options: crate::method::MethodOptions,
+    /// Told of every SIRT/CGLS iteration of every slice (progress lines); not part of provenance.
+    #[serde(skip)]
+    pub on_iteration: Option<crate::iterative::IterationHook>,
+    // --- end issue 15 options ---
 }
 
 impl BackendChoice {
@@ -156,6 +163,8 @@ impl ReconOptions {
             selection: Selection::default(),
             overwrite: false,
             // --- end issue 14 defaults ---
+            method_options: crate::method::MethodOptions::default(),
+            on_iteration: None,
         }
     }
 }
@@ -199,6 +208,10 @@ pub struct ReconSummary {
     // --- issue 15 §4 ---
     /// How the axis was chosen: `given`, `auto`, `vo` or `auto-vo` ([`CenterMode::name`]).
     pub center_mode: &'static str,
+    // --- issue 15 §3 ---
+    /// SIRT/CGLS: per slice (detector row), the residual norm `||b - A x||` at the start and after every
+    /// iteration; empty for FBP and gridrec.
+    pub residuals: Vec<(usize, Vec<f64>)>,
 }
 
 /// Why a reconstruction failed.
@@ -321,9 +334,12 @@ pub enum ReconError {
         /// What the system said.
         source: std::io::Error,
     },
-    /// `--method gridrec` was asked of a CUDA backend.
-    #[error("--method gridrec runs on the CPU; use --backend cpu or auto, or --method fbp on CUDA")]
-    MethodNeedsCpu,
+    /// A method other than FBP was asked of a CUDA backend.
+    #[error("--method {0} runs on the CPU; use --backend cpu or auto, or --method fbp on CUDA")]
+    MethodNeedsCpu(crate::method::Method),
+    /// Method settings that do not fit the method.
+    #[error(transparent)]
+    MethodOptions(#[from] crate::method::MethodOptionError),
     /// `--backend` cannot be honoured.
     #[error("--backend {choice}: {reason}")]
     Backend {
@@ -621,6 +637,8 @@ pub fn setup_for(file: &NxTomo, opts: &ReconOptions, center: f64) -> ReconSetup 
     setup.stripe_size = opts.stripe_size;
     setup.zinger_threshold = opts.zinger;
     setup.method = opts.method;
+    // Checked by `reconstruct_file_on` and `center_sweep` before any setup is made.
+    setup.iterative = opts.method_options.iterative_for(opts.method).unwrap_or_default();
     setup
 }
 
@@ -684,11 +702,11 @@ pub type Devices = (Vec<Box<dyn Backend>>, String);
 /// Reconstructs `opts.input` into `opts.output` on the devices `--backend` selects
 /// ([`crate::gpu::select_backends`]); `progress` is called after every slab written.
 pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress)) -> Result<ReconSummary, ReconError> {
-    // Gridrec is implemented on the CPU only: `auto` means the CPU for it, `cuda` is refused.
-    let backend = match (opts.method, opts.backend) {
-        (crate::method::Method::Gridrec, BackendChoice::Cuda) => return Err(ReconError::MethodNeedsCpu),
-        (crate::method::Method::Gridrec, _) => BackendChoice::Cpu,
-        (crate::method::Method::Fbp, b) => b,
+    // Gridrec, SIRT and CGLS are implemented on the CPU only: `auto` means the CPU for them, `cuda` is refused.
+    let backend = match (opts.method.runs_on_cuda(), opts.backend) {
+        (false, BackendChoice::Cuda) => return Err(ReconError::MethodNeedsCpu(opts.method)),
+        (false, _) => BackendChoice::Cpu,
+        (true, b) => b,
     };
     let mut choose = |cpu: &CpuBackend| {
         crate::gpu::select_backends(backend, cpu)
@@ -707,6 +725,7 @@ pub fn reconstruct_file_on(
 ) -> Result<ReconSummary, ReconError> {
     let t0 = Instant::now();
     let created_unix = now_unix();
+    let iterative = opts.method_options.iterative_for(opts.method)?;
     let file = NxTomo::open_selected(&opts.input, &opts.selection)?;
     check_complete(&file, opts)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), opts.part)?;
@@ -728,7 +747,9 @@ pub fn reconstruct_file_on(
     let counts = Arc::new(PreprocessCounts::default());
     // The budget is shared by every device's slabs, so slabs are sized once the devices are known; until
     // then the CPU backend (and through it the GPUs) asks for the most rows a slab may hold.
-    let cpu = cpu_backend(opts.threads, MAX_SLAB_ROWS, counts.clone())?;
+    let iteration_log = Arc::new(crate::iterative::IterationLog::with_hook(opts.on_iteration.clone()));
+    let cpu =
+        CpuBackend { iterations: iteration_log.clone(), ..cpu_backend(opts.threads, MAX_SLAB_ROWS, counts.clone())? };
     let (devices, backend_line) = choose(&cpu)?;
     let on_cpu_only = devices.iter().all(|d| d.name().starts_with("cpu"));
     let backend_worth_telling = !on_cpu_only
@@ -784,6 +805,12 @@ pub fn reconstruct_file_on(
             "angles": file.angles().len(),
             "flats_before_after_darks": file.reference_counts(),
             "allow_incomplete": opts.allow_incomplete,
+            "iterative": opts.method.iterative().map(|_| serde_json::json!({
+                "iterations": iterative.iterations,
+                "nonnegative": iterative.nonnegative,
+                "init": iterative.init,
+                "mask": "circular: the disc inscribed in the slice; zero outside",
+            })),
             "scan_problems": &file.check().problems,
             "input_layout": file.layout().name(),
             "projections": opts.selection.projections,
@@ -880,7 +907,9 @@ pub fn reconstruct_file_on(
     if clamped > 0 {
         tracing::warn!(clamped, "non-positive or non-finite transmissions clamped before -log");
     }
-    let updates = (total * out_size * out_size * setup.angles_rad.len()) as f64;
+    // SIRT and CGLS project forward and back once per iteration (FBP once back).
+    let passes = if opts.method.iterative().is_some() { 2 * iterative.iterations } else { 1 };
+    let updates = (total * out_size * out_size * setup.angles_rad.len() * passes) as f64;
     Ok(ReconSummary {
         rows: rows.clone(),
         slices: total,
@@ -899,6 +928,7 @@ pub fn reconstruct_file_on(
         output_sha256,
         slice_sha256: provenance.slice_sha256,
         center_mode: center_mode.name(),
+        residuals: iteration_log.residuals(),
     })
 }
 
@@ -1186,6 +1216,7 @@ pub fn rerun(output: &Path) -> Result<RerunReport, ReconError> {
 /// Reconstructs one slice (the middle of `opts.slices`, or of the detector) once per centre in `centers`,
 /// writing `center_<value>.tif` into `opts.output`; returns the files written.
 pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>, ReconError> {
+    opts.method_options.iterative_for(opts.method)?;
     let file = NxTomo::open_selected(&opts.input, &opts.selection)?;
     check_complete(&file, opts)?;
     let rows = select_rows(file.rows(), opts.slices.clone(), None)?;

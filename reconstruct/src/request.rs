@@ -135,6 +135,9 @@ pub enum RequestError {
     /// An unknown filter name.
     #[error(transparent)]
     Filter(#[from] UnknownFilter),
+    /// Method settings that do not fit the method (`--iterations` with FBP, ...).
+    #[error(transparent)]
+    MethodOptions(#[from] crate::method::MethodOptionError),
     /// A TIFF depth other than 32, 16 or 8.
     #[error("--bits {0}: use 32, 16 or 8")]
     Bits(u32),
@@ -225,6 +228,10 @@ pub struct ReconRequest {
     /// `--overwrite`: replace what a previous run wrote to the output.
     pub overwrite: bool,
     // --- end issue 14 request fields ---
+    // --- issue 15 request fields ---
+    /// `--iterations`, `--nonnegative`, `--init` (SIRT and CGLS).
+    pub method_options: crate::method::MethodOptions,
+    // --- end issue 15 request fields ---
 }
 
 impl ReconRequest {
@@ -281,6 +288,10 @@ impl ReconRequest {
         o.selection.projections = span(self.start_proj, self.end_proj, "--start-proj", "--end-proj")?;
         o.selection.columns = span(self.start_column, self.end_column, "--start-column", "--end-column")?;
         // --- end issue 14 ---
+        // --- issue 15 ---
+        self.method_options.iterative_for(self.method)?;
+        o.method_options = self.method_options;
+        // --- end issue 15 ---
         Ok(o)
     }
 }
@@ -459,6 +470,7 @@ mod tests {
             end_column: None,
             binning: 1,
             overwrite: false,
+            method_options: Default::default(),
         }
     }
 

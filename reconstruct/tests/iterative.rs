@@ -8,8 +8,8 @@ use reconstruct::backend::ReconSetup;
 use reconstruct::cpu::SinogramPipeline;
 use reconstruct::iterative::{cgls, sirt, IterativeOptions, Projector};
 
-/// Called with each iteration's number and slice.
-type Observer<'a> = dyn FnMut(usize, &[f32]) + 'a;
+/// Called with each iteration's number, residual norm and slice.
+type Observer<'a> = dyn FnMut(usize, f64, &[f32]) + 'a;
 
 #[test]
 fn sirt_and_cgls_at_their_best_beat_fbp_on_60_noisy_angles() {
@@ -38,7 +38,7 @@ fn sirt_and_cgls_at_their_best_beat_fbp_on_60_noisy_angles() {
     let p = Projector::new(&a32, n, center, n);
     let best = |run: &dyn Fn(&mut Observer<'_>)| {
         let mut best = (f64::INFINITY, 0);
-        run(&mut |k, x| {
+        run(&mut |k, _, x| {
             let e = rmse_disc(x, &truth, n, radius);
             if e < best.0 {
                 best = (e, k);

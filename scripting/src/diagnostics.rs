@@ -228,6 +228,31 @@ fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>, max: usize
     scored.into_iter().map(|(_, c)| c).collect()
 }
 
+/// The refusal of `--set` names the script never reads (found by the dry run, before anything moves): each
+/// unused name with the closest name the script does read, and the list of names it reads.
+pub fn unused_params_error(unused: &[String], read: &[String]) -> ScriptError {
+    let each: Vec<String> = unused
+        .iter()
+        .map(|k| match closest(k, read.iter().map(String::as_str), 2).first() {
+            Some(c) => format!("--set {k}=... (did you mean `{c}`?)"),
+            None => format!("--set {k}=..."),
+        })
+        .collect();
+    let reads =
+        if read.is_empty() { "it reads no parameters".to_string() } else { format!("it reads: {}", read.join(", ")) };
+    ScriptError {
+        status: RunStatus::Failed,
+        message: format!(
+            "the script never reads {} ({reads}); nothing was moved (fix the name, or drop it)",
+            each.join(", ")
+        ),
+        at: None,
+        line_text: None,
+        device: None,
+        calls: Vec::new(),
+    }
+}
+
 /// For `no function NAME (TYPES)`: the API's signatures of NAME (wrong arguments), else those of the
 /// closest API names.
 fn suggest_fn(sig: &str) -> String {

@@ -23,6 +23,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod error;
 pub mod memory;
+pub mod numbering;
 pub mod plans;
 pub mod provenance;
 pub mod report;

@@ -138,7 +138,7 @@ pub fn step_scan(
             s.check_limits(&zip_moves(&motors, p))?;
         }
     }
-    let name = s.scan_name(kind, opts.name.as_deref());
+    let name = s.scan_name(kind, opts.name.as_deref())?;
     let names: Vec<&str> = motors.iter().map(|m| m.name()).collect();
     let meta = json!({
         "kind": kind, "motors": names, "points": points.len(),
@@ -288,7 +288,7 @@ pub fn tomo_scan(s: &Session, p: &TomoParams) -> Result<SeriesSummary, ScanError
             s.check_limits(&[(sample.clone(), x)])?;
         }
     }
-    let name = s.scan_name("tomo_scan", p.name.as_deref());
+    let name = s.scan_name("tomo_scan", p.name.as_deref())?;
     let meta = json!({
         "kind": "tomo_scan", "start_deg": p.start, "range_deg": p.range, "projections": p.projections,
         "exposure_s": p.exposure.as_secs_f64(), "darks": p.darks, "flats": p.flats,

@@ -130,6 +130,8 @@ pub struct ScanOutcome {
     pub beamline_time: Duration,
     /// `--set` parameters the script never read.
     pub unused_params: Vec<String>,
+    /// Parameter names the script asked for with `param(...)`.
+    pub params_read: Vec<String>,
 }
 
 impl ScanOutcome {
@@ -238,7 +240,12 @@ impl Job {
         let cfg = &o.config;
         let Some(detector) = live_detector else {
             let dry = cfg.build(TimeScale::ZERO, self.dry_detector(), true, None);
-            return self.pass(Mode::Dry, dry, self.progress.clone(), o.output.clone());
+            let mut out = self.pass(Mode::Dry, dry, self.progress.clone(), o.output.clone());
+            if out.status == RunStatus::Success && !out.unused_params.is_empty() {
+                out.status = RunStatus::Failed;
+                out.error = Some(diagnostics::unused_params_error(&out.unused_params, &out.params_read));
+            }
+            return out;
         };
         let scale = TimeScale(o.time_scale.unwrap_or(cfg.clock.time_scale));
         let live = cfg.build(scale, detector, false, None);
@@ -263,6 +270,7 @@ impl Job {
                 elapsed: dry.elapsed,
                 beamline_time: Duration::ZERO,
                 unused_params: dry.unused_params.clone(),
+                params_read: dry.params_read.clone(),
             };
             if dry.status != RunStatus::Success {
                 let mut err = dry.error.clone();
@@ -270,6 +278,12 @@ impl Job {
                     e.message = format!("{} (found by the preflight dry run; nothing was moved)", e.message);
                 }
                 return refuse(dry.status, err);
+            }
+            if !dry.unused_params.is_empty() {
+                return refuse(
+                    RunStatus::Failed,
+                    Some(diagnostics::unused_params_error(&dry.unused_params, &dry.params_read)),
+                );
             }
             if !dry.report.violations.is_empty() {
                 return refuse(RunStatus::LimitViolation, None);
@@ -363,6 +377,7 @@ impl Job {
             elapsed: t0.elapsed(),
             beamline_time: bl.clock.now(),
             unused_params: session.unused_params(),
+            params_read: session.asked_params(),
         }
     }
 }

@@ -72,6 +72,7 @@ pub struct Session {
     /// Provenance stored with every series.
     pub provenance: Provenance,
     used_params: Mutex<BTreeSet<String>>,
+    asked_params: Mutex<BTreeSet<String>>,
     report: Mutex<PlanReport>,
     returns: Mutex<Vec<Vec<MotorMove>>>,
     series: Mutex<Option<OpenSeries>>,
@@ -263,6 +264,7 @@ impl Session {
             progress,
             provenance,
             used_params: Mutex::default(),
+            asked_params: Mutex::default(),
             report: Mutex::default(),
             returns: Mutex::default(),
             series: Mutex::default(),
@@ -395,7 +397,11 @@ impl Session {
         }
         if self.mode == Mode::Live {
             let line = t.last_row();
-            tracing::info!(target: "scan.row", series = t.signal.as_str(), row = %line);
+            // Every column of the point, by name (NaN as null), so that the run log carries the whole table.
+            let values: serde_json::Map<String, serde_json::Value> =
+                t.names.iter().zip(&t.columns).map(|(n, c)| (n.clone(), serde_json::json!(c.last()))).collect();
+            let values = serde_json::Value::Object(values);
+            tracing::info!(target: "scan.row", point = t.len() - 1, signal = t.signal.as_str(), values = %values, row = %line, "scan.row");
             if self.live_table.load(Ordering::Acquire) {
                 self.say(&line);
             }
@@ -439,6 +445,7 @@ impl Session {
 
     /// A `--set` parameter, marking it as read.
     pub fn param(&self, name: &str) -> Option<String> {
+        lock(&self.asked_params).insert(name.to_string());
         let v = self.provenance.parameters.get(name).cloned();
         if v.is_some() {
             lock(&self.used_params).insert(name.to_string());
@@ -450,6 +457,11 @@ impl Session {
     pub fn unused_params(&self) -> Vec<String> {
         let used = lock(&self.used_params);
         self.provenance.parameters.keys().filter(|k| !used.contains(*k)).cloned().collect()
+    }
+
+    /// Every parameter name the script asked for with `param(...)`, given or not.
+    pub fn asked_params(&self) -> Vec<String> {
+        lock(&self.asked_params).iter().cloned().collect()
     }
 
     /// The report so far (duration filled in from the clock).
@@ -902,11 +914,22 @@ impl Session {
 }
 
 impl Session {
-    /// The series name for a scan: the given one, or `<kind>_<n>` with `n` counting scans in this run.
-    pub fn scan_name(&self, kind: &str, given: Option<&str>) -> String {
-        match given {
-            Some(n) => n.to_string(),
-            None => format!("{kind}_{:03}", lock(&self.report).scans.len() + 1),
+    /// The series name for a scan: the given one, or, in a live run that writes files, `<kind>_<YYYYMMDD>_<n>`
+    /// with `n` the scan number of the day persisted in the output folder (see [`crate::numbering`]), so that
+    /// names never repeat across runs; in a dry run (or with no output folder) `<kind>_<n>` counting scans in
+    /// this run.
+    pub fn scan_name(&self, kind: &str, given: Option<&str>) -> Result<String, ScanError> {
+        if let Some(n) = given {
+            return Ok(n.to_string());
+        }
+        let dir = lock(&self.files).as_ref().map(|f| f.dir.clone());
+        match dir {
+            Some(dir) if self.mode == Mode::Live => {
+                let date = crate::numbering::today();
+                let n = crate::numbering::next_number(&dir, &date).map_err(|e| ScanError::Argument(e.to_string()))?;
+                Ok(crate::numbering::scan_name(kind, &date, n))
+            }
+            _ => Ok(format!("{kind}_{:03}", lock(&self.report).scans.len() + 1)),
         }
     }
 }

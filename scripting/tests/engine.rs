@@ -106,10 +106,16 @@ fn a_misspelt_option_is_an_error_not_ignored() {
 fn parameters_are_typed_like_their_defaults() {
     let (mut opts, _, lines) = recording(zero_time());
     opts.params.insert("n".into(), "7".into());
-    opts.params.insert("unused".into(), "1".into());
-    let o = run("let n = param(\"n\", 3); let x = param(\"x\", 2.5); print(`${n * 2} ${x}`);", opts.clone());
+    let script = "let n = param(\"n\", 3); let x = param(\"x\", 2.5); print(`${n * 2} ${x}`);";
+    let o = run(script, opts.clone());
     assert_eq!(o.status, RunStatus::Success, "{}", error_text(&o));
     assert!(lines.lock().unwrap().iter().any(|l| l == "14 2.5"), "{:?}", lines.lock().unwrap());
+    assert!(o.unused_params.is_empty());
+    // A name the script never reads is refused by the preflight (the messages are checked in habits.rs).
+    let mut with_unused = opts.clone();
+    with_unused.params.insert("unused".into(), "1".into());
+    let o = run(script, with_unused);
+    assert_eq!(o.status, RunStatus::Failed, "{}", error_text(&o));
     assert_eq!(o.unused_params, vec!["unused".to_string()]);
     opts.params.insert("n".into(), "seven".into());
     let o = run("let n = param(\"n\", 3);", opts);

@@ -158,3 +158,42 @@ fn signal_aborts_and_leaves_a_complete_file_marked_aborted(signal: &str) {
     assert!(j["counts"]["3"].as_u64().unwrap() > 0, "frames never taken are marked invalid");
     assert_eq!(j["counts"]["2"], 10, "the darks were all taken before the abort");
 }
+
+/// The live table's rows reach the run log as `scan.row` events carrying every column, and they are the
+/// values the file's `/entry/scan` table holds.
+#[test]
+fn scan_rows_reach_the_run_log_with_the_files_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let out = dir.path().join("out");
+    let o = beamline()
+        .env("BEAMLINE_RUN_DIR", &runs)
+        .args(["scan", example("step_scan.rhai").to_str().unwrap(), "--time-scale", "0", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let logs: Vec<PathBuf> = std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = profiling::log::RunLog::read(&logs[0]).unwrap();
+    let rows: Vec<serde_json::Value> = log
+        .events
+        .iter()
+        .filter(|e| &*e.name == "scan.row")
+        .map(|e| {
+            let v = e.fields.iter().find(|(k, _)| &**k == "values").map(|(_, v)| v.clone()).expect("values field");
+            serde_json::from_str(v.as_str().expect("values is a JSON text")).unwrap()
+        })
+        .collect();
+    // step_scan.rhai: the edge scan (11 points) first; its table in the file must match the log row by row.
+    let f = hdf5::File::open(out.join("edge_samy.h5")).unwrap();
+    let samy = f.dataset("entry/scan/samy").unwrap().read_raw::<f64>().unwrap();
+    let det = f.dataset("entry/scan/det_total").unwrap().read_raw::<f64>().unwrap();
+    assert_eq!(samy.len(), 11);
+    assert!(rows.len() >= samy.len(), "{} scan.row events for {} points", rows.len(), samy.len());
+    for (i, r) in rows.iter().take(samy.len()).enumerate() {
+        assert_eq!(r["point"].as_f64(), Some(i as f64), "{r}");
+        assert_eq!(r["samy"].as_f64(), Some(samy[i]), "point {i}: {r}");
+        assert_eq!(r["det_total"].as_f64(), Some(det[i]), "point {i}: {r}");
+    }
+}

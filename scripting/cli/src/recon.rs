@@ -101,6 +101,19 @@ enum MethodArg {
     Fbp,
     /// Fourier gridding (CPU).
     Gridrec,
+    /// Simultaneous iterative reconstruction (CPU).
+    Sirt,
+    /// Conjugate gradients least squares (CPU).
+    Cgls,
+}
+
+/// Starting slices of SIRT and CGLS on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InitArg {
+    /// A zero slice.
+    Zero,
+    /// The FBP slice (same filter).
+    Fbp,
 }
 
 /// The reconstruction arguments.
@@ -134,8 +147,24 @@ struct RunArgs {
     /// a little more accurate on 360-degree scans whose opposite views interlace. `gridrec`: direct Fourier
     /// inversion by gridding (CPU only), the same filters, axis and output scale, RMSE within 5% of FBP's;
     /// on the CPU many times faster (`beamline bench recon`: ~8x at 512^2 x 720, ~16x at 2048^2 x 1500).
+    /// `sirt` and `cgls`: iterative least-squares fits of the -log sinogram with a matched forward/back
+    /// projector pair (CPU only; the --filter is not used, except by --init fbp), inside the circular mask (the
+    /// disc inscribed in the slice; zero outside); each iteration costs about two FBPs. Use them for few
+    /// (e.g. 60) or noisy angles, where they beat FBP's RMSE; CGLS converges fastest, stop it early on noisy
+    /// data; SIRT is smoother and can clamp to non-negative values (--nonnegative).
     #[arg(long, value_enum, default_value = "fbp")]
     method: MethodArg,
+    /// SIRT/CGLS iterations (default: 100 for sirt, 20 for cgls). The residual norm ||b - Ax|| of every
+    /// iteration is logged (run log event `iteration`) and shown on the progress line.
+    #[arg(long, value_name = "N")]
+    iterations: Option<usize>,
+    /// SIRT: clamp the slice to non-negative values after every iteration.
+    #[arg(long)]
+    nonnegative: bool,
+    /// SIRT/CGLS starting slice: `zero`, or `fbp` (warm start from the filtered backprojection; fewer
+    /// iterations for the same residual).
+    #[arg(long, value_enum, value_name = "zero|fbp")]
+    init: Option<InitArg>,
     /// Output format.
     #[arg(long, value_enum, default_value = "tiff")]
     format: FormatArg,
@@ -245,6 +274,8 @@ impl RunArgs {
             method: match self.method {
                 MethodArg::Fbp => Method::Fbp,
                 MethodArg::Gridrec => Method::Gridrec,
+                MethodArg::Sirt => Method::Sirt,
+                MethodArg::Cgls => Method::Cgls,
             },
             allow_incomplete: self.allow_incomplete,
             start_proj: self.start_proj,
@@ -253,6 +284,14 @@ impl RunArgs {
             end_column: self.end_column,
             binning: self.binning,
             overwrite: self.overwrite,
+            method_options: reconstruct::method::MethodOptions {
+                iterations: self.iterations,
+                nonnegative: self.nonnegative,
+                init: match self.init {
+                    Some(InitArg::Fbp) => reconstruct::iterative::Init::Fbp,
+                    Some(InitArg::Zero) | None => reconstruct::iterative::Init::Zero,
+                },
+            },
         }
     }
 }
@@ -263,7 +302,7 @@ fn bar(quiet: bool) -> ProgressBar {
     }
     let b = ProgressBar::new(0);
     b.set_style(
-        ProgressStyle::with_template("{spinner} recon [{bar:40}] {pos}/{len} slices {per_sec} eta {eta}")
+        ProgressStyle::with_template("{spinner} recon [{bar:40}] {pos}/{len} slices {per_sec} eta {eta} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -290,7 +329,7 @@ impl Command {
             return Ok(ExitCode::SUCCESS);
         }
         let run = args.run;
-        let opts = run.request().options()?;
+        let mut opts = run.request().options()?;
         if let Some(sweep) = &run.center_sweep {
             let centers = request::parse_sweep(sweep)?;
             let files = pipeline::center_sweep(&opts, &centers)?;
@@ -304,6 +343,15 @@ impl Command {
             return Ok(ExitCode::SUCCESS);
         }
         let pb = bar(run.quiet);
+        if opts.method.iterative().is_some() {
+            let line = pb.clone();
+            opts.on_iteration = Some(reconstruct::iterative::IterationHook(std::sync::Arc::new(move |s| {
+                line.set_message(format!(
+                    "slice {} {} iteration {}/{} residual {:.4e}",
+                    s.row, s.method, s.iteration, s.of, s.residual
+                ))
+            })));
+        }
         let mut progress = |p: Progress| {
             pb.set_length(p.total as u64);
             pb.set_position(p.done as u64);
@@ -322,6 +370,9 @@ impl Command {
         }
         if s.zingers > 0 {
             eprintln!("note: {} zinger values replaced", s.zingers);
+        }
+        if let Some(line) = reconstruct::iterative::residual_line(opts.method.name(), &s.residuals) {
+            println!("{line}");
         }
         println!(
             "reconstructed {} slices (rows {}..{}) in {:.2} s: {:.1} slices/s, {:.2} G updates/s; centre {:.2} ({}); {} -> {}",

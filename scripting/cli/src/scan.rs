@@ -256,7 +256,8 @@ fn print_outcome(o: &ScanOutcome, json: bool) {
             o.retakes
         );
     }
-    for k in &o.unused_params {
+    // Refused by the dry run when it ran (the error says so); a warning only after a live run without one.
+    for k in o.unused_params.iter().filter(|_| o.error.is_none()) {
         eprintln!("warning: --set {k}=... was never read by the script (misspelt?)");
     }
     if json {
@@ -295,7 +296,8 @@ fn timed_run_in(script: &str, dir: &std::path::Path) -> anyhow::Result<(f64, u64
     let o = ScanRun::start("bench.rhai", script.to_string(), options)?.wait()?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(o.status == RunStatus::Success, "benchmark script failed: {:?}", o.error);
-    let tables = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let is_h5 = |e: &std::fs::DirEntry| e.path().extension().is_some_and(|x| x == "h5");
+    let tables = std::fs::read_dir(dir).map(|d| d.flatten().filter(is_h5).count()).unwrap_or(0);
     anyhow::ensure!(o.points == 0 || tables > 0, "the benchmark scan wrote no table into {}", dir.display());
     Ok((secs, o.points))
 }
