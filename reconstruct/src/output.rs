@@ -185,7 +185,8 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = File::open(path)?;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
+    // A small buffer: the hash runs beside the reconstruction, within its --memory budget.
+    let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
