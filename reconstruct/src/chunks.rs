@@ -290,7 +290,7 @@ pub fn bitshuffle_lz4_decode(src: &[u8], elem: usize, dst: &mut [u8]) -> Result<
     }
     let block_bytes = be_u32(&src[8..]) as usize;
     let block = block_bytes / elem.max(1);
-    if elem == 0 || block == 0 || block % 8 != 0 || block * elem != block_bytes {
+    if elem == 0 || block == 0 || !block.is_multiple_of(8) || block * elem != block_bytes {
         return Err(format!("block size {block_bytes} bytes is not a positive multiple of 8 elements of {elem} bytes"));
     }
     let n = dst.len() / elem;

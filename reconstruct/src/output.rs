@@ -185,7 +185,8 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = File::open(path)?;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
+    // A small buffer: the hash runs beside the reconstruction, within its --memory budget.
+    let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
@@ -236,9 +237,12 @@ fn put_page<W: std::io::Write + std::io::Seek>(
     description: &str,
 ) -> Result<(), WriteError> {
     let (w, h) = (size as u32, size as u32);
-    let scale = |lo: f32, hi: f32, max: f32| {
+    // In f64, so that the stored value is the nearest quantum to the f32 value (f32 arithmetic would add
+    // a few thousandths of a quantum at 16 bits).
+    let scale = |lo: f32, hi: f32, max: f64| {
+        let (lo, hi) = (lo as f64, hi as f64);
         let k = if hi > lo { max / (hi - lo) } else { 0.0 };
-        move |v: f32| ((v - lo) * k).round().clamp(0.0, max)
+        move |v: f32| ((v as f64 - lo) * k).round().clamp(0.0, max)
     };
     macro_rules! put {
         ($ct:ty, $buf:expr, $range:expr) => {{

@@ -124,8 +124,8 @@ pub enum ReadError {
     },
     /// The chunks are compressed with a filter that neither this reader nor the HDF5 library decodes.
     #[error(
-        "{path}:{dataset}: compressed with HDF5 filter {id} ({name}{params}), which this reader does not decode \
-         and no HDF5 plugin provides here; {fix}"
+        "{path}:{dataset}: compressed with HDF5 filter {id} ({detail}), which this reader does not decode and no \
+         HDF5 plugin provides here; {fix}"
     )]
     Filter {
         /// File.
@@ -134,12 +134,10 @@ pub enum ReadError {
         dataset: String,
         /// Filter id.
         id: i32,
-        /// Registered name.
-        name: &'static str,
-        /// `, cd_values [..]` or empty.
-        params: String,
+        /// Registered name and `cd_values`.
+        detail: String,
         /// What to do.
-        fix: String,
+        fix: Box<str>,
     },
     /// A selection (`--start-proj`, `--start-column`, `--binning`) that does not fit the file.
     #[error("{path}: {reason}")]
@@ -193,9 +191,12 @@ fn plan_stack(pb: &Path, ds: hdf5::Dataset, path: &str, frames: Range<usize>) ->
             path: pb.to_path_buf(),
             dataset: path.to_string(),
             id,
-            name: filter_name(id),
-            params: if cd.is_empty() { String::new() } else { format!(", cd_values {cd:?}") },
-            fix,
+            detail: if cd.is_empty() {
+                filter_name(id).to_string()
+            } else {
+                format!("{}, cd_values {cd:?}", filter_name(id))
+            },
+            fix: fix.into(),
         });
     }
     Ok(Stack { ds, path: path.to_string(), frames, fast })

@@ -170,7 +170,10 @@ fn bad_files_give_clear_errors_naming_the_dataset() {
     for (bad, dataset, words) in cases {
         let input = dir.path().join(format!("{bad}.h5"));
         make(&input, &["--bad", bad]);
-        let o = recon(&[input.to_str().unwrap(), "-o", dir.path().join("out").to_str().unwrap(), "--center", "63.5"]);
+        // One output per case: a run that failed while reading leaves its provenance, and a used output is
+        // refused without --overwrite.
+        let out = dir.path().join(format!("out-{bad}"));
+        let o = recon(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--center", "63.5"]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{bad}: should fail\n{}", text(&o));
         assert!(err.contains(dataset) && err.contains(words), "{bad}: unclear error\n{err}");

@@ -17,7 +17,7 @@ pub enum Command {
     /// Reconstruct an NXtomo file into a volume (float32 TIFF stack by default).
     ///
     /// Example: beamline recon scan.h5 -o out/ --center auto --filter ramp
-    Recon(ReconArgs),
+    Recon(Box<ReconArgs>),
     /// Re-execute the reconstruction an output records and prove it: reads its provenance (input path and
     /// SHA-256, every option, version, centre used), checks the input's hash, reconstructs again into a
     /// temporary output beside it and compares the slice hashes. Prints "identical", or what changed and
@@ -313,7 +313,7 @@ impl Command {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let args = match self {
-            Command::Recon(args) => args,
+            Command::Recon(args) => *args,
             Command::Rerun(r) => return rerun(&r.output),
         };
         if let Some(ReconSub::Merge(m)) = args.sub {
