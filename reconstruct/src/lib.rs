@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod iterative;
 pub mod method;
 pub mod output;
+pub mod paganin;
 pub mod pipeline;
 pub mod preprocess;
 pub mod preview;
