@@ -25,6 +25,7 @@ pub mod gridrec;
 pub mod inspect;
 pub mod iterative;
 pub mod method;
+pub mod offset_axis;
 pub mod output;
 pub mod paganin;
 pub mod pipeline;
