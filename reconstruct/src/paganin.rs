@@ -337,10 +337,10 @@ pub fn retrieve_slab(
             let w = slab.flat_weight[a];
             for r in 0..rows {
                 let raw = &slab.projections[r * per_row + a * nc..][..nc];
-                for c in 0..nc {
+                for (c, &v) in raw.iter().enumerate() {
                     let i = r * nc + c;
                     let flat = (1.0 - w) * slab.flat_before[i] + w * slab.flat_after[i];
-                    let t = (raw[c] - slab.dark[i]) / (flat - slab.dark[i]);
+                    let t = (v - slab.dark[i]) / (flat - slab.dark[i]);
                     f[i] = if t > 0.0 && t.is_finite() {
                         t
                     } else {
