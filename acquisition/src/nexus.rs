@@ -157,6 +157,76 @@ pub mod class {
     pub const TOMO: &str = "NXtomo";
 }
 
+// --- issue 15 §2: energy, distance, pixel size ---
+/// The beam and detector geometry phase retrieval needs, as series-start metadata carries it (keys
+/// [`Physics::ENERGY_KEV`], [`Physics::DISTANCE_M`], [`Physics::PIXEL_SIZE_UM`]) and as the writer stores it in the
+/// NXtomo places ESRF tomoscan/nabu read: `/entry/instrument/source/energy` (keV), `detector/distance` (m),
+/// `detector/x_pixel_size` and `y_pixel_size` (m), each with a `units` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Physics {
+    /// Photon energy, keV.
+    pub energy_kev: Option<f64>,
+    /// Sample-detector distance, m.
+    pub distance_m: Option<f64>,
+    /// Pixel size (square pixels), um.
+    pub pixel_size_um: Option<f64>,
+}
+
+impl Physics {
+    /// Metadata key of the energy, keV.
+    pub const ENERGY_KEV: &'static str = "energy_kev";
+    /// Metadata key of the sample-detector distance, m.
+    pub const DISTANCE_M: &'static str = "distance_m";
+    /// Metadata key of the pixel size, um.
+    pub const PIXEL_SIZE_UM: &'static str = "pixel_size_um";
+
+    /// What series-start metadata carries (positive finite numbers only).
+    pub fn from_metadata(m: &serde_json::Value) -> Physics {
+        let get = |k: &str| m.get(k).and_then(serde_json::Value::as_f64).filter(|v| v.is_finite() && *v > 0.0);
+        Physics {
+            energy_kev: get(Self::ENERGY_KEV),
+            distance_m: get(Self::DISTANCE_M),
+            pixel_size_um: get(Self::PIXEL_SIZE_UM),
+        }
+    }
+
+    /// Adds the values present to a metadata object.
+    pub fn add_to_metadata(&self, m: &mut serde_json::Value) {
+        for (k, v) in [
+            (Self::ENERGY_KEV, self.energy_kev),
+            (Self::DISTANCE_M, self.distance_m),
+            (Self::PIXEL_SIZE_UM, self.pixel_size_um),
+        ] {
+            if let (Some(v), Some(obj)) = (v, m.as_object_mut()) {
+                obj.insert(k.into(), serde_json::json!(v));
+            }
+        }
+    }
+
+    /// Writes the values present into the NXtomo tree of `file` (the instrument and detector groups exist).
+    pub fn write(&self, file: &hdf5::File) -> hdf5::Result<()> {
+        let scalar = |g: &Group, name: &str, v: f64, units: &str| -> hdf5::Result<()> {
+            let ds = g.new_dataset::<f64>().create(name)?;
+            ds.write_scalar(&v)?;
+            attr_str(&ds, "units", units)
+        };
+        if let Some(e) = self.energy_kev {
+            let src = nx_group(file, "/entry/instrument/source", "NXsource")?;
+            scalar(&src, "energy", e, "keV")?;
+        }
+        let det = file.group(path::DETECTOR)?;
+        if let Some(d) = self.distance_m {
+            scalar(&det, "distance", d, "m")?;
+        }
+        if let Some(p) = self.pixel_size_um {
+            scalar(&det, "x_pixel_size", p * 1e-6, "m")?;
+            scalar(&det, "y_pixel_size", p * 1e-6, "m")?;
+        }
+        Ok(())
+    }
+}
+// --- end issue 15 §2 ---
+
 /// Index of a frame within its series, `0..frames`; also its position along the first axis of the frame
 /// dataset. `u64` as on the wire; [`FrameIndex::as_usize`] for indexing memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

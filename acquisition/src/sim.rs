@@ -283,6 +283,8 @@ pub struct SeriesOptions {
     pub compression: Compression,
     /// Frames per second, `None` for as fast as possible.
     pub fps: Option<f64>,
+    /// Energy, distance and pixel size carried in the series start (issue 15 §2), each when set.
+    pub physics: crate::nexus::Physics,
 }
 
 /// Sends a whole simulated series; `progress(frames_sent)` is called after each frame. Returns frames sent.
@@ -306,6 +308,7 @@ pub fn simulate_series(
         "darks": schedule.darks, "flats": schedule.flats, "angles": schedule.angles,
         "range_deg": schedule.range.0, "seed": cfg.seed, "attenuation": cfg.attenuation,
     });
+    opts.physics.add_to_metadata(&mut start.metadata);
     sender.start_series(&start)?;
     send_frames(sender, cfg, schedule, opts.fps, &mut progress)?;
     sender.end_series(SeriesStatus::Complete, None)

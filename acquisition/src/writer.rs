@@ -376,6 +376,8 @@ impl NxtomoWriter {
             let timestamp = vector(&det, leaf(nx::FRAME_TIMESTAMP), n, f64::NAN)?;
             attr_str(&timestamp, "units", "s")?;
             attr_str(&timestamp, "description", "frame acquisition time, seconds since 1970-01-01T00:00:00Z")?;
+            // Issue 15 §2: energy, distance and pixel size from the series start, in the NXtomo places.
+            crate::nexus::Physics::from_metadata(&start.metadata).write(&file)?;
             let sample = nx_group(&file, nx::SAMPLE, class::SAMPLE)?;
             dataset_str(&sample, leaf(nx::SAMPLE_NAME), &start.series)?;
             let angle = vector(&sample, leaf(nx::ROTATION_ANGLE), n, f64::NAN)?;

@@ -215,3 +215,69 @@ pub fn textbook_case(size: usize, angles: usize) -> (f64, f64, f32) {
     let diff = slow.iter().zip(&fast).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     (secs, (size * size * angles) as f64 / secs / 1e9, diff)
 }
+
+// --- issue 15 §3: SIRT and CGLS ---
+/// One iterative benchmark case: SIRT or CGLS (or FBP, for the comparison in the same run) on the exact
+/// Shepp-Logan sinogram of few angles.
+#[derive(Debug, Clone, Serialize)]
+pub struct IterativeCase {
+    /// `fbp`, `sirt` or `cgls`.
+    pub method: &'static str,
+    /// Slice side (pixels) = detector columns.
+    pub size: usize,
+    /// Projection angles over 180 degrees.
+    pub angles: usize,
+    /// Iterations (0 for FBP).
+    pub iterations: usize,
+    /// rayon threads used.
+    pub threads: usize,
+    /// Best seconds per slice over the repetitions.
+    pub seconds_per_slice: f64,
+    /// RMSE against the pixel-area-averaged phantom over the disc of radius `250 x size / 512`.
+    pub rmse: f64,
+    /// Residual norm `||b - A x||` at the start and after the last iteration (SIRT/CGLS).
+    pub residual_first_last: Option<(f64, f64)>,
+}
+
+/// Times `method` (`Fbp`, `Sirt` or `Cgls`; SIRT non-negative) on one `size x size` slice from `angles` exact
+/// projections over 180 degrees, best of `repeats`, and scores it against the phantom.
+pub fn run_iterative_case(
+    method: crate::method::Method,
+    size: usize,
+    angles: usize,
+    iterations: usize,
+    repeats: usize,
+) -> Result<IterativeCase, BenchError> {
+    let (sino, angles_rad, center) = phantom_case(size, angles);
+    let mut setup = ReconSetup::new(angles_rad, size, center, size);
+    setup.method = method;
+    setup.iterative = crate::iterative::IterativeOptions {
+        iterations,
+        nonnegative: method == crate::method::Method::Sirt,
+        init: crate::iterative::Init::Zero,
+    };
+    let pipe = SinogramPipeline::new(&setup).map_err(|e| BenchError(e.to_string()))?;
+    let (mut best, mut slice, mut residual) = (f64::INFINITY, Vec::new(), None);
+    for _ in 0..repeats.max(1) {
+        let log = crate::iterative::IterationLog::default();
+        let t0 = Instant::now();
+        slice = match pipe.reconstruct_iterative(&sino, 0, &log) {
+            Some(r) => r.map_err(|e| BenchError(e.to_string()))?,
+            None => pipe.reconstruct_minus_log(&sino),
+        };
+        best = best.min(t0.elapsed().as_secs_f64());
+        residual = log.residuals().first().and_then(|(_, h)| Some((*h.first()?, *h.last()?)));
+    }
+    let truth = acquisition::phantom::rasterize_2d_area(&shepp_logan_2d(), size, 8);
+    let radius = 250.0 * size as f64 / 512.0;
+    Ok(IterativeCase {
+        method: method.name(),
+        size,
+        angles,
+        iterations: if method.iterative().is_some() { iterations } else { 0 },
+        threads: rayon::current_num_threads(),
+        seconds_per_slice: best,
+        rmse: crate::accuracy::rmse_disc(&slice, &truth, size, radius),
+        residual_first_last: residual,
+    })
+}

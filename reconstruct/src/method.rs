@@ -95,6 +95,8 @@ pub struct MethodOptions {
     pub nonnegative: bool,
     /// `--init fbp` (SIRT and CGLS).
     pub init: crate::iterative::Init,
+    /// `--phase paganin` and its parameters (any method).
+    pub phase: Option<crate::paganin::PhaseOptions>,
 }
 
 /// Method settings that do not fit the method asked for.
@@ -155,7 +157,7 @@ mod tests {
         let o = MethodOptions::default();
         assert_eq!(o.iterative_for(Method::Sirt).unwrap().iterations, 100);
         assert_eq!(o.iterative_for(Method::Cgls).unwrap().iterations, 20);
-        let o = MethodOptions { iterations: Some(7), nonnegative: true, init: Init::Fbp };
+        let o = MethodOptions { iterations: Some(7), nonnegative: true, init: Init::Fbp, phase: None };
         let s = o.iterative_for(Method::Sirt).unwrap();
         assert_eq!((s.iterations, s.nonnegative, s.init), (7, true, Init::Fbp));
         assert!(matches!(o.iterative_for(Method::Cgls), Err(MethodOptionError::NonnegativeNeedsSirt)));

@@ -122,6 +122,16 @@ pub struct SimulateArgs {
     /// Frames per second; 0 sends as fast as possible.
     #[arg(long, default_value_t = 0.0)]
     pub fps: f64,
+    /// Photon energy in keV, carried in the series start and stored at /entry/instrument/source/energy (for
+    /// `beamline recon --phase paganin`).
+    #[arg(long, value_name = "KEV")]
+    pub energy: Option<f64>,
+    /// Sample-detector distance in metres, stored at /entry/instrument/detector/distance.
+    #[arg(long, value_name = "M")]
+    pub distance: Option<f64>,
+    /// Detector pixel size in micrometres, stored at detector/x_pixel_size and y_pixel_size (in m).
+    #[arg(long, value_name = "UM")]
+    pub pixel_size: Option<f64>,
     /// Pixel type.
     #[arg(long, value_enum, default_value_t = DtypeArg::Uint16)]
     pub dtype: DtypeArg,
@@ -423,7 +433,9 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         let mut cfg = SimConfig::new(rows as usize, cols as usize, a.dtype.into());
         cfg.seed = a.seed;
         let schedule = Schedule { darks: a.darks, flats: a.flats, angles: a.angles, range: Degrees(a.range as f64) };
-        let opts = SeriesOptions { series: series.clone(), compression, fps };
+        let physics =
+            acquisition::nexus::Physics { energy_kev: a.energy, distance_m: a.distance, pixel_size_um: a.pixel_size };
+        let opts = SeriesOptions { series: series.clone(), compression, fps, physics };
         let pb = bar(a.quiet, schedule.frames(), "simulate");
         let n = simulate_series(&mut sender, &cfg, &schedule, &opts, |n| pb.set_position(n))
             .with_context(|| format!("sending to {endpoint}"))?;
