@@ -220,10 +220,10 @@ fn page_data(tl: &Timeline, analysis: &Analysis, summary: &[NameSummary], title:
         "waiters": d.waiters.iter().map(|(p, l)| json!([p, l])).collect::<Vec<_>>(),
         "evidence": evidence,
     });
-    // Flow arrows: [from process, from lane, from time, to process, to lane, to time].
+    // Flow arrows: [from process, from lane, from time, to process, to lane, to time, waited ns].
     let flows: Vec<Value> = crate::diagnose::flows(tl, FLOWS)
         .iter()
-        .map(|f| json!([f.from.0, f.from.1, rel(f.from_ts), f.to.0, f.to.1, rel(f.to_ts)]))
+        .map(|f| json!([f.from.0, f.from.1, rel(f.from_ts), f.to.0, f.to.1, rel(f.to_ts), f.waited]))
         .collect();
     json!({
         "diagnosis": diagnosis,

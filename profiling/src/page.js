@@ -223,13 +223,17 @@
     }
 
     // Flow arrows: from the stage that released a queue wait (its last span end inside the wait) to the
-    // end of that wait, drawn when both lanes are shown and the arrow crosses the view.
-    const FL = D.flows || [];
+    // end of that wait, drawn when both lanes are shown, the arrow crosses the view and the wait is wide
+    // enough to see (zoom in for the short ones); the longest first, at most MAX_ARROWS.
+    const FL = (D.flows || []).slice().sort((a, b) => b[6] - a[6]), MAX_ARROWS = 120, MIN_PX = 8;
     function paintFlows(top) {
+      const minNs = MIN_PX * (ve - vs) / (W - LABEL);
       ctx.save(); ctx.beginPath(); ctx.rect(LABEL, AXIS, W - LABEL, H - AXIS); ctx.clip();
       ctx.strokeStyle = "rgba(107,63,160,0.75)"; ctx.fillStyle = "rgba(107,63,160,0.9)"; ctx.lineWidth = 1.2;
       let drawn = 0, lastKey = "";
       for (const f of FL) {
+        if (f[6] < minNs) break; // sorted longest first: the rest are narrower
+        if (drawn >= MAX_ARROWS) break;
         if (Math.max(f[2], f[5]) < vs || Math.min(f[2], f[5]) > ve) continue;
         const a = laneRow.get(f[0] + ":" + f[1]), b = laneRow.get(f[3] + ":" + f[4]);
         if (!a || !b) continue;

@@ -146,7 +146,7 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     // Flow arrows from the producer that released each queue wait to the waiter, drawn on the canvas.
     assert!(report["eval"]["flow_count"].as_u64().unwrap_or(0) >= 100, "{report}");
     let drawn: u64 = report["eval"]["flows"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
-    assert!(drawn >= 10, "arrows drawn in the full view: {report}");
+    assert!(drawn >= 3, "the longest waits get arrows in the full view: {report}");
     assert!(report["eval"]["summary_rows"].as_u64().unwrap_or(0) >= 6, "{report}");
     // The time axis reads in one unit with the precision of its step: "0 s", "0.2 s", … (or ms under 1 s),
     // never "0 ns" next to "5.000 s".
