@@ -780,6 +780,7 @@ pub fn record_to_file(
 ///
 /// Fails when the file cannot be created or a global subscriber is already set.
 pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
+    use tracing_subscriber::layer::SubscriberExt;
     let mut config = Config { frames: Detail::from_env() == Detail::Frames, ..Config::default() };
     if let Some(mb) = std::env::var("BEAMLINE_LOG_MAX_MB").ok().and_then(|v| v.trim().parse::<u64>().ok()) {
         config.max_log_bytes = mb.saturating_mul(1 << 20);
@@ -787,8 +788,8 @@ pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
     let (layer, guard) = record_to_file(path, info, config)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BEAMLINE_LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let stderr =
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_env_filter(filter).finish();
+    let stderr = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter));
     let subscriber = layer.into_subscriber(Some(Box::new(stderr)));
     tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::AlreadyInstalled)?;
     let slot = guard.shared.panic.clone();
