@@ -94,6 +94,9 @@ struct LaneTime {
     paced: u64,
     /// (class, ns, longest spans (start, end))
     stalls: BTreeMap<Class, (u64, Vec<(u64, u64)>)>,
+    /// The lane's own blocking waits (`wait.disk`): (what, (ns, longest spans (start, end))). Counted as
+    /// busy too; a run no stage waits on is still limited by a lane blocked this much (see [`no_limit`]).
+    blocked: BTreeMap<String, (u64, Vec<(u64, u64)>)>,
     feeds: Vec<String>,
 }
 
@@ -166,7 +169,16 @@ fn account(lane: &Lane) -> LaneTime {
             match classify(s) {
                 Class::Expected(what) => *t.expected.entry(what).or_default() += s.dur(),
                 Class::Paced => t.paced += s.dur(),
-                Class::Own(what) => *t.busy.entry(what).or_default() += s.dur(),
+                Class::Own(what) => {
+                    *t.busy.entry(what.clone()).or_default() += s.dur();
+                    let e = t.blocked.entry(what).or_default();
+                    e.0 += s.dur();
+                    e.1.push((s.start, s.end));
+                    if e.1.len() > 64 {
+                        e.1.sort_by_key(|(a, b)| std::cmp::Reverse(b - a));
+                        e.1.truncate(16);
+                    }
+                }
                 c => {
                     let e = t.stalls.entry(c).or_default();
                     e.0 += s.dur();
@@ -256,57 +268,42 @@ fn wait_text(c: &Class, on: &str) -> String {
     }
 }
 
-/// Diagnoses `tl`.
-pub fn diagnose(tl: &Timeline) -> Diagnosis {
-    let times: Vec<Vec<LaneTime>> = tl.processes.iter().map(|p| p.lanes.iter().map(account).collect()).collect();
-    let lane_name = |p: usize, l: usize| -> String {
-        let pr = &tl.processes[p];
-        if tl.processes.len() > 1 {
-            format!("{} ({})", pr.lanes[l].name, pr.label)
-        } else {
-            pr.lanes[l].name.clone()
-        }
-    };
-    let stage_name = |s: &Stage| match s {
-        Stage::Lane(p, l) => lane_name(*p, *l),
-        Stage::Lock(n) => format!("lock `{n}`"),
-        Stage::Outside(n) => n.clone(),
-    };
-    // Resolve every stall class of every lane to the stages it waits on.
-    let resolve = |p: usize, l: usize, c: &Class| -> Vec<Stage> {
-        match c {
-            Class::Lock { lock } => vec![Stage::Lock(lock.clone())],
-            Class::Queue { queue, space, on } => {
-                let pr = &tl.processes[p];
-                let named: Vec<Stage> = pr
-                    .lanes
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, ln)| *i != l && !on.is_empty() && ln.name == *on)
-                    .map(|(i, _)| Stage::Lane(p, i))
-                    .collect();
-                if !named.is_empty() {
-                    return named;
-                }
-                if !*space {
-                    // Producers announce themselves with `feeds`, same process first.
-                    for scope in [true, false] {
-                        let found: Vec<Stage> = times
-                            .iter()
-                            .enumerate()
-                            .filter(|(pi, _)| (*pi == p) == scope)
-                            .flat_map(|(pi, lanes)| {
-                                lanes.iter().enumerate().filter_map(move |(li, t)| {
-                                    ((pi, li) != (p, l) && t.feeds.contains(queue)).then_some(Stage::Lane(pi, li))
-                                })
+/// The stages a wait of class `c` on lane `l` of process `p` waits on (see the module documentation).
+fn resolve(tl: &Timeline, times: &[Vec<LaneTime>], p: usize, l: usize, c: &Class) -> Vec<Stage> {
+    match c {
+        Class::Lock { lock } => vec![Stage::Lock(lock.clone())],
+        Class::Queue { queue, space, on } => {
+            let pr = &tl.processes[p];
+            let named: Vec<Stage> = pr
+                .lanes
+                .iter()
+                .enumerate()
+                .filter(|(i, ln)| *i != l && !on.is_empty() && ln.name == *on)
+                .map(|(i, _)| Stage::Lane(p, i))
+                .collect();
+            if !named.is_empty() {
+                return named;
+            }
+            if !*space {
+                // Producers announce themselves with `feeds`, same process first.
+                for scope in [true, false] {
+                    let found: Vec<Stage> = times
+                        .iter()
+                        .enumerate()
+                        .filter(|(pi, _)| (*pi == p) == scope)
+                        .flat_map(|(pi, lanes)| {
+                            lanes.iter().enumerate().filter_map(move |(li, t)| {
+                                ((pi, li) != (p, l) && t.feeds.contains(queue)).then_some(Stage::Lane(pi, li))
                             })
-                            .collect();
-                        if !found.is_empty() {
-                            return found;
-                        }
+                        })
+                        .collect();
+                    if !found.is_empty() {
+                        return found;
                     }
                 }
-                let opposite: Vec<Stage> = times[p]
+            }
+            let opposite: Vec<Stage> =
+                times[p]
                     .iter()
                     .enumerate()
                     .filter(|(li, t)| {
@@ -317,14 +314,102 @@ pub fn diagnose(tl: &Timeline) -> Diagnosis {
                     })
                     .map(|(li, _)| Stage::Lane(p, li))
                     .collect();
-                if !opposite.is_empty() {
-                    return opposite;
-                }
-                vec![Stage::Outside(if on.is_empty() { format!("the other end of `{queue}`") } else { on.clone() })]
+            if !opposite.is_empty() {
+                return opposite;
             }
-            _ => vec![],
+            vec![Stage::Outside(if on.is_empty() { format!("the other end of `{queue}`") } else { on.clone() })]
         }
+        _ => vec![],
+    }
+}
+
+/// A flow from the stage that released a wait to the lane that waited: the producer that delivered the
+/// data a starved lane waited for, or the consumer that made the space a blocked lane waited for.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Flow {
+    /// `(process, lane)` of the releasing stage.
+    pub from: (usize, usize),
+    /// When it released the wait (the end of its last span inside the wait, else the wait's end), ns since
+    /// the Unix epoch.
+    pub from_ts: u64,
+    /// `(process, lane)` of the waiter.
+    pub to: (usize, usize),
+    /// When the wait ended.
+    pub to_ts: u64,
+    /// How long the waiter waited, ns.
+    pub waited: u64,
+    /// The queue.
+    pub queue: String,
+}
+
+/// Flows from releaser to waiter for the `max` longest queue waits of `tl` whose releasing stage is a
+/// lane of these logs, in time order.
+pub fn flows(tl: &Timeline, max: usize) -> Vec<Flow> {
+    let times: Vec<Vec<LaneTime>> = tl.processes.iter().map(|p| p.lanes.iter().map(account).collect()).collect();
+    let mut waits: Vec<(u64, usize, usize, usize)> = Vec::new();
+    for (p, pr) in tl.processes.iter().enumerate() {
+        for (l, lane) in pr.lanes.iter().enumerate() {
+            let mut wait_to = 0u64;
+            for (i, s) in lane.spans.iter().enumerate() {
+                if s.start < wait_to || !s.wait {
+                    continue;
+                }
+                wait_to = s.end;
+                if matches!(classify(s), Class::Queue { .. }) {
+                    waits.push((s.dur(), p, l, i));
+                }
+            }
+        }
+    }
+    waits.sort_by_key(|w| std::cmp::Reverse(w.0));
+    let mut out = Vec::new();
+    let mut cache: BTreeMap<(usize, usize, Class), Option<(usize, usize)>> = BTreeMap::new();
+    for &(dur, p, l, i) in &waits {
+        if out.len() >= max {
+            break;
+        }
+        let s = &tl.processes[p].lanes[l].spans[i];
+        let class = classify(s);
+        let target = *cache.entry((p, l, class.clone())).or_insert_with(|| {
+            resolve(tl, &times, p, l, &class).into_iter().find_map(|st| match st {
+                Stage::Lane(tp, tl_) => Some((tp, tl_)),
+                _ => None,
+            })
+        });
+        let Some((tp, tli)) = target else { continue };
+        let producer = &tl.processes[tp].lanes[tli];
+        // The releaser's last span ending within the wait: spans are sorted by start, so look at those
+        // starting before the wait ends.
+        let upto = producer.spans.partition_point(|x| x.start <= s.end);
+        let from_ts = producer.spans[..upto]
+            .iter()
+            .rev()
+            .take(64)
+            .filter(|x| x.end >= s.start && x.end <= s.end)
+            .map(|x| x.end)
+            .max()
+            .unwrap_or(s.end);
+        let queue = match class {
+            Class::Queue { queue, .. } => queue,
+            _ => String::new(),
+        };
+        out.push(Flow { from: (tp, tli), from_ts, to: (p, l), to_ts: s.end, waited: dur, queue });
+    }
+    out.sort_by_key(|f| f.to_ts);
+    out
+}
+
+/// Diagnoses `tl`.
+pub fn diagnose(tl: &Timeline) -> Diagnosis {
+    let times: Vec<Vec<LaneTime>> = tl.processes.iter().map(|p| p.lanes.iter().map(account).collect()).collect();
+    let lane_name = |p: usize, l: usize| lane_label(tl, p, l);
+    let stage_name = |s: &Stage| match s {
+        Stage::Lane(p, l) => lane_name(*p, *l),
+        Stage::Lock(n) => format!("lock `{n}`"),
+        Stage::Outside(n) => n.clone(),
     };
+    // Resolve every stall class of every lane to the stages it waits on.
+    let resolve = |p: usize, l: usize, c: &Class| resolve(tl, &times, p, l, c);
     // blame[stage] = waiters: (p, l, class, share of waiter's active time)
     let mut blame: BTreeMap<Stage, Vec<(usize, usize, Class, f64)>> = BTreeMap::new();
     let mut first_target: BTreeMap<(usize, usize), (Stage, f64)> = BTreeMap::new();
@@ -407,11 +492,7 @@ pub fn diagnose(tl: &Timeline) -> Diagnosis {
     ws.sort_by(|a, b| b.3.total_cmp(&a.3));
     let name = stage_name(&stage);
     let short = match &stage {
-        // A program's main thread is named by its program (`simulate`), not `main`.
-        Stage::Lane(p, l) => match (&*tl.processes[*p].lanes[*l].name, &*tl.processes[*p].header.command) {
-            ("main", cmd) if !cmd.is_empty() => cmd.to_owned(),
-            (name, _) => name.to_owned(),
-        },
+        Stage::Lane(p, l) => lane_short(tl, *p, *l),
         Stage::Lock(_) => "lock".into(),
         Stage::Outside(n) => n.clone(),
     };
@@ -434,7 +515,43 @@ pub fn diagnose(tl: &Timeline) -> Diagnosis {
                     pct(t.paced as f64 / a)
                 );
             } else if t.expected_ns() as f64 > 0.5 * t.window as f64 {
-                return no_limit(tl, &times, stages);
+                // The stage others wait on mostly waits for what the run asked for (motion, exposure):
+                // the run went at that pace, unless a stall elsewhere dominates.
+                if let Some(d) = blocked_lane(tl, &times, &stages) {
+                    return d;
+                }
+                let mut ex: Vec<(&String, &u64)> = t.expected.iter().collect();
+                ex.sort_by(|x, y| y.1.cmp(x.1));
+                let w = t.window.max(1) as f64;
+                let ex: Vec<String> = ex
+                    .iter()
+                    .filter(|(_, v)| **v as f64 >= 0.01 * w)
+                    .take(3)
+                    .map(|(k, v)| format!("{k} {}", pct(**v as f64 / w)))
+                    .collect();
+                let waiter = ws.first().map(|(p, l, c, s)| {
+                    format!(
+                        "; the {} thread waited for {} {} of the time",
+                        lane_name(*p, *l),
+                        wait_text(c, &name),
+                        pct(*s)
+                    )
+                });
+                let verdict = format!(
+                    "no stage limits: the run went at the pace it asked for; the {name} thread spent {} of its time \
+                     in expected waits ({}){}",
+                    pct(t.expected_ns() as f64 / w),
+                    ex.join(", "),
+                    waiter.unwrap_or_default()
+                );
+                return Diagnosis {
+                    verdict,
+                    bottleneck: None,
+                    bottleneck_lane: None,
+                    waiters: vec![],
+                    stages,
+                    evidence: vec![],
+                };
             } else {
                 let mut parts: Vec<(&String, &u64)> = t.busy.iter().collect();
                 parts.sort_by(|x, y| y.1.cmp(x.1));
@@ -515,7 +632,77 @@ pub fn diagnose(tl: &Timeline) -> Diagnosis {
     }
 }
 
+/// `writer`, or `writer (receive pid 42)` when the timeline has several processes.
+fn lane_label(tl: &Timeline, p: usize, l: usize) -> String {
+    let pr = &tl.processes[p];
+    if tl.processes.len() > 1 {
+        format!("{} ({})", pr.lanes[l].name, pr.label)
+    } else {
+        pr.lanes[l].name.clone()
+    }
+}
+
+/// The stage's short name: a program's main thread is named by its program (`simulate`), not `main`.
+fn lane_short(tl: &Timeline, p: usize, l: usize) -> String {
+    match (&*tl.processes[p].lanes[l].name, &*tl.processes[p].header.command) {
+        ("main", cmd) if !cmd.is_empty() => cmd.to_owned(),
+        (name, _) => name.to_owned(),
+    }
+}
+
+/// A lane blocked in its own wait (`wait.disk`) for at least [`THRESHOLD`] of its process's wall time
+/// limits the run even when the queues absorb it and nobody waits on it: the run lasts until it is done.
+/// The largest such lane, as a diagnosis.
+fn blocked_lane(tl: &Timeline, times: &[Vec<LaneTime>], stages: &[StageTime]) -> Option<Diagnosis> {
+    let mut best: Option<(usize, usize, u64, f64)> = None;
+    for (p, lanes) in times.iter().enumerate() {
+        let wall = tl.processes[p].end.saturating_sub(tl.processes[p].start).max(1);
+        for (l, t) in lanes.iter().enumerate() {
+            let ns: u64 = t.blocked.values().map(|b| b.0).sum();
+            let share = ns as f64 / wall as f64;
+            if share >= THRESHOLD && best.is_none_or(|b| share > b.3) {
+                best = Some((p, l, ns, share));
+            }
+        }
+    }
+    let (p, l, _, share) = best?;
+    let t = &times[p][l];
+    let mut parts: Vec<(&String, &(u64, Vec<(u64, u64)>))> = t.blocked.iter().collect();
+    parts.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    let wall = tl.processes[p].end.saturating_sub(tl.processes[p].start).max(1) as f64;
+    let mut longest: Vec<(u64, u64, &str)> =
+        parts.iter().flat_map(|(what, (_, spans))| spans.iter().map(move |(a, b)| (*a, *b, what.as_str()))).collect();
+    longest.sort_by_key(|(a, b, _)| std::cmp::Reverse(b - a));
+    let what: Vec<String> = parts.iter().take(3).map(|(k, v)| format!("{k} {}", pct(v.0 as f64 / wall))).collect();
+    let name = lane_label(tl, p, l);
+    let short = lane_short(tl, p, l);
+    let mut verdict = format!("{short}-bound: the {name} thread was {} of the run", what.join(", "));
+    if parts.len() > 1 {
+        verdict.push_str(&format!(" ({} in all)", pct(share)));
+    }
+    if let Some((a, b, _)) = longest.first() {
+        verdict.push_str(&format!("; its longest wait lasted {}", fmt_ns(b - a)));
+    }
+    verdict.push_str("; no other stage waited on it (the queues absorbed it), but the run lasted until it was done");
+    let evidence = longest
+        .iter()
+        .take(5)
+        .map(|(a, b, w)| Evidence { process: p, lane: l, start: *a, end: *b, what: format!("{w} {}", fmt_ns(b - a)) })
+        .collect();
+    Some(Diagnosis {
+        verdict,
+        bottleneck: Some(short),
+        bottleneck_lane: Some((p, l)),
+        waiters: vec![],
+        stages: stages.to_vec(),
+        evidence,
+    })
+}
+
 fn no_limit(tl: &Timeline, times: &[Vec<LaneTime>], stages: Vec<StageTime>) -> Diagnosis {
+    if let Some(d) = blocked_lane(tl, times, &stages) {
+        return d;
+    }
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut window = 0u64;
     for lanes in times {
@@ -538,7 +725,6 @@ fn no_limit(tl: &Timeline, times: &[Vec<LaneTime>], stages: Vec<StageTime>) -> D
     if !ex.is_empty() {
         verdict.push_str(&format!("; expected waits (not stalls): {}", ex.join(", ")));
     }
-    let _ = tl;
     Diagnosis { verdict, bottleneck: None, bottleneck_lane: None, waiters: vec![], stages, evidence: vec![] }
 }
 
@@ -640,6 +826,47 @@ mod tests {
         let d = diagnose(&Timeline::from_logs(vec![log]));
         assert_eq!(d.bottleneck.as_deref(), Some("reader"), "{}", d.verdict);
         assert!(d.verdict.contains("recon.read"), "{}", d.verdict);
+    }
+
+    #[test]
+    fn a_dominating_stall_nobody_waits_on_is_named() {
+        // The queues hold every frame, so nobody waits on the writer; its one 400-unit disk stall still
+        // makes the run last until it is done.
+        let mut spans = Vec::new();
+        for i in 0..20u64 {
+            let t = i * 10;
+            spans.push((1, "wait.trigger", t, t + 8));
+            spans.push((1, "sim.expose", t + 8, t + 10));
+            spans.push((2, "sim.write_chunk", t + 10, t + 11));
+        }
+        spans.push((2, "wait.disk", 100, 500));
+        let d = diagnose(&Timeline::from_logs(vec![log_with(&[(1, "camera"), (2, "writer")], &spans)]));
+        assert_eq!(d.bottleneck.as_deref(), Some("writer"), "{}", d.verdict);
+        assert!(d.verdict.starts_with("writer-bound: the writer thread was blocked in disk"), "{}", d.verdict);
+        assert_eq!(d.evidence.first().map(|e| e.end - e.start), Some(400));
+    }
+
+    #[test]
+    fn a_flow_goes_from_the_producer_that_released_a_wait_to_the_waiter() {
+        let mut spans = Vec::new();
+        for i in 0..5u64 {
+            let t = i * 100;
+            spans.push((1, "recon.read", t, t + 80));
+            spans.push((2, "wait.queue", t, t + 85 + i));
+            spans.push((2, "recon.slab", t + 85 + i, t + 99));
+        }
+        let mut log = log_with(&[(1, "reader"), (2, "cpu")], &spans);
+        with_fields(&mut log, "wait.queue", &[("queue", "slabs"), ("wants", "data")]);
+        with_fields(&mut log, "recon.read", &[("feeds", "slabs")]);
+        let tl = Timeline::from_logs(vec![log]);
+        let f = flows(&tl, 3);
+        assert_eq!(f.len(), 3, "the three longest waits: {f:?}");
+        let lane = |n: &str| tl.processes[0].lanes.iter().position(|l| l.name == n).expect("lane");
+        assert!(f.iter().all(|x| x.from == (0, lane("reader")) && x.to == (0, lane("cpu")) && x.queue == "slabs"));
+        // The last three waits (longest), in time order; each released when the read ended.
+        let base = tl.processes[0].lanes[lane("cpu")].spans[0].start;
+        let rel: Vec<(u64, u64)> = f.iter().map(|x| (x.from_ts - base, x.to_ts - base)).collect();
+        assert_eq!(rel, [(280, 287), (380, 388), (480, 489)]);
     }
 
     #[test]

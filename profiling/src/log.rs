@@ -49,6 +49,9 @@ pub struct Footer {
     /// Error text when the run failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// The error's causes, outermost first (absent in logs written before it was recorded).
+    #[serde(default)]
+    pub error_chain: Vec<String>,
     /// Records dropped because the writer could not keep up.
     #[serde(default)]
     pub dropped: u64,

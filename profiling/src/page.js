@@ -86,17 +86,24 @@
 
     // ---- layout ----
     const ROW = 16, AXIS = 24, LABEL = 190, PROC = 22, COUNTER = 40;
-    const rows = []; let y = AXIS;
-    D.procs.forEach((p, pi) => {
-      rows.push({ kind: "proc", p: pi, y, h: PROC }); y += PROC;
-      lanes.filter((l) => l.p === pi).forEach((l) => { const h = l.depths * ROW + 6; rows.push({ kind: "lane", lane: l, y, h }); y += h; });
-      counters.filter((c) => c.p === pi).forEach((c) => { rows.push({ kind: "counter", c, y, h: COUNTER }); y += COUNTER; });
-    });
-    const contentH = y + 8;
-
+    // Rows in order; a search hides the lanes (and counters) with nothing matching it.
+    let rows = [], contentH = 0, laneRow = new Map();
     const box = $("tl"), cv = $("cv"), ctx = cv.getContext("2d"), tip = $("tip");
-    $("spacer").style.height = contentH + "px";
-    box.style.height = "min(62vh, " + (contentH + 2) + "px)";
+    function layout(shown) {
+      rows = []; laneRow = new Map(); let y = AXIS;
+      D.procs.forEach((p, pi) => {
+        const ls = lanes.filter((l) => l.p === pi && (!shown || shown(l)));
+        if (shown && !ls.length) return;
+        rows.push({ kind: "proc", p: pi, y, h: PROC }); y += PROC;
+        ls.forEach((l) => { const h = l.depths * ROW + 6; const r = { kind: "lane", lane: l, y, h }; rows.push(r); laneRow.set(l.p + ":" + l.li, r); y += h; });
+        if (!shown) counters.filter((c) => c.p === pi).forEach((c) => { rows.push({ kind: "counter", c, y, h: COUNTER }); y += COUNTER; });
+      });
+      contentH = y + 8;
+      $("spacer").style.height = contentH + "px";
+      box.style.height = "min(62vh, " + (contentH + 2) + "px)";
+      document.body.dataset.lanesShown = String(laneRow.size);
+    }
+    layout(null);
     let W = 0, H = 0, dpr = 1;
     let vs = 0, ve = Math.max(D.wall, 1000);
     let match = null, matchList = null, matchAt = -1;
@@ -146,6 +153,7 @@
         }
         ctx.restore();
       }
+      if ($("flows-on").checked) paintFlows(top);
       paintAxis();
       document.body.dataset.view = vs + "," + ve; // the visible time range, for tests and bookmarks
     }
@@ -209,8 +217,37 @@
       const bn = D.diagnosis.bottleneck, role = bn && bn[0] === l.p && bn[1] === l.li ? "#ffd54d"
         : D.diagnosis.waiters.some((w) => w[0] === l.p && w[1] === l.li) ? "#fbe7b0" : "#fff";
       const proc = D.procs[l.p] ? " · " + D.procs[l.p].label : "";
-      label(l.name + proc, "#1d2330", ry, h, ry + 3 + ROW / 2, role);
+      if (role !== "#fff") { ctx.fillStyle = role === "#ffd54d" ? "rgba(217,164,0,0.9)" : "rgba(217,164,0,0.45)"; ctx.fillRect(LABEL, ry, W - LABEL, 2); ctx.fillRect(LABEL, ry + h - 3, W - LABEL, 2); }
+      label((role === "#ffd54d" ? "\u25B6 " : "") + l.name + proc, "#1d2330", ry, h, ry + 3 + ROW / 2, role);
       ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(0, ry + h - 0.5); ctx.lineTo(W, ry + h - 0.5); ctx.stroke();
+    }
+
+    // Flow arrows: from the stage that released a queue wait (its last span end inside the wait) to the
+    // end of that wait, drawn when both lanes are shown, the arrow crosses the view and the wait is wide
+    // enough to see (zoom in for the short ones); the longest first, at most MAX_ARROWS.
+    const FL = (D.flows || []).slice().sort((a, b) => b[6] - a[6]), MAX_ARROWS = 120, MIN_PX = 8;
+    function paintFlows(top) {
+      const minNs = MIN_PX * (ve - vs) / (W - LABEL);
+      ctx.save(); ctx.beginPath(); ctx.rect(LABEL, AXIS, W - LABEL, H - AXIS); ctx.clip();
+      ctx.strokeStyle = "rgba(107,63,160,0.75)"; ctx.fillStyle = "rgba(107,63,160,0.9)"; ctx.lineWidth = 1.2;
+      let drawn = 0, lastKey = "";
+      for (const f of FL) {
+        if (f[6] < minNs) break; // sorted longest first: the rest are narrower
+        if (drawn >= MAX_ARROWS) break;
+        if (Math.max(f[2], f[5]) < vs || Math.min(f[2], f[5]) > ve) continue;
+        const a = laneRow.get(f[0] + ":" + f[1]), b = laneRow.get(f[3] + ":" + f[4]);
+        if (!a || !b) continue;
+        const x0 = X(f[2]), x1 = X(f[5]), y0 = a.y - top + 3 + ROW / 2, y1 = b.y - top + 3 + ROW / 2;
+        const key = Math.round(x0) + "," + Math.round(x1) + "," + a.y + "," + b.y;
+        if (key === lastKey) continue; // many arrows on the same pixels: draw one
+        lastKey = key;
+        ctx.beginPath(); ctx.moveTo(x0, y0); ctx.bezierCurveTo(x0 + 12, y0, x1 - 12, y1, x1, y1); ctx.stroke();
+        const dir = y1 >= y0 ? 1 : -1;
+        ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x1 - 6, y1 - 3 * dir - 2); ctx.lineTo(x1 - 6, y1 + 3 * dir - 2); ctx.closePath(); ctx.fill();
+        drawn++;
+      }
+      ctx.restore();
+      document.body.dataset.flowsDrawn = String(drawn);
     }
 
     // Lane and track names, clipped to the label column.
@@ -343,13 +380,18 @@
     const search = $("search"), found = $("found");
     function runSearch() {
       const q = search.value.trim().toLowerCase();
-      if (!q) { match = null; matchList = null; found.textContent = ""; draw(); return; }
+      if (!q) { match = null; matchList = null; found.textContent = ""; layout(null); resize(); return; }
       match = new Uint8Array(S.length); S.forEach((s, i) => { if (s.toLowerCase().includes(q)) match[i] = 1; });
       matchList = []; let count = 0;
-      for (const l of lanes) for (let i = 0; i < l.n; i++) if (match[l.nm[i]]) { count++; if (matchList.length < 100000) matchList.push([l.st[i], l, i]); }
+      const hits = new Set();
+      for (const l of lanes) for (let i = 0; i < l.n; i++) if (match[l.nm[i]]) { count++; hits.add(l); if (matchList.length < 100000) matchList.push([l.st[i], l, i]); }
       matchList.sort((a, b) => a[0] - b[0]); matchAt = -1;
-      found.textContent = count + " matching span" + (count === 1 ? "" : "s");
-      draw();
+      // Lanes with a matching span, or whose own (or process) name matches, stay; the others are hidden.
+      const named = (l) => l.name.toLowerCase().includes(q) || D.procs[l.p].label.toLowerCase().includes(q);
+      layout((l) => hits.has(l) || named(l));
+      const shown = laneRow.size;
+      found.textContent = count + " matching span" + (count === 1 ? "" : "s") + (shown < lanes.length ? " · " + shown + " of " + lanes.length + " lanes shown" : "");
+      resize();
     }
     search.addEventListener("input", runSearch);
     search.addEventListener("keydown", (e) => {
@@ -362,6 +404,7 @@
 
     // ---- diagnosis ----
     $("verdict").textContent = D.diagnosis.verdict;
+    $("flows-on").addEventListener("change", draw);
     const evList = $("evidence");
     D.diagnosis.evidence.forEach((e) => {
       const li = el("li"); li.append(el("span", e.text), el("span", " at " + fmt(e.start)));

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 
@@ -100,6 +100,9 @@ pub enum Outcome {
         exit_code: i32,
         /// The error as shown to the user.
         error: String,
+        /// The error's chain of causes, outermost first, each cause's own message (`anyhow::Error::chain`);
+        /// its last element is the root cause, the error's class in `beamline runs report`. Empty: unknown.
+        chain: Vec<String>,
     },
 }
 
@@ -143,7 +146,14 @@ impl Fields {
         }
     }
 
-    /// Appends more members (from `Span::record`).
+    /// Appends the members of `values` (from `Span::record`).
+    fn record(&mut self, values: &Record<'_>) {
+        let mut more = String::new();
+        values.record(&mut FieldWriter { out: &mut more, message: None });
+        self.append(&more);
+    }
+
+    /// Appends more members.
     fn append(&mut self, more: &str) {
         if more.is_empty() {
             return;
@@ -314,11 +324,54 @@ pub struct RecordingLayer {
     shared: Arc<Shared>,
 }
 
-impl RecordingLayer {
-    /// Whether this layer records what `meta` describes: per-frame (`TRACE`) spans only with
+impl Shared {
+    /// The record of a new span, its parent being the span with log id `parent` (0: none).
+    fn open_span(&self, attrs: &Attributes<'_>, parent: u64) -> SpanRec {
+        let fields = if attrs.fields().is_empty() {
+            Fields::Inline { len: 0, buf: [0; INLINE_FIELDS] }
+        } else {
+            format_fields(|w| attrs.record(w))
+        };
+        SpanRec { id: self.span_id(), parent, start: clock::mono_ns(), fields }
+    }
+
+    fn close_span(&self, rec: SpanRec, name: &'static str) {
+        let end = clock::mono_ns();
+        self.push(Rec::Span { id: rec.id, parent: rec.parent, name, start: rec.start, end, fields: rec.fields });
+    }
+
+    /// Records `event`, inside the span with log id `span` (0: none).
+    fn event(&self, event: &Event<'_>, span: u64) {
+        let ts = clock::mono_ns();
+        let meta = event.metadata();
+        if meta.fields().iter().any(|f| f.name().starts_with(crate::COUNTER_PREFIX)) {
+            let mut cv = CounterVisitor::default();
+            event.record(&mut cv);
+            for (name, value) in cv.samples {
+                self.push(Rec::Counter { ts, name, value });
+            }
+            return;
+        }
+        let mut fields = String::new();
+        let mut fw = FieldWriter { out: &mut fields, message: None };
+        event.record(&mut fw);
+        let name = fw.message.take().unwrap_or_else(|| meta.name().to_owned());
+        self.push(Rec::Instant { ts, span, level: meta.level().as_str(), name, fields });
+    }
+
+    /// Whether this recorder records what `meta` describes: per-frame (`TRACE`) spans only with
     /// [`Config::frames`]; everything else always.
     fn wants(&self, meta: &Metadata<'_>) -> bool {
-        self.shared.config.frames || !(meta.is_span() && *meta.level() == Level::TRACE)
+        self.config.frames || !(meta.is_span() && *meta.level() == Level::TRACE)
+    }
+
+    fn interest(&self, meta: &Metadata<'_>) -> Interest {
+        // `never` is cached in the callsite: a disabled span then costs one atomic load.
+        if self.wants(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
     }
 }
 
@@ -327,27 +380,17 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        // `never` is cached in the callsite: a disabled span then costs one atomic load.
-        if self.wants(meta) {
-            Interest::always()
-        } else {
-            Interest::never()
-        }
+        self.shared.interest(meta)
     }
 
     fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        self.wants(meta)
+        self.shared.wants(meta)
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let parent = span.parent().and_then(|p| p.extensions().get::<SpanRec>().map(|r| r.id)).unwrap_or(0);
-        let fields = if attrs.fields().is_empty() {
-            Fields::Inline { len: 0, buf: [0; INLINE_FIELDS] }
-        } else {
-            format_fields(|w| attrs.record(w))
-        };
-        let rec = SpanRec { id: self.shared.span_id(), parent, start: clock::mono_ns(), fields };
+        let rec = self.shared.open_span(attrs, parent);
         span.extensions_mut().insert(rec);
     }
 
@@ -355,52 +398,219 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(rec) = ext.get_mut::<SpanRec>() {
-            let mut more = String::new();
-            values.record(&mut FieldWriter { out: &mut more, message: None });
-            rec.fields.append(&more);
+            rec.fields.record(values);
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let ts = clock::mono_ns();
-        let meta = event.metadata();
-        if meta.fields().iter().any(|f| f.name().starts_with(crate::COUNTER_PREFIX)) {
-            let mut cv = CounterVisitor::default();
-            event.record(&mut cv);
-            for (name, value) in cv.samples {
-                self.shared.push(Rec::Counter { ts, name, value });
-            }
-            return;
-        }
-        let mut fields = String::new();
-        let mut fw = FieldWriter { out: &mut fields, message: None };
-        event.record(&mut fw);
-        let name = fw.message.take().unwrap_or_else(|| meta.name().to_owned());
         let span = ctx.event_span(event).and_then(|s| s.extensions().get::<SpanRec>().map(|r| r.id)).unwrap_or(0);
-        self.shared.push(Rec::Instant { ts, span, level: meta.level().as_str(), name, fields });
+        self.shared.event(event, span);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let end = clock::mono_ns();
         let Some(span) = ctx.span(&id) else { return };
         let Some(rec) = span.extensions_mut().remove::<SpanRec>() else { return };
-        self.shared.push(Rec::Span {
-            id: rec.id,
-            parent: rec.parent,
-            name: span.metadata().name(),
-            start: rec.start,
-            end,
-            fields: rec.fields,
-        });
+        self.shared.close_span(rec, span.metadata().name());
     }
 }
 
 impl RecordingLayer {
-    /// This layer on a fresh `tracing_subscriber::Registry`, as a dispatcher (to use with
-    /// `tracing::dispatcher::with_default`).
+    /// This recorder as a subscriber of its own ([`RecordingSubscriber`], no `tracing_subscriber::Registry`
+    /// underneath: the fast path), as a dispatcher (to use with `tracing::dispatcher::with_default`).
     pub fn into_dispatch(self) -> tracing::Dispatch {
-        use tracing_subscriber::layer::SubscriberExt;
-        tracing::Dispatch::new(tracing_subscriber::registry().with(self))
+        tracing::Dispatch::new(self.into_subscriber(None))
+    }
+
+    /// This recorder as a subscriber of its own; events that `stderr` is enabled for are handed to it too
+    /// (e.g. a `tracing_subscriber::fmt` subscriber printing warnings). Spans are not: it sees events
+    /// outside any span.
+    pub fn into_subscriber(self, stderr: Option<Box<dyn Subscriber + Send + Sync>>) -> RecordingSubscriber {
+        RecordingSubscriber { shared: self.shared, stderr }
+    }
+}
+
+/// The recorder as a `tracing` subscriber of its own, without `tracing_subscriber::Registry`: each span
+/// is one heap record whose address is its `tracing` id (reference-counted as `tracing` asks), and each
+/// thread keeps the stack of spans it has entered. This costs about half of Registry + [`RecordingLayer`]
+/// per span (`beamline bench trace`).
+pub struct RecordingSubscriber {
+    shared: Arc<Shared>,
+    stderr: Option<Box<dyn Subscriber + Send + Sync>>,
+}
+
+/// A live span of [`RecordingSubscriber`]; its address is the span's `tracing` id.
+struct LiveSpan {
+    refs: AtomicUsize,
+    meta: &'static Metadata<'static>,
+    rec: Mutex<SpanRec>,
+    /// Log id, a copy of `rec.id` readable without the lock.
+    id: u64,
+}
+
+thread_local! {
+    /// Spans entered on this thread, innermost last: (recorder key, `tracing` id, log id).
+    static STACK: RefCell<Vec<(u64, u64, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl RecordingSubscriber {
+    /// The live span behind `id`.
+    ///
+    /// # Safety
+    /// `id` must come from this subscriber's `new_span` and the span must not be closed yet: `tracing`
+    /// guarantees this for the ids it passes to `enter`, `exit`, `record`, `clone_span` and `try_close`
+    /// (a handle holding a reference is behind each call), and ids on a thread's [`STACK`] are entered, so
+    /// alive.
+    unsafe fn live(id: &Id) -> &LiveSpan {
+        // SAFETY: see above; the address came from `Box::into_raw` in `new_span`.
+        unsafe { &*(id.into_u64() as usize as *const LiveSpan) }
+    }
+
+    /// Log id of the innermost span this thread entered (0: none).
+    fn current_log_id(&self) -> u64 {
+        let key = self.shared.key;
+        STACK
+            .try_with(|s| s.try_borrow().ok().and_then(|s| s.iter().rev().find(|e| e.0 == key).map(|e| e.2)))
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Log id of the span with `tracing` id `id` when this thread has entered it (an explicit parent is
+    /// not dereferenced: its handle may be gone), else 0.
+    fn entered_log_id(&self, id: &Id) -> u64 {
+        let (key, raw) = (self.shared.key, id.into_u64());
+        STACK
+            .try_with(|s| {
+                s.try_borrow().ok().and_then(|s| s.iter().rev().find(|e| e.0 == key && e.1 == raw).map(|e| e.2))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+impl Subscriber for RecordingSubscriber {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        let ours = self.shared.interest(meta);
+        match &self.stderr {
+            Some(e) if meta.is_event() && !ours.is_always() => {
+                let theirs = e.register_callsite(meta);
+                if theirs.is_never() {
+                    ours
+                } else {
+                    Interest::sometimes()
+                }
+            }
+            _ => ours,
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        self.shared.wants(meta) || (meta.is_event() && self.stderr.as_ref().is_some_and(|e| e.enabled(meta)))
+    }
+
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let parent = if attrs.is_contextual() {
+            self.current_log_id()
+        } else {
+            attrs.parent().map_or(0, |p| self.entered_log_id(p))
+        };
+        let rec = self.shared.open_span(attrs, parent);
+        let live =
+            Box::new(LiveSpan { refs: AtomicUsize::new(1), meta: attrs.metadata(), id: rec.id, rec: Mutex::new(rec) });
+        Id::from_u64(Box::into_raw(live) as usize as u64)
+    }
+
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        // SAFETY: `tracing` calls this through a live handle of `span`.
+        let live = unsafe { Self::live(span) };
+        if let Ok(mut rec) = live.rec.lock() {
+            rec.fields.record(values);
+        }
+    }
+
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+
+    fn event_enabled(&self, _event: &Event<'_>) -> bool {
+        true
+    }
+
+    fn event(&self, event: &Event<'_>) {
+        let meta = event.metadata();
+        if self.shared.wants(meta) {
+            let span = if event.is_contextual() {
+                self.current_log_id()
+            } else {
+                event.parent().map_or(0, |p| self.entered_log_id(p))
+            };
+            self.shared.event(event, span);
+        }
+        if let Some(e) = &self.stderr {
+            // An explicit parent is one of our ids, unknown to it: such events are not handed on.
+            if event.parent().is_none() && e.enabled(meta) && e.event_enabled(event) {
+                e.event(event);
+            }
+        }
+    }
+
+    fn enter(&self, span: &Id) {
+        // SAFETY: `tracing` calls this through a live handle of `span`.
+        let log_id = unsafe { Self::live(span) }.id;
+        let entry = (self.shared.key, span.into_u64(), log_id);
+        let _ = STACK.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.push(entry);
+            }
+        });
+    }
+
+    fn exit(&self, span: &Id) {
+        let (key, raw) = (self.shared.key, span.into_u64());
+        let _ = STACK.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if let Some(i) = s.iter().rposition(|e| e.0 == key && e.1 == raw) {
+                    s.remove(i);
+                }
+            }
+        });
+    }
+
+    fn clone_span(&self, span: &Id) -> Id {
+        // SAFETY: `tracing` calls this through a live handle of `span`.
+        unsafe { Self::live(span) }.refs.fetch_add(1, Ordering::Relaxed);
+        span.clone()
+    }
+
+    fn try_close(&self, span: Id) -> bool {
+        // SAFETY: `tracing` calls this when a handle of `span` is dropped; that handle's reference is
+        // still counted.
+        let live = unsafe { Self::live(&span) };
+        if live.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return false;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: the last reference is gone; the box came from `Box::into_raw` in `new_span`.
+        let live = unsafe { Box::from_raw(span.into_u64() as usize as *mut LiveSpan) };
+        let name = live.meta.name();
+        if let Ok(rec) = live.rec.into_inner() {
+            self.shared.close_span(rec, name);
+        }
+        true
+    }
+
+    fn current_span(&self) -> tracing_core::span::Current {
+        let key = self.shared.key;
+        let top =
+            STACK.try_with(|s| s.try_borrow().ok().and_then(|s| s.iter().rev().find(|e| e.0 == key).map(|e| e.1)));
+        match top.ok().flatten() {
+            Some(raw) => {
+                let id = Id::from_u64(raw);
+                // SAFETY: an id on this thread's stack is entered, so alive.
+                let meta = unsafe { Self::live(&id) }.meta;
+                tracing_core::span::Current::new(id, meta)
+            }
+            None => tracing_core::span::Current::none(),
+        }
     }
 }
 
@@ -435,12 +645,12 @@ impl Guard {
     /// Flushes everything recorded so far, writes the footer with `outcome`, and closes the log.
     pub fn finish(mut self, outcome: &Outcome) -> Result<Totals, Error> {
         match outcome {
-            Outcome::Success => self.close("ok", 0, None),
-            Outcome::Failure { exit_code, error } => self.close("error", *exit_code, Some(error)),
+            Outcome::Success => self.close("ok", 0, None, &[]),
+            Outcome::Failure { exit_code, error, chain } => self.close("error", *exit_code, Some(error), chain),
         }
     }
 
-    fn close(&mut self, status: &str, exit_code: i32, error: Option<&str>) -> Result<Totals, Error> {
+    fn close(&mut self, status: &str, exit_code: i32, error: Option<&str>, chain: &[String]) -> Result<Totals, Error> {
         let Some(writer) = self.writer.take() else { return Ok(Totals::default()) };
         let threads: Vec<Arc<ThreadBuf>> = match self.shared.threads.lock() {
             Ok(t) => t.clone(),
@@ -450,7 +660,7 @@ impl Guard {
             self.shared.flush_thread(t, true);
         }
         let dropped = self.dropped();
-        let _ = self.shared.tx.send(Msg::Finish(footer(status, exit_code, error, dropped)));
+        let _ = self.shared.tx.send(Msg::Finish(footer(status, exit_code, error, chain, dropped)));
         let (written, capped) = match writer.join() {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(Error::Write(e)),
@@ -467,9 +677,9 @@ impl Drop for Guard {
         }
         if std::thread::panicking() {
             let msg = self.shared.panic.get().cloned().unwrap_or_else(|| "unknown panic".to_owned());
-            let _ = self.close("panic", 101, Some(&format!("panic: {msg}")));
+            let _ = self.close("panic", 101, Some(&format!("panic: {msg}")), &[]);
         } else {
-            let _ = self.close("unknown", -1, Some("the log was closed without an outcome"));
+            let _ = self.close("unknown", -1, Some("the log was closed without an outcome"), &[]);
         }
     }
 }
@@ -493,13 +703,23 @@ fn header(info: &RunInfo, start_unix: u64, start_mono: u64) -> String {
     h
 }
 
-fn footer(status: &str, exit_code: i32, error: Option<&str>, dropped: u64) -> String {
+fn footer(status: &str, exit_code: i32, error: Option<&str>, chain: &[String], dropped: u64) -> String {
     let mut f = String::from(r#"{"t":"footer","status":"#);
     push_str(&mut f, status);
     let _ = write!(f, ",\"exit_code\":{exit_code},\"error\":");
     match error {
         Some(e) => push_str(&mut f, e),
         None => f.push_str("null"),
+    }
+    if !chain.is_empty() {
+        f.push_str(",\"error_chain\":[");
+        for (i, c) in chain.iter().enumerate() {
+            if i > 0 {
+                f.push(',');
+            }
+            push_str(&mut f, c);
+        }
+        f.push(']');
     }
     let u = clock::usage();
     let _ = write!(
@@ -568,8 +788,9 @@ pub fn install(path: &std::path::Path, info: &RunInfo) -> Result<Guard, Error> {
     let (layer, guard) = record_to_file(path, info, config)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BEAMLINE_LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
-    let subscriber = tracing_subscriber::registry().with(layer).with(stderr);
+    let stderr = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter));
+    let subscriber = layer.into_subscriber(Some(Box::new(stderr)));
     tracing::subscriber::set_global_default(subscriber).map_err(|_| Error::AlreadyInstalled)?;
     let slot = guard.shared.panic.clone();
     let previous = std::panic::take_hook();
@@ -800,9 +1021,49 @@ mod tests {
 
     #[test]
     fn records_spans_events_counters_threads_header_footer() {
+        records_everything(|layer| tracing::Dispatch::new(tracing_subscriber::registry().with(layer)));
+    }
+
+    #[test]
+    fn its_own_subscriber_records_the_same_as_the_layer_on_a_registry() {
+        records_everything(RecordingLayer::into_dispatch);
+    }
+
+    #[test]
+    fn its_own_subscriber_closes_a_span_on_the_thread_that_drops_it_and_knows_the_current_span() {
         let data = Arc::new(Mutex::new(Vec::new()));
         let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: None }), &info(), Config::default());
-        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let dispatch = layer.into_dispatch();
+        let for_worker = dispatch.clone();
+        tracing::dispatcher::with_default(&dispatch, || {
+            let moved = tracing::info_span!("test.moved", n = 1u64);
+            let copy = moved.clone();
+            let outer = tracing::info_span!("test.outer").entered();
+            assert_eq!(tracing::Span::current().metadata().map(|m| m.name()), Some("test.outer"));
+            let explicit = tracing::info_span!(parent: outer.id(), "test.explicit");
+            drop(explicit);
+            std::thread::spawn(move || tracing::dispatcher::with_default(&for_worker, || drop(moved)))
+                .join()
+                .expect("join");
+            drop(outer);
+            assert!(tracing::Span::current().is_none());
+            copy.record("n", 2u64);
+            drop(copy);
+        });
+        guard.finish(&Outcome::Success).expect("finish");
+        let log = parse(&data);
+        let span = |n: &str| log.spans.iter().find(|s| &*s.name == n).expect("span");
+        let (moved, outer, explicit) = (span("test.moved"), span("test.outer"), span("test.explicit"));
+        assert_eq!(explicit.parent, outer.id, "an entered explicit parent is found");
+        assert_eq!(moved.fields.iter().map(|f| f.1.as_u64()).collect::<Vec<_>>(), [Some(2)], "the value recorded last");
+        assert!(moved.end >= outer.end, "closed when its last handle was dropped, after the outer span");
+        assert_eq!(log.spans.len(), 3);
+    }
+
+    fn records_everything(make: impl Fn(RecordingLayer) -> tracing::Dispatch) {
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let (layer, guard) = recorder(Box::new(Sink { data: data.clone(), gate: None }), &info(), Config::default());
+        let dispatch = make(layer);
         let for_worker = dispatch.clone();
         tracing::dispatcher::with_default(&dispatch, || {
             let outer = tracing::info_span!("test.outer", frame = 3u64, label = "a\"b").entered();
@@ -824,7 +1085,13 @@ mod tests {
             h.join().expect("join");
             drop(outer);
         });
-        let totals = guard.finish(&Outcome::Failure { exit_code: 2, error: "bad input: x".into() }).expect("finish");
+        let totals = guard
+            .finish(&Outcome::Failure {
+                exit_code: 2,
+                error: "bad input: x".into(),
+                chain: vec!["bad input".into(), "x".into()],
+            })
+            .expect("finish");
         assert_eq!(totals, Totals { written: 5, dropped: 0, capped: 0 });
         let log = parse(&data);
         assert_eq!(log.header.command, "test");
@@ -835,6 +1102,7 @@ mod tests {
             (f.status.as_str(), f.exit_code, f.error.as_deref(), f.written),
             ("error", 2, Some("bad input: x"), 5)
         );
+        assert_eq!(f.error_chain, ["bad input", "x"]);
         let mut names: Vec<&str> = log.spans.iter().map(|s| &*s.name).collect();
         names.sort();
         assert_eq!(names, ["test.outer", "test.work", "wait.frames"]);

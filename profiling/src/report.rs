@@ -10,9 +10,15 @@
 //! - **CPU time per frame / slice**: user + system CPU time of the whole process (`getrusage`, in the
 //!   footer) over the count; it includes every thread, so it is what a frame really costs the machine.
 //! - **busy share**: time in spans that are not `wait.*`, outermost per lane, over wall time × lanes.
-//! - **error kind**: the first line of the error up to its first `: ` (the outermost context), with
-//!   numbers replaced by `N`, quoted text by `…` and paths by `<path>`; `panic`, `no footer` (the process
-//!   was killed) and `unknown` (closed without an outcome) are kinds of their own.
+//! - **error kind** (the error's class): its root cause, the last of the causes the footer's
+//!   `error_chain` lists (for older logs: the error text after its last `: `), normalised: numbers
+//!   replaced by `N`, quoted text by `…`, paths and file names by `<path>`; what the run was doing when it
+//!   failed (the outermost context, normalised the same way) is kept per kind as its **contexts**. `panic`,
+//!   `no footer` (the process was killed), `unknown` (closed without an outcome) and a command that
+//!   reported a failure without an error are kinds of their own.
+//! - **parameters**: every `--flag value` of the command lines (output paths and endpoints left out),
+//!   with how many runs used it, how many failed, and the median rate (frames/s or slices/s) of those
+//!   runs against the median of all runs of that command: which settings go with slow or failing runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +54,8 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// Normalised error kind for grouping (see the module docs); `None` for successful runs.
     pub error_kind: Option<String>,
+    /// What the run was doing when it failed: its outermost error context, normalised.
+    pub error_context: Option<String>,
     /// Records dropped while recording.
     pub dropped: u64,
     /// Spans in the log.
@@ -88,6 +96,8 @@ pub struct FailureGroup {
     pub count: u64,
     /// Commands that failed this way.
     pub commands: Vec<String>,
+    /// What these runs were doing when they failed (normalised outermost contexts), first seen first.
+    pub contexts: Vec<String>,
     /// One full error text.
     pub example: String,
     /// Logs of these runs.
@@ -107,8 +117,31 @@ pub struct Report {
     pub per_day: BTreeMap<String, Count>,
     /// Failures grouped by kind, most frequent first.
     pub failures: Vec<FailureGroup>,
+    /// Command-line parameters and how the runs using them fared, failing and slow first.
+    pub parameters: Vec<ParamStat>,
     /// Files that looked like logs but could not be read, with the reason.
     pub unreadable: Vec<(String, String)>,
+}
+
+/// How the runs of one command with one parameter value fared.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ParamStat {
+    /// The command.
+    pub command: String,
+    /// `--threads 1`.
+    pub param: String,
+    /// Runs of the command with it.
+    pub runs: u64,
+    /// Of them, failed.
+    pub failed: u64,
+    /// `frames/s` or `slices/s`: the rate compared.
+    pub unit: String,
+    /// Median rate of the successful runs with it.
+    pub median_rate: Option<f64>,
+    /// That median over the median of all successful runs of the command (below 1: slower).
+    pub vs_command: Option<f64>,
+    /// Median CPU time per frame or slice, ns.
+    pub median_cpu_ns_per_unit: Option<f64>,
 }
 
 /// Every `*.jsonl` file under `dir`, recursively (symbolic links to folders are not followed), sorted.
@@ -158,6 +191,7 @@ pub fn build(dir: &Path) -> Result<Report, Error> {
                 kind: kind.clone(),
                 count: 0,
                 commands: Vec::new(),
+                contexts: Vec::new(),
                 example: r.error.clone().unwrap_or_else(|| r.status.clone()),
                 logs: Vec::new(),
             });
@@ -165,12 +199,109 @@ pub fn build(dir: &Path) -> Result<Report, Error> {
             if !g.commands.contains(&r.command) {
                 g.commands.push(r.command.clone());
             }
+            if let Some(c) = &r.error_context {
+                if !g.contexts.contains(c) {
+                    g.contexts.push(c.clone());
+                }
+            }
             g.logs.push(r.path.clone());
         }
     }
     let mut failures: Vec<FailureGroup> = groups.into_values().collect();
     failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
-    Ok(Report { dir: dir.display().to_string(), runs, per_command, per_day, failures, unreadable })
+    let parameters = parameters(&runs);
+    Ok(Report { dir: dir.display().to_string(), runs, per_command, per_day, failures, parameters, unreadable })
+}
+
+/// `--flag value` and `--flag=value` pairs of a command line (argv without the program), leaving out
+/// values that name files, folders or endpoints (different for every run) and the global options.
+pub fn params(argv: &[String]) -> Vec<String> {
+    let skip_value = |v: &str| v.contains('/') || v.contains("://") || v.ends_with(".h5") || v.ends_with(".jsonl");
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = &argv[i];
+        i += 1;
+        let Some(flag) = a.strip_prefix("--") else { continue };
+        if flag.is_empty() || ["log", "output", "trace"].contains(&flag) {
+            i += 1;
+            continue;
+        }
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None => match argv.get(i).filter(|v| !v.starts_with('-') || v.parse::<f64>().is_ok()) {
+                Some(v) => {
+                    i += 1;
+                    (flag.to_owned(), Some(v.clone()))
+                }
+                None => (flag.to_owned(), None),
+            },
+        };
+        match value {
+            Some(v) if skip_value(&v) => {}
+            Some(v) => out.push(format!("--{name} {v}")),
+            None => out.push(format!("--{name}")),
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+/// Which parameters go with slow or failing runs (see the module docs).
+fn parameters(runs: &[RunSummary]) -> Vec<ParamStat> {
+    let mut by_cmd: BTreeMap<&str, Vec<&RunSummary>> = BTreeMap::new();
+    for r in runs {
+        by_cmd.entry(&r.command).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (cmd, rs) in by_cmd {
+        // Compare slices/s where the command reconstructs, else frames/s.
+        let slices = rs.iter().any(|r| r.slices_per_s.is_some());
+        let rate = |r: &RunSummary| if slices { r.slices_per_s } else { r.frames_per_s };
+        let cpu = |r: &RunSummary| if slices { r.cpu_ns_per_slice } else { r.cpu_ns_per_frame };
+        let ok_rates = |with: &[&RunSummary], f: &dyn Fn(&RunSummary) -> Option<f64>| -> Vec<f64> {
+            with.iter().filter(|r| r.status == "ok").filter_map(|r| f(r)).collect()
+        };
+        let all = median(ok_rates(&rs, &rate));
+        let mut by_param: BTreeMap<String, Vec<&RunSummary>> = BTreeMap::new();
+        for r in &rs {
+            let argv: Vec<String> = r.argv.split(' ').skip(1).map(str::to_owned).collect();
+            for p in params(&argv) {
+                by_param.entry(p).or_default().push(r);
+            }
+        }
+        for (param, with) in by_param {
+            let failed = with.iter().filter(|r| r.status != "ok").count() as u64;
+            let m = median(ok_rates(&with, &rate));
+            out.push(ParamStat {
+                command: cmd.to_owned(),
+                param,
+                runs: with.len() as u64,
+                failed,
+                unit: if slices { "slices/s" } else { "frames/s" }.into(),
+                median_rate: m,
+                vs_command: m.zip(all).filter(|(_, a)| *a > 0.0).map(|(m, a)| m / a),
+                median_cpu_ns_per_unit: median(ok_rates(&with, &cpu)),
+            });
+        }
+    }
+    let fail_share = |p: &ParamStat| p.failed as f64 / p.runs.max(1) as f64;
+    out.sort_by(|a, b| {
+        fail_share(b)
+            .total_cmp(&fail_share(a))
+            .then(a.vs_command.unwrap_or(1.0).total_cmp(&b.vs_command.unwrap_or(1.0)))
+            .then(a.command.cmp(&b.command))
+            .then(a.param.cmp(&b.param))
+    });
+    out
 }
 
 /// Summarises one run (see the module docs for the definitions).
@@ -198,7 +329,9 @@ pub fn summarize_run(log: &RunLog) -> RunSummary {
         Some(f) => (f.status.clone(), f.error.clone()),
         None => ("no footer".to_owned(), None),
     };
-    let error_kind = (status != "ok").then(|| error_kind(&status, error.as_deref()));
+    let chain = footer.map(|f| f.error_chain.as_slice()).unwrap_or(&[]);
+    let error_kind = (status != "ok").then(|| error_kind_of(&status, error.as_deref(), chain));
+    let error_context = (status == "error").then(|| error_context(error.as_deref(), chain)).flatten();
     RunSummary {
         path: log.path.display().to_string(),
         command: if log.header.command.is_empty() { "?".into() } else { log.header.command.clone() },
@@ -210,6 +343,7 @@ pub fn summarize_run(log: &RunLog) -> RunSummary {
         status,
         error,
         error_kind,
+        error_context,
         dropped: footer.map(|f| f.dropped).unwrap_or(0),
         spans: log.spans.len() as u64,
         frames,
@@ -246,30 +380,78 @@ fn busy_share(log: &RunLog, wall_ns: u64) -> Option<f64> {
     Some(busy as f64 / (wall_ns as f64 * by_tid.len() as f64))
 }
 
-/// The normalised kind of an error (see the module docs).
+/// The normalised kind of an error from its text alone (see the module docs): its root cause.
 pub fn error_kind(status: &str, error: Option<&str>) -> String {
+    error_kind_of(status, error, &[])
+}
+
+/// The normalised kind of an error with its chain of causes (outermost first; empty: unknown).
+pub fn error_kind_of(status: &str, error: Option<&str>, chain: &[String]) -> String {
     match status {
         "no footer" => return "no footer (killed or crashed)".into(),
         "unknown" => return "unknown (closed without an outcome)".into(),
         _ => {}
     }
     let text = error.unwrap_or("").lines().next().unwrap_or("");
-    let (head, rest) = match text.strip_prefix("panic: ") {
-        Some(r) => ("panic: ", r),
-        None => ("", text),
+    if let Some(panic) = text.strip_prefix("panic: ") {
+        return format!("panic: {}", normalise(panic));
+    }
+    // The root cause: the chain's last element; older logs only have the `{:#}` text, causes joined by `: `.
+    let root = match chain.last() {
+        Some(r) => r.lines().next().unwrap_or(""),
+        None => text.rsplit(": ").next().unwrap_or(text),
     };
-    let outer = rest.split(": ").next().unwrap_or(rest);
-    let mut out = String::from(head);
+    let out = normalise(root);
+    if out.trim().is_empty() {
+        format!("{status} (no error text)")
+    } else {
+        out
+    }
+}
+
+/// What a failed run was doing: the outermost context of its error, when it has causes below it.
+fn error_context(error: Option<&str>, chain: &[String]) -> Option<String> {
+    let outer = match chain {
+        [] => {
+            let text = error?.lines().next()?;
+            let (outer, rest) = text.split_once(": ")?;
+            if rest.is_empty() {
+                return None;
+            }
+            outer
+        }
+        [_] => return None,
+        [outer, ..] => outer.lines().next()?,
+    };
+    Some(normalise(outer))
+}
+
+/// A word that names a file: a `.` inside it followed by a letter (`scan.h5`, `a.rs:3`), not a number.
+fn names_a_file(word: &str) -> bool {
+    let w = word.trim_matches(|c: char| !c.is_alphanumeric());
+    let Some((stem, ext)) = w.rsplit_once('.') else { return false };
+    !stem.is_empty() && ext.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && w.parse::<f64>().is_err()
+}
+
+/// Error text with what differs from run to run taken out: numbers → `N`, quoted text → `…`, paths and
+/// file names → `<path>`.
+fn normalise(text: &str) -> String {
+    let mut out = String::new();
     let mut quote: Option<char> = None;
-    for word in outer.split(' ') {
+    for word in text.split(' ') {
         if !out.is_empty() && !out.ends_with(' ') {
             out.push(' ');
         }
-        if quote.is_none() && word.contains('/') {
+        if quote.is_none() && (word.contains('/') || names_a_file(word)) {
             out.push_str("<path>");
+            // Keep what ends the word (`file.h5:` → `<path>:`).
+            if let Some(c) = word.chars().last().filter(|c| matches!(c, ':' | ',' | ';' | ')')) {
+                out.push(c);
+            }
             continue;
         }
-        let mut last_digit = false;
+        // Digits right after a letter are part of a name (`H5Fopen`, `x86`), not a number.
+        let (mut last_digit, mut after_letter) = (false, false);
         for c in word.chars() {
             if let Some(q) = quote {
                 if c == q {
@@ -282,7 +464,7 @@ pub fn error_kind(status: &str, error: Option<&str>) -> String {
             if matches!(c, '"' | '\'' | '`') {
                 quote = Some(c);
                 out.push(c);
-            } else if c.is_ascii_digit() {
+            } else if c.is_ascii_digit() && !after_letter {
                 if !last_digit {
                     out.push('N');
                 }
@@ -290,15 +472,12 @@ pub fn error_kind(status: &str, error: Option<&str>) -> String {
                 continue;
             } else {
                 out.push(c);
+                after_letter = c.is_ascii_alphabetic() || (after_letter && c.is_ascii_digit());
             }
             last_digit = false;
         }
     }
-    if out.trim().is_empty() {
-        format!("{status} (no error text)")
-    } else {
-        out
-    }
+    out
 }
 
 /// The report as an HTML page: tables and inline SVG plots, no script, no network.
@@ -328,14 +507,40 @@ pub fn render_html(r: &Report) -> String {
     if r.failures.is_empty() {
         h.push_str("<p>No failed runs.</p>");
     } else {
-        h.push_str("<table id=\"failures\"><tr><th>kind</th><th>runs</th><th>commands</th><th>example</th></tr>");
+        h.push_str("<table id=\"failures\"><tr><th>error class (root cause)</th><th>runs</th><th>commands</th><th>while</th><th>example</th></tr>");
         for f in &r.failures {
             h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"wrap\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td></tr>",
                 escape_html(&f.kind),
                 f.count,
                 escape_html(&f.commands.join(", ")),
+                escape_html(&f.contexts.join("; ")),
                 escape_html(&f.example)
+            ));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<h2>Parameters of slow or failing runs</h2>");
+    let notable: Vec<&ParamStat> = r
+        .parameters
+        .iter()
+        .filter(|p| p.failed > 0 || p.vs_command.is_some_and(|v| !(0.8..=1.25).contains(&v)))
+        .take(40)
+        .collect();
+    if notable.is_empty() {
+        h.push_str("<p>No parameter goes with failing runs or with rates 20% off its command's median.</p>");
+    } else {
+        h.push_str("<table id=\"parameters\"><tr><th>command</th><th>parameter</th><th>runs</th><th>failed</th><th>median rate</th><th>vs command median</th><th>CPU per unit</th></tr>");
+        for p in notable {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape_html(&p.command),
+                escape_html(&p.param),
+                p.runs,
+                p.failed,
+                p.median_rate.map(|v| format!("{v:.1} {}", p.unit)).unwrap_or_else(|| "–".into()),
+                p.vs_command.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "–".into()),
+                p.median_cpu_ns_per_unit.map(|v| fmt_ns(v as u64)).unwrap_or_else(|| "–".into()),
             ));
         }
         h.push_str("</table>");
@@ -430,9 +635,9 @@ fn scatter(title: &str, pts: &[(u64, f64)]) -> String {
     s.push_str(&format!(
         "<text x=\"50\" y=\"{0}\">{1}</text><text x=\"{2}\" y=\"{0}\" text-anchor=\"end\">{3}</text></svg>",
         h - 8.0,
-        Civil::from_unix_ns(t0).date(),
+        Civil::from_unix_ns(t0).human(),
         w - 10.0,
-        Civil::from_unix_ns(t1).date()
+        Civil::from_unix_ns(t1).human()
     ));
     s
 }
@@ -452,15 +657,51 @@ mod tests {
     #[test]
     fn error_kinds_group_similar_errors() {
         let k = |e: &str| error_kind("error", Some(e));
-        assert_eq!(k("cannot open /data/scan_0042.h5: No such file"), k("cannot open /tmp/x.h5: Permission denied"));
-        assert_eq!(k("cannot open /data/scan_0042.h5: No such file"), "cannot open <path>");
-        assert_eq!(k("frame 17 arrived twice"), "frame N arrived twice");
+        // The class is the root cause; what the run was doing is its context.
+        assert_eq!(k("cannot open /data/scan_0042.h5: No such file"), k("reading /tmp/x.h5: No such file"));
+        assert_eq!(k("cannot open /data/scan_0042.h5: No such file"), "No such file");
+        assert_eq!(k("reconstructing scan.h5: frame 17 arrived twice"), "frame N arrived twice");
+        assert_eq!(
+            error_context(Some("reconstructing scan.h5: frame 17 arrived twice"), &[]).as_deref(),
+            Some("reconstructing <path>")
+        );
         assert_eq!(k("unknown device \"motx\""), "unknown device \"…\"");
         assert_eq!(
+            error_kind_of("error", None, &["H5Fopen(): error 12 in scan_0042".into()]),
+            "H5Fopen(): error N in scan_N"
+        );
+        let chain: Vec<String> =
+            ["reconstructing scan.h5", "reading /d/scan.h5: bad: worse", "No such file or directory (os error 2)"]
+                .map(String::from)
+                .to_vec();
+        assert_eq!(error_kind_of("error", Some("x"), &chain), "No such file or directory (os error N)");
+        assert_eq!(error_context(None, &chain).as_deref(), Some("reconstructing <path>"));
+        assert_eq!(
             error_kind("panic", Some("panic: index 5 out of range at a.rs:3")),
-            "panic: index N out of range at a.rs:N"
+            "panic: index N out of range at <path>"
         );
         assert_eq!(error_kind("no footer", None), "no footer (killed or crashed)");
+    }
+
+    #[test]
+    fn parameters_of_a_command_line() {
+        let argv: Vec<String> = [
+            "--threads",
+            "1",
+            "--backend=cpu",
+            "-o",
+            "x",
+            "--log",
+            "a.jsonl",
+            "--quiet",
+            "--center",
+            "-3.5",
+            "--connect",
+            "tcp://h:1",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(params(&argv), ["--threads 1", "--backend cpu", "--quiet", "--center -3.5"]);
     }
 
     #[test]
@@ -494,8 +735,9 @@ mod tests {
         assert_eq!(r.unreadable.len(), 1);
         assert_eq!((r.per_command["acquire"].runs, r.per_command["acquire"].failed), (2, 1));
         assert_eq!(r.per_day["2026-11-22"].runs, 5);
-        assert_eq!(r.failures[0].kind, "cannot open <path>");
+        assert_eq!(r.failures[0].kind, "gone");
         assert_eq!(r.failures[0].count, 2);
+        assert_eq!(r.failures[0].contexts, ["cannot open <path>"]);
         assert_eq!(r.failures[1].kind, "no footer (killed or crashed)");
         let a = r.runs.iter().find(|x| x.path.ends_with("a.jsonl")).expect("run a");
         assert_eq!(a.frames, Some(100.0));

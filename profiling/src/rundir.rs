@@ -60,7 +60,7 @@ pub fn prune(dir: &Path, keep: usize) {
 }
 
 /// The subcommand named on a command line, e.g. `acquire` or `bench trace` (skipping options and the
-/// value of `--log`).
+/// values of the global options `--log` and `--trace`).
 pub fn command_name(argv: &[String]) -> String {
     let mut words = Vec::new();
     let mut skip = false;
@@ -69,7 +69,7 @@ pub fn command_name(argv: &[String]) -> String {
             skip = false;
             continue;
         }
-        if a == "--log" {
+        if a == "--log" || a == "--trace" {
             skip = true;
             continue;
         }
@@ -291,6 +291,7 @@ mod tests {
         let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         assert_eq!(command_name(&v("beamline --log x.jsonl acquire --frames 3")), "acquire");
         assert_eq!(command_name(&v("beamline bench --json trace")), "bench trace");
+        assert_eq!(command_name(&v("beamline --trace frames bench trace --pipeline-only")), "bench trace");
         assert_eq!(command_name(&v("beamline runs report d")), "runs report");
         assert_eq!(command_name(&v("beamline")), "beamline");
     }

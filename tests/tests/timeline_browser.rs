@@ -109,7 +109,10 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
             "summary_rows": "document.querySelectorAll('#summary tr.name').length",
             "zoom_key": "new Promise(r => { const before = document.body.dataset.view; window.dispatchEvent(new KeyboardEvent('keydown', {key: 'w'})); requestAnimationFrame(() => requestAnimationFrame(() => r([before, document.body.dataset.view]))); })",
             "hover": "(() => { const c = document.getElementById('cv').getBoundingClientRect(); document.getElementById('cv').dispatchEvent(new MouseEvent('mousemove', {clientX: c.left + c.width * 0.6, clientY: c.top + 24 + 22 + 10, bubbles: true})); return document.getElementById('tip').textContent; })()",
-            "search": "(() => { const s = document.getElementById('search'); s.value = 'write_chunk'; s.dispatchEvent(new Event('input')); return document.getElementById('found').textContent; })()",
+            "flows": "document.body.dataset.flowsDrawn",
+            "flow_count": "JSON.parse(document.getElementById('data').textContent).flows.length",
+            "search": "(() => { const s = document.getElementById('search'); s.value = 'write_chunk'; s.dispatchEvent(new Event('input')); return [document.getElementById('found').textContent, document.body.dataset.lanesShown]; })()",
+            "search_cleared": "(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); return document.body.dataset.lanesShown; })()",
             "axis": "document.body.dataset.axis",
             "canvas_drawn": "(() => { const c = document.getElementById('cv'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] !== 255 || d[i+1] !== 255 || d[i+2] !== 255) n++; return n; })()",
         }),
@@ -135,7 +138,15 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     assert!(before > 0.0 && after < before * 0.8, "W zooms in: {before} -> {after}");
     let hover = report["eval"]["hover"].as_str().unwrap_or("");
     assert!(hover.starts_with("sim.pipeline"), "hover over the main lane names its span: {hover:?}");
-    assert_eq!(report["eval"]["search"], "200 matching spans");
+    // The search filters: only the writer's lane holds `sim.write_chunk` spans; clearing it shows all.
+    let found = report["eval"]["search"][0].as_str().unwrap_or("");
+    assert!(found.starts_with("200 matching spans"), "{found}");
+    assert_eq!(report["eval"]["search"][1], "1", "one lane left: {found}");
+    assert_eq!(report["eval"]["search_cleared"].as_str(), Some(threads.len().to_string().as_str()));
+    // Flow arrows from the producer that released each queue wait to the waiter, drawn on the canvas.
+    assert!(report["eval"]["flow_count"].as_u64().unwrap_or(0) >= 100, "{report}");
+    let drawn: u64 = report["eval"]["flows"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(drawn >= 3, "the longest waits get arrows in the full view: {report}");
     assert!(report["eval"]["summary_rows"].as_u64().unwrap_or(0) >= 6, "{report}");
     // The time axis reads in one unit with the precision of its step: "0 s", "0.2 s", … (or ms under 1 s),
     // never "0 ns" next to "5.000 s".
@@ -158,6 +169,10 @@ fn page_of_a_real_run_loads_clean_with_a_lane_per_thread_and_the_injected_stall_
     assert_eq!(verdict, summary["verdict"].as_str().unwrap_or("-"));
     let legend = report["eval"]["legend"].as_str().unwrap_or("");
     assert!(legend.contains("wait.* span") && legend.contains("bottleneck lane"), "legend: {legend}");
+    assert!(legend.contains("released"), "the arrows are in the legend: {legend}");
+    // The injected 400 ms stall ranks first and the verdict names it: they agree.
+    assert!(verdict.starts_with("writer-bound") && verdict.contains("disk"), "{verdict}");
+    assert_eq!(summary["bottleneck"], "writer");
 }
 
 const SCRIPT: &str = "</script><script>window.pwned=1;document.title='PWNED'</script>";

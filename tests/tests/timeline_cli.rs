@@ -123,4 +123,20 @@ fn chrome_trace_export_has_thread_names_spans_and_counters() {
         .filter_map(|e| e["args"]["frames"].as_f64())
         .collect();
     assert_eq!(frames.last(), Some(&30.0));
+    // Flow events: each `s` (at the producer) has its `f` (at the waiter, bound to the enclosing wait).
+    let tid_of = |name: &str| {
+        ev.iter().find(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["args"]["name"] == name).map(|e| &e["tid"])
+    };
+    let starts: Vec<&Value> = ev.iter().filter(|e| e["ph"] == "s").collect();
+    assert!(!starts.is_empty(), "queue waits are exported as flows");
+    for s in &starts {
+        let f = ev.iter().find(|e| e["ph"] == "f" && e["id"] == s["id"]).expect("each flow ends");
+        assert!(f["ts"].as_f64() >= s["ts"].as_f64(), "{s} -> {f}");
+        assert_eq!(f["bp"], "e");
+    }
+    let camera_to_receiver = starts.iter().any(|s| {
+        Some(&s["tid"]) == tid_of("camera")
+            && ev.iter().any(|f| f["ph"] == "f" && f["id"] == s["id"] && Some(&f["tid"]) == tid_of("receiver"))
+    });
+    assert!(camera_to_receiver, "the receiver's waits for data were released by the camera");
 }

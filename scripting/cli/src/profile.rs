@@ -360,8 +360,17 @@ pub fn start_recording(log: Option<&Path>) -> Recording {
 pub fn finish_recording(recording: Recording, result: &anyhow::Result<ExitCode>) {
     let outcome = match result {
         Ok(code) if *code == ExitCode::SUCCESS => Outcome::Success,
-        Ok(_) => Outcome::Failure { exit_code: 1, error: "exited with a failure code".into() },
-        Err(e) => Outcome::Failure { exit_code: 1, error: format!("{e:#}") },
+        // The command printed its own verdict (an incomplete file, a failed check) and raised no error.
+        Ok(_) => Outcome::Failure {
+            exit_code: 1,
+            error: "reported a failure without an error (see the command's output)".into(),
+            chain: vec![],
+        },
+        Err(e) => Outcome::Failure {
+            exit_code: 1,
+            error: format!("{e:#}"),
+            chain: e.chain().map(|c| c.to_string()).collect(),
+        },
     };
     let end = recording.finish(&outcome);
     match &end.totals {

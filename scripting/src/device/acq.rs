@@ -26,6 +26,9 @@ struct Open {
     receiver: Option<(ReceiverThread, PathBuf)>,
     pending: Option<FrameHeader>,
     kept: u64,
+    /// `detector.series`, open from stage to unstage: marks this thread as the producer of the `zmq`
+    /// queue the receiver waits on (`feeds`), so the diagnosis finds the sender in the logs.
+    _series: tracing::Span,
 }
 
 struct State {
@@ -182,6 +185,7 @@ impl Detector for AcquisitionDetector {
             info.frames_expected,
         );
         start.metadata = info.metadata.clone();
+        let series = tracing::debug_span!("detector.series", feeds = "zmq", detector = %self.name, series = %info.name);
         let (mut sender, receiver) = self.connect(&info.name)?;
         if let Err(e) = sender.start_series(&start) {
             if let Some((r, _)) = receiver {
@@ -189,7 +193,7 @@ impl Detector for AcquisitionDetector {
             }
             return Err(self.err(e));
         }
-        st.open = Some(Open { name: info.name.clone(), sender, receiver, pending: None, kept: 0 });
+        st.open = Some(Open { name: info.name.clone(), sender, receiver, pending: None, kept: 0, _series: series });
         Ok(())
     }
 
