@@ -72,7 +72,8 @@ pub enum PaganinError {
 }
 
 /// What `--phase paganin` was given; missing values come from the file ([`FilePhysics`]).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PhaseOptions {
     /// `--energy KEV`.
     pub energy_kev: Option<f64>,
