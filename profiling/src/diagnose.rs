@@ -667,8 +667,8 @@ fn blocked_lane(tl: &Timeline, times: &[Vec<LaneTime>], stages: &[StageTime]) ->
     }
     let (p, l, _, share) = best?;
     let t = &times[p][l];
-    let mut parts: Vec<(&String, &(u64, Vec<(u64, u64)>))> = t.blocked.iter().collect();
-    parts.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    let mut parts: Vec<_> = t.blocked.iter().collect();
+    parts.sort_by_key(|(_, (busy, _))| std::cmp::Reverse(*busy));
     let wall = tl.processes[p].end.saturating_sub(tl.processes[p].start).max(1) as f64;
     let mut longest: Vec<(u64, u64, &str)> =
         parts.iter().flat_map(|(what, (_, spans))| spans.iter().map(move |(a, b)| (*a, *b, what.as_str()))).collect();

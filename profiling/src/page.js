@@ -226,6 +226,7 @@
     // end of that wait, drawn when both lanes are shown, the arrow crosses the view and the wait is wide
     // enough to see (zoom in for the short ones); the longest first, at most MAX_ARROWS.
     const FL = (D.flows || []).slice().sort((a, b) => b[6] - a[6]), MAX_ARROWS = 120, MIN_PX = 8;
+    document.body.dataset.flowsTotal = String(FL.length);
     function paintFlows(top) {
       const minNs = MIN_PX * (ve - vs) / (W - LABEL);
       ctx.save(); ctx.beginPath(); ctx.rect(LABEL, AXIS, W - LABEL, H - AXIS); ctx.clip();
