@@ -56,6 +56,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process and matched at once: the size of the largest command's arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     #[command(flatten)]
