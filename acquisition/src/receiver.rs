@@ -920,17 +920,24 @@ struct WriterExtras {
 type Verdict = Result<Flow, (Reason, String)>;
 
 fn push(tx: &ChanTx<ToWriter>, msg: ToWriter) -> Flow {
+    if queue_for_writer(tx, msg) {
+        Flow::Continue
+    } else {
+        Flow::WriterGone
+    }
+}
+
+/// Queues `msg` for the writer thread, waiting for space (inside a `wait.queue` span) when the queue is
+/// full; false when the writer is gone. The receive threads of our protocol and of stream v2 both use it.
+pub(crate) fn queue_for_writer<T>(tx: &ChanTx<T>, msg: T) -> bool {
     let msg = match tx.try_send(msg) {
-        Ok(()) => return Flow::Continue,
-        Err(TrySendError::Disconnected(_)) => return Flow::WriterGone,
+        Ok(()) => return true,
+        Err(TrySendError::Disconnected(_)) => return false,
         Err(TrySendError::Full(m)) => m,
     };
     let _w = tracing::debug_span!("wait.queue", queue = "frames", wants = "space", on = "writer", depth = tx.len())
         .entered();
-    match tx.send(msg) {
-        Ok(()) => Flow::Continue,
-        Err(_) => Flow::WriterGone,
-    }
+    tx.send(msg).is_ok()
 }
 
 fn protocol_reason(e: ProtocolError) -> (Reason, String) {

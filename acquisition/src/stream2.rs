@@ -13,13 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ciborium::value::Value;
-use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, TrySendError};
+use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx};
 use serde_json::{json, Map, Value as Json};
 
 use crate::budget::ByteBudget;
 use crate::nexus::{attr_str, nx_group, path as nx, Degrees, FrameIndex, ImageKey};
 use crate::protocol::{now_timestamp, Compression, Dtype, FrameHeader, SeriesEnd, SeriesStart, SeriesStatus, Shape};
-use crate::receiver::{check_output, file_for, Output, ReceiveError, ReceiveSummary, ReceiverConfig, StopHandle};
+use crate::receiver::{
+    check_output, file_for, queue_for_writer, Output, ReceiveError, ReceiveSummary, ReceiverConfig, StopHandle,
+};
 use crate::reject::{Reason, Rejections};
 use crate::writer::{ChunkFilter, NxtomoWriter, Provenance, SeriesSummary, WriteError};
 
@@ -782,16 +784,10 @@ enum Flow {
 type Verdict = Result<Flow, (Reason, String)>;
 
 fn push(tx: &ChanTx<ToWriter>, msg: ToWriter) -> Flow {
-    let msg = match tx.try_send(msg) {
-        Ok(()) => return Flow::Continue,
-        Err(TrySendError::Disconnected(_)) => return Flow::WriterGone,
-        Err(TrySendError::Full(m)) => m,
-    };
-    let _w = tracing::debug_span!("wait.queue", queue = "frames", wants = "space", on = "writer", depth = tx.len())
-        .entered();
-    match tx.send(msg) {
-        Ok(()) => Flow::Continue,
-        Err(_) => Flow::WriterGone,
+    if queue_for_writer(tx, msg) {
+        Flow::Continue
+    } else {
+        Flow::WriterGone
     }
 }
 

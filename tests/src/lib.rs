@@ -84,3 +84,21 @@ pub fn free_endpoint() -> String {
     let port = l.local_addr().expect("local addr").port();
     format!("tcp://127.0.0.1:{port}")
 }
+
+/// Writes an NXtomo (or DXchange) test file with `tests/py/recon_make_nxtomo.py` (h5py + hdf5plugin, an
+/// independent writer); `extra` are its options.
+pub fn make_nxtomo(path: &Path, extra: &[&str]) {
+    let mut args = vec![path.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    run_python("recon_make_nxtomo.py", &args);
+}
+
+/// Runs `beamline recon ARGS --quiet` to the end.
+pub fn recon_quiet(args: &[&str]) -> std::process::Output {
+    beamline().arg("recon").args(args).arg("--quiet").output().expect("run beamline")
+}
+
+/// A finished process's stdout and stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}

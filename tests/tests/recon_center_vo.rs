@@ -3,24 +3,9 @@
 //! provenance, and centre-sweep file names carry exactly the centre each trial was reconstructed with.
 
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
-use tests::{beamline, run_python};
-
-fn make(path: &Path, extra: &[&str]) {
-    let mut args = vec![path.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    run_python("recon_make_nxtomo.py", &args);
-}
-
-fn recon(args: &[&str]) -> Output {
-    beamline().arg("recon").args(args).arg("--quiet").output().expect("run beamline")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use tests::{make_nxtomo as make, output_text as text, recon_quiet as recon, run_python};
 
 fn provenance(out_dir: &Path) -> Value {
     let s = std::fs::read_to_string(out_dir.join("provenance.json")).expect("provenance.json");

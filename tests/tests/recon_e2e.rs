@@ -2,24 +2,15 @@
 //! binary and read back by tifffile / h5py; clear errors on bad files.
 
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
-use tests::{beamline, run_python};
+use tests::{beamline, output_text as text, recon_quiet as recon, run_python};
 
 fn make(path: &Path, extra: &[&str]) -> Value {
     let mut args = vec![path.to_str().expect("utf-8 path")];
     args.extend_from_slice(extra);
     let out = run_python("recon_make_nxtomo.py", &args);
     serde_json::from_str(out.trim()).expect("JSON from recon_make_nxtomo.py")
-}
-
-fn recon(args: &[&str]) -> Output {
-    beamline().arg("recon").args(args).arg("--quiet").output().expect("run beamline")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn check(path: &Path, cols: usize, rows: usize, first: usize) -> Value {

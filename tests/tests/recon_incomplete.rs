@@ -2,24 +2,7 @@
 //! refused before any work starts with one message saying what is missing and naming `--allow-incomplete`;
 //! with the flag it reconstructs.
 
-use std::path::Path;
-use std::process::Output;
-
-use tests::{beamline, run_python};
-
-fn make(path: &Path, extra: &[&str]) {
-    let mut args = vec![path.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    run_python("recon_make_nxtomo.py", &args);
-}
-
-fn recon(args: &[&str]) -> Output {
-    beamline().arg("recon").args(args).arg("--quiet").output().expect("run beamline")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use tests::{beamline, make_nxtomo as make, output_text as text, recon_quiet as recon};
 
 #[test]
 fn receiver_stopped_after_82_of_420_frames_is_refused_then_accepted_with_the_flag() {

@@ -7,13 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use tests::{beamline, run_python};
-
-fn make(path: &Path, extra: &[&str]) {
-    let mut args = vec![path.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    run_python("recon_make_nxtomo.py", &args);
-}
+use tests::{beamline, make_nxtomo as make, output_text as text, run_python};
 
 fn recon(log: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = beamline();
@@ -21,10 +15,6 @@ fn recon(log: Option<&Path>, args: &[&str]) -> Output {
         cmd.arg("--log").arg(l);
     }
     cmd.arg("recon").args(args).arg("--quiet").output().expect("run beamline")
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// Per-slice RMSE against the phantom (tifffile reads the stack) and the provenance of the first slice.

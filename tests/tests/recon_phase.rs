@@ -8,7 +8,7 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::{beamline, free_endpoint, run_python};
+use tests::{beamline, free_endpoint, output_text as text, recon_quiet as recon, run_python};
 
 fn wait(mut child: Child, what: &str) -> Output {
     let t0 = Instant::now();
@@ -22,17 +22,9 @@ fn wait(mut child: Child, what: &str) -> Output {
     child.wait_with_output().expect("output")
 }
 
-fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 fn provenance(out_dir: &Path) -> Value {
     let s = std::fs::read_to_string(out_dir.join("provenance.json")).expect("provenance.json");
     serde_json::from_str(&s).expect("provenance JSON")
-}
-
-fn recon(args: &[&str]) -> Output {
-    beamline().arg("recon").args(args).arg("--quiet").output().expect("run beamline")
 }
 
 #[test]
