@@ -64,22 +64,50 @@ pub fn frame_pool(rows: usize, cols: usize, n: usize) -> Result<Vec<Vec<u8>>, Se
     Ok(pool)
 }
 
-/// The benchmark sender: connects to `endpoint`, sends `frames` frames cycling through a pool of
-/// `pool_size` pre-compressed frames (with the `xxh3_64` payload checksum when `checksum`), and ends the
-/// series; a CURVE client with `curve`.
-pub fn run_sender(
-    endpoint: &str,
-    rows: usize,
-    cols: usize,
-    frames: u64,
-    pool_size: usize,
-    checksum: bool,
-    curve: Option<&crate::curve::CurveClient>,
-) -> Result<(), SendError> {
-    let pool = frame_pool(rows, cols, pool_size.max(1))?;
+/// What [`run_sender`] sends, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct SenderRun<'a> {
+    /// Where to connect.
+    pub endpoint: &'a str,
+    /// Frame rows.
+    pub rows: usize,
+    /// Frame columns.
+    pub cols: usize,
+    /// Frames of the series.
+    pub frames: u64,
+    /// Distinct pre-compressed frames cycled through.
+    pub pool: usize,
+    /// Add the `xxh3_64` payload checksum.
+    pub checksum: bool,
+    /// Connect as this CURVE client.
+    pub curve: Option<&'a crate::curve::CurveClient>,
+    /// Use acknowledgements from this endpoint, with a replay buffer of this many bytes.
+    pub ack: Option<(&'a str, u64)>,
+}
+
+/// The benchmark sender: connects to `r.endpoint`, sends `r.frames` frames cycling through a pool of
+/// `r.pool` pre-compressed frames (with the `xxh3_64` payload checksum when `r.checksum`), and ends the
+/// series; a CURVE client with `r.curve`; with `r.ack`, keeps every frame until the receiver has it on disk
+/// and returns only when the receiver closed the series.
+pub fn run_sender(r: &SenderRun<'_>) -> Result<(), SendError> {
+    let SenderRun { endpoint, rows, cols, frames, pool: pool_size, checksum, curve, ack } = *r;
+    // Each pool frame's checksum is computed once, as a detector-side sender computes it right after
+    // compressing: the sender's share of the 2 cores is then the same with and without checksums.
+    let pool: Vec<(Vec<u8>, u64)> = frame_pool(rows, cols, pool_size.max(1))?
+        .into_iter()
+        .map(|p| {
+            let sum = crate::protocol::payload_checksum(&p);
+            (p, sum)
+        })
+        .collect();
+    // libzmq copies each frame into a message it mallocs: reuse those buffers (the receivers do the same).
+    crate::frame_memory::keep_frame_buffers(256 << 20);
     let mut s = SeriesSender::open_secure(endpoint, false, curve)?;
     s.set_linger(-1)?;
     s.set_checksum(checksum);
+    if let Some((ack_endpoint, buffer)) = ack {
+        s.enable_acks(ack_endpoint, false, buffer)?;
+    }
     let start = SeriesStart::new(
         "bench",
         Shape([rows as u32, cols as u32]),
@@ -95,7 +123,8 @@ pub fn run_sender(
             angle: Degrees(i as f64 * 180.0 / frames as f64),
             timestamp: now_timestamp(),
         };
-        s.send_encoded(&h, &pool[i as usize % pool.len()])?;
+        let (payload, sum) = &pool[i as usize % pool.len()];
+        s.send_encoded_summed(&h, payload, *sum)?;
     }
     s.end_series(SeriesStatus::Complete, None)?;
     Ok(())
@@ -166,6 +195,9 @@ pub enum Sink {
     Nxtomo(PathBuf),
     /// (c) without payload checksums from the sender.
     NxtomoNoChecksum(PathBuf),
+    /// (c) with acknowledgements (`receive --ack`, `simulate --ack`): the receiver publishes what is on disk,
+    /// the sender keeps every frame in its replay buffer until it is acknowledged (checksums on).
+    NxtomoAck(PathBuf),
     /// (c) over CURVE (encrypted and authenticated; the sender adds payload checksums).
     NxtomoCurve(PathBuf, Box<CurveBench>),
     /// (e) `receive --format stream2`: the same frames as DECTRIS stream v2 `bslz4` images.
@@ -191,6 +223,7 @@ impl Sink {
             Sink::Nxtomo(_) => "beamline_receive",
             Sink::NxtomoNoChecksum(_) => "beamline_receive_no_checksum",
             Sink::NxtomoCurve(..) => "beamline_receive_curve",
+            Sink::NxtomoAck(_) => "beamline_receive_ack",
             Sink::Stream2(_) => "beamline_receive_stream2",
             Sink::Python { .. } => "python_h5py",
         }
@@ -200,6 +233,16 @@ impl Sink {
     pub fn checksum(&self) -> bool {
         !matches!(self, Sink::NxtomoNoChecksum(_))
     }
+}
+
+/// Where a sender process sends: the receiver's endpoint, and its acknowledgement endpoint for
+/// [`Sink::NxtomoAck`].
+#[derive(Debug, Clone, Copy)]
+pub struct SenderTarget<'a> {
+    /// The receiver's data endpoint.
+    pub endpoint: &'a str,
+    /// The receiver's acknowledgement endpoint, when it publishes one.
+    pub ack: Option<&'a str>,
 }
 
 /// One measured run.
@@ -260,14 +303,18 @@ pub fn measure(
     sink: &Sink,
     queue_frames: usize,
     queue_bytes: u64,
-    spawn_sender: impl FnOnce(&str, &Sink) -> std::io::Result<Child>,
+    spawn_sender: impl FnOnce(SenderTarget<'_>, &Sink) -> std::io::Result<Child>,
 ) -> Result<Measurement, BenchError> {
+    // Every sink in this process runs with the allocator settings the real receiver sets for itself.
+    crate::frame_memory::keep_frame_buffers(queue_bytes);
     let rss_ok = reset_peak_rss();
-    let run =
-        |endpoint: &str| spawn_sender(endpoint, sink).map_err(|e| BenchError::Run(format!("start the sender: {e}")));
+    let run = |endpoint: &str, ack: Option<&str>| {
+        spawn_sender(SenderTarget { endpoint, ack }, sink)
+            .map_err(|e| BenchError::Run(format!("start the sender: {e}")))
+    };
     let (frames, seconds, compressed, frame_bytes, child) = match sink {
         Sink::Python { python, file } => {
-            let (frames, seconds, bytes, child) = python_peer(python, file, run)?;
+            let (frames, seconds, bytes, child) = python_peer(python, file, queue_bytes, |e| run(e, None))?;
             let frame_bytes = file_frame_bytes(file)?;
             (frames, seconds, bytes, frame_bytes, child)
         }
@@ -277,13 +324,13 @@ pub fn measure(
             cfg.queue_frames = queue_frames;
             cfg.queue_bytes = queue_bytes;
             let rx = crate::stream2::Stream2Receiver::open(cfg)?;
-            let child = run(&rx.endpoint())?;
+            let child = run(&rx.endpoint(), None)?;
             let summary = rx.run()?;
             let s = summary.series.first().ok_or_else(|| BenchError::Run("no series arrived".into()))?;
             let frame_bytes = file_frame_bytes(path)?;
             (s.received, s.duration.as_secs_f64(), s.bytes_written, frame_bytes, child)
         }
-        Sink::Nxtomo(path) | Sink::NxtomoNoChecksum(path) | Sink::NxtomoCurve(path, _) => {
+        Sink::Nxtomo(path) | Sink::NxtomoNoChecksum(path) | Sink::NxtomoCurve(path, _) | Sink::NxtomoAck(path) => {
             let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
             cfg.endpoint = "tcp://127.0.0.1:*".into();
             cfg.queue_frames = queue_frames;
@@ -291,8 +338,12 @@ pub fn measure(
             if let Sink::NxtomoCurve(_, c) = sink {
                 cfg.curve = Some(c.server.clone());
             }
+            if let Sink::NxtomoAck(_) = sink {
+                cfg.ack_endpoint = Some("tcp://127.0.0.1:*".into());
+            }
             let rx = Receiver::bind(cfg)?;
-            let child = run(&rx.endpoint())?;
+            let ack = rx.ack_endpoint();
+            let child = run(&rx.endpoint(), ack.as_deref())?;
             let summary = rx.run()?;
             let s = summary.series.first().ok_or_else(|| BenchError::Run("no series arrived".into()))?;
             let frame_bytes = file_frame_bytes(path)?;
@@ -305,7 +356,7 @@ pub fn measure(
             socket.set_rcvtimeo(1000)?;
             socket.bind("tcp://127.0.0.1:*")?;
             let endpoint = socket.get_last_endpoint()?.unwrap_or_default();
-            let child = run(&endpoint)?;
+            let child = run(&endpoint, None)?;
             let (f, secs, bytes, fb) = ceiling(&socket, sink, queue_frames, queue_bytes)?;
             (f, secs, bytes, fb, child)
         }
@@ -331,10 +382,14 @@ pub fn measure(
 fn python_peer(
     python: &Path,
     file: &Path,
+    queue_bytes: u64,
     run: impl FnOnce(&str) -> Result<Child, BenchError>,
 ) -> Result<(u64, f64, u64, Child), BenchError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| BenchError::Run(format!("Python peer: {what}: {e}"));
     let mut peer = Command::new(python)
+        // The allocator settings our receiver runs with (`frame_memory`), so neither side pays page faults
+        // the other does not.
+        .env(crate::frame_memory::GLIBC_TUNABLES_VAR, crate::frame_memory::glibc_tunables(queue_bytes))
         .arg("-c")
         .arg(PYTHON_PEER)
         .arg(file)
@@ -479,6 +534,8 @@ pub struct Plan {
     pub curve: Option<CurveBench>,
     /// Also run `receive --format stream2` fed the same frames as stream v2 bslz4 images.
     pub stream2: bool,
+    /// Also run the real receiver with acknowledgements and the sender with its replay buffer.
+    pub ack: bool,
 }
 
 impl Plan {
@@ -496,6 +553,9 @@ impl Plan {
         if self.stream2 {
             v.push(Sink::Stream2(self.dir.join("ingest.h5")));
         }
+        if self.ack {
+            v.push(Sink::NxtomoAck(self.dir.join("ingest.h5")));
+        }
         if let Some(python) = &self.python {
             v.push(Sink::Python { python: python.clone(), file: self.dir.join("peer.h5") });
         }
@@ -507,14 +567,19 @@ impl Plan {
 /// `progress` is called after each run. Every run must receive all frames. Returns the runs, round by round.
 pub fn run_rounds(
     plan: &Plan,
-    mut spawn_sender: impl FnMut(&str, &Sink) -> std::io::Result<Child>,
+    mut spawn_sender: impl FnMut(SenderTarget<'_>, &Sink) -> std::io::Result<Child>,
     mut progress: impl FnMut(&Measurement),
 ) -> Result<Vec<Vec<Measurement>>, BenchError> {
     let mut rounds = Vec::new();
-    for _ in 0..plan.rounds.max(1) {
+    let sinks = plan.sinks();
+    for r in 0..plan.rounds.max(1) {
         let mut round = Vec::new();
-        for sink in plan.sinks() {
-            let m = measure(&sink, plan.queue_frames, plan.queue_bytes, &mut spawn_sender)?;
+        // Each round starts one sink later, so no sink always runs right after the same other one (the page
+        // cache and the disk's writeback carry over from one run to the next).
+        for k in 0..sinks.len() {
+            let sink = &sinks[(r + k) % sinks.len()];
+            settle(&plan.dir);
+            let m = measure(sink, plan.queue_frames, plan.queue_bytes, &mut spawn_sender)?;
             for f in ["ceiling.bin", "ingest.h5", "peer.h5"] {
                 let _ = std::fs::remove_file(plan.dir.join(f));
             }
@@ -530,6 +595,17 @@ pub fn run_rounds(
         rounds.push(round);
     }
     Ok(rounds)
+}
+
+/// Before each run: the previous run's files are gone and what the disk still had to write (dirty pages,
+/// the journal, discards of the deleted files) is written now, so every run starts from the same state
+/// instead of paying for the one before it.
+fn settle(dir: &Path) {
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
 }
 
 /// Median and range of one sink's frames/s over the rounds.
@@ -578,9 +654,10 @@ pub fn ratios(rounds: &[Vec<Measurement>], a: &str, b: &str) -> Vec<f64> {
 }
 
 /// The ratios the issue sets goals for: (name, sink a, sink b, goal or 0).
-pub const RATIOS: [(&str, &str, &str, f64); 6] = [
+pub const RATIOS: [(&str, &str, &str, f64); 7] = [
     ("CURVE cost: with / without", "beamline_receive_curve", "beamline_receive", 0.0),
     ("stream v2 bslz4 / our protocol", "beamline_receive_stream2", "beamline_receive", 0.0),
+    ("acknowledgements cost: with / without", "beamline_receive_ack", "beamline_receive", 0.0),
     ("beamline / python", "beamline_receive", "python_h5py", 1.3),
     ("beamline (no checksum) / python", "beamline_receive_no_checksum", "python_h5py", 1.3),
     ("beamline / receive-and-discard", "beamline_receive", "zmq_discard", 0.8),

@@ -273,6 +273,11 @@ pub struct SeriesStart {
     /// several receivers): only such a series may be complete with frames it never sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<Share>,
+    /// Set by a sender with acknowledgements: the bytes of payload its replay buffer holds at most. A
+    /// receiver publishing acknowledgements then flushes whenever half of it has been written since its
+    /// last flush, so the buffer does not fill while waiting for the flush timer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_buffer_bytes: Option<u64>,
 }
 
 /// A declared share of a fanned-out series: this receiver gets share `index` of `of` (0-based), the other
@@ -302,6 +307,7 @@ impl SeriesStart {
             frames,
             metadata: empty_object(),
             share: None,
+            replay_buffer_bytes: None,
         }
     }
 
@@ -375,7 +381,7 @@ pub const CHECKSUM_FIELD: &str = "xxh3_64";
 /// The checksum of a payload as the protocol defines it: XXH3 64-bit, seed 0, of the payload bytes exactly
 /// as sent (the blosc1 chunk, or the raw pixels). Sent as 16 lowercase hex digits in [`CHECKSUM_FIELD`].
 pub fn payload_checksum(payload: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(payload)
+    twox_hash::XxHash3_64::oneshot(payload)
 }
 
 fn parse_checksum(hex: &str) -> Result<u64, ProtocolError> {

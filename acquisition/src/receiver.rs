@@ -528,6 +528,7 @@ impl Receiver {
 
     /// Receives until stopped (or, with `Output::File`, until one series ended); returns what happened.
     pub fn run(mut self) -> Result<ReceiveSummary, ReceiveError> {
+        crate::frame_memory::keep_frame_buffers(self.cfg.queue_bytes);
         let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(self.cfg.queue_frames.max(1));
         let flush = self.cfg.flush_interval;
         let prov = self.cfg.provenance.clone();

@@ -401,6 +401,15 @@ impl SeriesSender {
             return Err(SendError::State("a series is already open: end it before starting another"));
         }
         start.validate()?;
+        // With acknowledgements the receiver learns the replay buffer's size, to flush before it fills.
+        let with_buffer;
+        let start = match self.acked.as_ref() {
+            Some(a) if start.replay_buffer_bytes.is_none() => {
+                with_buffer = SeriesStart { replay_buffer_bytes: Some(a.buffer.cap()), ..start.clone() };
+                &with_buffer
+            }
+            _ => start,
+        };
         self.codec = match start.compression {
             Compression::None => None,
             Compression::Blosc1(p) => Some(Codec::new(p, start.dtype.size()).with_threads(self.threads)),
@@ -463,7 +472,7 @@ impl SeriesSender {
             _ => Ok(pixels_le),
         };
         let r = match payload {
-            Ok(p) => self.send_one(header, p),
+            Ok(p) => self.send_one(header, p, None),
             Err(e) => Err(e.into()),
         };
         self.codec = codec;
@@ -479,11 +488,29 @@ impl SeriesSender {
         if self.skips(header.index.0) {
             return Ok(());
         }
-        self.send_one(header, payload)
+        self.send_one(header, payload, None)
     }
 
-    fn send_one(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
-        let sum = self.checksum.then(|| payload_checksum(payload));
+    /// [`send_encoded`](Self::send_encoded) for a payload whose checksum ([`payload_checksum`]) the caller
+    /// computed once already, e.g. when it was compressed and still in cache, and sends many times (replay,
+    /// benchmarks). A wrong value makes the receiver reject the frame (`checksum`).
+    pub fn send_encoded_summed(
+        &mut self,
+        header: &FrameHeader,
+        payload: &[u8],
+        checksum: u64,
+    ) -> Result<(), SendError> {
+        if self.series.is_none() {
+            return Err(SendError::State("send_encoded before start_series"));
+        }
+        if self.skips(header.index.0) {
+            return Ok(());
+        }
+        self.send_one(header, payload, Some(checksum))
+    }
+
+    fn send_one(&mut self, header: &FrameHeader, payload: &[u8], known: Option<u64>) -> Result<(), SendError> {
+        let sum = self.checksum.then(|| known.unwrap_or_else(|| payload_checksum(payload)));
         let mut hdr = std::mem::take(&mut self.header);
         let id = self.series.as_ref().map_or("", |s| s.id.as_str());
         encode_frame_header_with(id, header, sum, &mut hdr);
@@ -585,5 +612,32 @@ impl SeriesSender {
         }
         let _ = term.join();
         confirmed || t0.elapsed() + Duration::from_millis(50) < limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{decode_series_start, Dtype, Shape};
+
+    #[test]
+    fn a_sender_with_acknowledgements_declares_its_replay_buffer_in_the_series_start() {
+        let ctx = zmq::Context::new();
+        let pull = ctx.socket(zmq::PULL).unwrap();
+        pull.bind("tcp://127.0.0.1:*").unwrap();
+        pull.set_rcvtimeo(5000).unwrap();
+        let endpoint = pull.get_last_endpoint().unwrap().unwrap();
+        let start = SeriesStart::new("w", Shape([2, 3]), Dtype::Uint8, Compression::None, 2);
+        for (acks, want) in [(false, None), (true, Some(4096))] {
+            let mut s = SeriesSender::connect(&endpoint).unwrap();
+            s.set_linger(0).unwrap();
+            if acks {
+                s.enable_acks("tcp://127.0.0.1:*", true, 4096).unwrap();
+            }
+            s.start_series(&start).unwrap();
+            let parts = pull.recv_multipart(0).unwrap();
+            assert_eq!(parts[0], Kind::SeriesStart.tag());
+            assert_eq!(decode_series_start(&parts[1]).unwrap().replay_buffer_bytes, want, "acks {acks}");
+        }
     }
 }

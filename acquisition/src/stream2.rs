@@ -606,6 +606,7 @@ impl Stream2Receiver {
 
     /// Receives until stopped (or, with `Output::File`, until one series ended), or until the writer fails.
     pub fn run(self) -> Result<ReceiveSummary, ReceiveError> {
+        crate::frame_memory::keep_frame_buffers(self.cfg.queue_bytes);
         let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(self.cfg.queue_frames.max(1));
         let (flush, prov) = (self.cfg.flush_interval, self.cfg.provenance.clone());
         let (stop, budget) = (self.stop.clone(), self.budget.clone());

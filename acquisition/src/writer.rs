@@ -159,6 +159,16 @@ pub struct NxtomoWriter {
     last_flush: Instant,
     created: Instant,
     bytes: u64,
+    /// Payload bytes written at the last flush.
+    bytes_at_flush: u64,
+    /// Flush once this many payload bytes were written since the last flush (half the sender's replay
+    /// buffer), whatever the interval.
+    flush_bytes: Option<u64>,
+}
+
+/// Half the sender's replay buffer, when it declared one: written since the last flush, it makes a flush.
+fn flush_bytes_for(start: &SeriesStart) -> Option<u64> {
+    start.replay_buffer_bytes.map(|b| (b / 2).max(1))
 }
 
 /// The code the writer stores for frames not (yet) received.
@@ -417,6 +427,8 @@ impl NxtomoWriter {
                 last_flush: Instant::now(),
                 created: Instant::now(),
                 bytes: 0,
+                bytes_at_flush: 0,
+                flush_bytes: flush_bytes_for(start),
             })
         };
         build().map_err(err("lay out the NXtomo tree"))
@@ -537,6 +549,8 @@ impl NxtomoWriter {
                 last_flush: Instant::now(),
                 created: Instant::now(),
                 bytes: 0,
+                bytes_at_flush: 0,
+                flush_bytes: flush_bytes_for(&start),
                 share: start.share,
             })
         };
@@ -578,9 +592,11 @@ impl NxtomoWriter {
         Ok(())
     }
 
-    /// Flushes when `interval` has passed since the last flush and something was written.
+    /// Flushes when `interval` has passed since the last flush and something was written, or when half the
+    /// sender's replay buffer (`replay_buffer_bytes` of the series start) was written since the last flush.
     pub fn maybe_flush(&mut self, interval: Duration) -> Result<(), WriteError> {
-        if self.dirty && self.last_flush.elapsed() >= interval {
+        let by_bytes = self.flush_bytes.is_some_and(|b| self.bytes - self.bytes_at_flush >= b);
+        if self.dirty && (by_bytes || self.last_flush.elapsed() >= interval) {
             self.flush()?;
         }
         Ok(())
@@ -601,6 +617,7 @@ impl NxtomoWriter {
         self.dirty = false;
         self.dirty_chunks.clear();
         self.last_flush = Instant::now();
+        self.bytes_at_flush = self.bytes;
         Ok(())
     }
 
@@ -893,6 +910,39 @@ mod tests {
         // An aborted series is not a share.
         let s = series(dir.path(), &[0, 2], 2, SeriesStatus::Aborted, Rejections::default());
         assert_eq!((s.missing.len(), s.not_sent.len()), (2, 0));
+    }
+
+    #[test]
+    fn half_the_senders_replay_buffer_written_makes_a_flush_before_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = |i: u64| FrameHeader {
+            index: FrameIndex(i),
+            image_key: ImageKey::Projection,
+            angle: Degrees(0.0),
+            timestamp: 1.0,
+        };
+        let hour = Duration::from_secs(3600);
+        let mut start = SeriesStart::new("b", Shape([2, 3]), Dtype::Uint8, Compression::None, 8);
+        // A 24-byte replay buffer: a flush after every 12 bytes (two 6-byte frames).
+        start.replay_buffer_bytes = Some(24);
+        let mut w = NxtomoWriter::create(&dir.path().join("b.h5"), &start, &Provenance::default()).unwrap();
+        w.write_frame(&h(0), &[0; 6]).unwrap();
+        w.maybe_flush(hour).unwrap();
+        assert!(w.is_dirty(), "6 of 12 bytes: no flush yet");
+        w.write_frame(&h(1), &[1; 6]).unwrap();
+        w.maybe_flush(hour).unwrap();
+        assert!(!w.is_dirty(), "12 bytes written since the last flush: flushed");
+        w.write_frame(&h(2), &[2; 6]).unwrap();
+        w.maybe_flush(hour).unwrap();
+        assert!(w.is_dirty(), "counted from the last flush");
+        // Without the field, only the interval flushes.
+        let start = SeriesStart::new("c", Shape([2, 3]), Dtype::Uint8, Compression::None, 8);
+        let mut w = NxtomoWriter::create(&dir.path().join("c.h5"), &start, &Provenance::default()).unwrap();
+        for i in 0..8 {
+            w.write_frame(&h(i), &[0; 6]).unwrap();
+            w.maybe_flush(hour).unwrap();
+        }
+        assert!(w.is_dirty());
     }
 
     #[test]

@@ -289,6 +289,12 @@ pub struct BenchSenderArgs {
     /// CURVE: the receiver's public key file.
     #[arg(long, requires = "curve_secret")]
     pub curve_server: Option<PathBuf>,
+    /// Acknowledgements from the receiver's endpoint (as `simulate --ack`).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub ack: Option<String>,
+    /// Replay buffer bound with --ack, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub replay_buffer_mib: u64,
 }
 
 /// Arguments of `beamline bench ingest`.
@@ -318,6 +324,10 @@ pub struct IngestArgs {
     /// Print one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also run the real receiver with acknowledgements (`receive --ack`) and the sender with its replay buffer
+    /// (`simulate --ack`) in the same rounds: the cost of restart without loss.
+    #[arg(long)]
+    pub ack: bool,
     /// Also run the real receiver over CURVE (keys made for the run) in the same rounds: the cost of
     /// encryption and authentication.
     #[arg(long)]
@@ -342,7 +352,16 @@ impl Command {
                         (Some(s), Some(p)) => Some(CurveClient::from_files(s, p)?),
                         _ => None,
                     };
-                    bench::run_sender(&a.connect, a.rows, a.cols, a.frames, a.pool, !a.no_checksum, curve.as_ref())
+                    bench::run_sender(&bench::SenderRun {
+                        endpoint: &a.connect,
+                        rows: a.rows,
+                        cols: a.cols,
+                        frames: a.frames,
+                        pool: a.pool,
+                        checksum: !a.no_checksum,
+                        curve: curve.as_ref(),
+                        ack: a.ack.as_deref().map(|e| (e, a.replay_buffer_mib << 20)),
+                    })
                 }
                 .context("benchmark sender")?;
                 Ok(ExitCode::SUCCESS)
@@ -738,12 +757,16 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
             python: python.clone(),
             curve: curve.clone(),
             stream2,
+            ack: a.ack,
         };
-        let spawn = |endpoint: &str, sink: &bench::Sink| {
+        let spawn = |to: bench::SenderTarget<'_>, sink: &bench::Sink| {
             let n = rows.to_string();
             let mut c = Process::new(&exe);
-            c.args(["bench-sender", "--connect", endpoint, "--rows", &n, "--cols", &n])
+            c.args(["bench-sender", "--connect", to.endpoint, "--rows", &n, "--cols", &n])
                 .args(["--frames", &frames.to_string()]);
+            if let Some(ack) = to.ack {
+                c.args(["--ack", ack]);
+            }
             if !sink.checksum() {
                 c.arg("--no-checksum");
             }
