@@ -289,7 +289,7 @@ fn spread_over_curve_delivers_to_every_receiver_and_a_wrong_key_to_none() {
 
     let (ep, out_dir) = (free_endpoint(), d.join("refused"));
     let rx = guarded_receiver(d, &ep, &out_dir, &[]);
-    assert_refused(d, rx, spread(&[ep.clone()], "intruder"), &out_dir);
+    assert_refused(d, rx, spread(std::slice::from_ref(&ep), "intruder"), &out_dir);
 }
 
 #[test]
