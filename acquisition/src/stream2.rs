@@ -6,11 +6,12 @@
 //! their framing (sizes, block table) is walked, which costs a few hundred reads per frame. What we read from
 //! the messages, and the `user_data` keys, are in `acquisition/STREAM2.md`.
 
+pub mod peers;
 pub mod send;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ciborium::value::Value;
 use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx};
@@ -18,12 +19,15 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::budget::ByteBudget;
 use crate::nexus::{attr_str, nx_group, path as nx, Degrees, FrameIndex, ImageKey};
-use crate::protocol::{now_timestamp, Compression, Dtype, FrameHeader, SeriesEnd, SeriesStart, SeriesStatus, Shape};
+use crate::protocol::{
+    now_timestamp, Compression, Dtype, FrameHeader, SeriesEnd, SeriesStart, SeriesStatus, Shape, Share,
+};
 use crate::receiver::{
     check_output, file_for, queue_for_writer, Output, ReceiveError, ReceiveSummary, ReceiverConfig, StopHandle,
 };
 use crate::reject::{Reason, Rejections};
 use crate::writer::{ChunkFilter, NxtomoWriter, Provenance, SeriesSummary, WriteError};
+pub use peers::Peers;
 
 /// HDF5 filter id of Bitshuffle (bitshuffle + LZ4 in the `bslz4` framing).
 pub const BITSHUFFLE_FILTER: i32 = 32008;
@@ -186,6 +190,8 @@ pub struct ImageMsg {
     pub series_id: u64,
     /// `image_id` (the frame index).
     pub image_id: u64,
+    /// `series_unique_id`, when the image carries it.
+    pub series_unique_id: Option<String>,
     /// The channel written.
     pub channel: String,
     /// Its image.
@@ -362,6 +368,7 @@ pub fn decode(msg: &[u8]) -> Result<Message, Stream2Error> {
             Ok(Message::Image(ImageMsg {
                 series_id,
                 image_id,
+                series_unique_id: get(&map, "series_unique_id").and_then(Value::as_text).map(str::to_string),
                 channel: name.as_text().unwrap_or("").to_string(),
                 image: multi_dim(img)?,
                 image_key: ud.get("image_key").and_then(Json::as_i64),
@@ -541,12 +548,17 @@ struct OpenSeries {
     encoding: Option<Encoding>,
     seen: Vec<bool>,
     rejected: Rejections,
+    /// One of several receivers on the stream (`--peers`): the images not dealt here are not missing here.
+    shared: bool,
+    /// When the last image of the series arrived (or it opened).
+    last: Instant,
 }
 
 /// What the receive thread hands the writer thread, in order, through the bounded queue.
 enum ToWriter {
-    /// A series starts (its file is created when the first image says which chunk filter it needs).
-    Open(Box<(Start, PathBuf)>),
+    /// A series starts (its file is created when the first image says which chunk filter it needs); `true`
+    /// when this receiver is one of several on the stream.
+    Open(Box<(Start, PathBuf, bool)>),
     /// The first accepted image's encoding and pixel type: create the file with this chunk filter.
     Create(Option<ChunkFilter>, Encoding, Dtype),
     /// An accepted image (the bytes as received: a compressed chunk or raw pixels).
@@ -568,6 +580,7 @@ pub struct Stream2Receiver {
     stop: StopHandle,
     budget: Arc<ByteBudget>,
     zap: Option<crate::curve::ZapHandler>,
+    peers: Option<Peers>,
 }
 
 impl Stream2Receiver {
@@ -588,7 +601,14 @@ impl Stream2Receiver {
             socket.bind(&cfg.endpoint).map_err(|e| zerr("bind", e, ": is something else bound there?"))?;
         }
         let budget = Arc::new(ByteBudget::new(cfg.queue_bytes));
-        Ok(Stream2Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default(), budget, zap })
+        Ok(Stream2Receiver { cfg, _ctx: ctx, socket, stop: StopHandle::default(), budget, zap, peers: None })
+    }
+
+    /// One of several receivers on the stream: shares the start and end it receives with the others, and
+    /// opens a series it did not see start from the start a peer shared (see [`peers`]).
+    pub fn with_peers(mut self, peers: Peers) -> Stream2Receiver {
+        self.peers = Some(peers);
+        self
     }
 
     /// The endpoint (the bound one when binding `tcp://127.0.0.1:*`).
@@ -625,51 +645,64 @@ impl Stream2Receiver {
 
     fn receive_loop(&self, tx: &ChanTx<ToWriter>, outside: &mut Rejections) -> Result<(), ReceiveError> {
         let mut open: Option<OpenSeries> = None;
+        let mut held: Vec<(Instant, ImageMsg)> = Vec::new();
         let mut msg = zmq::Message::new();
         let zerr = |cause| ReceiveError::Zmq { op: "recv", endpoint: self.cfg.endpoint.clone(), cause, hint: "" };
+        let mut last_tick = Instant::now();
         while !self.stop.is_stopped() {
-            {
+            let got = {
                 let _w = match open {
                     Some(_) => tracing::debug_span!("wait.queue", queue = "zmq", wants = "data", on = "sender"),
                     None => tracing::debug_span!("wait.idle", until = "next series"),
                 }
                 .entered();
                 match self.socket.recv(&mut msg, 0) {
-                    Ok(()) => {}
-                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => continue,
+                    Ok(()) => true,
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => false,
                     Err(e) => return Err(zerr(e)),
                 }
-            }
-            let mut parts = 1;
-            while msg.get_more() {
-                self.socket.recv(&mut msg, 0).map_err(zerr)?;
-                parts += 1;
-            }
-            let verdict = if parts != 1 {
-                Err((Reason::Parts, format!("stream v2 messages have one part, got {parts}")))
-            } else {
-                let decoded = {
-                    let _s = tracing::trace_span!("stream2.decode", bytes = msg.len()).entered();
-                    decode(&msg)
-                };
-                match decoded {
-                    Err(e) => Err((e.reason(), e.to_string())),
-                    Ok(m) => self.on_message(m, &mut open, tx),
-                }
             };
-            match verdict {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::SeriesDone) if matches!(self.cfg.output, Output::File(_)) => return Ok(()),
-                Ok(Flow::SeriesDone) => {}
-                Ok(Flow::WriterGone) => break,
-                Err((reason, detail)) => {
-                    let tally = open.as_mut().map_or(&mut *outside, |s| &mut s.rejected);
-                    tally.add(reason);
-                    if tally.get(reason) <= 10 {
-                        tracing::warn!(reason = reason.as_str(), "rejected stream v2 message: {detail}");
+            if got {
+                let mut parts = 1;
+                while msg.get_more() {
+                    self.socket.recv(&mut msg, 0).map_err(zerr)?;
+                    parts += 1;
+                }
+                let verdict = if parts != 1 {
+                    Err((Reason::Parts, format!("stream v2 messages have one part, got {parts}")))
+                } else {
+                    let decoded = {
+                        let _s = tracing::trace_span!("stream2.decode", bytes = msg.len()).entered();
+                        decode(&msg)
+                    };
+                    match decoded {
+                        Err(e) => Err((e.reason(), e.to_string())),
+                        Ok(m) => match &self.peers {
+                            None => self.on_message(m, &mut open, tx, false),
+                            Some(p) => self.on_shared(p, m, &msg, &mut open, &mut held, tx),
+                        },
+                    }
+                };
+                if self.settle(verdict, &mut open, outside) {
+                    break;
+                }
+            }
+            if let Some(p) = &self.peers {
+                if !got || last_tick.elapsed() >= Duration::from_millis(100) {
+                    last_tick = Instant::now();
+                    let verdict = self.peer_tick(p, &mut open, &mut held, tx, outside);
+                    if self.settle(verdict, &mut open, outside) {
+                        break;
                     }
                 }
             }
+        }
+        for (_, img) in held.drain(..) {
+            let why = format!(
+                "image {} of series {}: receiver stopped before its start arrived",
+                img.image_id, img.series_id
+            );
+            Self::tally(&mut None, outside, Reason::NoSeries, why);
         }
         if let Some(s) = open.take() {
             let _ = tx.send(ToWriter::Close(None, s.rejected));
@@ -677,8 +710,149 @@ impl Stream2Receiver {
         Ok(())
     }
 
+    /// Whether a verdict ends the loop: the one series of `--output` is done, or the writer is gone. A
+    /// rejection is counted where it belongs.
+    fn settle(&self, verdict: Verdict, open: &mut Option<OpenSeries>, outside: &mut Rejections) -> bool {
+        match verdict {
+            Ok(Flow::Continue) => false,
+            Ok(Flow::SeriesDone) => matches!(self.cfg.output, Output::File(_)),
+            Ok(Flow::WriterGone) => true,
+            Err((reason, detail)) => {
+                Self::tally(open, outside, reason, detail);
+                false
+            }
+        }
+    }
+
+    fn tally(open: &mut Option<OpenSeries>, outside: &mut Rejections, reason: Reason, detail: String) {
+        let tally = open.as_mut().map_or(outside, |s| &mut s.rejected);
+        tally.add(reason);
+        if tally.get(reason) <= 10 {
+            tracing::warn!(reason = reason.as_str(), "rejected stream v2 message: {detail}");
+        }
+    }
+
+    /// A message on a stream shared with peers: a start or end is published for them first; an image of a
+    /// series not open here is held until its start arrives from a peer ([`Self::peer_tick`]).
+    fn on_shared(
+        &self,
+        peers: &Peers,
+        m: Message,
+        raw: &[u8],
+        open: &mut Option<OpenSeries>,
+        held: &mut Vec<(Instant, ImageMsg)>,
+        tx: &ChanTx<ToWriter>,
+    ) -> Verdict {
+        match m {
+            Message::Start(start) => {
+                if let Err(e) = peers.publish_start(start.series_id, raw) {
+                    tracing::error!("cannot share series {}'s start in {}: {e}", start.series_id, peers.dir.display());
+                }
+                self.on_message(Message::Start(start), open, tx, true)
+            }
+            Message::End(end) => {
+                if let Err(e) = peers.publish_end(end.series_id, raw) {
+                    tracing::error!("cannot share series {}'s end in {}: {e}", end.series_id, peers.dir.display());
+                }
+                if open.as_ref().is_some_and(|s| s.start.series_id == end.series_id) {
+                    self.on_message(Message::End(end), open, tx, true)
+                } else {
+                    Ok(Flow::Continue) // a series whose images all went to peers: nothing to close here
+                }
+            }
+            Message::Image(img) if open.as_ref().is_none_or(|s| s.start.series_id != img.series_id) => {
+                if held.len() >= self.cfg.queue_frames.max(1) {
+                    return Err((
+                        Reason::NoSeries,
+                        format!(
+                            "image {} of series {}: {} images already wait for its start (from a peer in {})",
+                            img.image_id,
+                            img.series_id,
+                            held.len(),
+                            peers.dir.display()
+                        ),
+                    ));
+                }
+                held.push((Instant::now(), img));
+                Ok(Flow::Continue)
+            }
+            m => self.on_message(m, open, tx, true),
+        }
+    }
+
+    /// Shared stream: opens the series of held images once a peer published its start (or rejects them
+    /// after [`Peers::wait_for_start`]), and closes the open series once a peer published its end and no image
+    /// of it arrived for [`Peers::quiet_after_end`].
+    fn peer_tick(
+        &self,
+        peers: &Peers,
+        open: &mut Option<OpenSeries>,
+        held: &mut Vec<(Instant, ImageMsg)>,
+        tx: &ChanTx<ToWriter>,
+        outside: &mut Rejections,
+    ) -> Verdict {
+        if let Some((since, first)) = held.first() {
+            let (sid, since) = (first.series_id, *since);
+            if open.is_none() {
+                if let Some(raw) = peers.start(sid) {
+                    match decode(&raw) {
+                        Ok(Message::Start(start)) => {
+                            tracing::info!(series_id = sid, "series start shared by a peer in {}", peers.dir.display());
+                            if let Flow::WriterGone = self.on_message(Message::Start(start), open, tx, true)? {
+                                return Ok(Flow::WriterGone);
+                            }
+                        }
+                        _ => tracing::error!("{} is not a stream v2 start", peers.start_path(sid).display()),
+                    }
+                }
+            }
+            if open.as_ref().is_some_and(|s| s.start.series_id == sid) {
+                let (mine, others): (Vec<_>, Vec<_>) = held.drain(..).partition(|(_, i)| i.series_id == sid);
+                *held = others;
+                for (_, img) in mine {
+                    let unique = img.series_unique_id.clone();
+                    let verdict = match (&unique, open.as_ref()) {
+                        (Some(u), Some(s))
+                            if !s.start.series_unique_id.is_empty() && *u != s.start.series_unique_id =>
+                        {
+                            Err((
+                                Reason::SeriesMismatch,
+                                format!("image of series {u:?}, the shared start is of {:?}", s.start.series_unique_id),
+                            ))
+                        }
+                        _ => self.on_message(Message::Image(img), open, tx, true),
+                    };
+                    if let Err((reason, detail)) = verdict {
+                        Self::tally(open, outside, reason, detail);
+                    } else if let Ok(Flow::WriterGone) = verdict {
+                        return Ok(Flow::WriterGone);
+                    }
+                }
+            } else if since.elapsed() >= peers.wait_for_start {
+                let waited = peers.wait_for_start.as_secs_f64();
+                for (_, img) in held.drain(..) {
+                    let why = format!(
+                        "image {} of series {}: no start arrived here or from a peer in {} within {waited} s",
+                        img.image_id,
+                        img.series_id,
+                        peers.dir.display()
+                    );
+                    Self::tally(&mut None, outside, Reason::NoSeries, why);
+                }
+            }
+        }
+        match open.as_ref() {
+            Some(s) if s.shared && s.last.elapsed() >= peers.quiet_after_end && peers.ended(s.start.series_id) => {
+                let series_id = s.start.series_id;
+                tracing::info!(series_id, "series end shared by a peer in {}", peers.dir.display());
+                self.on_message(Message::End(End { series_id }), open, tx, true)
+            }
+            _ => Ok(Flow::Continue),
+        }
+    }
+
     /// Checks one decoded message and queues what the writer must do with it.
-    fn on_message(&self, m: Message, open: &mut Option<OpenSeries>, tx: &ChanTx<ToWriter>) -> Verdict {
+    fn on_message(&self, m: Message, open: &mut Option<OpenSeries>, tx: &ChanTx<ToWriter>, shared: bool) -> Verdict {
         match m {
             Message::Start(start) => {
                 if start.number_of_images == 0 {
@@ -706,8 +880,10 @@ impl Stream2Receiver {
                     start: (*start).clone(),
                     encoding: None,
                     rejected: Rejections::default(),
+                    shared,
+                    last: Instant::now(),
                 });
-                Ok(push(tx, ToWriter::Open(Box::new((*start, path)))))
+                Ok(push(tx, ToWriter::Open(Box::new((*start, path, shared)))))
             }
             Message::Image(img) => {
                 let s = open.as_mut().ok_or((Reason::NoSeries, "image outside a series".into()))?;
@@ -747,6 +923,7 @@ impl Stream2Receiver {
                 let h =
                     FrameHeader { index: FrameIndex(img.image_id), image_key: key, angle, timestamp: now_timestamp() };
                 s.seen[i] = true;
+                s.last = Instant::now();
                 let bytes = img.image.bytes;
                 if !self.budget.acquire(bytes.len() as u64, || self.stop.is_stopped()) {
                     return Ok(Flow::WriterGone);
@@ -760,10 +937,14 @@ impl Stream2Receiver {
                     *open = Some(s);
                     return Err((Reason::SeriesMismatch, format!("end of series {} in series {id}", e.series_id)));
                 }
+                // Shared stream: the detector dealt this receiver the images that arrived here (any it lost is
+                // found by `beamline stitch`, which needs every image in exactly one receiver's file).
+                let frames_sent =
+                    if s.shared { s.seen.iter().filter(|&&x| x).count() as u64 } else { s.start.number_of_images };
                 let end = SeriesEnd {
                     protocol: crate::protocol::PROTOCOL_VERSION,
                     series: series_name(&s.start),
-                    frames_sent: s.start.number_of_images,
+                    frames_sent,
                     status: Some(SeriesStatus::Complete),
                     metadata: None,
                 };
@@ -797,6 +978,7 @@ struct WriterSeries {
     start: Start,
     path: PathBuf,
     writer: Option<NxtomoWriter>,
+    shared: bool,
 }
 
 fn writer_loop(
@@ -821,16 +1003,16 @@ fn writer_loop(
             };
             match msg {
                 Ok(ToWriter::Open(b)) => {
-                    let (start, path) = *b;
+                    let (start, path, shared) = *b;
                     if let Some(s) = current.take() {
                         done.push(close(s, None, Rejections::default(), &prov)?);
                     }
-                    current = Some(WriterSeries { start, path, writer: None });
+                    current = Some(WriterSeries { start, path, writer: None, shared });
                 }
                 Ok(ToWriter::Create(filter, encoding, dtype)) => {
                     if let Some(s) = current.as_mut() {
                         s.start.dtype = Some(dtype);
-                        s.writer = Some(create(&s.start, &s.path, filter.as_ref(), encoding, &prov)?);
+                        s.writer = Some(create(&s.start, &s.path, filter.as_ref(), encoding, s.shared, &prov)?);
                     }
                 }
                 Ok(ToWriter::Frame(h, bytes)) => {
@@ -879,6 +1061,7 @@ fn create(
     path: &Path,
     filter: Option<&ChunkFilter>,
     encoding: Encoding,
+    shared: bool,
     prov: &Provenance,
 ) -> Result<NxtomoWriter, WriteError> {
     let mut s = SeriesStart::new(
@@ -889,6 +1072,11 @@ fn create(
         start.number_of_images,
     );
     s.metadata = json!({ "stream2": start.json.clone(), "chunk_encoding": encoding.as_str() });
+    if shared {
+        // One of several receivers on the stream: the writer's share rule lists the images dealt to the others
+        // as not sent here (not missing) when every image dealt here arrived and nothing was rejected.
+        s.share = Some(Share { index: 0, of: 1 });
+    }
     let w = NxtomoWriter::create_with_filter(path, &s, prov, filter)?;
     write_metadata(&w, start, encoding).map_err(|cause| WriteError::Hdf5 {
         what: "write stream v2 metadata".into(),
@@ -906,7 +1094,7 @@ fn close(
 ) -> Result<SeriesSummary, WriteError> {
     let w = match s.writer.take() {
         Some(w) => w,
-        None => create(&s.start, &s.path, None, Encoding::Raw, prov)?,
+        None => create(&s.start, &s.path, None, Encoding::Raw, s.shared, prov)?,
     };
     w.finish(end, rejected)
 }

@@ -12,11 +12,19 @@ independently with `dectris-compression`.
 The simulator streams the `start`/`image`/`end` messages it ships (captured from a real EIGER2 16M: a bslz4
 image of 4362 x 4148 uint16 pixels) with `series_id`, `image_id` and `number_of_images` filled in.
 
-One fix is applied when serving: tickit 0.4.3 creates the stream's PUSH socket with
-`aiozmq.create_zmq_stream(zmq.PUSH, connect=addr, bind=addr)`, so the socket also connects to its own
-address; libzmq then deals part of the stream into that dead PUSH-to-PUSH connection and those messages are
-lost (seen here: a series whose start and two of three images never reached the one real client). `serve`
-gives the Eiger's stream adapters a bind-only socket; everything else is the simulator as published.
+Two fixes are applied when serving; everything else is the simulator as published:
+- tickit 0.4.3 creates the stream's PUSH socket with `aiozmq.create_zmq_stream(zmq.PUSH, connect=addr,
+  bind=addr)`, so the socket also connects to its own address; libzmq then deals part of the stream into that
+  dead PUSH-to-PUSH connection and those messages are lost (seen here: a series whose start and two of three
+  images never reached the one real client). `serve` gives the Eiger's stream adapters a bind-only socket.
+- tickit-devices 0.4.1's `EigerZMQAdapter.after_update` sends everything buffered since the last device update
+  as ONE multipart ZeroMQ message (`add_message_to_stream(list(consume_data()))`). Stream v1 is multipart by
+  design, but stream v2 is not (DECTRIS: "V2 ... Multipart: No", one CBOR message per ZeroMQ message). When
+  `trigger` follows `arm` before the adapter's next update, the start message and image 0 go out as one
+  two-part message (captured with a pyzmq PULL in about 1 run of 6: `[start 947 B, image 0 513316 B]`), which
+  `beamline receive --format stream2` rightly rejects (`reason=parts`); the series then has no start and every
+  image is `no_series`. `serve` makes the stream v2 adapter send each buffered message as its own one-part
+  message, as a real detector does; the stream v1 adapter is left as published.
 """
 import json
 import sys
@@ -57,11 +65,21 @@ def serve(yaml):
     import tickit.cli
     import tickit_devices.eiger as eiger
     import zmq
+    from tickit_devices.eiger.stream.eiger_stream_2 import EigerStream2
 
     async def bind_only(host, port):
         return await aiozmq.create_zmq_stream(zmq.PUSH, bind=f"tcp://{host}:{port}")
 
     eiger.ZeroMqPushIo = functools.partial(eiger.ZeroMqPushIo, socket_factory=bind_only)
+
+    def one_message_per_zmq_message(self):
+        if not isinstance(self.stream, EigerStream2):
+            return published_after_update(self)  # stream v1: header and data parts are one multipart message
+        for message in self.stream.consume_data():
+            self.add_message_to_stream([message])
+
+    published_after_update = eiger.EigerZMQAdapter.after_update
+    eiger.EigerZMQAdapter.after_update = one_message_per_zmq_message
     tickit.cli.main(["all", yaml])
 
 

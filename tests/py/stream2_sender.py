@@ -2,6 +2,10 @@
 checker of what `beamline receive --format stream2` wrote (h5py + hdf5plugin).
 
   stream2_sender.py send ENDPOINT DIR SCENARIO   # binds PUSH on ENDPOINT; SCENARIO: complete | noend | raw
+  stream2_sender.py shared ENDPOINT DIR PEERS     # waits for PEERS PULL clients, then start, images in order,
+                                                 # end: the socket deals them round robin, as a detector does
+  stream2_sender.py check_master MASTER DIR FILE...  # the stitched master vs DIR/expected.npz, and each
+                                                     # image held by exactly one of the receivers' FILEs
   stream2_sender.py check FILE DIR               # compares FILE with DIR/expected.npz / expected.json
   stream2_sender.py compare OURS STREAM2          # same frames, keys and angles in both files? (JSON line)
 
@@ -108,6 +112,58 @@ def send(endpoint, outdir, scenario):
         json.dump({"sent": sent, "encoding": encoding}, f)
 
 
+def start_msg():
+    return {
+        "type": "start", "series_id": SERIES_ID, "series_unique_id": UNIQUE, "image_dtype": "uint16",
+        "image_size_x": COLS, "image_size_y": ROWS, "number_of_images": N, "frame_time": 0.01,
+        "goniometer": {"omega": {"increment": STEP, "start": OMEGA0}},
+        "user_data": {"image_keys": KEYS, "rotation_axis": "omega"},
+    }
+
+
+def shared(endpoint, outdir, peers):
+    """One stream, several PULL clients: libzmq's PUSH deals each message to one of them in turn."""
+    from zmq.utils.monitor import recv_monitor_message
+    imgs = images()
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.setsockopt(zmq.LINGER, 10000)
+    mon = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    mon.setsockopt(zmq.RCVTIMEO, 60000)
+    s.bind(endpoint)
+    for _ in range(int(peers)):
+        recv_monitor_message(mon)  # raises zmq.Again if a receiver never connects
+    s.send(dump(start_msg()))
+    for i in range(N):
+        s.send(dump(image_msg(i, imgs[i], "bslz4")))
+    s.send(dump({"type": "end", "series_id": SERIES_ID, "series_unique_id": UNIQUE}))
+    s.disable_monitor()
+    mon.close()
+    s.close()
+    ctx.term()
+    np.savez(f"{outdir}/expected.npz", *imgs)
+
+
+def check_master(master, outdir, *files):
+    imgs = np.load(f"{outdir}/expected.npz")
+    held = []
+    for path in files:
+        with h5py.File(path, "r") as f:
+            held.append([int(i) for i, k in enumerate(f["/entry/instrument/detector/image_key"][()]) if k != 3])
+    counts = [sum(i in h for h in held) for i in range(N)]
+    assert counts == [1] * N, f"images held by how many receivers: {counts}"
+    with h5py.File(master, "r") as f:
+        d = f["/entry/instrument/detector/data"]
+        assert d.is_virtual and d.shape == (N, ROWS, COLS), (d.is_virtual, d.shape)
+        for i in range(N):
+            assert np.array_equal(d[i], imgs[f"arr_{i}"]), f"image {i} differs in the master"
+        keys = list(f["/entry/instrument/detector/image_key"][()])
+        angles = f["/entry/sample/rotation_angle"][()]
+        assert keys == KEYS, keys
+        assert np.allclose(angles, [OMEGA0 + STEP * i for i in range(N)]), angles
+    print(json.dumps({"images": N, "held": held}))
+
+
 def check(path, outdir):
     exp = json.load(open(f"{outdir}/expected.json"))
     imgs = np.load(f"{outdir}/expected.npz")
@@ -154,6 +210,10 @@ def compare(ours, theirs):
 if __name__ == "__main__":
     if sys.argv[1] == "send":
         send(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "shared":
+        shared(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "check_master":
+        check_master(sys.argv[2], sys.argv[3], *sys.argv[4:])
     elif sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
     else:

@@ -211,3 +211,160 @@ fn a_tcp_relay_sees_the_pixels_without_curve_and_never_with_it() {
     assert!(!contains(&secured, PATTERN), "a pixel pattern leaked through CURVE");
     assert!(!contains(&secured, b"relay"), "the series id leaked through CURVE");
 }
+
+/// A `beamline receive` admitting only `tx.key` into `out_dir` (`extra`: e.g. `--format stream2`).
+fn guarded_receiver(d: &Path, ep: &str, out_dir: &Path, extra: &[&str]) -> std::process::Child {
+    beamline()
+        .args(["receive", "--bind", ep, "-q", "--output-dir"])
+        .arg(out_dir)
+        .args(["--curve-secret", &p(d, "rx.key_secret"), "--curve-allow", &p(d, "tx.key")])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A sender with the wrong key has had its chance (`intruder`, killed after a few seconds): the receiver
+/// stopped with Ctrl-C must have written nothing and logged and counted the intruder's key as refused.
+fn assert_refused(d: &Path, rx: std::process::Child, mut intruder: std::process::Child, out_dir: &Path) {
+    std::thread::sleep(Duration::from_secs(6));
+    let _ = intruder.kill();
+    let _ = intruder.wait();
+    assert!(Command::new("kill").args(["-INT", &rx.id().to_string()]).status().unwrap().success());
+    let out = wait(rx, Duration::from_secs(60), "beamline receive --curve-secret (wrong key)");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stdout.contains("no series received") && stdout.contains("CURVE: refused"), "{stdout}");
+    let intruder_key = curve::z85(&curve::read_public(&d.join("intruder.key")).unwrap());
+    assert!(stderr.contains("refused a sender") && stderr.contains(&intruder_key), "{stderr}");
+    let files: Vec<_> = std::fs::read_dir(out_dir).unwrap().filter_map(Result::ok).map(|e| e.path()).collect();
+    assert!(files.iter().all(|f| f.extension().is_none_or(|x| x != "h5")), "files written: {files:?}");
+}
+
+fn closing(out: &std::process::Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn curve_args(d: &Path, who: &str) -> [String; 4] {
+    ["--curve-secret".into(), p(d, &format!("{who}.key_secret")), "--curve-server".into(), p(d, "rx.key")]
+}
+
+#[test]
+fn spread_over_curve_delivers_to_every_receiver_and_a_wrong_key_to_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for k in ["rx", "tx", "intruder"] {
+        keys(d, k);
+    }
+    let spread = |eps: &[String], who: &str| {
+        let mut c = beamline();
+        c.args(["spread", "--size", "24", "--angles", "6", "--darks", "1", "--flats", "1", "--series", "cs"]);
+        for e in eps {
+            c.args(["--to", e]);
+        }
+        c.args(curve_args(d, who)).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    // Both receivers hold the same server key pair; the sender trusts that public key.
+    let eps: Vec<String> = (0..2).map(|_| free_endpoint()).collect();
+    let files: Vec<_> = (0..2).map(|k| d.join(format!("w{k}.h5"))).collect();
+    let rxs: Vec<_> = eps
+        .iter()
+        .zip(&files)
+        .map(|(e, f)| {
+            spawn_receiver(e, f, &["--curve-secret", &p(d, "rx.key_secret"), "--curve-allow", &p(d, "tx.key")])
+        })
+        .collect();
+    let sent = wait(spread(&eps, "tx"), Duration::from_secs(60), "beamline spread --curve-secret");
+    assert!(sent.status.success(), "{}", closing(&sent));
+    for rx in rxs {
+        let out = wait(rx, Duration::from_secs(60), "beamline receive --curve-secret (spread)");
+        assert_eq!(out.status.code(), Some(0), "{}", closing(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("missing 0; status complete"), "{}", closing(&out));
+    }
+    let master = d.join("master.h5");
+    let st = beamline().arg("stitch").args(&files).arg("-o").arg(&master).output().unwrap();
+    assert!(st.status.success() && String::from_utf8_lossy(&st.stdout).contains("8 frames"), "{}", closing(&st));
+
+    let (ep, out_dir) = (free_endpoint(), d.join("refused"));
+    let rx = guarded_receiver(d, &ep, &out_dir, &[]);
+    assert_refused(d, rx, spread(std::slice::from_ref(&ep), "intruder"), &out_dir);
+}
+
+#[test]
+fn scan_detector_over_curve_delivers_and_a_wrong_key_delivers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for k in ["rx", "tx", "intruder"] {
+        keys(d, k);
+    }
+    let printed = beamline().args(["scan", "--print-config"]).output().unwrap();
+    assert!(printed.status.success(), "{}", closing(&printed));
+    let default = String::from_utf8_lossy(&printed.stdout).to_string();
+    assert!(default.contains("# endpoint = "), "the built-in configuration changed: {default}");
+    let script = d.join("cv.rhai");
+    std::fs::write(&script, "tomo_scan(#{projections: 6, darks: 1, flats: 1, sample_out: 8.0, name: \"cv\"});")
+        .unwrap();
+    let scan = |ep: &str, who: &str| {
+        let cfg = d.join(format!("{who}.toml"));
+        let detector = format!(
+            "endpoint = {ep:?}\ncurve_secret = {:?}\ncurve_server = {:?}\n# endpoint = ",
+            p(d, &format!("{who}.key_secret")),
+            p(d, "rx.key")
+        );
+        std::fs::write(&cfg, default.replacen("# endpoint = ", &detector, 1)).unwrap();
+        beamline()
+            .args(["scan", script.to_str().unwrap(), "--time-scale", "0", "-q", "--config"])
+            .arg(&cfg)
+            .current_dir(d)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ep = free_endpoint();
+    let file = d.join("scan.h5");
+    let rx = spawn_receiver(&ep, &file, &["--curve-secret", &p(d, "rx.key_secret"), "--curve-allow", &p(d, "tx.key")]);
+    let ran = wait(scan(&ep, "tx"), Duration::from_secs(120), "beamline scan ([detector] curve_secret)");
+    assert!(ran.status.success(), "{}", closing(&ran));
+    let out = wait(rx, Duration::from_secs(60), "beamline receive --curve-secret (scan)");
+    assert_eq!(out.status.code(), Some(0), "{}", closing(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("expected 8, received 8, rejected 0"), "{}", closing(&out));
+
+    let (ep, out_dir) = (free_endpoint(), d.join("refused"));
+    let rx = guarded_receiver(d, &ep, &out_dir, &[]);
+    assert_refused(d, rx, scan(&ep, "intruder"), &out_dir);
+}
+
+#[test]
+fn stream2_over_curve_delivers_and_a_wrong_key_delivers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for k in ["rx", "tx", "intruder"] {
+        keys(d, k);
+    }
+    let simulate2 = |ep: &str, who: &str| {
+        beamline()
+            .args(["simulate", "--format", "stream2", "--connect", ep, "--size", "32", "--angles", "6"])
+            .args(["--flats", "1", "--darks", "1", "-q"])
+            .args(curve_args(d, who))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ep = free_endpoint();
+    let file = d.join("s2.h5");
+    let allow = ["--curve-secret", &p(d, "rx.key_secret"), "--curve-allow", &p(d, "tx.key")];
+    let rx = spawn_receiver(&ep, &file, &[&["--format", "stream2"][..], &allow[..]].concat());
+    let sent = wait(simulate2(&ep, "tx"), Duration::from_secs(60), "beamline simulate --format stream2 --curve-secret");
+    assert!(sent.status.success(), "{}", closing(&sent));
+    let out = wait(rx, Duration::from_secs(60), "beamline receive --format stream2 --curve-secret");
+    assert_eq!(out.status.code(), Some(0), "{}", closing(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("expected 8, received 8, rejected 0"), "{}", closing(&out));
+
+    let (ep, out_dir) = (free_endpoint(), d.join("refused"));
+    let rx = guarded_receiver(d, &ep, &out_dir, &["--format", "stream2"]);
+    assert_refused(d, rx, simulate2(&ep, "intruder"), &out_dir);
+}

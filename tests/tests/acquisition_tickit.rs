@@ -2,7 +2,8 @@
 //! streaming the start/image/end messages captured from a real EIGER2 16M) is driven over REST by
 //! `tests/py/eiger_tickit.py`; `beamline receive --format stream2 --connect` writes the file, and h5py +
 //! hdf5plugin check it against the simulator's images decoded independently with `dectris-compression`.
-//! (The simulator runs with one fix, a bind-only stream socket: see `tests/py/eiger_tickit.py`.)
+//! (The simulator runs with two fixes, a bind-only stream socket and one ZeroMQ message per stream v2 message: see
+//! `tests/py/eiger_tickit.py`.)
 
 mod acquisition_common;
 
@@ -40,8 +41,9 @@ fn tickit_eiger_series_lands_as_sent_with_its_metadata() {
             .arg(tests::workspace_root().join("tests/py/eiger_tickit.py"))
             .arg("serve")
             .arg(&yaml)
-            // Not the package folder cargo runs tests in: started from /work/main/tests the simulator streams its
-            // start message in two parts (seen in the full suite; it passed when run from the workspace root).
+            // Its scratch folder. (The start message that sometimes came "in two parts" was not the folder: the
+            // published simulator bundles start and image 0 into one multipart message when `trigger` follows
+            // `arm` before its next update; `serve` fixes that, see tests/py/eiger_tickit.py.)
             .current_dir(dir.path())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -332,6 +332,47 @@ pub fn simulate_stream2(
     sender.end_series()
 }
 
+/// `beamline simulate --format stream2 --replay FILE`: the frames of an NXtomo file (decompressed by HDF5)
+/// sent again as a stream v2 series, in index order, frames marked invalid skipped (as
+/// [`crate::replay::replay_series`] does for our protocol): each image carries its `image_key` and `angle` in
+/// `user_data`, the start the replayed file's name. Returns the images sent.
+pub fn replay_stream2(
+    sender: &mut Stream2Sender,
+    src: &crate::replay::NxtomoSource,
+    replayed: &std::path::Path,
+    series: &str,
+    fps: Option<f64>,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, crate::replay::ReplayError> {
+    let frames = src.frames();
+    let start = StartInfo {
+        series_id: crate::protocol::now_timestamp() as u64,
+        series_unique_id: series.to_string(),
+        shape: src.shape().0,
+        dtype: src.dtype(),
+        images: frames.len().max(1) as u64,
+        extra: vec![
+            (t("detector_description"), t("beamline simulate --replay")),
+            (t("user_data"), Value::Map(vec![(t("replayed_file"), t(&replayed.display().to_string()))])),
+        ],
+    };
+    sender.start_series(&start)?;
+    let (mut buf, pacer) = (Vec::new(), crate::sim::Pacer::new(fps));
+    for (n, (i, key, angle)) in frames.into_iter().enumerate() {
+        src.read_frame(i, &mut buf)?;
+        pacer.wait(n as u64);
+        let h = FrameHeader {
+            index: crate::nexus::FrameIndex(n as u64),
+            image_key: key,
+            angle,
+            timestamp: crate::protocol::now_timestamp(),
+        };
+        sender.send_image(&h, &buf)?;
+        progress(n as u64 + 1);
+    }
+    Ok(sender.end_series()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

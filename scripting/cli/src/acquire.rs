@@ -164,7 +164,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "bslz4", value_parser = ["bslz4", "lz4", "none"])]
     pub encoding: String,
     /// Resend the frames of this NXtomo file instead of simulating (keeps its compression unless
-    /// --compression is given explicitly).
+    /// --compression is given explicitly; with --format stream2 as images of --encoding).
     #[arg(long, value_name = "FILE.h5")]
     pub replay: Option<PathBuf>,
     /// c-blosc threads used to compress.
@@ -250,6 +250,11 @@ pub struct ReceiveArgs {
     /// detector with `--connect tcp://DETECTOR:31001`).
     #[arg(long, default_value = "beamline", value_parser = ["beamline", "stream2"])]
     pub format: String,
+    /// With --format stream2: one of several receivers on one detector stream (the detector deals each message
+    /// to one of them). They share the start and end each receives through this folder (the same for all of
+    /// them, one per session); each file holds the images dealt to it, `beamline stitch` joins them.
+    #[arg(long, value_name = "DIR")]
+    pub peers: Option<PathBuf>,
     /// CURVE: this receiver's secret key file (from `beamline keys new`); only senders listed with
     /// --curve-allow can deliver, every message is encrypted, and refused senders are logged and counted.
     #[arg(long, value_name = "FILE", requires = "curve_allow")]
@@ -503,7 +508,6 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
 /// `simulate --format stream2`: the simulator's series as DECTRIS stream v2.
 fn simulate_stream2(a: &SimulateArgs, curve: Option<&CurveClient>) -> anyhow::Result<ExitCode> {
     use acquisition::stream2::{send, Encoding};
-    anyhow::ensure!(a.replay.is_none(), "--replay resends our own protocol only: drop --format stream2");
     let encoding = match a.encoding.as_str() {
         "lz4" => Encoding::Lz4,
         "none" => Encoding::Raw,
@@ -515,13 +519,28 @@ fn simulate_stream2(a: &SimulateArgs, curve: Option<&CurveClient>) -> anyhow::Re
     };
     let mut sender = send::Stream2Sender::open(&endpoint, bind, curve, encoding)?;
     let series = a.series.clone().unwrap_or_else(|| format!("sim-{}", acquisition::protocol::now_timestamp() as u64));
+    let fps = (a.fps > 0.0).then_some(a.fps);
+    if let Some(path) = &a.replay {
+        let src = NxtomoSource::open(path)?;
+        let pb = bar(a.quiet, src.frames().len() as u64, "replay");
+        let t0 = Instant::now();
+        let sent = send::replay_stream2(&mut sender, &src, path, &series, fps, |n| pb.set_position(n))
+            .with_context(|| format!("replaying {} as stream v2 on {endpoint}", path.display()))?;
+        pb.finish_and_clear();
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "replayed {} as stream v2 series {series} ({}): {sent} images on {endpoint} in {secs:.2} s",
+            path.display(),
+            encoding.as_str()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let rows = a.rows.unwrap_or(a.size);
     let cols = a.cols.unwrap_or(a.size);
     anyhow::ensure!(rows > 0 && cols > 0 && a.angles > 0, "--size/--rows/--cols and --angles must be at least 1");
     let mut cfg = SimConfig::new(rows as usize, cols as usize, a.dtype.into());
     cfg.seed = a.seed;
     let schedule = Schedule { darks: a.darks, flats: a.flats, angles: a.angles, range: Degrees(a.range as f64) };
-    let fps = (a.fps > 0.0).then_some(a.fps);
     let pb = bar(a.quiet, schedule.frames(), "simulate");
     let t0 = Instant::now();
     let sent = send::simulate_stream2(&mut sender, &cfg, &schedule, &series, fps, |n| pb.set_position(n))
@@ -568,8 +587,12 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
         cfg.curve = Some(CurveServer::from_files(secret, &a.curve_allow)?);
     }
     if a.format == "stream2" {
-        return receive_stream2(cfg, a.quiet, single);
+        return receive_stream2(cfg, a.peers.as_deref(), a.quiet, single);
     }
+    anyhow::ensure!(
+        a.peers.is_none(),
+        "--peers is for --format stream2; our own protocol's senders deal shares themselves (`beamline spread`)"
+    );
     let receiver = Receiver::bind(cfg)?;
     let endpoint = receiver.endpoint();
     let stop = receiver.stop_handle();
@@ -630,8 +653,18 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `receive --format stream2`: DECTRIS SIMPLON stream v2 (no preview, no progress bar).
-fn receive_stream2(cfg: ReceiverConfig, quiet: bool, single: bool) -> anyhow::Result<ExitCode> {
-    let receiver = acquisition::stream2::Stream2Receiver::open(cfg)?;
+fn receive_stream2(
+    cfg: ReceiverConfig,
+    peers: Option<&std::path::Path>,
+    quiet: bool,
+    single: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut receiver = acquisition::stream2::Stream2Receiver::open(cfg)?;
+    if let Some(dir) = peers {
+        let peers = acquisition::stream2::Peers::new(dir)
+            .with_context(|| format!("creating the --peers folder {}", dir.display()))?;
+        receiver = receiver.with_peers(peers);
+    }
     let endpoint = receiver.endpoint();
     let stop = receiver.stop_handle();
     let _ = ctrlc::set_handler(move || {
