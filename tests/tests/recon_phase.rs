@@ -8,7 +8,7 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::{beamline, free_endpoint, output_text as text, recon_quiet as recon, run_python};
+use tests::{beamline, free_endpoint, make_nxtomo, output_text as text, python, recon_quiet as recon, run_python};
 
 fn wait(mut child: Child, what: &str) -> Output {
     let t0 = Instant::now();
@@ -118,4 +118,115 @@ fn paganin_without_the_geometry_names_the_option() {
         "31.5",
     ]);
     assert!(r.status.success(), "{}", text(&r));
+}
+
+/// tifffile + numpy: the largest absolute difference between the pixels of two TIFF files (argv[1], argv[2]).
+const TIFF_DIFF: &str = r#"
+import sys
+import numpy as np, tifffile
+a = tifffile.imread(sys.argv[1]).astype(np.float64)
+b = tifffile.imread(sys.argv[2]).astype(np.float64)
+print(float(np.abs(a - b).max()))
+"#;
+
+/// The bytes in "needs about 12.3 KiB" of a `--memory` refusal.
+fn needs_about(message: &str) -> f64 {
+    let rest = message.split("needs about ").nth(1).unwrap_or_else(|| panic!("no size in {message}"));
+    let mut words = rest.split_whitespace();
+    let value: f64 = words.next().and_then(|w| w.parse().ok()).expect("a number");
+    let unit = match words.next() {
+        Some("KiB") => 1024.0,
+        Some("MiB") => 1024.0 * 1024.0,
+        Some("GiB") => 1024.0 * 1024.0 * 1024.0,
+        _ => 1.0,
+    };
+    value * unit
+}
+
+/// Issue 15 §2 follow-up: Paganin is applied not only to the volume but to what decides how it is made and
+/// shown: the centre sweep's trial slices, the automatic centre, the automatic 16-bit range, and the memory
+/// budget counts its context rows.
+#[test]
+fn paganin_reaches_the_sweep_the_automatic_centre_the_range_and_the_memory_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("scan.h5");
+    make_nxtomo(&input, &["--rows", "8", "--cols", "64", "--angles", "120"]);
+    let inp = input.to_str().unwrap();
+    let phase = ["--phase", "paganin", "--delta-beta", "300", "--energy", "20", "--distance", "1", "--pixel-size", "1"];
+    let run = |name: &str, extra: &[&str], with_phase: bool| {
+        let out = dir.path().join(name);
+        let mut args = vec![inp, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        if with_phase {
+            args.extend_from_slice(&phase);
+        }
+        (recon(&args), out)
+    };
+
+    // The centre sweep: its trial slice is the phase-retrieved one (before, the sweep ignored --phase).
+    let (o, sweep_p) = run("sweep_phase", &["--center-sweep", "31:32:0.5"], true);
+    assert!(o.status.success(), "{}", text(&o));
+    let (o, sweep) = run("sweep_plain", &["--center-sweep", "31:32:0.5"], false);
+    assert!(o.status.success(), "{}", text(&o));
+    let (o, vol_p) = run("vol_phase", &["--center", "31.5", "--slices", "4:5"], true);
+    assert!(o.status.success(), "{}", text(&o));
+    let diff = |a: &Path, b: &Path| -> f64 {
+        let o = std::process::Command::new(python())
+            .args(["-c", TIFF_DIFF, a.to_str().unwrap(), b.to_str().unwrap()])
+            .output()
+            .expect("python");
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().parse().expect("a number")
+    };
+    let trial = sweep_p.join("center_0031.50.tif");
+    // The sweep reconstructs the middle row (4 of 0:8): the same slice as the volume's at that centre.
+    let same = diff(&trial, &vol_p.join("slice_00004.tif"));
+    let plain = diff(&sweep.join("center_0031.50.tif"), &vol_p.join("slice_00004.tif"));
+    assert!(same < 1e-5 && plain > 1e-4, "phase sweep vs phase volume {same}, plain sweep vs phase volume {plain}");
+
+    // The automatic centre is found on the phase-retrieved rows: its residual is theirs.
+    let (o, auto_p) = run("auto_phase", &["--slices", "4:5"], true);
+    assert!(o.status.success(), "{}", text(&o));
+    let (o, auto) = run("auto_plain", &["--slices", "4:5"], false);
+    assert!(o.status.success(), "{}", text(&o));
+    let residual = |d: &Path| provenance(d)["parameters"]["center_residual"].as_f64().expect("center_residual");
+    let (rp, r) = (residual(&auto_p), residual(&auto));
+    assert!((rp - r).abs() > 1e-3 * r.abs(), "residual with Paganin {rp}, without {r}");
+
+    // The automatic 16-bit range comes from the phase-retrieved middle slice: it holds that slice's values.
+    let (o, u16p) = run("u16_phase", &["--center", "31.5", "--slices", "4:5", "--bits", "16"], true);
+    assert!(o.status.success(), "{}", text(&o));
+    let (o, u16) = run("u16_plain", &["--center", "31.5", "--slices", "4:5", "--bits", "16"], false);
+    assert!(o.status.success(), "{}", text(&o));
+    let range = |d: &Path| {
+        let s = &provenance(d)["scaling"];
+        (s["lo"].as_f64().expect("lo"), s["hi"].as_f64().expect("hi"))
+    };
+    const PERCENTILES: &str = r#"
+import sys
+import numpy as np, tifffile
+v = np.sort(tifffile.imread(sys.argv[1]).astype(np.float32).ravel())
+at = lambda p: float(v[int(round((len(v) - 1) * p))])
+print(at(0.001), at(0.999))
+"#;
+    let o = std::process::Command::new(python())
+        .args(["-c", PERCENTILES, vol_p.join("slice_00004.tif").to_str().unwrap()])
+        .output()
+        .expect("python");
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Vec<f64> =
+        String::from_utf8_lossy(&o.stdout).split_whitespace().map(|w| w.parse().expect("number")).collect();
+    let ((lo, hi), (plo, phi)) = (range(&u16p), range(&u16));
+    let tol = 1e-4 * (v[1] - v[0]).abs();
+    assert!((lo - v[0]).abs() <= tol && (hi - v[1]).abs() <= tol, "range {lo}:{hi}, phase slice percentiles {v:?}");
+    assert!((plo - lo).abs() > 10.0 * tol || (phi - hi).abs() > 10.0 * tol, "plain {plo}:{phi} vs phase {lo}:{hi}");
+
+    // --memory counts the rows of context Paganin reads above and below each slab.
+    let need = |with_phase: bool| {
+        let (o, _) = run("m", &["--center", "31.5", "--memory", "1K"], with_phase);
+        assert!(!o.status.success());
+        needs_about(&text(&o))
+    };
+    let (with, without) = (need(true), need(false));
+    assert!(with > without, "smallest slab with Paganin {with} bytes, without {without}");
 }
