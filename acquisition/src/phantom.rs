@@ -268,6 +268,14 @@ impl Detector {
         Detector { rows, cols, center: (cols as f64 - 1.0) / 2.0, pixels_per_unit: cols as f64 / 2.0 }
     }
 
+    /// A half-acquisition detector: the axis at column `center`, near one edge, and the head filling the
+    /// circle the far edge sweeps (its radius, the axis's distance to the far edge of the detector, is one
+    /// phantom unit), so a 360-degree scan sees the whole head only by joining opposite projections.
+    pub fn offset_axis(rows: usize, cols: usize, center: f64) -> Detector {
+        let half = (center + 0.5).max(cols as f64 - 0.5 - center);
+        Detector { rows, cols, center, pixels_per_unit: half }
+    }
+
     /// Height `z` of detector row (and reconstructed slice) `row`, in pixels.
     pub fn z_of_row(&self, row: usize) -> f64 {
         (self.rows as f64 - 1.0) / 2.0 - row as f64

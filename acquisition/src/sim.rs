@@ -26,15 +26,29 @@ pub struct SimConfig {
     pub dtype: Dtype,
     /// Seed of the noise and of the fixed gain pattern.
     pub seed: u64,
-    /// Attenuation, in 1/(phantom intensity x pixel) times the detector width: `exp(-attenuation * L / cols)`.
+    /// Attenuation, in 1/(phantom intensity x pixel) times the field of view's width (the detector width, or
+    /// twice the axis's distance to the far edge with [`SimConfig::axis`]): `exp(-attenuation * L / width)`.
     /// The default 4 leaves about 40 % of the beam through the middle of the head.
     pub attenuation: f64,
+    /// Column the rotation axis projects onto (`None`: the middle). An axis near one edge makes a
+    /// half-acquisition (offset-axis) scan: the phantom fills the circle the far edge sweeps, so each
+    /// projection sees a little more than half of it ([`Detector::offset_axis`]).
+    pub axis: Option<f64>,
 }
 
 impl SimConfig {
     /// A `rows x cols` detector of `dtype` with the default seed and attenuation.
     pub fn new(rows: usize, cols: usize, dtype: Dtype) -> SimConfig {
-        SimConfig { rows, cols, dtype, seed: 1, attenuation: 4.0 }
+        SimConfig { rows, cols, dtype, seed: 1, attenuation: 4.0, axis: None }
+    }
+
+    /// The detector geometry the frames are projected on: centred, or with the axis at [`SimConfig::axis`].
+    pub fn detector(&self) -> Detector {
+        let (rows, cols) = (self.rows.max(1), self.cols.max(1));
+        match self.axis {
+            Some(c) => Detector::offset_axis(rows, cols, c),
+            None => Detector::centered(rows, cols),
+        }
     }
 }
 
@@ -103,7 +117,7 @@ impl FrameGenerator {
         }
         FrameGenerator {
             cfg: cfg.clone(),
-            det: Detector::centered(rows, cols),
+            det: cfg.detector(),
             phantom: phantom::shepp_logan_3d(),
             beam,
             levels: lv,
@@ -148,7 +162,8 @@ impl FrameGenerator {
                 self.counts.extend(self.beam.iter().map(|b| b * fluct));
             }
             ImageKey::Projection => {
-                let k = (self.cfg.attenuation / self.cfg.cols.max(1) as f64) as f32;
+                // Per pixel of the field of view's width (2 x pixels per unit; the detector width when centred).
+                let k = (self.cfg.attenuation / (2.0 * self.det.pixels_per_unit)) as f32;
                 let key = (angle.0, scene.shift[0], scene.shift[1]);
                 if self.cached.as_ref().is_none_or(|(a, _)| *a != key) {
                     let li = self.shifted_line_integrals(angle, scene.shift);
@@ -308,6 +323,9 @@ pub fn simulate_series(
         "darks": schedule.darks, "flats": schedule.flats, "angles": schedule.angles,
         "range_deg": schedule.range.0, "seed": cfg.seed, "attenuation": cfg.attenuation,
     });
+    if let Some(c) = cfg.axis {
+        start.metadata["axis_column"] = serde_json::json!(c);
+    }
     opts.physics.add_to_metadata(&mut start.metadata);
     sender.start_series(&start)?;
     send_frames(sender, cfg, schedule, opts.fps, &mut progress)?;

@@ -99,6 +99,13 @@ fn sample(row: &[f32], pos: f64) -> Option<f64> {
 }
 
 fn mismatch(sino: &[f32], n_cols: usize, preds: &[Prediction], center: f64) -> Option<f64> {
+    // Require a real overlap so that far-off candidates cannot win on a handful of columns.
+    mismatch_over(sino, n_cols, preds, center, (preds.len() * n_cols).div_ceil(4))
+}
+
+/// Mean squared difference between every reference projection and its prediction at axis `center`, over
+/// the columns where the prediction exists; `None` when fewer than `min_count` values were compared.
+fn mismatch_over(sino: &[f32], n_cols: usize, preds: &[Prediction], center: f64, min_count: usize) -> Option<f64> {
     let (mut sum, mut count) = (0.0, 0usize);
     let row = |j: usize| &sino[j * n_cols..(j + 1) * n_cols];
     for (k, terms) in preds {
@@ -117,8 +124,7 @@ fn mismatch(sino: &[f32], n_cols: usize, preds: &[Prediction], center: f64) -> O
             count += 1;
         }
     }
-    // Require a real overlap so that far-off candidates cannot win on a handful of columns.
-    (count * 4 >= preds.len() * n_cols).then(|| sum / count as f64)
+    (count >= min_count.max(1)).then(|| sum / count as f64)
 }
 
 /// Finds the rotation axis from `-log` sinograms of one or more rows (`[row][angle][col]`, averaged first).
@@ -160,6 +166,63 @@ pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<C
         return Err(CenterError::Featureless);
     }
     // Fine: 0.05 px steps within one pixel, then a parabola through the best three.
+    let mut fine = best;
+    let mut c = best.1 - 1.0;
+    while c <= best.1 + 1.0 + 1e-9 {
+        let e = eval(c);
+        if e < fine.0 {
+            fine = (e, c);
+        }
+        c += 0.05;
+    }
+    let h = 0.05;
+    let (em, e0, ep) = (eval(fine.1 - h), fine.0, eval(fine.1 + h));
+    let denom = em - 2.0 * e0 + ep;
+    let center =
+        if denom > 0.0 && em.is_finite() && ep.is_finite() { fine.1 + 0.5 * h * (em - ep) / denom } else { fine.1 };
+    Ok(CenterEstimate { center, residual: fine.0, references: preds.len() })
+}
+
+/// The rotation axis of a 360-degree half-acquisition (offset-axis) scan: as [`find_center`], every
+/// projection is compared with the mirror image of the projection half a turn later, but over every candidate
+/// column of the detector (half-pixel steps, then 0.05 px and a parabola) and needing only the narrow overlap
+/// the two share near the axis: at least an eighth of the detector's columns (and 4), instead of a quarter. The
+/// caller checks that the axis found lies near an edge ([`crate::offset_axis`]).
+pub fn find_center_offset(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<CenterEstimate, CenterError> {
+    let per = n_cols * angles_rad.len();
+    let n_rows = sinos.len() / per.max(1);
+    if n_rows == 0 || n_cols < 8 {
+        return Err(CenterError::Featureless);
+    }
+    let mut avg = vec![0f32; per];
+    for r in 0..n_rows {
+        for (a, v) in avg.iter_mut().zip(&sinos[r * per..(r + 1) * per]) {
+            *a += *v / n_rows as f32;
+        }
+    }
+    let preds = predictions(angles_rad, 64);
+    if preds.is_empty() {
+        return Err(CenterError::NoPairs);
+    }
+    let mean = avg.iter().map(|&v| v as f64).sum::<f64>() / per as f64;
+    if avg.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / per as f64 <= 1e-12 {
+        return Err(CenterError::Featureless);
+    }
+    let min_count = preds.len() * (n_cols / 8).max(4);
+    let eval = |c: f64| mismatch_over(&avg, n_cols, &preds, c, min_count).unwrap_or(f64::INFINITY);
+    let last = (n_cols - 1) as f64;
+    let mut best = (f64::INFINITY, last / 2.0);
+    let mut c = 0.0;
+    while c <= last {
+        let e = eval(c);
+        if e < best.0 {
+            best = (e, c);
+        }
+        c += 0.5;
+    }
+    if !best.0.is_finite() {
+        return Err(CenterError::Featureless);
+    }
     let mut fine = best;
     let mut c = best.1 - 1.0;
     while c <= best.1 + 1.0 + 1e-9 {

@@ -97,6 +97,9 @@ pub struct MethodOptions {
     pub init: crate::iterative::Init,
     /// `--phase paganin` and its parameters (any method).
     pub phase: Option<crate::paganin::PhaseOptions>,
+    /// `--offset-axis [auto|left|right]`: a 360-degree half-acquisition scan stitched into the doubled field
+    /// of view ([`crate::offset_axis`]); any method.
+    pub offset_axis: Option<crate::offset_axis::OffsetAxis>,
 }
 
 /// Method settings that do not fit the method asked for.
@@ -157,7 +160,7 @@ mod tests {
         let o = MethodOptions::default();
         assert_eq!(o.iterative_for(Method::Sirt).unwrap().iterations, 100);
         assert_eq!(o.iterative_for(Method::Cgls).unwrap().iterations, 20);
-        let o = MethodOptions { iterations: Some(7), nonnegative: true, init: Init::Fbp, phase: None };
+        let o = MethodOptions { iterations: Some(7), nonnegative: true, init: Init::Fbp, ..Default::default() };
         let s = o.iterative_for(Method::Sirt).unwrap();
         assert_eq!((s.iterations, s.nonnegative, s.init), (7, true, Init::Fbp));
         assert!(matches!(o.iterative_for(Method::Cgls), Err(MethodOptionError::NonnegativeNeedsSirt)));

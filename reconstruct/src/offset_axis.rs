@@ -5,7 +5,98 @@
 //! a linear blend across the columns both see, giving a 180-degree sinogram of the doubled field of view
 //! whose axis is at the same column `center` (the original columns keep their indices when the axis is near
 //! the right edge; near the left edge the result is built mirrored and flipped back, so the axis column moves
-//! to the right half). Library part of issue 15 §5; the `--offset-axis` command-line option is still missing.
+//! to the right half).
+//!
+//! `beamline recon --offset-axis [auto|left|right]` ([`OffsetAxis`]) runs it per slab: the reader's rows are
+//! flat-fielded (and phase-retrieved), `-log`ged, stitched and handed to the backends as transmissions of the
+//! doubled detector ([`StitchPlan`] gives its geometry before any row is read); `--center auto` finds the axis
+//! by comparing each projection with the mirror of the one half a turn later over their narrow overlap
+//! ([`crate::center::find_center_offset`]). Same idea as tomocupy's `--file-type double_fov` and nabu's
+//! `enable_halftomo`.
+
+/// Which edge of the detector the rotation axis is near, as `--offset-axis` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetAxis {
+    /// Either: the side of the axis given or found.
+    Auto,
+    /// The axis is near column 0.
+    Left,
+    /// The axis is near the last column.
+    Right,
+}
+
+impl OffsetAxis {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            OffsetAxis::Auto => "auto",
+            OffsetAxis::Left => "left",
+            OffsetAxis::Right => "right",
+        }
+    }
+
+    /// Checks an axis at `center` of `n_cols` columns against the side asked for: near an edge, and that edge.
+    pub fn check(self, center: f64, n_cols: usize) -> Result<(), StitchError> {
+        let last = n_cols.saturating_sub(1) as f64;
+        if center < 0.75 * last && center > 0.25 * last {
+            return Err(StitchError::AxisCentred { center, n_cols });
+        }
+        let found = if center < 0.5 * last { OffsetAxis::Left } else { OffsetAxis::Right };
+        if self != OffsetAxis::Auto && self != found {
+            return Err(StitchError::WrongSide { center, n_cols, asked: self.name(), found: found.name() });
+        }
+        Ok(())
+    }
+}
+
+/// The geometry [`stitch_360`] gives, known before any data is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StitchPlan {
+    /// Angles of the stitched rows (radians), in the order [`stitch_360`] writes them.
+    pub angles_rad: Vec<f32>,
+    /// Columns of the stitched detector.
+    pub n_cols: usize,
+    /// Column of the rotation axis in the stitched detector.
+    pub center: f64,
+    /// Columns both halves see.
+    pub overlap: usize,
+}
+
+/// Checks that `angles_rad` span a full turn; a half turn gets its own message (no `--offset-axis` then).
+pub fn check_full_turn(angles_rad: &[f32]) -> Result<(), StitchError> {
+    let na = angles_rad.len();
+    let lo = angles_rad.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+    let hi = angles_rad.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let step = if na > 1 { (hi - lo) / (na - 1) as f64 } else { 0.0 };
+    let span = if na > 0 { hi - lo + step } else { 0.0 };
+    let pi = std::f64::consts::PI;
+    if span >= 2.0 * pi - 1.5 * step.max(1e-6) {
+        return Ok(());
+    }
+    let span_deg = span.to_degrees();
+    if (span_deg - 180.0).abs() < 10.0 {
+        return Err(StitchError::HalfTurn { span_deg });
+    }
+    Err(StitchError::NotFullTurn { span_deg })
+}
+
+/// The stitched geometry for a 360-degree scan of `n_cols` columns with its axis at `center`.
+pub fn plan(angles_rad: &[f32], n_cols: usize, center: f64) -> Result<StitchPlan, StitchError> {
+    check_full_turn(angles_rad)?;
+    OffsetAxis::Auto.check(center, n_cols)?;
+    let last = n_cols.saturating_sub(1) as f64;
+    let pi = std::f64::consts::PI;
+    let mut order: Vec<usize> = (0..angles_rad.len()).collect();
+    order.sort_by(|&a, &b| angles_rad[a].total_cmp(&angles_rad[b]));
+    let a0 = order.first().map_or(0.0, |&i| angles_rad[i] as f64);
+    let first = order.iter().map(|&i| angles_rad[i]).filter(|&a| (a as f64) < a0 + pi - 1e-9).collect();
+    let right = if center < 0.5 * last { last - center } else { center };
+    let w = (2.0 * right).floor() as usize + 1;
+    let overlap = ((2.0 * last - 2.0 * right).max(0.0).floor() as usize) + 1;
+    let center = if center < 0.5 * last { (w - 1) as f64 - right } else { center };
+    Ok(StitchPlan { angles_rad: first, n_cols: w, center, overlap })
+}
 
 /// A stitched 180-degree sinogram.
 #[derive(Debug, Clone)]
@@ -26,15 +117,44 @@ pub struct Stitched {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StitchError {
     /// The angles do not span a full turn.
-    #[error("offset-axis stitching needs a 360-degree scan; the angles span {span_deg:.1} degrees")]
+    #[error(
+        "--offset-axis needs a full turn of projections (a 360-degree half-acquisition scan); the angles span \
+         {span_deg:.1} degrees: check --start-proj/--end-proj and the scan's rotation_angle"
+    )]
     NotFullTurn {
         /// Span of the angles.
         span_deg: f64,
     },
+    /// A 180-degree scan.
+    #[error(
+        "--offset-axis needs a 360-degree half-acquisition scan, but this is a 180-degree scan (the angles span \
+         {span_deg:.1} degrees), which holds each view once: reconstruct it without --offset-axis"
+    )]
+    HalfTurn {
+        /// Span of the angles.
+        span_deg: f64,
+    },
+    /// `--offset-axis left` with the axis near the right edge, or the reverse.
+    #[error(
+        "--offset-axis {asked}: the axis at column {center:.2} of {n_cols} is near the {found} edge; give \
+         --offset-axis {found} or auto, or the right --center"
+    )]
+    WrongSide {
+        /// The axis column.
+        center: f64,
+        /// Detector columns.
+        n_cols: usize,
+        /// The side asked for.
+        asked: &'static str,
+        /// The side of the axis.
+        found: &'static str,
+    },
     /// The axis is not near an edge: a normal 180-degree reconstruction applies.
     #[error(
-        "the axis at column {center:.2} of {n_cols} is not off-centre enough for offset-axis stitching (it must lie \
-         in the outer quarter of the detector); reconstruct without --offset-axis"
+        "the axis at column {center:.2} of {n_cols} is not near an edge, as offset-axis stitching needs (it must lie \
+         in the outer quarter of the detector, columns 0 to {lo:.1} or {hi:.1} to {last}); reconstruct without \
+         --offset-axis, or give the right --center",
+        lo = 0.25 * (*.n_cols as f64 - 1.0), hi = 0.75 * (*.n_cols as f64 - 1.0), last = *.n_cols as f64 - 1.0
     )]
     AxisCentred {
         /// The axis column.
@@ -42,6 +162,13 @@ pub enum StitchError {
         /// Detector columns.
         n_cols: usize,
     },
+    /// `--center vo` asked of an offset-axis scan.
+    #[error(
+        "--center vo with --offset-axis: Vo's metric scores a 180-degree sinogram, and the stitched one depends on \
+         the centre; use --center auto (each projection against the mirror of the one half a turn later, over \
+         their overlap) or give the column"
+    )]
+    VoCentre,
     /// Sizes that do not fit.
     #[error("sinogram has {len} values, expected {angles} x {n_cols}")]
     Size {
@@ -75,12 +202,9 @@ pub fn stitch_360(sino: &[f32], angles_rad: &[f32], n_cols: usize, center: f64) 
     }
     let mut order: Vec<usize> = (0..na).collect();
     order.sort_by(|&a, &b| angles_rad[a].total_cmp(&angles_rad[b]));
-    let (a0, a1) = (angles_rad[order[0]] as f64, angles_rad[order[na - 1]] as f64);
+    let a0 = angles_rad[order[0]] as f64;
     let pi = std::f64::consts::PI;
-    let step = if na > 1 { (a1 - a0) / (na - 1) as f64 } else { 0.0 };
-    if a1 - a0 + step < 2.0 * pi - 1.5 * step.max(1e-6) {
-        return Err(StitchError::NotFullTurn { span_deg: (a1 - a0 + step).to_degrees() });
-    }
+    check_full_turn(angles_rad)?;
     // Columns: the direct projection covers j = 0..n_cols-1; the mirrored one covers j = 2c - col.
     let w = (2.0 * center).floor() as usize + 1;
     let overlap_lo = 2.0 * center - last; // first j the mirror reaches (col = n_cols - 1)

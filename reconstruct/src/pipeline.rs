@@ -340,6 +340,14 @@ pub enum ReconError {
     /// Method settings that do not fit the method.
     #[error(transparent)]
     MethodOptions(#[from] crate::method::MethodOptionError),
+    /// `--offset-axis` does not apply to this scan or centre.
+    #[error("{path}: {reason}")]
+    OffsetAxis {
+        /// File.
+        path: PathBuf,
+        /// Why (in the message, said once).
+        reason: crate::offset_axis::StitchError,
+    },
     /// `--phase paganin` lacks a parameter or has a bad one.
     #[error("{path}: {reason}")]
     Phase {
@@ -499,33 +507,88 @@ pub fn select_rows(
 /// Most rows a slab holds, whatever the budget allows.
 pub const MAX_SLAB_ROWS: usize = 256;
 
-/// Rows per slab that keep the slabs in flight over `devices` devices within `memory_bytes`.
+/// Rows per slab that keep the slabs in flight over `devices` devices within `memory_bytes`, for the backends'
+/// geometry `setup` (the doubled width and half the angles of an offset-axis scan) and what `prep` does while
+/// reading: phase retrieval reads [`crate::paganin::PaganinParams::halo_rows`] rows of context above and below
+/// every slab and filters copies of its frames; stitching holds the `-log` rows and the stitched slab at once.
 pub fn slab_rows_for_budget(
     file: &NxTomo,
-    out_size: usize,
+    setup: &ReconSetup,
     memory_bytes: u64,
     devices: usize,
+    prep: &Prepare,
 ) -> Result<usize, ReconError> {
-    let n_angles = file.projections().len() as u64;
-    let (frames_row, out_row) = (file.slab_bytes_per_row() as u64, (out_size * out_size * 4) as u64);
-    // Per row: every slab in flight holds its raw rows (all frames, f32) or its output slices; one more raw
-    // copy exists while a slab is read; the backend holds a sinogram copy, the padded sinogram (~1.42 x
-    // out_size wide) and the output of the slab it works on; every device works on a slab at once.
+    let threads = rayon::current_num_threads() as u64;
+    let cost = SlabCost {
+        frames_row: file.slab_bytes_per_row() as u64,
+        frames: file.frames() as u64,
+        cols: file.cols() as u64,
+        angles: setup.angles_rad.len() as u64,
+        sino_cols: setup.n_cols as u64,
+        out_size: setup.out_size as u64,
+        stitched: prep.stitch.is_some(),
+        halo_rows: prep.phase.map_or(0, |p| p.halo_rows() as u64),
+        threads,
+    };
     let in_flight = schedule::max_in_flight(devices) as u64;
-    let padded = (file.cols() as f64 + 1.42 * out_size as f64 + 8.0) as u64;
-    let working = n_angles * (file.cols() as u64 + padded) * 4 + out_row;
-    let per_row = in_flight * (frames_row + out_row) + frames_row + devices.max(1) as u64 * working;
-    let rows = memory_bytes / per_row;
+    let (per_row, fixed) = cost.bytes(in_flight, devices.max(1) as u64);
+    let rows = memory_bytes.saturating_sub(fixed) / per_row;
     if rows == 0 {
         return Err(ReconError::MemoryTooSmall {
             memory: memory_bytes,
-            per_row,
+            per_row: per_row + fixed,
             in_flight: in_flight as usize,
             devices,
-            need: per_row,
+            need: per_row + fixed,
         });
     }
     Ok((rows as usize).min(MAX_SLAB_ROWS))
+}
+
+/// What one slab row costs ([`slab_rows_for_budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlabCost {
+    /// Bytes of one detector row of every frame as read (f32).
+    pub frames_row: u64,
+    /// Frames (projections and references) in the file.
+    pub frames: u64,
+    /// Columns read.
+    pub cols: u64,
+    /// Angles of the backends' sinogram.
+    pub angles: u64,
+    /// Columns of the backends' sinogram (the stitched width for an offset-axis scan).
+    pub sino_cols: u64,
+    /// Output slice side.
+    pub out_size: u64,
+    /// Offset-axis stitching while reading.
+    pub stitched: bool,
+    /// Paganin context rows above and below each slab (0 without phase retrieval).
+    pub halo_rows: u64,
+    /// Threads filtering projections at once (each with its padded FFT grid).
+    pub threads: u64,
+}
+
+impl SlabCost {
+    /// `(bytes per slab row, bytes per slab whatever its rows)` with `in_flight` slabs queued and `devices`
+    /// devices working. Per row: every slab in flight holds its rows as the backends get them (raw frames, or
+    /// the stitched transmissions) or its output slices; the slab being read holds its raw rows, the stitched
+    /// copy and, with Paganin, the filtered frames and the threads' padded FFT rows; every device holds a
+    /// sinogram copy, the padded sinogram (~1.42 x out_size wide) and its output. Per slab: Paganin's context
+    /// rows (raw and filtered) and their padded FFT rows.
+    pub fn bytes(&self, in_flight: u64, devices: u64) -> (u64, u64) {
+        let out_row = self.out_size * self.out_size * 4;
+        let sino_row = self.angles * self.sino_cols * 4;
+        let slab_row = if self.stitched { sino_row + 3 * self.sino_cols * 4 } else { self.frames_row };
+        let padded = (self.sino_cols as f64 + 1.42 * self.out_size as f64 + 8.0) as u64;
+        let working = self.angles * (self.sino_cols + padded) * 4 + out_row;
+        // Paganin: filtered frames (f32) and each thread's padded complex grid (power-of-two width, up to 2x).
+        let fft_row = 2 * (self.cols + 2 * self.halo_rows).next_power_of_two() * 8;
+        let phase_row = if self.halo_rows > 0 { self.frames * self.cols * 4 + self.threads * 2 * fft_row } else { 0 };
+        let read_row = self.frames_row + if self.stitched { slab_row } else { 0 } + phase_row;
+        let per_row = in_flight * (slab_row + out_row) + read_row + devices * working;
+        let fixed = 2 * self.halo_rows * (self.frames_row + phase_row);
+        (per_row, fixed)
+    }
 }
 
 /// `cols - minus`, for messages about detector columns.
@@ -580,6 +643,131 @@ pub fn read_phase_retrieved(
 }
 // --- end issue 15 §2 ---
 
+// --- issue 15 §5 (offset axis) and §2 (Paganin everywhere) ---
+/// What happens to detector rows between the file and the backends, the same for the reconstruction, the
+/// automatic centre, the centre sweep and the automatic output range: phase retrieval of every projection,
+/// then, for a half-acquisition scan, stitching into the doubled detector.
+#[derive(Debug, Clone, Default)]
+pub struct Prepare {
+    /// `--phase paganin`, resolved.
+    pub phase: Option<crate::paganin::PaganinParams>,
+    /// `--offset-axis`: the axis in the columns read and the stitched geometry.
+    pub stitch: Option<(f64, crate::offset_axis::StitchPlan)>,
+}
+
+/// Detector rows `r` flat-fielded or, with `phase`, phase-retrieved (then transmissions: dark 0, flats 1).
+pub fn read_corrected(
+    file: &NxTomo,
+    phase: Option<&crate::paganin::PaganinParams>,
+    r: Range<usize>,
+    counts: &PreprocessCounts,
+) -> Result<Slab, ReadError> {
+    match phase {
+        None => file.read_slab(r),
+        Some(p) => read_phase_retrieved(file, p, r, counts),
+    }
+}
+
+/// `-log` of every row of `slab` in place (`[row][angle][col]`, `n_cols` columns); clamps counted.
+fn minus_log_in_place(slab: &mut Slab, n_cols: usize, counts: &PreprocessCounts) {
+    let per = slab.flat_weight.len() * n_cols;
+    for r in 0..slab.rows.len() {
+        let row = r * n_cols..(r + 1) * n_cols;
+        let clamped = normalize_minus_log(
+            &mut slab.projections[r * per..(r + 1) * per],
+            &slab.dark[row.clone()],
+            &slab.flat_before[row.clone()],
+            &slab.flat_after[row],
+            &slab.flat_weight,
+        );
+        counts.clamped.fetch_add(clamped, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Detector rows `r` as the backends get them under `prep`: raw counts with their references, or
+/// transmissions (dark 0, flats 1) of the phase-retrieved and/or stitched rows, in the geometry of
+/// [`setup_prepared`].
+pub fn read_prepared(
+    file: &NxTomo,
+    prep: &Prepare,
+    r: Range<usize>,
+    counts: &PreprocessCounts,
+) -> Result<Slab, ReadError> {
+    let mut slab = read_corrected(file, prep.phase.as_ref(), r, counts)?;
+    let Some((center, plan)) = &prep.stitch else { return Ok(slab) };
+    let _span = tracing::info_span!("recon.stitch", rows = slab.rows.len(), cols = plan.n_cols).entered();
+    let (nc, w, na) = (file.cols(), plan.n_cols, plan.angles_rad.len());
+    let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
+    minus_log_in_place(&mut slab, nc, counts);
+    let per = angles.len() * nc;
+    let mut projections = Vec::with_capacity(slab.rows.len() * na * w);
+    for row in slab.projections.chunks(per.max(1)) {
+        let s = crate::offset_axis::stitch_360(row, &angles, nc, *center).map_err(|e| ReadError::Values {
+            path: file.path().to_path_buf(),
+            dataset: file.data_path().to_string(),
+            reason: format!("offset-axis stitching: {e}"),
+        })?;
+        projections.extend(s.sinogram.iter().map(|v| (-v).exp()));
+    }
+    let k = slab.rows.len();
+    Ok(Slab {
+        rows: slab.rows,
+        projections,
+        dark: vec![0.0; k * w],
+        flat_before: vec![1.0; k * w],
+        flat_after: vec![1.0; k * w],
+        flat_weight: vec![0.0; na],
+    })
+}
+
+/// Rows `r` as `-log` sinograms `[row][angle][col]` under `prep` (stitched ones for an offset-axis scan).
+pub fn read_minus_log_prepared(file: &NxTomo, prep: &Prepare, r: Range<usize>) -> Result<Vec<f32>, ReconError> {
+    let counts = PreprocessCounts::default();
+    let mut slab = read_prepared(file, prep, r, &counts)?;
+    let n_cols = slab.dark.len() / slab.rows.len().max(1);
+    minus_log_in_place(&mut slab, n_cols, &counts);
+    Ok(slab.projections)
+}
+
+/// The setup for `file` with `opts`, a resolved centre (columns read) and `prep`: the stitched geometry for
+/// an offset-axis scan (output side: the doubled field unless `--size`), else [`setup_for`].
+pub fn setup_prepared(file: &NxTomo, opts: &ReconOptions, center: f64, prep: &Prepare) -> ReconSetup {
+    let mut setup = setup_for(file, opts, center);
+    if let Some((_, plan)) = &prep.stitch {
+        setup.angles_rad = plan.angles_rad.clone();
+        setup.n_cols = plan.n_cols;
+        setup.center = plan.center;
+        setup.out_size = opts.out_size.unwrap_or(plan.n_cols);
+    }
+    setup
+}
+
+/// The stitched geometry for an axis at `center` (columns read), or why `--offset-axis` does not apply.
+pub fn stitch_plan(
+    file: &NxTomo,
+    side: crate::offset_axis::OffsetAxis,
+    center: f64,
+) -> Result<(f64, crate::offset_axis::StitchPlan), ReconError> {
+    let err = |reason| ReconError::OffsetAxis { path: file.path().to_path_buf(), reason };
+    let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
+    crate::offset_axis::check_full_turn(&angles).map_err(err)?;
+    side.check(center, file.cols()).map_err(err)?;
+    Ok((center, crate::offset_axis::plan(&angles, file.cols(), center).map_err(err)?))
+}
+
+/// `--phase` resolved against what the file records.
+pub fn phase_of(opts: &ReconOptions) -> Result<Option<crate::paganin::PaganinParams>, ReconError> {
+    opts.method_options
+        .phase
+        .as_ref()
+        .map(|p| {
+            p.resolve(&crate::paganin::FilePhysics::of(&opts.input))
+                .map_err(|reason| ReconError::Phase { path: opts.input.clone(), reason })
+        })
+        .transpose()
+}
+// --- end issue 15 §5 / §2 ---
+
 /// Reads `rows` and returns their `-log` sinograms `[row][angle][col]` (for centre finding and previews).
 pub fn read_minus_log(file: &NxTomo, rows: Range<usize>) -> Result<Vec<f32>, ReconError> {
     let mut slab = file.read_slab(rows.clone())?;
@@ -617,16 +805,19 @@ pub enum CenterMode {
     Vo,
     /// Vo's Fourier metric because `--center auto` found no 0/180-degree pair.
     AutoVo,
+    /// `--center auto --offset-axis`: opposite projections compared over their overlap.
+    OffsetPairs,
 }
 
 impl CenterMode {
-    /// The name in provenance: `given`, `auto`, `vo`, `auto-vo`.
+    /// The name in provenance: `given`, `auto`, `vo`, `auto-vo`, `auto-offset-axis`.
     pub fn name(self) -> &'static str {
         match self {
             CenterMode::Given => "given",
             CenterMode::Pairs => "auto",
             CenterMode::Vo => "vo",
             CenterMode::AutoVo => "auto-vo",
+            CenterMode::OffsetPairs => "auto-offset-axis",
         }
     }
 }
@@ -634,6 +825,18 @@ impl CenterMode {
 /// [`auto_center`] for `--center auto` (pairs, falling back to Vo's metric when the angles hold no 0/180-degree
 /// pair) or `--center vo`; a given column is returned as is. Says which way the centre was found.
 pub fn auto_center_with(file: &NxTomo, choice: CenterChoice) -> Result<(CenterEstimate, CenterMode), ReconError> {
+    auto_center_prepared(file, choice, None, None)
+}
+
+/// [`auto_center_with`] on the rows as they are reconstructed: phase-retrieved with `phase`, and for an
+/// offset-axis scan (`offset`) each projection compared with the mirror of the one half a turn later over
+/// their overlap ([`crate::center::find_center_offset`]), the axis found checked to lie near the edge asked.
+pub fn auto_center_prepared(
+    file: &NxTomo,
+    choice: CenterChoice,
+    phase: Option<&crate::paganin::PaganinParams>,
+    offset: Option<crate::offset_axis::OffsetAxis>,
+) -> Result<(CenterEstimate, CenterMode), ReconError> {
     if let CenterChoice::Column(c) = choice {
         return Ok((CenterEstimate { center: c, residual: 0.0, references: 0 }, CenterMode::Given));
     }
@@ -641,9 +844,24 @@ pub fn auto_center_with(file: &NxTomo, choice: CenterChoice) -> Result<(CenterEs
     let lo = (rows / 2).saturating_sub(4);
     let hi = (lo + 8).min(rows);
     let _span = tracing::info_span!("recon.center", rows = hi - lo).entered();
-    let sinos = read_minus_log(file, lo..hi)?;
     let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
     let err = |reason| ReconError::Center { path: file.path().to_path_buf(), reason };
+    if let Some(side) = offset {
+        let stitch_err = |reason| ReconError::OffsetAxis { path: file.path().to_path_buf(), reason };
+        if choice == CenterChoice::Vo {
+            return Err(stitch_err(crate::offset_axis::StitchError::VoCentre));
+        }
+        crate::offset_axis::check_full_turn(&angles).map_err(stitch_err)?;
+        let prep = Prepare { phase: phase.copied(), stitch: None };
+        let sinos = read_minus_log_prepared(file, &prep, lo..hi)?;
+        let est = crate::center::find_center_offset(&sinos, file.cols(), &angles).map_err(err)?;
+        side.check(est.center, file.cols()).map_err(stitch_err)?;
+        return Ok((est, CenterMode::OffsetPairs));
+    }
+    let sinos = match phase {
+        None => read_minus_log(file, lo..hi)?,
+        Some(p) => read_minus_log_prepared(file, &Prepare { phase: Some(*p), stitch: None }, lo..hi)?,
+    };
     let vo = || crate::vo_center::find_center_vo(&sinos, file.cols(), &angles).map_err(err);
     match choice {
         CenterChoice::Vo => Ok((vo()?, CenterMode::Vo)),
@@ -764,13 +982,7 @@ pub fn reconstruct_file_on(
     let iterative = opts.method_options.iterative_for(opts.method)?;
     let file = NxTomo::open_selected(&opts.input, &opts.selection)?;
     // --- issue 15 §2: the phase retrieval's parameters, options over what the file records ---
-    let phase = match &opts.method_options.phase {
-        Some(p) => Some(
-            p.resolve(&crate::paganin::FilePhysics::of(&opts.input))
-                .map_err(|reason| ReconError::Phase { path: opts.input.clone(), reason })?,
-        ),
-        None => None,
-    };
+    let phase = phase_of(opts)?;
     if let Some(p) = &phase {
         tracing::info!(
             energy_kev = p.energy_kev,
@@ -785,18 +997,30 @@ pub fn reconstruct_file_on(
     let rows = select_rows(file.rows(), opts.slices.clone(), opts.part)?;
     let mut center_mode = CenterMode::Given;
     // `center` is in the columns read (cropped, binned), `center_detector` in detector columns.
+    let offset = opts.method_options.offset_axis;
     let (center, residual) = match opts.center {
         CenterChoice::Column(c) => (given_center(&file, c)?, None),
         // --- issue 15 §4: `auto` falls back to Vo's metric; `vo` asks for it ---
+        // --- issue 15 §2/§5: on the phase-retrieved rows; over the overlap of an offset-axis scan ---
         choice => {
-            let (est, mode) = auto_center_with(&file, choice)?;
+            let (est, mode) = auto_center_prepared(&file, choice, phase.as_ref(), offset)?;
             center_mode = mode;
             tracing::info!(center = est.center, residual = est.residual, mode = mode.name(), "automatic centre");
             (est.center, Some(est.residual))
         }
     };
     let center_detector = file.to_detector_column(center);
-    let setup = setup_for(&file, opts, center);
+    let prep = Prepare { phase, stitch: offset.map(|side| stitch_plan(&file, side, center)).transpose()? };
+    if let Some((_, plan)) = &prep.stitch {
+        tracing::info!(
+            columns = plan.n_cols,
+            center = plan.center,
+            overlap = plan.overlap,
+            angles = plan.angles_rad.len(),
+            "offset-axis scan stitched into the doubled field of view"
+        );
+    }
+    let setup = setup_prepared(&file, opts, center, &prep);
     crate::cpu::validate(&setup)?;
     let counts = Arc::new(PreprocessCounts::default());
     // The budget is shared by every device's slabs, so slabs are sized once the devices are known; until
@@ -810,7 +1034,7 @@ pub fn reconstruct_file_on(
         || (opts.backend == BackendChoice::Auto
             && backend_line.contains("using the CPU")
             && crate::gpu::driver_present());
-    let slab_rows = slab_rows_for_budget(&file, setup.out_size, opts.memory_bytes, devices.len())?;
+    let slab_rows = slab_rows_for_budget(&file, &setup, opts.memory_bytes, devices.len(), &prep)?;
     let devices: Vec<Box<dyn Backend>> =
         devices.into_iter().map(|inner| Box::new(BudgetCap { inner, rows: slab_rows }) as Box<dyn Backend>).collect();
     tracing::info!(backend = %backend_line, "backend selected");
@@ -824,8 +1048,9 @@ pub fn reconstruct_file_on(
             let (lo, hi) = match opts.range {
                 Some(r) => r,
                 None => {
+                    // The middle slice as it is reconstructed (phase-retrieved, stitched).
                     let mid = (rows.start + rows.end) / 2;
-                    let sino = read_minus_log(&file, mid..mid + 1)?;
+                    let sino = read_minus_log_prepared(&file, &prep, mid..mid + 1)?;
                     let pipe = SinogramPipeline::new(&setup)?;
                     percentile_range(&pipe.reconstruct_minus_log(&sino))
                 }
@@ -847,6 +1072,7 @@ pub fn reconstruct_file_on(
             "center": center_detector,
             "center_read_columns": center,
             "center_mode": center_mode.name(),
+            "center_residual": residual,
             "filter": opts.filter.name(),
             "method": opts.method.name(),
             "rows": [rows.start, rows.end],
@@ -864,6 +1090,14 @@ pub fn reconstruct_file_on(
                 "nonnegative": iterative.nonnegative,
                 "init": iterative.init,
                 "mask": "circular: the disc inscribed in the slice; zero outside",
+            })),
+            "offset_axis": prep.stitch.as_ref().map(|(_, plan)| serde_json::json!({
+                "side": offset.map(|o| o.name()),
+                "stitched_columns": plan.n_cols,
+                "stitched_center": plan.center,
+                "overlap_columns": plan.overlap,
+                "angles_used": plan.angles_rad.len(),
+                "applied": "each projection of the first half turn joined with the mirrored one half a turn later (interpolated in angle), linear blend across the overlap, after -log",
             })),
             "phase": phase.map(|p| serde_json::json!({
                 "method": "paganin",
@@ -923,10 +1157,7 @@ pub fn reconstruct_file_on(
         if let Some(d) = read_delay {
             std::thread::sleep(d);
         }
-        match &phase {
-            None => file.read_slab(r),
-            Some(p) => read_phase_retrieved(&file, p, r, &counts),
-        }
+        read_prepared(&file, &prep, r, &counts)
     };
     let mut hashes = std::collections::BTreeMap::new();
     let write = |r: Range<usize>, data: Vec<f32>| -> Result<(), WriteError> {
@@ -1289,17 +1520,37 @@ pub fn center_sweep(opts: &ReconOptions, centers: &[f64]) -> Result<Vec<PathBuf>
     for &c in centers {
         given_center(&file, c)?;
     }
+    // The trial slices see what is reconstructed: the phase-retrieved row, stitched for each trial centre of
+    // an offset-axis scan.
+    let phase = phase_of(opts)?;
+    let offset = opts.method_options.offset_axis;
     let mid = (rows.start + rows.end) / 2;
-    let sino = read_minus_log(&file, mid..mid + 1)?;
+    let corrected = Prepare { phase, stitch: None };
+    let sino = read_minus_log_prepared(&file, &corrected, mid..mid + 1)?;
+    let mut plans = Vec::new();
+    for &c in centers {
+        let read = file.to_read_column(c);
+        plans.push(offset.map(|side| stitch_plan(&file, side, read)).transpose()?);
+    }
     std::fs::create_dir_all(&opts.output)
         .map_err(|e| WriteError::Io { path: opts.output.clone(), reason: e.to_string() })?;
+    let angles: Vec<f32> = file.angles().iter().map(|a| a.to_radians() as f32).collect();
     let mut written = Vec::new();
-    for &c in centers {
-        let setup = setup_for(&file, opts, file.to_read_column(c));
+    for (&c, stitch) in centers.iter().zip(plans) {
+        let read = file.to_read_column(c);
+        let sino = match &stitch {
+            None => sino.clone(),
+            Some((center, _)) => {
+                crate::offset_axis::stitch_360(&sino, &angles, file.cols(), *center)
+                    .map_err(|reason| ReconError::OffsetAxis { path: opts.input.clone(), reason })?
+                    .sinogram
+            }
+        };
+        let setup = setup_prepared(&file, opts, read, &Prepare { phase, stitch });
         let pipe = SinogramPipeline::new(&setup)?;
         let slice = pipe.reconstruct_minus_log(&sino);
         let path = opts.output.join(sweep_name(c));
-        let prov = serde_json::json!({"input": opts.input.display().to_string(), "row": mid, "center": c, "filter": opts.filter.name(), "method": opts.method.name()});
+        let prov = serde_json::json!({"input": opts.input.display().to_string(), "row": mid, "center": c, "filter": opts.filter.name(), "method": opts.method.name(), "phase": phase.is_some(), "offset_axis": offset.map(|o| o.name())});
         write_tiff(&path, setup.out_size, &slice, TiffDepth::F32, &prov.to_string())?;
         written.push(path);
     }

@@ -52,3 +52,39 @@ fn a_half_acquisition_scan_stitches_into_the_doubled_field() {
     }
     assert!(stitch_360(&full, &h32, out, 63.0).is_err(), "an axis in the middle is refused");
 }
+
+#[test]
+fn the_plan_gives_the_stitched_geometry_and_the_refusals() {
+    use reconstruct::offset_axis::{check_full_turn, plan, OffsetAxis, StitchError};
+    let turn: Vec<f64> = (0..400).map(|i| (i as f64 * 0.9).to_radians()).collect();
+    let t32: Vec<f32> = turn.iter().map(|&a| a as f32).collect();
+    for (n_cols, center) in [(64usize, 54.5f64), (64, 55.3), (72, 8.4), (96, 10.0)] {
+        let sino = sinogram_2d(&shepp_logan_2d(), &turn, n_cols, center, 40.0);
+        let s = stitch_360(&sino, &t32, n_cols, center).expect("stitches");
+        let p = plan(&t32, n_cols, center).expect("plan");
+        assert_eq!((p.n_cols, p.overlap, &p.angles_rad), (s.n_cols, s.overlap, &s.angles_rad), "axis {center}");
+        assert!((p.center - s.center).abs() < 1e-12, "axis {center}: {} vs {}", p.center, s.center);
+    }
+    let half: Vec<f32> = (0..180).map(|i| (i as f32).to_radians()).collect();
+    assert!(matches!(check_full_turn(&half), Err(StitchError::HalfTurn { .. })));
+    assert!(matches!(check_full_turn(&t32[..300]), Err(StitchError::NotFullTurn { .. })));
+    assert!(check_full_turn(&t32).is_ok());
+    assert!(matches!(OffsetAxis::Auto.check(31.5, 64), Err(StitchError::AxisCentred { .. })));
+    assert!(matches!(OffsetAxis::Left.check(54.5, 64), Err(StitchError::WrongSide { found: "right", .. })));
+    assert!(OffsetAxis::Right.check(54.5, 64).is_ok() && OffsetAxis::Left.check(8.0, 64).is_ok());
+}
+
+#[test]
+fn the_axis_of_a_half_acquisition_scan_is_found_over_the_overlap() {
+    use reconstruct::center::{find_center, find_center_offset};
+    // The axis 10.3 columns from either edge of a 96-column detector; the head spans the doubled field.
+    let angles: Vec<f64> = (0..360).map(|i| (i as f64).to_radians()).collect();
+    let a32: Vec<f32> = angles.iter().map(|&a| a as f32).collect();
+    for truth in [85.7, 10.3] {
+        let sino = sinogram_2d(&shepp_logan_2d(), &angles, 96, truth, 86.0);
+        // The 0/180-degree finder searches the middle half and needs a quarter of the columns to overlap.
+        assert!(find_center(&sino, 96, &a32).map_or(true, |e| (e.center - truth).abs() > 1.0));
+        let est = find_center_offset(&sino, 96, &a32).expect("centre found");
+        assert!((est.center - truth).abs() < 0.1, "found {} want {truth}", est.center);
+    }
+}

@@ -113,6 +113,11 @@ pub struct SimulateArgs {
     /// Angular range in degrees: 180 or 360.
     #[arg(long, default_value_t = 180, value_parser = parse_range)]
     pub range: u32,
+    /// Half-acquisition (offset-axis) scan: the rotation axis projects onto detector column COLS, near one
+    /// edge (column c has its centre at c), and the phantom fills the circle the far edge sweeps, so only
+    /// opposite projections joined see all of it (`beamline recon --offset-axis`). Needs --range 360.
+    #[arg(long, value_name = "COLS")]
+    pub offset_axis: Option<f64>,
     /// Number of flat fields (sent before the projections).
     #[arg(long, default_value_t = 10)]
     pub flats: u64,
@@ -384,6 +389,22 @@ impl Bench {
     }
 }
 
+/// `--offset-axis COLS` checked: a 360-degree scan, the axis inside the detector's outer quarters (what
+/// `beamline recon --offset-axis` stitches).
+fn offset_axis(a: &SimulateArgs, cols: u32) -> anyhow::Result<Option<f64>> {
+    let Some(c) = a.offset_axis else { return Ok(None) };
+    anyhow::ensure!(a.range == 360, "--offset-axis {c}: a half-acquisition scan turns 360 degrees; add --range 360");
+    let last = cols as f64 - 1.0;
+    anyhow::ensure!(
+        c.is_finite() && (0.0..=last).contains(&c) && (c <= 0.25 * last || c >= 0.75 * last),
+        "--offset-axis {c}: give a column near one edge of the {cols}-column detector (0 to {:.1} or {:.1} to \
+         {last}); for an axis in the middle leave out --offset-axis",
+        0.25 * last,
+        0.75 * last
+    );
+    Ok(Some(c))
+}
+
 fn parse_range(s: &str) -> Result<u32, String> {
     match s {
         "180" => Ok(180),
@@ -456,6 +477,7 @@ fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(rows > 0 && cols > 0 && a.angles > 0, "--size/--rows/--cols and --angles must be at least 1");
         let mut cfg = SimConfig::new(rows as usize, cols as usize, a.dtype.into());
         cfg.seed = a.seed;
+        cfg.axis = offset_axis(&a, cols)?;
         let schedule = Schedule { darks: a.darks, flats: a.flats, angles: a.angles, range: Degrees(a.range as f64) };
         let physics =
             acquisition::nexus::Physics { energy_kev: a.energy, distance_m: a.distance, pixel_size_um: a.pixel_size };
@@ -540,6 +562,7 @@ fn simulate_stream2(a: &SimulateArgs, curve: Option<&CurveClient>) -> anyhow::Re
     anyhow::ensure!(rows > 0 && cols > 0 && a.angles > 0, "--size/--rows/--cols and --angles must be at least 1");
     let mut cfg = SimConfig::new(rows as usize, cols as usize, a.dtype.into());
     cfg.seed = a.seed;
+    cfg.axis = offset_axis(a, cols)?;
     let schedule = Schedule { darks: a.darks, flats: a.flats, angles: a.angles, range: Degrees(a.range as f64) };
     let pb = bar(a.quiet, schedule.frames(), "simulate");
     let t0 = Instant::now();

@@ -115,6 +115,17 @@ enum PhaseArg {
     Paganin,
 }
 
+/// Sides of `--offset-axis` on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OffsetArg {
+    /// The side of the axis given with --center, or found.
+    Auto,
+    /// The axis is near column 0.
+    Left,
+    /// The axis is near the last column.
+    Right,
+}
+
 /// Starting slices of SIRT and CGLS on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum InitArg {
@@ -141,11 +152,14 @@ struct RunArgs {
     /// Rotation axis: `auto` (opposite projections compared; Vo's Fourier metric when no two projections are
     /// 180 degrees apart), `vo` (Vo et al. 2014 sinogram Fourier metric, sub-pixel, any angles), or the
     /// detector column it projects onto (column c has its centre at c; the middle of a 512-column detector is
-    /// 255.5). The centre used is printed and stored in provenance (`center`, `center_mode`).
+    /// 255.5). With --offset-axis, `auto` compares opposite projections over their overlap near the edge. With
+    /// --phase, the centre is found on the phase-retrieved rows. The centre used is printed and stored in
+    /// provenance (`center`, `center_mode`).
     #[arg(long, default_value = "auto", value_name = "auto|vo|X", allow_hyphen_values = true)]
     center: String,
     /// Instead of a volume, reconstruct the middle slice once per centre A, A+STEP, ... <= B and write
-    /// center_<value>.tif files.
+    /// center_<value>.tif files (phase-retrieved with --phase, stitched per centre with --offset-axis, as
+    /// the volume would be).
     #[arg(long, value_name = "A:B:STEP", conflicts_with = "part")]
     center_sweep: Option<String>,
     /// Filter: ramp, shepp-logan, cosine, hamming, hann, parzen.
@@ -194,6 +208,17 @@ struct RunArgs {
     /// TomoPy's `alpha`, which is a regulariser).
     #[arg(long, value_name = "R", requires = "phase")]
     delta_beta: Option<f64>,
+    /// Half-acquisition (offset-axis) 360-degree scan: the rotation axis projects near one edge of the detector
+    /// (`left` or `right`; `auto`, the default when the option is given alone, takes the side of the axis), so
+    /// each projection sees a little more than half the sample. Every projection of the first half turn is
+    /// joined with the mirrored one half a turn later, blended linearly across the columns both see, into a
+    /// 180-degree sinogram about twice as wide, and the doubled field of view is reconstructed (slices of that
+    /// width unless --size; --memory counts the doubled width). --center auto finds the axis by comparing each
+    /// projection with the mirror of the one half a turn later over their overlap; a given --center stays in
+    /// detector columns. Refused for a 180-degree scan, a scan that is not a full turn, or an axis in the
+    /// middle half of the detector. Like tomocupy's --file-type double_fov and nabu's enable_halftomo.
+    #[arg(long, value_enum, value_name = "auto|left|right", num_args = 0..=1, default_missing_value = "auto")]
+    offset_axis: Option<OffsetArg>,
     /// Output format.
     #[arg(long, value_enum, default_value = "tiff")]
     format: FormatArg,
@@ -203,7 +228,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=32))]
     bits: u32,
     /// Value range LO:HI mapped to 0..max for 16/8-bit output (default: 0.1/99.9 percentiles of the middle
-    /// slice).
+    /// slice, reconstructed as the volume is: phase-retrieved, stitched).
     #[arg(long, value_name = "LO:HI", allow_hyphen_values = true)]
     range: Option<String>,
     /// Hardware.
@@ -325,6 +350,11 @@ impl RunArgs {
                     distance_m: self.distance,
                     pixel_size_um: self.pixel_size,
                     delta_beta: self.delta_beta.unwrap_or(f64::NAN),
+                }),
+                offset_axis: self.offset_axis.map(|o| match o {
+                    OffsetArg::Auto => reconstruct::offset_axis::OffsetAxis::Auto,
+                    OffsetArg::Left => reconstruct::offset_axis::OffsetAxis::Left,
+                    OffsetArg::Right => reconstruct::offset_axis::OffsetAxis::Right,
                 }),
             },
         }
