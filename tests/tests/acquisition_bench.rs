@@ -41,3 +41,23 @@ fn bench_ingest_json_reports_every_sink_and_size() {
         assert_eq!(ratios["512x512 beamline / python"].as_array().map(|r| r.len()), Some(1), "{ratios}");
     }
 }
+
+#[test]
+fn bench_ingest_ack_adds_the_acknowledged_receiver_to_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = beamline()
+        .args(["bench", "ingest", "--json", "--ack", "--only", "512", "--small-frames", "40", "--repeat", "2"])
+        .args(["--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).expect("JSON");
+    let runs = j["runs"].as_array().unwrap();
+    let ack: Vec<_> = runs.iter().filter(|r| r["sink"] == "beamline_receive_ack").collect();
+    assert_eq!(ack.len(), 1, "one median entry for the acknowledged sink: {runs:?}");
+    assert_eq!(ack[0]["frames"], 40, "every frame arrived with acknowledgements");
+    let cost = &j["ratios_per_round"]["512x512 acknowledgements cost: with / without"];
+    assert_eq!(cost.as_array().map(|r| r.len()), Some(2), "one ratio per round: {cost}");
+    assert!(runs.iter().all(|r| r["frame"] == "512x512"), "--only 512");
+}
