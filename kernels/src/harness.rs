@@ -173,10 +173,27 @@ pub struct Fields<'a> {
     pub flat_weight: &'a [f32],
 }
 
-/// Runs `normalize_minus_log` on `raw` (`[row][angle][col]`); returns the `-log` slab.
-pub fn normalize_minus_log(
+/// The C entry point of a `normalize_minus_log` variant whose raw counts are `T`.
+type NormalizeFn<T> = unsafe extern "C" fn(
+    *const u32,
+    *const u32,
+    *const T,
+    *const f32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    u32,
+    u32,
+    u32,
+    f32,
+);
+
+/// Checks the lengths of a flat-field-and-log call and runs `kernel` on `raw` (`[row][angle][col]`).
+fn normalize_with<T>(
+    kernel: NormalizeFn<T>,
     shape: SlabShape,
-    raw: &[f32],
+    raw: &[T],
     fields: Fields<'_>,
     floor_value: f32,
 ) -> Result<Vec<f32>, HarnessError> {
@@ -190,7 +207,7 @@ pub fn normalize_minus_log(
     let l = launch::elementwise(shape);
     // SAFETY: every buffer has the length the kernel indexes (checked above); `out` is exclusive.
     unsafe {
-        ffi::harness_normalize_minus_log(
+        kernel(
             l.grid.as_ptr(),
             l.block.as_ptr(),
             raw.as_ptr(),
@@ -206,6 +223,16 @@ pub fn normalize_minus_log(
         )
     };
     Ok(out)
+}
+
+/// Runs `normalize_minus_log` on `raw` (`[row][angle][col]`); returns the `-log` slab.
+pub fn normalize_minus_log(
+    shape: SlabShape,
+    raw: &[f32],
+    fields: Fields<'_>,
+    floor_value: f32,
+) -> Result<Vec<f32>, HarnessError> {
+    normalize_with(ffi::harness_normalize_minus_log, shape, raw, fields, floor_value)
 }
 
 /// Runs `remove_zingers` on a `-log` slab.
@@ -291,32 +318,7 @@ pub fn normalize_minus_log_u16(
     fields: Fields<'_>,
     floor_value: f32,
 ) -> Result<Vec<f32>, HarnessError> {
-    let per_row = shape.rows as usize * shape.cols as usize;
-    need("raw", raw, shape.len())?;
-    need("dark", fields.dark, per_row)?;
-    need("flat_before", fields.flat_before, per_row)?;
-    need("flat_after", fields.flat_after, per_row)?;
-    need("flat_weight", fields.flat_weight, shape.angles as usize)?;
-    let mut out = vec![0f32; shape.len()];
-    let l = launch::elementwise(shape);
-    // SAFETY: every buffer has the length the kernel indexes (checked above); `out` is exclusive.
-    unsafe {
-        ffi::harness_normalize_minus_log_u16(
-            l.grid.as_ptr(),
-            l.block.as_ptr(),
-            raw.as_ptr(),
-            fields.dark.as_ptr(),
-            fields.flat_before.as_ptr(),
-            fields.flat_after.as_ptr(),
-            fields.flat_weight.as_ptr(),
-            out.as_mut_ptr(),
-            shape.rows,
-            shape.angles,
-            shape.cols,
-            floor_value,
-        )
-    };
-    Ok(out)
+    normalize_with(ffi::harness_normalize_minus_log_u16, shape, raw, fields, floor_value)
 }
 
 /// The filtered sinogram as `backproject_rows` reads it: float, or IEEE half bits (from [`to_half`]).
