@@ -191,6 +191,10 @@ pub enum Sink {
     Discard,
     /// (b) Receive and append the payload bytes to this plain file.
     Append(PathBuf),
+    /// (b') As (b), but written with `O_DIRECT` (each payload copied into a 4 KiB-aligned buffer and padded
+    /// to 4 KiB): what a writer that bypasses the page cache could reach on this disk. Runs only where the
+    /// file system takes `O_DIRECT`.
+    AppendDirect(PathBuf),
     /// (c) The real receiver writing this NXtomo file (the sender adds payload checksums).
     Nxtomo(PathBuf),
     /// (c) without payload checksums from the sender.
@@ -220,6 +224,7 @@ impl Sink {
         match self {
             Sink::Discard => "zmq_discard",
             Sink::Append(_) => "zmq_append_file",
+            Sink::AppendDirect(_) => "zmq_append_direct",
             Sink::Nxtomo(_) => "beamline_receive",
             Sink::NxtomoNoChecksum(_) => "beamline_receive_no_checksum",
             Sink::NxtomoCurve(..) => "beamline_receive_curve",
@@ -433,6 +438,51 @@ fn file_frame_bytes(path: &Path) -> Result<usize, BenchError> {
     Ok(sh.get(1).copied().unwrap_or(0) * sh.get(2).copied().unwrap_or(0) * ds.dtype().map(|t| t.size()).unwrap_or(0))
 }
 
+/// `O_DIRECT` transfers: file offsets, lengths and memory in multiples of this.
+const DIRECT_ALIGN: usize = 4096;
+
+/// Opens (creates, truncates) `path` for writes that bypass the page cache.
+fn open_direct(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
+}
+
+/// Whether `dir` takes `O_DIRECT` writes (tmpfs before Linux 6.6 does not).
+pub fn direct_io_works(dir: &Path) -> bool {
+    let probe = dir.join(".direct-probe");
+    let ok = open_direct(&probe).and_then(|f| {
+        let mut b = AlignedBuf::default();
+        std::os::unix::fs::FileExt::write_all_at(&f, b.fill(&[0u8; 8]), 0)
+    });
+    let _ = std::fs::remove_file(&probe);
+    ok.is_ok()
+}
+
+/// A reusable 4 KiB-aligned buffer: a payload copied in, zero-padded to a multiple of 4 KiB.
+#[derive(Default)]
+struct AlignedBuf {
+    blocks: Vec<Block>,
+}
+
+/// One aligned 4 KiB block.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Block([u8; DIRECT_ALIGN]);
+
+impl AlignedBuf {
+    fn fill(&mut self, data: &[u8]) -> &[u8] {
+        let n = data.len().div_ceil(DIRECT_ALIGN).max(1);
+        if self.blocks.len() < n {
+            self.blocks.resize(n, Block([0; DIRECT_ALIGN]));
+        }
+        // SAFETY: `Block` is plain bytes with no padding, so the blocks are `n * 4096` initialised bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), n * DIRECT_ALIGN) };
+        bytes[..data.len()].copy_from_slice(data);
+        bytes[data.len()..].fill(0);
+        bytes
+    }
+}
+
 /// Receives one series on `socket` into a ceiling sink; returns (frames, seconds, payload bytes, frame bytes).
 fn ceiling(
     socket: &zmq::Socket,
@@ -446,6 +496,23 @@ fn ceiling(
     let (tx, rx) = crossbeam_channel::bounded::<zmq::Message>(queue_frames.max(1));
     let budget = std::sync::Arc::new(ByteBudget::new(queue_bytes));
     let appender = match sink {
+        Sink::AppendDirect(path) => {
+            let path = path.clone();
+            let budget = budget.clone();
+            let file = open_direct(&path).map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
+            Some(std::thread::Builder::new().name("append".into()).spawn(move || {
+                let mut buf = AlignedBuf::default();
+                let mut offset = 0u64;
+                for m in rx {
+                    let block = buf.fill(&m);
+                    let r = std::os::unix::fs::FileExt::write_all_at(&file, block, offset);
+                    offset += block.len() as u64;
+                    budget.release(m.len() as u64);
+                    r.map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
+                }
+                Ok::<(), BenchError>(())
+            }))
+        }
         Sink::Append(path) => {
             let path = path.clone();
             let budget = budget.clone();
@@ -536,17 +603,18 @@ pub struct Plan {
     pub stream2: bool,
     /// Also run the real receiver with acknowledgements and the sender with its replay buffer.
     pub ack: bool,
+    /// Also run the `O_DIRECT` plain-file ceiling ([`Sink::AppendDirect`]; see [`direct_io_works`]).
+    pub direct: bool,
 }
 
 impl Plan {
     /// The sinks of one round, in the order they run.
     pub fn sinks(&self) -> Vec<Sink> {
-        let mut v = vec![
-            Sink::Discard,
-            Sink::Append(self.dir.join("ceiling.bin")),
-            Sink::Nxtomo(self.dir.join("ingest.h5")),
-            Sink::NxtomoNoChecksum(self.dir.join("ingest.h5")),
-        ];
+        let mut v = vec![Sink::Discard, Sink::Append(self.dir.join("ceiling.bin"))];
+        if self.direct {
+            v.push(Sink::AppendDirect(self.dir.join("ceiling.bin")));
+        }
+        v.extend([Sink::Nxtomo(self.dir.join("ingest.h5")), Sink::NxtomoNoChecksum(self.dir.join("ingest.h5"))]);
         if let Some(c) = &self.curve {
             v.push(Sink::NxtomoCurve(self.dir.join("ingest.h5"), Box::new(c.clone())));
         }
@@ -663,3 +731,36 @@ pub const RATIOS: [(&str, &str, &str, f64); 7] = [
     ("beamline / receive-and-discard", "beamline_receive", "zmq_discard", 0.8),
     ("checksum cost: with / without", "beamline_receive", "beamline_receive_no_checksum", 0.0),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_direct_buffer_is_aligned_padded_with_zeros_and_reused() {
+        let mut b = AlignedBuf::default();
+        let first = b.fill(&[7u8; 5000]);
+        assert_eq!(first.len(), 2 * DIRECT_ALIGN);
+        assert_eq!(first.as_ptr() as usize % DIRECT_ALIGN, 0);
+        assert!(first[..5000].iter().all(|&x| x == 7) && first[5000..].iter().all(|&x| x == 0));
+        // A shorter payload after a longer one: no stale bytes in its padding.
+        let second = b.fill(&[1u8; 10]);
+        assert_eq!(second.len(), DIRECT_ALIGN);
+        assert!(second[..10].iter().all(|&x| x == 1) && second[10..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn direct_writes_land_where_the_file_system_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        if direct_io_works(dir.path()) {
+            let path = dir.path().join("d.bin");
+            let f = open_direct(&path).unwrap();
+            let mut b = AlignedBuf::default();
+            std::os::unix::fs::FileExt::write_all_at(&f, b.fill(b"frame"), 0).unwrap();
+            drop(f);
+            let back = std::fs::read(&path).unwrap();
+            assert_eq!(&back[..5], b"frame");
+            assert_eq!(back.len(), DIRECT_ALIGN);
+        }
+    }
+}

@@ -798,6 +798,10 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     if stream2 {
         println!("stream v2: `receive --format stream2` also runs, fed the same frames as bslz4 images");
     }
+    let direct = bench::direct_io_works(&dir);
+    if !direct {
+        println!("O_DIRECT: not taken by {}: the direct-write ceiling is not run", dir.display());
+    }
     let sizes = [(2048usize, a.large_frames), (512usize, a.small_frames)];
     let load_before = profiling::clock::load_average();
     let mut json_runs = Vec::new();
@@ -814,6 +818,7 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
             curve: curve.clone(),
             stream2,
             ack: a.ack,
+            direct,
         };
         let spawn = |to: bench::SenderTarget<'_>, sink: &bench::Sink| {
             let n = rows.to_string();
