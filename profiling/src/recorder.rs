@@ -240,12 +240,17 @@ impl Batch {
     fn put(&mut self, rec: Rec) {
         match rec {
             Rec::Span { id, parent, name, start, end, fields } => {
-                self.bytes.push(0);
-                for v in [id, parent, start, end] {
-                    self.num(v);
+                // The fixed part in one copy: this runs on the instrumented thread.
+                let f = fields.as_str().as_bytes();
+                let mut head = [0u8; PACKED_SPAN];
+                for (k, v) in [id, parent, start, end].into_iter().enumerate() {
+                    head[1 + 8 * k..9 + 8 * k].copy_from_slice(&v.to_ne_bytes());
                 }
+                let n = u32::try_from(f.len()).unwrap_or(u32::MAX);
+                head[33..].copy_from_slice(&n.to_ne_bytes());
+                self.bytes.extend_from_slice(&head);
+                self.bytes.extend_from_slice(&f[..n as usize]);
                 self.names.push(name);
-                self.text(fields.as_str());
             }
             Rec::Instant { ts, span, level, name, fields } => {
                 self.bytes.push(1);

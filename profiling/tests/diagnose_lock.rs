@@ -86,4 +86,6 @@ fn two_threads_serialised_on_one_lock_are_lock_bound() {
     }
     let page = profiling::html::render(&tl, "gil");
     assert!(page.contains("lock: from the holder that released it to the waiter"), "the legend explains the arrow");
+    // Kept for a look in a browser.
+    let _ = std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("timeline_lock.html"), &page);
 }
