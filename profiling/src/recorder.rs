@@ -328,7 +328,7 @@ impl<'a> Iterator for BatchIter<'a> {
             }
             2 => {
                 let (ts, value) = (self.num()?, f64::from_bits(self.num()?));
-                Some(RecRef::Counter { ts, name: *self.names.next()?, value })
+                Some(RecRef::Counter { ts, name: self.names.next()?, value })
             }
             _ => None,
         }
