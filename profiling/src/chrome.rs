@@ -1,6 +1,6 @@
 //! Chrome Trace Event JSON (the format of chrome://tracing, opened by Perfetto): `M` metadata events name
 //! processes and threads, `X` complete events are spans, `C` events are counters, `i` are instants, and
-//! `s`/`f` flow events join the stage that released a queue wait to the lane that waited (see
+//! `s`/`f` flow events join the stage that released a queue or lock wait to the lane that waited (see
 //! [`crate::diagnose::flows`]; Perfetto draws them as arrows). Times are microseconds from the start of
 //! the timeline.
 
@@ -58,7 +58,7 @@ pub fn render(tl: &Timeline) -> String {
         }
     }
     for (k, f) in crate::diagnose::flows(tl, FLOWS).iter().enumerate() {
-        let name = format!("released `{}`", f.queue);
+        let name = if f.lock { format!("released lock `{}`", f.queue) } else { format!("released `{}`", f.queue) };
         let (fp, fl, tp, tl_) = (f.from.0, f.from.1, f.to.0, f.to.1);
         ev.push(json!({
             "ph": "s", "id": k, "name": name, "cat": "flow", "pid": pid_of(fp), "tid": tid_of(fp, fl),

@@ -43,6 +43,17 @@ enum Class {
     Own(String),
 }
 
+/// Whether a wait named `wait.WHAT` is expected by its name alone (what the run asked for: motion,
+/// exposure, a trigger, idle between series, its own frame rate, its child threads); a wait span can
+/// also say so with a field `expected = true`.
+pub fn expected_wait(what: &str) -> bool {
+    EXPECTED_WAITS.contains(&what)
+}
+
+/// The `WHAT`s of [`expected_wait`].
+pub const EXPECTED_WAITS: [&str; 10] =
+    ["idle", "exposure", "device", "motor", "beam", "pause", "trigger", "children", "join", "frame_rate"];
+
 fn field<'a>(s: &'a LaneSpan, k: &str) -> Option<&'a Value> {
     s.fields.iter().find(|(n, _)| &**n == k).map(|(_, v)| v)
 }
@@ -338,12 +349,46 @@ pub struct Flow {
     pub to_ts: u64,
     /// How long the waiter waited, ns.
     pub waited: u64,
-    /// The queue.
+    /// The queue, or the lock when [`Flow::lock`] is true.
     pub queue: String,
+    /// A lock wait: the arrow goes from the thread that held the lock (`holder` of the `wait.lock` span)
+    /// to the thread that waited for it.
+    pub lock: bool,
 }
 
-/// Flows from releaser to waiter for the `max` longest queue waits of `tl` whose releasing stage is a
-/// lane of these logs, in time order.
+/// The lane of the thread holding the lock a `wait.lock` span `s` on lane `l` of process `p` waited for:
+/// by its `holder_tid`, else by its `holder` name.
+fn holder_lane(tl: &Timeline, p: usize, l: usize, s: &LaneSpan) -> Option<usize> {
+    let lanes = &tl.processes[p].lanes;
+    let tid = field(s, "holder_tid").and_then(Value::as_u64).filter(|t| *t != 0);
+    if let Some(i) = tid.and_then(|t| lanes.iter().position(|x| x.tid == t)) {
+        return (i != l).then_some(i);
+    }
+    let name = field_str(s, "holder").filter(|n| !n.is_empty())?;
+    lanes.iter().enumerate().position(|(i, x)| i != l && x.name == name)
+}
+
+/// Who held lock `lock` while threads waited for it: (holder, ns waited on it), most first.
+fn lock_holders(tl: &Timeline, lock: &str) -> Vec<(String, u64)> {
+    let mut by: BTreeMap<String, u64> = BTreeMap::new();
+    for pr in &tl.processes {
+        for lane in &pr.lanes {
+            for s in lane.spans.iter().filter(|s| s.wait && &*s.name == "wait.lock") {
+                if field_str(s, "lock").as_deref() == Some(lock) {
+                    if let Some(h) = field_str(s, "holder").filter(|h| !h.is_empty()) {
+                        *by.entry(h).or_default() += s.dur();
+                    }
+                }
+            }
+        }
+    }
+    let mut v: Vec<(String, u64)> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// Flows from releaser to waiter for the `max` longest queue and lock waits of `tl` whose releasing stage
+/// is a lane of these logs (for a lock: the holder named by the wait), in time order.
 pub fn flows(tl: &Timeline, max: usize) -> Vec<Flow> {
     let times: Vec<Vec<LaneTime>> = tl.processes.iter().map(|p| p.lanes.iter().map(account).collect()).collect();
     let mut waits: Vec<(u64, usize, usize, usize)> = Vec::new();
@@ -355,7 +400,7 @@ pub fn flows(tl: &Timeline, max: usize) -> Vec<Flow> {
                     continue;
                 }
                 wait_to = s.end;
-                if matches!(classify(s), Class::Queue { .. }) {
+                if matches!(classify(s), Class::Queue { .. } | Class::Lock { .. }) {
                     waits.push((s.dur(), p, l, i));
                 }
             }
@@ -370,12 +415,16 @@ pub fn flows(tl: &Timeline, max: usize) -> Vec<Flow> {
         }
         let s = &tl.processes[p].lanes[l].spans[i];
         let class = classify(s);
-        let target = *cache.entry((p, l, class.clone())).or_insert_with(|| {
-            resolve(tl, &times, p, l, &class).into_iter().find_map(|st| match st {
-                Stage::Lane(tp, tl_) => Some((tp, tl_)),
-                _ => None,
+        let target = if let Class::Lock { .. } = class {
+            holder_lane(tl, p, l, s).map(|h| (p, h))
+        } else {
+            *cache.entry((p, l, class.clone())).or_insert_with(|| {
+                resolve(tl, &times, p, l, &class).into_iter().find_map(|st| match st {
+                    Stage::Lane(tp, tl_) => Some((tp, tl_)),
+                    _ => None,
+                })
             })
-        });
+        };
         let Some((tp, tli)) = target else { continue };
         let producer = &tl.processes[tp].lanes[tli];
         // The releaser's last span ending within the wait: spans are sorted by start, so look at those
@@ -389,11 +438,12 @@ pub fn flows(tl: &Timeline, max: usize) -> Vec<Flow> {
             .map(|x| x.end)
             .max()
             .unwrap_or(s.end);
-        let queue = match class {
-            Class::Queue { queue, .. } => queue,
-            _ => String::new(),
+        let (queue, lock) = match class {
+            Class::Queue { queue, .. } => (queue, false),
+            Class::Lock { lock } => (lock, true),
+            _ => (String::new(), false),
         };
-        out.push(Flow { from: (tp, tli), from_ts, to: (p, l), to_ts: s.end, waited: dur, queue });
+        out.push(Flow { from: (tp, tli), from_ts, to: (p, l), to_ts: s.end, waited: dur, queue, lock });
     }
     out.sort_by_key(|f| f.to_ts);
     out
@@ -580,6 +630,13 @@ pub fn diagnose(tl: &Timeline) -> Diagnosis {
         }
         Stage::Lock(lock) => {
             verdict = format!("lock-bound: {} threads serialised on lock `{lock}`", ws.len());
+            let holders = lock_holders(tl, lock);
+            let total: u64 = holders.iter().map(|h| h.1).sum();
+            if total > 0 {
+                let held: Vec<String> =
+                    holders.iter().take(3).map(|(h, ns)| format!("{h} {}", pct(*ns as f64 / total as f64))).collect();
+                verdict.push_str(&format!(" (held by {} of the time others waited)", held.join(", ")));
+            }
         }
         Stage::Outside(n) => {
             verdict = format!("{n}-bound: {n} is outside these logs");
@@ -632,11 +689,16 @@ pub fn diagnose(tl: &Timeline) -> Diagnosis {
     }
 }
 
-/// `writer`, or `writer (receive pid 42)` when the timeline has several processes.
+/// `writer`, or `writer (receive, pid 42)` when the timeline has several processes.
 fn lane_label(tl: &Timeline, p: usize, l: usize) -> String {
     let pr = &tl.processes[p];
     if tl.processes.len() > 1 {
-        format!("{} ({})", pr.lanes[l].name, pr.label)
+        // The process label is `receive (pid 42)`: one level of parentheses reads better in a sentence.
+        let flat = match pr.label.strip_suffix(')') {
+            Some(l) if l.contains(" (pid ") => l.replacen(" (pid ", ", pid ", 1),
+            _ => pr.label.clone(),
+        };
+        format!("{} ({flat})", pr.lanes[l].name)
     } else {
         pr.lanes[l].name.clone()
     }

@@ -52,7 +52,7 @@ pub fn render(tl: &Timeline, title: &str) -> String {
 const BODY: &str = r#"<header><h1 id="title"></h1><input id="search" type="search" placeholder="search span names (Enter: next)" autocomplete="off"><span id="found"></span>
 <span class="help">wheel or W/S: zoom · drag or A/D: pan · 0: reset · double-click: zoom to span</span></header>
 <section id="diagnosis"><strong>Verdict: </strong><span id="verdict"></span> <details id="evidence-box"><summary>evidence (click a span to zoom to it)</summary><ol id="evidence"></ol></details></section>
-<div id="legend"><span class="key busy">work span</span> <span class="key wait">wait.* span (idle)</span> <span class="key gap">highlighted idle time</span> <span class="key bottleneck">bottleneck lane</span> <span class="key waiter">lane waiting on it</span> <span class="key flow">&#8594; released: from the producer (or consumer) to the queue wait it ended</span> <label><input id="flows-on" type="checkbox" checked> arrows</label></div>
+<div id="legend"><span class="key busy">work span (one colour per name)</span> <span class="key wait">wait.* span: stalled</span> <span class="key expected">expected wait (motion, exposure, trigger, between series)</span> <span class="key gap">idle time (waits and untraced gaps)</span> <span class="key bottleneck">bottleneck lane</span> <span class="key waiter">lane waiting on it</span> <span class="key flow">&#8594; queue: released by its producer (or consumer), to the wait it ended</span> <span class="key lockflow">&#8594; lock: from the holder that released it to the waiter</span> <label><input id="flows-on" type="checkbox" checked> arrows</label></div>
 <div id="status">loading…</div>
 <div id="tl"><div id="spacer"></div><canvas id="cv"></canvas></div>
 <div id="tip" hidden></div>
@@ -220,14 +220,16 @@ fn page_data(tl: &Timeline, analysis: &Analysis, summary: &[NameSummary], title:
         "waiters": d.waiters.iter().map(|(p, l)| json!([p, l])).collect::<Vec<_>>(),
         "evidence": evidence,
     });
-    // Flow arrows: [from process, from lane, from time, to process, to lane, to time, waited ns].
+    // Flow arrows: [from process, from lane, from time, to process, to lane, to time, waited ns, 1 for a
+    // lock (from its holder) else 0].
     let flows: Vec<Value> = crate::diagnose::flows(tl, FLOWS)
         .iter()
-        .map(|f| json!([f.from.0, f.from.1, rel(f.from_ts), f.to.0, f.to.1, rel(f.to_ts), f.waited]))
+        .map(|f| json!([f.from.0, f.from.1, rel(f.from_ts), f.to.0, f.to.1, rel(f.to_ts), f.waited, u8::from(f.lock)]))
         .collect();
     json!({
         "diagnosis": diagnosis,
         "flows": flows,
+        "expected_waits": crate::diagnose::EXPECTED_WAITS,
         "title": title,
         "wall": tl.wall(),
         "started": crate::clock::Civil::from_unix_ns(tl.start).human(),

@@ -73,13 +73,21 @@
 //!   "end_unix_ns":...,"end_mono_ns":...,"cpu_user_ns":...,"cpu_sys_ns":...,"max_rss_kib":...,"written":N}
 //! ```
 //!
-//! Why JSON lines and not a binary format (measured with `beamline bench trace`, 1M spans, on this
-//! 2-core machine under a load average of ~11): records are encoded on the background writer thread, so
-//! the format does not change the cost on instrumented threads (~250 ns thread-CPU per span on top of
-//! `tracing_subscriber::Registry`'s ~180 ns); the writer kept up at full speed (0 of 1M spans dropped,
-//! ~150 ns CPU per record), and the log is ~118 bytes per span. A binary log would be about 3× smaller
-//! but every reader (jq, pandas, the Python test peers, older `beamline` versions) would need a
-//! converter; the page embeds its own compact encoding anyway (~13 bytes per span).
+//! Why JSON lines and not a binary format (measured with `beamline bench trace --no-browser --json`, 1M
+//! spans on one thread, on this 2-core machine shared with other builds, load average 4 to 8): records
+//! are encoded on the background writer thread, so the format does not change the cost on instrumented
+//! threads (150–185 ns thread-CPU per recorded span with the recorder as its own subscriber, 1.4–2.1 ns
+//! per disabled per-frame span; `tracing_subscriber::Registry` alone costs 170–190 ns). The writer spends
+//! 100–150 ns CPU per record (process CPU 265–315 ns per span): CPU is not what makes it fall behind (0
+//! of 1M spans dropped in 9 of 9 runs at load 4–8, three of them pinned to one core beside three busy
+//! loops). Its `write(2)` calls are: the bench produces ~120 bytes per span at up to 500 MB/s, and while
+//! other processes keep the page cache full of dirty pages (~2 GB here) the kernel throttles such a
+//! writer to the disk's pace. The 262k packed records that may wait (≤ 17.4 MB) then cover about 65 ms
+//! at full speed before whole batches are dropped and counted: 0–470k of 1M dropped in 6 such runs,
+//! against 220k–720k in 6 runs of the previous 65k-record buffer alternating with them (no clear win: a
+//! smaller log, not a bigger buffer, is what would keep up with a throttled disk). A binary log would be
+//! about 3× smaller but every reader (jq, pandas, the Python test peers, older `beamline` versions) would
+//! need a converter; the page embeds its own compact encoding anyway (~13 bytes per span).
 //!
 //! Times are `CLOCK_MONOTONIC` nanoseconds, shared by all processes of the machine, so logs of several
 //! processes merge onto one time axis. A log without footer comes from a process that was killed.

@@ -77,8 +77,14 @@
     }));
 
     // ---- colours ----
+    const EXPECTED = new Set(D.expected_waits || []);
+    // Each lane names its process; the pid (in the process row above) only where two share a command.
+    const procShort = D.procs.map((p) => {
+      const short = p.label.replace(/ \(pid \d+\)$/, "");
+      return D.procs.filter((q) => q.label.replace(/ \(pid \d+\)$/, "") === short).length > 1 ? p.label : short;
+    });
     const colour = S.map((s) => {
-      if (s.startsWith("wait.")) return "#d9363e";
+      if (s.startsWith("wait.")) return EXPECTED.has(s.slice(5)) ? "#9aa3b2" : "#d9363e";
       let h = 0; for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) >>> 0;
       return "hsl(" + (h % 360) + ",52%," + (58 + (h >> 9) % 12) + "%)";
     });
@@ -216,7 +222,7 @@
       }
       const bn = D.diagnosis.bottleneck, role = bn && bn[0] === l.p && bn[1] === l.li ? "#ffd54d"
         : D.diagnosis.waiters.some((w) => w[0] === l.p && w[1] === l.li) ? "#fbe7b0" : "#fff";
-      const proc = D.procs[l.p] ? " · " + D.procs[l.p].label : "";
+      const proc = D.procs[l.p] ? " · " + procShort[l.p] : "";
       if (role !== "#fff") { ctx.fillStyle = role === "#ffd54d" ? "rgba(217,164,0,0.9)" : "rgba(217,164,0,0.45)"; ctx.fillRect(LABEL, ry, W - LABEL, 2); ctx.fillRect(LABEL, ry + h - 3, W - LABEL, 2); }
       label((role === "#ffd54d" ? "\u25B6 " : "") + l.name + proc, "#1d2330", ry, h, ry + 3 + ROW / 2, role);
       ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(0, ry + h - 0.5); ctx.lineTo(W, ry + h - 0.5); ctx.stroke();
@@ -225,12 +231,14 @@
     // Flow arrows: from the stage that released a queue wait (its last span end inside the wait) to the
     // end of that wait, drawn when both lanes are shown, the arrow crosses the view and the wait is wide
     // enough to see (zoom in for the short ones); the longest first, at most MAX_ARROWS.
-    const FL = (D.flows || []).slice().sort((a, b) => b[6] - a[6]), MAX_ARROWS = 120, MIN_PX = 8;
+    const FL = (D.flows || []).slice().sort((a, b) => b[6] - a[6]), MAX_ARROWS = 40, MIN_PX = 12;
     document.body.dataset.flowsTotal = String(FL.length);
+    document.body.dataset.lockFlowsTotal = String(FL.filter((f) => f[7]).length);
     function paintFlows(top) {
       const minNs = MIN_PX * (ve - vs) / (W - LABEL);
       ctx.save(); ctx.beginPath(); ctx.rect(LABEL, AXIS, W - LABEL, H - AXIS); ctx.clip();
-      ctx.strokeStyle = "rgba(107,63,160,0.75)"; ctx.fillStyle = "rgba(107,63,160,0.9)"; ctx.lineWidth = 1.2;
+      ctx.lineWidth = 1.2;
+      let lockArrows = 0;
       let drawn = 0, lastKey = "";
       for (const f of FL) {
         if (f[6] < minNs) break; // sorted longest first: the rest are narrower
@@ -242,6 +250,10 @@
         const key = Math.round(x0) + "," + Math.round(x1) + "," + a.y + "," + b.y;
         if (key === lastKey) continue; // many arrows on the same pixels: draw one
         lastKey = key;
+        // Queue hand-offs purple, lock releases (holder → waiter) red.
+        const col = f[7] ? "196,40,40" : "107,63,160";
+        ctx.strokeStyle = "rgba(" + col + ",0.8)"; ctx.fillStyle = "rgba(" + col + ",0.95)";
+        if (f[7]) lockArrows++;
         ctx.beginPath(); ctx.moveTo(x0, y0); ctx.bezierCurveTo(x0 + 12, y0, x1 - 12, y1, x1, y1); ctx.stroke();
         const dir = y1 >= y0 ? 1 : -1;
         ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x1 - 6, y1 - 3 * dir - 2); ctx.lineTo(x1 - 6, y1 + 3 * dir - 2); ctx.closePath(); ctx.fill();
@@ -249,6 +261,7 @@
       }
       ctx.restore();
       document.body.dataset.flowsDrawn = String(drawn);
+      document.body.dataset.lockFlowsDrawn = String(lockArrows);
     }
 
     // Lane and track names, clipped to the label column.

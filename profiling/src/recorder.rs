@@ -2,8 +2,12 @@
 //! handed to one background writer thread over a bounded channel. When the writer falls behind, whole
 //! batches are dropped and counted — memory never grows without bound.
 //!
+//! Records are packed into each batch as bytes ([`Batch`]: about 50 bytes per span plus its fields, half
+//! the size of an enum value), so the writer can fall behind for longer (a busy machine that does not
+//! schedule it for tens of ms) before anything is dropped.
+//!
 //! Memory bound: `threads × batch_records` records being filled plus `max_batches_in_flight ×
-//! batch_records` waiting for the writer, each about 90 bytes plus its fields.
+//! batch_records` waiting for the writer, each about 50 bytes plus its fields.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -73,8 +77,9 @@ pub const DEFAULT_MAX_LOG_BYTES: u64 = 256 << 20;
 
 impl Default for Config {
     fn default() -> Self {
-        // 1024 × 64 ≈ 65k records in flight, about 6 MB: enough to absorb seconds of a busy pipeline.
-        Config { batch_records: 1024, max_batches_in_flight: 64, max_log_bytes: DEFAULT_MAX_LOG_BYTES, frames: false }
+        // 1024 × 256 ≈ 262k records in flight, about 16 MB at most (only what is waiting is allocated): a
+        // pipeline's stage spans for minutes, or ~70 ms of a thread recording nothing but spans.
+        Config { batch_records: 1024, max_batches_in_flight: 256, max_log_bytes: DEFAULT_MAX_LOG_BYTES, frames: false }
     }
 }
 
@@ -197,14 +202,147 @@ enum Rec {
     Counter { ts: u64, name: &'static str, value: f64 },
 }
 
+/// Records of one thread packed as bytes: per record a tag byte, its numbers (native endian) and its
+/// strings (u32 length, then the bytes) in `bytes`; its `&'static str` names in `names`, in order.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    names: Vec<&'static str>,
+    len: usize,
+}
+
+/// Bytes a packed span takes besides its fields: tag, 4 numbers, fields length.
+const PACKED_SPAN: usize = 1 + 4 * 8 + 4;
+
+impl Batch {
+    fn with_capacity(records: usize) -> Batch {
+        Batch { bytes: Vec::with_capacity(records * (PACKED_SPAN + 16)), names: Vec::with_capacity(records), len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn num(&mut self, v: u64) {
+        self.bytes.extend_from_slice(&v.to_ne_bytes());
+    }
+
+    fn text(&mut self, s: &str) {
+        let n = u32::try_from(s.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&n.to_ne_bytes());
+        self.bytes.extend_from_slice(&s.as_bytes()[..n as usize]);
+    }
+
+    fn put(&mut self, rec: Rec) {
+        match rec {
+            Rec::Span { id, parent, name, start, end, fields } => {
+                // The fixed part in one copy: this runs on the instrumented thread.
+                let f = fields.as_str().as_bytes();
+                let mut head = [0u8; PACKED_SPAN];
+                for (k, v) in [id, parent, start, end].into_iter().enumerate() {
+                    head[1 + 8 * k..9 + 8 * k].copy_from_slice(&v.to_ne_bytes());
+                }
+                let n = u32::try_from(f.len()).unwrap_or(u32::MAX);
+                head[33..].copy_from_slice(&n.to_ne_bytes());
+                self.bytes.extend_from_slice(&head);
+                self.bytes.extend_from_slice(&f[..n as usize]);
+                self.names.push(name);
+            }
+            Rec::Instant { ts, span, level, name, fields } => {
+                self.bytes.push(1);
+                self.num(ts);
+                self.num(span);
+                self.names.push(level);
+                self.text(&name);
+                self.text(&fields);
+            }
+            Rec::Counter { ts, name, value } => {
+                self.bytes.push(2);
+                self.num(ts);
+                self.num(value.to_bits());
+                self.names.push(name);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn iter(&self) -> BatchIter<'_> {
+        BatchIter { bytes: &self.bytes, names: self.names.iter() }
+    }
+}
+
+/// A record read back from a [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RecRef<'a> {
+    Span { id: u64, parent: u64, name: &'static str, start: u64, end: u64, fields: &'a str },
+    Instant { ts: u64, span: u64, level: &'static str, name: &'a str, fields: &'a str },
+    Counter { ts: u64, name: &'static str, value: f64 },
+}
+
+struct BatchIter<'a> {
+    bytes: &'a [u8],
+    names: std::slice::Iter<'a, &'static str>,
+}
+
+impl<'a> BatchIter<'a> {
+    fn num(&mut self) -> Option<u64> {
+        let (h, rest) = self.bytes.split_first_chunk::<8>()?;
+        self.bytes = rest;
+        Some(u64::from_ne_bytes(*h))
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let (h, rest) = self.bytes.split_first_chunk::<4>()?;
+        let n = u32::from_ne_bytes(*h) as usize;
+        if rest.len() < n {
+            return None;
+        }
+        let (t, rest) = rest.split_at(n);
+        self.bytes = rest;
+        // Written from a whole `&str` by `Batch::text`.
+        std::str::from_utf8(t).ok()
+    }
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = RecRef<'a>;
+
+    fn next(&mut self) -> Option<RecRef<'a>> {
+        let (&tag, rest) = self.bytes.split_first()?;
+        self.bytes = rest;
+        match tag {
+            0 => {
+                let (id, parent, start, end) = (self.num()?, self.num()?, self.num()?, self.num()?);
+                let name = *self.names.next()?;
+                Some(RecRef::Span { id, parent, name, start, end, fields: self.text()? })
+            }
+            1 => {
+                let (ts, span) = (self.num()?, self.num()?);
+                let level = *self.names.next()?;
+                let (name, fields) = (self.text()?, self.text()?);
+                Some(RecRef::Instant { ts, span, level, name, fields })
+            }
+            2 => {
+                let (ts, value) = (self.num()?, f64::from_bits(self.num()?));
+                Some(RecRef::Counter { ts, name: self.names.next()?, value })
+            }
+            _ => None,
+        }
+    }
+}
+
 struct ThreadBuf {
     tid: u64,
     name: String,
-    recs: Mutex<Vec<Rec>>,
+    recs: Mutex<Batch>,
 }
 
 enum Msg {
-    Batch(Arc<ThreadBuf>, Vec<Rec>),
+    Batch(Arc<ThreadBuf>, Batch),
     Finish(String),
 }
 
@@ -253,7 +391,7 @@ impl Shared {
                     let buf = Arc::new(ThreadBuf {
                         tid: clock::thread_id(),
                         name: std::thread::current().name().unwrap_or("unnamed").to_owned(),
-                        recs: Mutex::new(Vec::with_capacity(self.config.batch_records)),
+                        recs: Mutex::new(Batch::with_capacity(self.config.batch_records)),
                     });
                     if let Ok(mut ts) = self.threads.lock() {
                         ts.push(buf.clone());
@@ -264,9 +402,9 @@ impl Shared {
             };
             let buf = &locals[i].buf;
             let Ok(mut recs) = buf.recs.lock() else { return false };
-            recs.push(rec);
+            recs.put(rec);
             if recs.len() >= self.config.batch_records {
-                let full = std::mem::replace(&mut *recs, Vec::with_capacity(self.config.batch_records));
+                let full = std::mem::replace(&mut *recs, Batch::with_capacity(self.config.batch_records));
                 drop(recs);
                 self.send(buf.clone(), full, false);
             }
@@ -278,7 +416,7 @@ impl Shared {
     }
 
     /// Hands a batch to the writer; without `block`, a full channel drops the batch (counted).
-    fn send(&self, thread: Arc<ThreadBuf>, recs: Vec<Rec>, block: bool) {
+    fn send(&self, thread: Arc<ThreadBuf>, recs: Batch, block: bool) {
         if recs.is_empty() {
             return;
         }
@@ -817,11 +955,11 @@ struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, rec: &Rec) {
+    fn add(&mut self, rec: &RecRef<'_>) {
         let (kind, name, ns) = match rec {
-            Rec::Span { name, start, end, .. } => ("span", (*name).to_string(), end.saturating_sub(*start)),
-            Rec::Instant { name, .. } => ("event", name.clone(), 0),
-            Rec::Counter { name, .. } => ("counter", (*name).to_string(), 0),
+            RecRef::Span { name, start, end, .. } => ("span", (*name).to_string(), end.saturating_sub(*start)),
+            RecRef::Instant { name, .. } => ("event", (*name).to_string(), 0),
+            RecRef::Counter { name, .. } => ("counter", (*name).to_string(), 0),
         };
         let e = self.by_name.entry((kind, name)).or_default();
         e.0 += 1;
@@ -866,7 +1004,7 @@ fn write_loop(
         match msg {
             Msg::Batch(thread, recs) => {
                 if let Some(sum) = summary.as_mut() {
-                    recs.iter().for_each(|r| sum.add(r));
+                    recs.iter().for_each(|r| sum.add(&r));
                     continue;
                 }
                 if seen.insert(thread.tid) {
@@ -874,12 +1012,12 @@ fn write_loop(
                     push_str(&mut line, &thread.name);
                     line.push_str("}\n");
                 }
-                for rec in &recs {
+                for rec in recs.iter() {
                     if let Some(sum) = summary.as_mut() {
-                        sum.add(rec);
+                        sum.add(&rec);
                         continue;
                     }
-                    encode(&mut line, thread.tid, rec);
+                    encode(&mut line, thread.tid, &rec);
                     written += 1;
                     if bytes + line.len() as u64 >= cap {
                         let _ = writeln!(
@@ -942,9 +1080,9 @@ fn flush_into(sink: &mut Box<dyn Write + Send>, line: &mut String, failed: &mut 
 }
 
 /// One record as one JSON line; see the crate documentation for the format.
-fn encode(out: &mut String, tid: u64, rec: &Rec) {
+fn encode(out: &mut String, tid: u64, rec: &RecRef<'_>) {
     match rec {
-        Rec::Span { id, parent, name, start, end, fields } => {
+        RecRef::Span { id, parent, name, start, end, fields } => {
             out.push_str("{\"t\":\"span\",\"n\":");
             push_str(out, name);
             let mut n = itoa::Buffer::new();
@@ -954,15 +1092,15 @@ fn encode(out: &mut String, tid: u64, rec: &Rec) {
                 out.push_str(key);
                 out.push_str(n.format(*v));
             }
-            push_fields(out, fields.as_str());
+            push_fields(out, fields);
         }
-        Rec::Instant { ts, span, level, name, fields } => {
+        RecRef::Instant { ts, span, level, name, fields } => {
             out.push_str("{\"t\":\"event\",\"n\":");
             push_str(out, name);
             let _ = write!(out, ",\"tid\":{tid},\"ts\":{ts},\"span\":{span},\"level\":\"{level}\"");
             push_fields(out, fields);
         }
-        Rec::Counter { ts, name, value } => {
+        RecRef::Counter { ts, name, value } => {
             out.push_str("{\"t\":\"counter\",\"n\":");
             push_str(out, name);
             let _ = write!(out, ",\"tid\":{tid},\"ts\":{ts},\"v\":");
@@ -1198,6 +1336,31 @@ mod tests {
         assert_eq!(Detail::parse("Frames"), Some(Detail::Frames));
         assert_eq!(Detail::parse("stages"), Some(Detail::Stages));
         assert_eq!(Detail::parse("everything"), None);
+    }
+
+    #[test]
+    fn a_batch_gives_back_the_records_it_packed() {
+        let mut b = Batch::with_capacity(1);
+        let long = format!("\"text\":\"{}\"", "é".repeat(80));
+        b.put(Rec::Span { id: 7, parent: 3, name: "a.b", start: 5, end: 9, fields: Fields::new("\"x\":1") });
+        b.put(Rec::Span { id: 8, parent: 0, name: "c.d", start: 1, end: 2, fields: Fields::new(&long) });
+        b.put(Rec::Instant { ts: 4, span: 7, level: "WARN", name: "frame dropped".into(), fields: "\"f\":2".into() });
+        b.put(Rec::Counter { ts: 6, name: "queue_depth", value: -2.5 });
+        assert_eq!(b.len(), 4);
+        let got: Vec<RecRef<'_>> = b.iter().collect();
+        assert_eq!(
+            got,
+            [
+                RecRef::Span { id: 7, parent: 3, name: "a.b", start: 5, end: 9, fields: "\"x\":1" },
+                RecRef::Span { id: 8, parent: 0, name: "c.d", start: 1, end: 2, fields: &long },
+                RecRef::Instant { ts: 4, span: 7, level: "WARN", name: "frame dropped", fields: "\"f\":2" },
+                RecRef::Counter { ts: 6, name: "queue_depth", value: -2.5 },
+            ]
+        );
+        // A span with short fields packs into about 50 bytes besides its name reference.
+        let mut one = Batch::with_capacity(1);
+        one.put(Rec::Span { id: 1, parent: 0, name: "a", start: 0, end: 1, fields: Fields::new("\"frame\":12") });
+        assert_eq!(one.bytes.len(), PACKED_SPAN + 10);
     }
 
     #[test]

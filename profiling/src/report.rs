@@ -5,7 +5,8 @@
 //! - **frames**: the last sample of counter `frames` (see the crate docs); without it, the number of
 //!   `hdf5.write_chunk` spans (one per frame written), else of `receive.validate` spans (one per frame
 //!   received). **slices**: the last sample of counter `slices`; without it, the sum of the `rows` field of
-//!   `recon.write` spans (each reconstructed row is one slice of the volume).
+//!   the outermost `recon.write` spans (each reconstructed row is one slice of the volume; a write nested
+//!   in another is the same rows).
 //! - **frames/s, slices/s**: count over the run's wall time (header to footer).
 //! - **CPU time per frame / slice**: user + system CPU time of the whole process (`getrusage`, in the
 //!   footer) over the count; it includes every thread, so it is what a frame really costs the machine.
@@ -40,6 +41,8 @@ pub struct RunSummary {
     pub command: String,
     /// Full command line.
     pub argv: String,
+    /// Its parameters: `--flag value` and `--flag` (see the module docs).
+    pub params: Vec<String>,
     /// Process id.
     pub pid: u32,
     /// UTC day it started, `YYYY-MM-DD`.
@@ -166,13 +169,31 @@ pub fn find_logs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
-/// Builds the report over every log under `dir`.
+/// Parses a command line (argv with the program) into its parameters (`--flag value`, `--flag`) the way
+/// the program that wrote the log does; `None` when it cannot (another version's options).
+pub type ParamParser<'a> = &'a dyn Fn(&[String]) -> Option<Vec<String>>;
+
+/// Builds the report over every log under `dir`, the parameters of each command line found by
+/// [`params`] (which has to guess which flags take a value).
 pub fn build(dir: &Path) -> Result<Report, Error> {
+    build_with(dir, &|_| None)
+}
+
+/// Builds the report over every log under `dir`, the parameters of each command line found by `parse`
+/// (the program's own option definitions: a positional argument after a flag without value is no value
+/// of it), falling back to [`params`] where it returns `None`.
+pub fn build_with(dir: &Path, parse: ParamParser<'_>) -> Result<Report, Error> {
     let mut runs = Vec::new();
     let mut unreadable = Vec::new();
     for path in find_logs(dir)? {
         match RunLog::read(&path) {
-            Ok(log) => runs.push(summarize_run(&log)),
+            Ok(log) => {
+                let mut r = summarize_run(&log);
+                if let Some(p) = parse(&log.header.argv) {
+                    r.params = p;
+                }
+                runs.push(r);
+            }
             Err(e) => unreadable.push((path.display().to_string(), e.to_string())),
         }
     }
@@ -216,14 +237,14 @@ pub fn build(dir: &Path) -> Result<Report, Error> {
 /// `--flag value` and `--flag=value` pairs of a command line (argv without the program), leaving out
 /// values that name files, folders or endpoints (different for every run) and the global options.
 pub fn params(argv: &[String]) -> Vec<String> {
-    let skip_value = |v: &str| v.contains('/') || v.contains("://") || v.ends_with(".h5") || v.ends_with(".jsonl");
+    let skip_value = names_a_place;
     let mut out = Vec::new();
     let mut i = 0;
     while i < argv.len() {
         let a = &argv[i];
         i += 1;
         let Some(flag) = a.strip_prefix("--") else { continue };
-        if flag.is_empty() || ["log", "output", "trace"].contains(&flag) {
+        if flag.is_empty() || NOT_PARAMETERS.contains(&flag) {
             i += 1;
             continue;
         }
@@ -245,6 +266,14 @@ pub fn params(argv: &[String]) -> Vec<String> {
     }
     out
 }
+
+/// Whether an option's value names a file, folder or endpoint (different for every run, so no parameter).
+pub fn names_a_place(v: &str) -> bool {
+    v.contains('/') || v.contains("://") || v.ends_with(".h5") || v.ends_with(".jsonl")
+}
+
+/// Global options that are no parameters of a run (where its log and output go, what it records).
+pub const NOT_PARAMETERS: [&str; 3] = ["log", "output", "trace"];
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
@@ -273,9 +302,8 @@ fn parameters(runs: &[RunSummary]) -> Vec<ParamStat> {
         let all = median(ok_rates(&rs, &rate));
         let mut by_param: BTreeMap<String, Vec<&RunSummary>> = BTreeMap::new();
         for r in &rs {
-            let argv: Vec<String> = r.argv.split(' ').skip(1).map(str::to_owned).collect();
-            for p in params(&argv) {
-                by_param.entry(p).or_default().push(r);
+            for p in &r.params {
+                by_param.entry(p.clone()).or_default().push(r);
             }
         }
         for (param, with) in by_param {
@@ -314,10 +342,13 @@ pub fn summarize_run(log: &RunLog) -> RunSummary {
         [count("hdf5.write_chunk"), count("receive.validate")].into_iter().find(|&n| n > 0).map(|n| n as f64)
     });
     let slices = last_counter("slices").or_else(|| {
+        // Outermost `recon.write` spans only: a write of rows may be nested in another that says the same.
+        let writes: std::collections::HashSet<u64> =
+            log.spans.iter().filter(|s| &*s.name == "recon.write").map(|s| s.id).collect();
         let rows: f64 = log
             .spans
             .iter()
-            .filter(|s| &*s.name == "recon.write")
+            .filter(|s| &*s.name == "recon.write" && !writes.contains(&s.parent))
             .filter_map(|s| s.fields.iter().find(|(k, _)| &**k == "rows").and_then(|(_, v)| v.as_f64()))
             .sum();
         (rows > 0.0).then_some(rows)
@@ -336,6 +367,7 @@ pub fn summarize_run(log: &RunLog) -> RunSummary {
         path: log.path.display().to_string(),
         command: if log.header.command.is_empty() { "?".into() } else { log.header.command.clone() },
         argv: log.header.argv.join(" "),
+        params: params(log.header.argv.get(1..).unwrap_or(&[])),
         pid: log.header.pid,
         day: Civil::from_unix_ns(log.header.start_unix_ns).date(),
         start_unix_ns: log.header.start_unix_ns,

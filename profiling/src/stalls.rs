@@ -6,8 +6,11 @@
 //!   slept outside any span).
 //!
 //! The share of a lane is its idle time over the wall time of its process. Individual stalls (each wait
-//! span and each gap) are ranked by duration.
+//! span and each gap) are ranked by duration. Expected waits (motion, exposure, a trigger, idle between
+//! series: [`crate::diagnose::expected_wait`]) are idle time marked `expected` in the lane's sentence,
+//! never ranked as stalls, and lanes are ranked by their unexpected idle time.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -49,6 +52,8 @@ pub struct LaneIdle {
     pub idle_ns: u64,
     /// Idle time over the wall time of the process.
     pub share: f64,
+    /// Of it, time in expected waits, ns.
+    pub expected_ns: u64,
     /// Idle time by what was waited for, largest first.
     pub parts: Vec<(String, u64)>,
     /// One sentence, e.g. `writer idle 42% of the run, waiting for frames (35%), untraced gaps (7%)`.
@@ -84,6 +89,7 @@ pub fn analyse(tl: &Timeline) -> Analysis {
         for (li, lane) in p.lanes.iter().enumerate() {
             let intervals = idle_intervals(lane);
             let mut parts: BTreeMap<&str, u64> = BTreeMap::new();
+            let intervals: Vec<(u64, u64, &str)> = intervals.iter().map(|(a, b, w)| (*a, *b, &**w)).collect();
             let mut hl = Vec::new();
             let mut lane_top: Vec<Stall> = Vec::new();
             for (s, e, what) in &intervals {
@@ -91,6 +97,9 @@ pub fn analyse(tl: &Timeline) -> Analysis {
                 *parts.entry(what).or_default() += dur;
                 if dur >= min_highlight.max(1) {
                     hl.push((*s, *e));
+                }
+                if crate::diagnose::expected_wait(what) {
+                    continue;
                 }
                 lane_top.push(Stall {
                     process: pi,
@@ -114,6 +123,8 @@ pub fn analyse(tl: &Timeline) -> Analysis {
             let mut parts: Vec<(String, u64)> = parts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
             parts.sort_by_key(|p| std::cmp::Reverse(p.1));
             let share = idle_ns as f64 / wall as f64;
+            let expected_ns: u64 =
+                parts.iter().filter(|(w, _)| crate::diagnose::expected_wait(w)).map(|(_, ns)| *ns).sum();
             let text = lane_sentence(&lane.name, share, &parts, wall);
             out.lanes.push(LaneIdle {
                 process: pi,
@@ -121,13 +132,15 @@ pub fn analyse(tl: &Timeline) -> Analysis {
                 lane_name: lane.name.clone(),
                 idle_ns,
                 share,
+                expected_ns,
                 parts,
                 text,
             });
         }
         out.highlight.push(proc_hl);
     }
-    out.lanes.sort_by(|a, b| b.share.total_cmp(&a.share));
+    let unexpected = |l: &LaneIdle| l.idle_ns.saturating_sub(l.expected_ns) as f64 / l.idle_ns.max(1) as f64 * l.share;
+    out.lanes.sort_by(|a, b| unexpected(b).total_cmp(&unexpected(a)).then(b.share.total_cmp(&a.share)));
     all.sort_by(|a, b| b.dur.cmp(&a.dur).then(a.start.cmp(&b.start)));
     // At most PER_LANE entries per lane, so one busy-waiting lane cannot hide the others.
     let mut per_lane: BTreeMap<(usize, usize), usize> = BTreeMap::new();
@@ -154,7 +167,10 @@ fn lane_sentence(lane: &str, share: f64, parts: &[(String, u64)], wall: u64) -> 
         .iter()
         .filter(|(what, ns)| what != UNTRACED && pct(*ns) >= 0.5)
         .take(3)
-        .map(|(what, ns)| format!("{what} ({:.0}%)", pct(*ns)))
+        .map(|(what, ns)| {
+            let expected = if crate::diagnose::expected_wait(what) { ", expected" } else { "" };
+            format!("{what} ({:.0}%{expected})", pct(*ns))
+        })
         .collect();
     let gaps = parts.iter().find(|(what, _)| what == UNTRACED).map(|(_, ns)| pct(*ns)).unwrap_or(0.0);
     let mut text = format!("{lane} idle {:.0}% of the run", share * 100.0);
@@ -168,20 +184,34 @@ fn lane_sentence(lane: &str, share: f64, parts: &[(String, u64)], wall: u64) -> 
     text
 }
 
+/// What a wait span waits for, in the page's words: the rest of its name (`wait.disk` → `disk`), for a
+/// queue wait the queue and what it wants (`data on `frames``), for a lock wait the lock (`lock `gil``).
+fn waits_for(s: &crate::timeline::LaneSpan) -> Cow<'_, str> {
+    let what = s.name.strip_prefix(crate::WAIT_PREFIX).filter(|w| !w.is_empty()).unwrap_or(&s.name);
+    let field = |k: &str| s.fields.iter().find(|(n, _)| &**n == k).and_then(|(_, v)| v.as_str());
+    match (what, field("queue"), field("lock")) {
+        ("queue" | "queue_pop" | "queue_push" | "frames", Some(q), _) => {
+            let space = field("wants") == Some("space") || what == "queue_push";
+            Cow::Owned(format!("{} on `{q}`", if space { "space" } else { "data" }))
+        }
+        ("lock", _, Some(l)) => Cow::Owned(format!("lock `{l}`")),
+        _ => Cow::Borrowed(what),
+    }
+}
+
 /// Idle intervals of a lane: outermost wait spans and uncovered gaps, sorted by start.
-pub fn idle_intervals(lane: &Lane) -> Vec<(u64, u64, &str)> {
+pub fn idle_intervals(lane: &Lane) -> Vec<(u64, u64, Cow<'_, str>)> {
     let mut out = Vec::new();
     let mut covered_to: Option<u64> = None; // end of the union of all spans seen so far
     let mut wait_to: u64 = 0; // end of the current outermost wait span
     for s in &lane.spans {
         if let Some(c) = covered_to {
             if s.start > c {
-                out.push((c, s.start, UNTRACED));
+                out.push((c, s.start, Cow::Borrowed(UNTRACED)));
             }
         }
         if s.wait && s.start >= wait_to {
-            let what = s.name.strip_prefix(crate::WAIT_PREFIX).filter(|w| !w.is_empty()).unwrap_or(&s.name);
-            out.push((s.start, s.end, what));
+            out.push((s.start, s.end, waits_for(s)));
             wait_to = s.end;
         }
         covered_to = Some(covered_to.map_or(s.end, |c| c.max(s.end)));
@@ -252,6 +282,21 @@ mod tests {
         assert_eq!(a.top.iter().filter(|s| s.lane_name == "a").count(), PER_LANE);
         assert_eq!(a.top[0].text, "b waited 4.0 µs for injected");
         assert_eq!(a.lanes[0].lane_name, "a", "a waits 30% of the run, b only 4%");
+    }
+
+    #[test]
+    fn expected_waits_are_marked_and_never_ranked() {
+        let spans = [
+            (1, "wait.device", 0, 800),
+            (1, "scan.point", 800, 1000),
+            (2, "wait.queue", 0, 300),
+            (2, "work.step", 300, 1000),
+        ];
+        let a = analyse(&Timeline::from_logs(vec![log_with(&[(1, "scan-script"), (2, "writer")], &spans)]));
+        assert!(a.top.iter().all(|s| s.what != "device"), "{:?}", a.top);
+        assert_eq!(a.top[0].what, "queue");
+        assert_eq!(a.lanes[0].lane_name, "writer", "ranked by unexpected idle time");
+        assert_eq!(a.lanes[1].text, "scan-script idle 80% of the run, waiting for device (80%, expected)");
     }
 
     #[test]

@@ -139,7 +139,8 @@ pub fn measure(spans: u64, browser: bool) -> Result<TraceFigures, TraceBenchErro
         on = Cost { wall: on.wall.min(c.wall), cpu: on.cpu.min(c.cpu) };
     }
     let log_bytes = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    let buffer_bound = (config.max_batches_in_flight + 2) * config.batch_records * 120;
+    // Packed records: ~50 bytes per span with its short fields, plus the 16-byte name reference.
+    let buffer_bound = (config.max_batches_in_flight + 2) * config.batch_records * 66;
 
     let t = Instant::now();
     let tl = crate::timeline::Timeline::from_paths(std::slice::from_ref(&log))?;

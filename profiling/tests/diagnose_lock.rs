@@ -57,4 +57,35 @@ fn two_threads_serialised_on_one_lock_are_lock_bound() {
         .filter_map(|s| s.fields.iter().find(|(k, _)| &**k == "holder").map(|(_, v)| v.to_string()))
         .collect();
     assert!(holders.iter().any(|h| h.contains("python-")), "{holders:?}");
+    // The verdict names the holders, each holding the lock for part of the others' waits.
+    assert!(d.verdict.contains("(held by python-"), "{}", d.verdict);
+    // Arrows from the holder that released the lock to the thread that waited, on the page and in the
+    // Chrome export: from the end of the holder's write (inside the wait) to the end of the wait.
+    let lane = |n: &str| tl.processes[0].lanes.iter().position(|l| l.name == n).expect("lane");
+    let (a, b) = ((0, lane("python-a")), (0, lane("python-b")));
+    let flows = profiling::diagnose::flows(&tl, 100_000);
+    let locks: Vec<_> = flows.iter().filter(|f| f.lock && f.queue == "gil").collect();
+    assert!(!locks.is_empty(), "{flows:?}");
+    for f in &locks {
+        assert!((f.from, f.to) == (a, b) || (f.from, f.to) == (b, a), "between the two threads: {f:?}");
+        assert!(f.from_ts <= f.to_ts && f.to_ts - f.from_ts < f.waited, "released within the wait: {f:?}");
+    }
+    let chrome: serde_json::Value =
+        serde_json::from_str(&profiling::chrome::render(&tl)).expect("chrome trace is JSON");
+    let ev = chrome["traceEvents"].as_array().expect("events");
+    let of = |ph: &str| -> Vec<&serde_json::Value> {
+        ev.iter().filter(|e| e["ph"] == ph && e["name"] == "released lock `gil`").collect()
+    };
+    let (starts, ends) = (of("s"), of("f"));
+    assert!(!starts.is_empty() && starts.len() == ends.len() && starts.len() <= locks.len(), "{starts:?}");
+    let tids = [tl.processes[0].lanes[a.1].tid, tl.processes[0].lanes[b.1].tid];
+    for (s, f) in starts.iter().zip(&ends) {
+        assert_eq!(s["id"], f["id"]);
+        let (st, ft) = (s["tid"].as_u64().unwrap_or(0), f["tid"].as_u64().unwrap_or(0));
+        assert!(tids.contains(&st) && tids.contains(&ft) && st != ft, "from the holder to the waiter: {s} {f}");
+    }
+    let page = profiling::html::render(&tl, "gil");
+    assert!(page.contains("lock: from the holder that released it to the waiter"), "the legend explains the arrow");
+    // Kept for a look in a browser.
+    let _ = std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("timeline_lock.html"), &page);
 }

@@ -65,3 +65,79 @@ fn failures_by_root_cause_efficiency_and_the_parameters_of_slow_runs() {
     assert!(page.contains("Parameters of slow or failing runs") && page.contains("--inject-stall-ms 300"));
     assert!(page.contains(" UTC"), "dates and times are readable");
 }
+
+/// Python peer: runs the command in argv[1:] and prints the CPU time (user + system, seconds) the child
+/// used, as the kernel accounted it (`getrusage(RUSAGE_CHILDREN)`).
+const CPU_OF_CHILD: &str = r#"
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(r.returncode, u.ru_utime + u.ru_stime)
+"#;
+
+#[test]
+fn cpu_seconds_per_slice_match_the_cpu_time_the_kernel_measured() {
+    let runs = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let input = work.path().join("scan.h5");
+    // 32 rows: 32 slices of 256 × 256, some seconds of CPU for one thread.
+    tests::make_nxtomo(&input, &["--cols", "256", "--rows", "32", "--angles", "360"]);
+    let out = std::process::Command::new(tests::python())
+        .env("BEAMLINE_RUN_DIR", runs.path())
+        .args(["-c", CPU_OF_CHILD])
+        .arg(tests::beamline_bin())
+        .arg("recon")
+        .arg(&input)
+        .arg("-o")
+        .arg(work.path().join("out"))
+        .args(["--backend", "cpu", "--threads", "1", "--quiet"])
+        .output()
+        .expect("python");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut it = text.split_whitespace();
+    assert_eq!(it.next(), Some("0"), "recon succeeds: {text} {}", String::from_utf8_lossy(&out.stderr));
+    let measured_s: f64 = it.next().and_then(|v| v.parse().ok()).expect("cpu seconds");
+    let html = work.path().join("report.html");
+    let rep = beamline().args(["runs", "report"]).arg(runs.path()).arg("-o").arg(&html).output().expect("report");
+    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(html.with_extension("json")).expect("json"))
+        .expect("report JSON");
+    let run = &r["runs"][0];
+    assert_eq!(run["command"], "recon", "{run}");
+    assert_eq!(run["slices"].as_f64(), Some(32.0), "one slice per row: {run}");
+    let per_slice = run["cpu_ns_per_slice"].as_f64().expect("cpu per slice") / 1e9;
+    let expected = measured_s / 32.0;
+    // The footer is written just before the process exits: its CPU time is the kernel's figure less the
+    // exit (a few ms of 32 slices' worth).
+    assert!(
+        per_slice <= expected * 1.02 && per_slice >= expected * 0.85 - 0.002,
+        "report {per_slice:.4} s/slice, kernel {expected:.4} s/slice (total {measured_s:.3} s)"
+    );
+    assert!(measured_s > 0.2, "the run did enough work to compare ({measured_s} s)");
+}
+
+#[test]
+fn a_flag_without_value_does_not_take_the_positional_argument_after_it() {
+    let runs = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    // `--quiet` takes no value: `scan` is recon's input (missing, so the run fails fast), not `--quiet`'s.
+    let out = beamline()
+        .current_dir(work.path())
+        .env("BEAMLINE_RUN_DIR", runs.path())
+        .args(["recon", "--quiet", "scan", "-o", "out", "--threads", "2"])
+        .output()
+        .expect("recon");
+    assert!(!out.status.success(), "the input is missing");
+    let html = work.path().join("report.html");
+    let rep = beamline().args(["runs", "report"]).arg(runs.path()).arg("-o").arg(&html).output().expect("report");
+    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(html.with_extension("json")).expect("json"))
+        .expect("report JSON");
+    let mut params: Vec<&str> =
+        r["runs"][0]["params"].as_array().expect("params").iter().filter_map(Value::as_str).collect();
+    params.sort();
+    assert_eq!(params, ["--quiet", "--threads 2"], "{}", r["runs"][0]);
+    let listed: Vec<&str> =
+        r["parameters"].as_array().expect("parameters").iter().filter_map(|p| p["param"].as_str()).collect();
+    assert!(listed.contains(&"--quiet") && !listed.iter().any(|p| p.contains("scan")), "{listed:?}");
+}

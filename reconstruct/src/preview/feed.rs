@@ -24,6 +24,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use profiling::lock::{NamedGuard, NamedMutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -197,13 +199,25 @@ pub struct PreviewFeed {
 }
 
 /// What the preview thread and the readers share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
-    state: Mutex<State>,
+    /// Held by the preview thread for each frame it folds in (ms), so a reader waiting for it is recorded
+    /// as a `wait.lock` on `preview_state` naming the holder.
+    state: NamedMutex<State>,
     /// Frames of the current series skipped (set by the writer side).
     dropped: AtomicU64,
     /// Frames the preview thread has taken, since the feed was made.
     handled: AtomicU64,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            state: NamedMutex::new("preview_state", State::default()),
+            dropped: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The preview thread's work: the current series' preview and its scratch buffers.
@@ -287,8 +301,8 @@ impl PreviewFeed {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> NamedGuard<'_, State> {
+        self.shared.state.lock()
     }
 
     fn ingest(&self) -> MutexGuard<'_, Ingest> {
@@ -467,15 +481,16 @@ struct PreviewThread {
 }
 
 impl PreviewThread {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> NamedGuard<'_, State> {
+        self.shared.state.lock()
     }
 
     /// Takes jobs until the writer side closes the channel; every frame buffer goes back to the pool.
     fn run(self, jobs: ChanRx<Job>, pool: ChanTx<Vec<u8>>) {
         loop {
             let job = {
-                let _w = tracing::debug_span!("wait.frames").entered();
+                // Starved by the writer, which hands every frame it writes to the preview.
+                let _w = tracing::debug_span!("wait.queue", queue = "preview", wants = "data", on = "writer").entered();
                 jobs.recv()
             };
             let Ok(job) = job else { return };

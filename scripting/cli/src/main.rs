@@ -111,6 +111,11 @@ enum Bench {
 #[global_allocator]
 static ALLOC: scripting::memory::CountingAllocator = scripting::memory::CountingAllocator;
 
+/// The command-line definition (every subcommand's options), for reading other runs' command lines.
+pub(crate) fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 fn parse_detail(s: &str) -> Result<profiling::Detail, String> {
     profiling::Detail::parse(s).ok_or_else(|| format!("`{s}` is not `stages` or `frames`"))
 }

@@ -209,7 +209,8 @@ fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         Some(d) => d,
         None => rundir::default_dir().context("no run directory: pass DIR, or set BEAMLINE_RUN_DIR or HOME")?,
     };
-    let r = profiling::report::build(&dir).with_context(|| format!("cannot read the run logs in {}", dir.display()))?;
+    let r = profiling::report::build_with(&dir, &clap_params)
+        .with_context(|| format!("cannot read the run logs in {}", dir.display()))?;
     let json_out = a.json_out.unwrap_or_else(|| a.output.with_extension("json"));
     std::fs::write(&a.output, profiling::report::render_html(&r))
         .with_context(|| format!("cannot write {}", a.output.display()))?;
@@ -227,6 +228,45 @@ fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         json_out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The parameters of a recorded command line, parsed by this program's own option definitions: a flag
+/// without value never takes the positional argument after it. `None` when the command line does not
+/// parse (another version's options): the report then guesses.
+fn clap_params(argv: &[String]) -> Option<Vec<String>> {
+    let cmd = crate::cli_command();
+    let m = cmd.clone().try_get_matches_from(argv).ok()?;
+    let mut out = Vec::new();
+    collect_params(&cmd, &m, &mut out);
+    Some(out)
+}
+
+fn collect_params(cmd: &clap::Command, m: &clap::ArgMatches, out: &mut Vec<String>) {
+    for arg in cmd.get_arguments() {
+        // Positional arguments (inputs) and options without a long name are no parameters.
+        let Some(long) = arg.get_long() else { continue };
+        let id = arg.get_id().as_str();
+        if profiling::report::NOT_PARAMETERS.contains(&long)
+            || m.value_source(id) != Some(clap::parser::ValueSource::CommandLine)
+        {
+            continue;
+        }
+        if arg.get_action().takes_values() {
+            for v in m.get_raw(id).into_iter().flatten() {
+                let v = v.to_string_lossy();
+                if !profiling::report::names_a_place(&v) {
+                    out.push(format!("--{long} {v}"));
+                }
+            }
+        } else {
+            out.push(format!("--{long}"));
+        }
+    }
+    if let Some((name, sub)) = m.subcommand() {
+        if let Some(sc) = cmd.find_subcommand(name) {
+            collect_params(sc, sub, out);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
