@@ -96,8 +96,8 @@
 //!
 //! - Record: [`install`] (global, once per process) or [`recorder`] / [`record_to_file`] (a layer to
 //!   compose yourself), then [`Guard::finish`] with the [`Outcome`].
-//! - Render: [`render_html`], [`render_chrome`] from log paths; [`top_stall`] gives the biggest stall as
-//!   one sentence, e.g. for the end of `beamline demo`.
+//! - Render: [`render_html`], [`render_chrome`] from log paths; [`verdict`] gives the diagnosis (what
+//!   limited a run) as one sentence, e.g. for the end of `beamline demo`.
 //! - Reports over many runs: [`report`].
 
 #![warn(missing_docs)]
@@ -146,9 +146,9 @@ pub fn render_chrome(paths: &[std::path::PathBuf]) -> Result<String, Error> {
     Ok(chrome::render(&tl))
 }
 
-/// The biggest stall of the runs at `paths` as one sentence, e.g. `writer idle 42% of the run, waiting
-/// for frames`; `None` when nothing waited.
-pub fn top_stall(paths: &[std::path::PathBuf]) -> Result<Option<String>, Error> {
+/// The diagnosis of the runs at `paths` in one sentence (what limited them, or that no stage did), as
+/// `beamline timeline --summary` and the page's verdict box give it.
+pub fn verdict(paths: &[std::path::PathBuf]) -> Result<String, Error> {
     let tl = timeline::Timeline::from_paths(paths)?;
-    Ok(stalls::analyse(&tl).lanes.first().map(|l| l.text.clone()))
+    Ok(diagnose::diagnose(&tl).verdict)
 }

@@ -66,7 +66,7 @@ fn demo_writes_every_output_into_its_run_folder() {
     let run = &entries[0];
     let name = run.file_name().unwrap().to_string_lossy().to_string();
     assert!(name.starts_with("beamline-demo-") && run.is_dir(), "{name}");
-    for line in ["scan.h5", "recon", "preview/", "timeline.html", "accuracy", "top stall"] {
+    for line in ["scan.h5", "recon", "preview/", "timeline.html", "accuracy", "verdict"] {
         assert!(stdout.contains(line), "summary lacks {line:?}:\n{stdout}");
     }
 

@@ -63,7 +63,7 @@ struct Summary {
     preview_dropped: u64,
     preview_error: Option<String>,
     timeline: PathBuf,
-    top_stall: Option<String>,
+    verdict: Option<String>,
     total_seconds: f64,
     steps: Vec<(String, f64)>,
 }
@@ -135,7 +135,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let timeline = render_timeline(&run, &ui).context("timeline")?;
     summary.timeline = run.timeline();
     summary.steps.push((timeline.name.clone(), timeline.elapsed.as_secs_f64()));
-    summary.top_stall = top_stall(&run);
+    summary.verdict = profiling::verdict(&run.trace_logs()).ok();
 
     ui.done();
     summary.total_seconds = t0.elapsed().as_secs_f64();
@@ -282,11 +282,6 @@ fn render_timeline(run: &RunDir, ui: &Ui) -> anyhow::Result<Finished> {
     Step::new(run, "timeline", &a)?.run()
 }
 
-/// The biggest stall of the run, as one sentence.
-fn top_stall(run: &RunDir) -> Option<String> {
-    profiling::top_stall(&run.trace_logs()).ok().flatten()
-}
-
 /// The rows of preview slice files, as `12, 24, 36`.
 fn preview_rows(files: &[PathBuf]) -> String {
     let rows: Vec<String> = files
@@ -353,8 +348,8 @@ fn print_summary(run: &RunDir, s: &Summary) {
         None => println!("  preview    not written: {}", s.preview_error.as_deref().unwrap_or("no series reached it")),
     }
     println!("  timeline   {}", show(&s.timeline));
-    if let Some(stall) = &s.top_stall {
-        println!("  top stall  {stall}");
+    if let Some(v) = &s.verdict {
+        println!("  verdict    {v}");
     }
     println!("  summary    {}", show(&run.summary()));
     println!("next: open {} in a browser; `beamline demo --size 384 --angles 600` for a bigger run", show(&s.timeline));
