@@ -245,9 +245,12 @@ fn output_dir_resume_reopens_the_one_unclosed_file_and_refuses_several() {
     let small = beamline()
         .args(["simulate", "--connect", &ep, "--ack", &ack, "--size", "16", "--angles", "8", "--flats", "1"])
         .args(["--darks", "1", "--series", "before", "-q"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    ok(&small, "simulate (a closed series)");
+    ok(&wait(small, Duration::from_secs(60), "simulate (a closed series)"), "simulate (a closed series)");
+    assert!(rx.try_wait().unwrap().is_none(), "receive --output-dir --resume exited");
     let file = out.join("dirresume.h5");
     let tx = sender(&ep, &ack, "dirresume", &["--fps", "150", "--replay-buffer-mib", "1"]).spawn().unwrap();
     wait_for_file(&file, &mut rx);
@@ -261,7 +264,7 @@ fn output_dir_resume_reopens_the_one_unclosed_file_and_refuses_several() {
             // Two unclosed series: which one the sender goes on with cannot be guessed, so it is refused.
             let copy = out.join("copy.h5");
             std::fs::copy(&file, &copy).unwrap();
-            let refused = spawn_dir_receiver(&ep, &out, &rx_args).wait_with_output().unwrap();
+            let refused = wait(spawn_dir_receiver(&ep, &out, &rx_args), Duration::from_secs(30), "a refused resume");
             let err = String::from_utf8_lossy(&refused.stderr);
             assert!(!refused.status.success(), "{err}");
             assert!(err.contains("several files hold a series never closed"), "{err}");
