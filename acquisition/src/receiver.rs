@@ -106,8 +106,9 @@ pub struct ReceiverConfig {
     /// Publish acknowledgements (`have` messages, PROTOCOL.md) on a PUB socket bound at this endpoint (or
     /// connected, with `connect`); `None` (the default) sends none.
     pub ack_endpoint: Option<String>,
-    /// With `Output::File`: when the file exists and holds a series never closed (a killed receiver's
-    /// file), reopen it and go on receiving that series instead of starting afresh.
+    /// When the `Output::File` exists and holds a series never closed (a killed receiver's file), or the
+    /// `Output::Dir` holds one such file (`unclosed_in`; several are refused), reopen it and go on
+    /// receiving that series instead of starting afresh.
     pub resume: bool,
     /// What happens to a frame when the writer's queue is full (default [`OnFull::Block`]).
     pub on_full: OnFull,
@@ -207,6 +208,17 @@ pub enum ReceiveError {
     /// CURVE could not be set up.
     #[error(transparent)]
     Curve(#[from] crate::curve::CurveError),
+    /// `--output-dir DIR --resume` found more than one file with an unclosed series.
+    #[error(
+        "cannot resume in {dir}: several files hold a series never closed: {files}. Resume one with \
+         `--output FILE --resume`, or move the others out of the directory"
+    )]
+    ResumeSeveral {
+        /// The directory.
+        dir: PathBuf,
+        /// The files and their status.
+        files: String,
+    },
 }
 
 /// Ends a running receiver (from any thread, or a signal handler).
@@ -413,6 +425,41 @@ pub(crate) fn check_output(output: &Output) -> Result<(), ReceiveError> {
     Ok(())
 }
 
+/// The file of `dir` a receiver started with `--output-dir DIR --resume` reopens: the one `*.h5` regular
+/// file (symbolic links are not followed) whose series was never closed (status `receiving` or
+/// `incomplete ...`, [`NxtomoWriter::unclosed_status`]). None when there is none; several are refused,
+/// naming them: which series the sender will go on with cannot be guessed. Empty files (a name reserved by
+/// a receiver killed before HDF5 wrote it) and files that are not NXtomo files of ours are skipped.
+pub(crate) fn unclosed_in(dir: &Path) -> Result<Option<PathBuf>, ReceiveError> {
+    let entries = std::fs::read_dir(dir).map_err(|cause| ReceiveError::Output { path: dir.to_path_buf(), cause })?;
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0);
+        if !regular || path.extension().is_none_or(|x| x != "h5") {
+            continue;
+        }
+        match NxtomoWriter::unclosed_status(&path) {
+            Ok(Some(status)) => found.push((path, status)),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("--resume: skipping {}: {e}", path.display()),
+        }
+    }
+    found.sort();
+    match found.len() {
+        0 => Ok(None),
+        1 => {
+            let (path, status) = found.remove(0);
+            tracing::info!(path = %path.display(), status = %status, "--resume: the unclosed series of the directory");
+            Ok(Some(path))
+        }
+        _ => Err(ReceiveError::ResumeSeveral {
+            dir: dir.to_path_buf(),
+            files: found.iter().map(|(p, s)| format!("{} ({s})", p.display())).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
 /// The file for a new series. In `Output::Dir` mode the name is reserved by creating it exclusively
 /// (`O_CREAT | O_EXCL`, which never follows a symbolic link, dangling or not): an existing file or link of
 /// that name, whatever it points to, is left alone and the next free name `-1`, `-2`, ... is taken.
@@ -565,14 +612,30 @@ impl Receiver {
         Ok(ReceiveSummary { series, rejected_outside_series: rejected_outside, resent_duplicates, curve_refused })
     }
 
-    /// With `resume` and `Output::File`: reopens a file left by a killed receiver (see
-    /// [`NxtomoWriter::reopen`]). An absent or empty file is no error (the series starts afresh).
+    /// With `resume`: reopens a file left by a killed receiver (see [`NxtomoWriter::reopen`]): the
+    /// `Output::File`, or in `Output::Dir` mode the one file of the directory holding an unclosed series
+    /// ([`unclosed_in`]). An absent or empty file, or a directory with none, is no error (nothing to resume).
     fn reopen(&self) -> Result<(Option<NxtomoWriter>, Option<OpenSeries>), ReceiveError> {
-        let Output::File(path) = &self.cfg.output else { return Ok((None, None)) };
-        if !self.cfg.resume || std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        if !self.cfg.resume {
             return Ok((None, None));
         }
+        let path = match &self.cfg.output {
+            Output::File(path) if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) => path.clone(),
+            Output::File(_) => return Ok((None, None)),
+            Output::Dir(dir) => match unclosed_in(dir)? {
+                Some(path) => path,
+                None => {
+                    tracing::info!(dir = %dir.display(), "--resume: no unclosed series in the directory");
+                    return Ok((None, None));
+                }
+            },
+        };
+        let path = &path;
         let (w, start) = NxtomoWriter::reopen(path)?;
+        let hwm = rcvhwm_for(start.frame_bytes(), self.cfg.queue_bytes, self.cfg.rcvhwm);
+        if let Err(e) = self.socket.set_rcvhwm(hwm) {
+            tracing::warn!("cannot set the receive high-water mark to {hwm}: {e}");
+        }
         let mut seen = vec![false; start.frames as usize];
         for i in w.held() {
             if let Some(s) = seen.get_mut(i as usize) {

@@ -490,6 +490,23 @@ impl NxtomoWriter {
         Ok(())
     }
 
+    /// Whether `path` holds a series a receiver never closed, one [`NxtomoWriter::reopen`] can resume: its
+    /// `status` is `receiving` (the receiver was killed) or `incomplete ...` (it was stopped). Returns the
+    /// status when it does, `None` for a closed series; an error when the file is not one of ours.
+    pub fn unclosed_status(path: &Path) -> Result<Option<String>, WriteError> {
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), cause: source }
+        };
+        let file = File::open(path).map_err(err("open file"))?;
+        let status = file
+            .dataset(&format!("{}/{}", nx::ACQUISITION, acq::STATUS))
+            .and_then(|d| d.read_scalar::<hdf5::types::VarLenUnicode>())
+            .map_err(err("read /entry/acquisition/status"))?;
+        let status = status.as_str();
+        Ok((status == "receiving" || status.starts_with("incomplete")).then(|| status.to_string()))
+    }
+
     /// Reopens `path`, a file this writer created for a series that was never closed (its status is still
     /// `receiving`: the receiver was killed), to go on writing it. Returns the writer and the series start
     /// stored in the file; every frame whose `image_key` in the file is not 3 counts as held.

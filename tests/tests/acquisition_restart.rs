@@ -111,7 +111,182 @@ fn a_receiver_killed_three_times_mid_series_loses_nothing() {
     let restarts = number_after(&line, &format!("bytes, {resent} frames sent again after "));
     assert_eq!(restarts, 3, "{line}");
     assert!(resent > 0, "{line}");
+    // Its memory too: peak RSS (VmHWM, in the closing line) within the buffer plus a stated allowance.
+    let rss = peak_rss(&line);
+    assert!(rss > 0 && rss <= cap + SENDER_RSS_ALLOWANCE, "peak RSS {rss} bytes: {line}");
     let r = check(&file, &expected_file(dir.path(), "restart"), false);
+    assert_eq!(r["checked_frames"].as_u64(), Some(1000), "{r}");
+}
+
+/// A number in `line` right after `before`, as written by `simulate` (digits only).
+fn peak_rss(line: &str) -> u64 {
+    number_after(line, "peak RSS ")
+}
+
+/// What a `simulate` process holds besides its replay buffer: code, libzmq and its send queue (16
+/// messages), the frame generator, the pooled frames in flight. Measured: 18 MiB peak RSS with a 1 MiB
+/// buffer and 64 x 64 frames; stated with room, and well below the 50 MiB series of the memory test.
+const SENDER_RSS_ALLOWANCE: u64 = 32 << 20;
+
+#[test]
+fn an_independent_python_sender_survives_two_receiver_kills() {
+    // tests/py/ack_sender.py is written from PROTOCOL.md alone: the back-channel is specified enough for a
+    // peer to lose nothing across restarts of our receiver.
+    let dir = tempfile::tempdir().unwrap();
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let file = dir.path().join("peer.h5");
+    let rx_args = ["--ack", ack.as_str(), "--resume", "--flush-ms", "100"];
+    let mut rx = spawn_receiver(&ep, &file, &rx_args);
+    // About 40 frames of payload: far fewer than the series, so the buffer fills and waits.
+    let cap: u64 = 256 << 10;
+    let script = tests::workspace_root().join("tests/py/ack_sender.py");
+    let tx = Command::new(tests::python())
+        .arg(&script)
+        .args([ep.as_str(), ack.as_str(), dir.path().to_str().unwrap(), "peer", "1000", &cap.to_string(), "250"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut rng = Lcg(11);
+    wait_for_file(&file, &mut rx);
+    for k in 0..2 {
+        std::thread::sleep(Duration::from_millis(rng.next_ms(600, 1400)));
+        assert!(rx.try_wait().unwrap().is_none(), "receiver {k} exited before its kill");
+        rx.kill().unwrap(); // SIGKILL
+        rx.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.next_ms(50, 400)));
+        rx = spawn_receiver(&ep, &file, &rx_args);
+    }
+    let tx_out = wait(tx, Duration::from_secs(180), "ack_sender.py");
+    let rx_out = wait(rx, Duration::from_secs(60), "receive");
+    let line = ok(&tx_out, "ack_sender.py");
+    let closing = ok(&rx_out, "receive (restarted twice)");
+    eprintln!("{line}{closing}{}", String::from_utf8_lossy(&tx_out.stderr));
+    assert!(closing.contains("missing 0; status complete"), "{closing}");
+    let r: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(r["restarts"].as_u64(), Some(2), "{r}");
+    assert!(r["resent"].as_u64().unwrap() > 0, "{r}");
+    let peak = r["buffer_peak"].as_u64().unwrap();
+    assert!(peak > cap / 2 && peak <= cap, "{r}");
+    // The peer's memory: its buffer holds payload lengths only (the payloads are pre-made), so its peak RSS
+    // above the RSS before the series is ZeroMQ's queues and Python's garbage, within a stated 8 MiB.
+    let grew = (r["vm_hwm_kib"].as_u64().unwrap() - r["rss_before_kib"].as_u64().unwrap()) << 10;
+    assert!(grew <= cap + (8 << 20), "{r}");
+    let c = check(&file, &dir.path().join("expected.json"), false);
+    assert_eq!(c["checked_frames"].as_u64(), Some(1000), "{c}");
+}
+
+#[test]
+fn a_senders_peak_memory_stays_within_its_replay_buffer_plus_an_allowance() {
+    // 200 raw 256 x 256 uint32 frames: 50 MiB of payload through a 2 MiB replay buffer (8 frames) into a
+    // receiver killed once: a sender that kept the series (or much of it) in memory would exceed the bound
+    // (2 + 32 MiB; measured: 21 MiB) by tens of MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let file = dir.path().join("mem.h5");
+    let rx_args = ["--ack", ack.as_str(), "--resume", "--flush-ms", "100"];
+    let spawn = || {
+        beamline()
+            .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "-q"])
+            .args(rx_args)
+            .env("BEAMLINE_TEST_WRITE_DELAY_MS", "3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut rx = spawn();
+    let tx = beamline()
+        .args(["simulate", "--connect", &ep, "--ack", &ack, "--size", "256", "--dtype", "uint32", "--angles", "190"])
+        .args(["--flats", "5", "--darks", "5", "--compression", "none", "--series", "mem"])
+        .args(["--replay-buffer-mib", "2", "--fps", "0", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&file, &mut rx);
+    std::thread::sleep(Duration::from_millis(500));
+    rx.kill().unwrap(); // SIGKILL: the sender sends what it buffered again to the next one
+    rx.wait().unwrap();
+    let rx = spawn();
+    let line = ok(&wait(tx, Duration::from_secs(180), "simulate"), "simulate");
+    let closing = ok(&wait(rx, Duration::from_secs(60), "receive"), "receive");
+    eprintln!("{line}{closing}");
+    assert!(closing.contains("missing 0; status complete"), "{closing}");
+    let peak = number_after(&line, "replay buffer peak ");
+    let cap = number_after(&line, &format!("replay buffer peak {peak} of "));
+    assert_eq!(cap, 2 << 20);
+    assert!(peak >= cap / 2 && peak <= cap, "the buffer filled, within its cap: {line}");
+    assert_eq!(number_after(&line, &format!("bytes, {} frames sent again after ", number_after(&line, "bytes, "))), 1);
+    let rss = peak_rss(&line);
+    assert!(rss > 0 && rss <= cap + SENDER_RSS_ALLOWANCE, "peak RSS {rss} bytes: {line}");
+}
+
+/// `beamline receive --bind ep --output-dir dir -q` plus `extra`, stdout/stderr piped.
+fn spawn_dir_receiver(ep: &str, dir: &Path, extra: &[&str]) -> Child {
+    beamline()
+        .args(["receive", "--bind", ep, "--output-dir", dir.to_str().unwrap(), "-q"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn output_dir_resume_reopens_the_one_unclosed_file_and_refuses_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let rx_args = ["--ack", ack.as_str(), "--resume", "--flush-ms", "100"];
+    // A closed series already in the directory: not resumed, not touched.
+    let mut rx = spawn_dir_receiver(&ep, &out, &rx_args);
+    let small = beamline()
+        .args(["simulate", "--connect", &ep, "--ack", &ack, "--size", "16", "--angles", "8", "--flats", "1"])
+        .args(["--darks", "1", "--series", "before", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(&wait(small, Duration::from_secs(60), "simulate (a closed series)"), "simulate (a closed series)");
+    assert!(rx.try_wait().unwrap().is_none(), "receive --output-dir --resume exited");
+    let file = out.join("dirresume.h5");
+    let tx = sender(&ep, &ack, "dirresume", &["--fps", "150", "--replay-buffer-mib", "1"]).spawn().unwrap();
+    wait_for_file(&file, &mut rx);
+    let mut rng = Lcg(99);
+    for k in 0..2 {
+        std::thread::sleep(Duration::from_millis(rng.next_ms(700, 1500)));
+        assert!(rx.try_wait().unwrap().is_none(), "receiver {k} exited before its kill");
+        rx.kill().unwrap(); // SIGKILL
+        rx.wait().unwrap();
+        if k == 0 {
+            // Two unclosed series: which one the sender goes on with cannot be guessed, so it is refused.
+            let copy = out.join("copy.h5");
+            std::fs::copy(&file, &copy).unwrap();
+            let refused = wait(spawn_dir_receiver(&ep, &out, &rx_args), Duration::from_secs(30), "a refused resume");
+            let err = String::from_utf8_lossy(&refused.stderr);
+            assert!(!refused.status.success(), "{err}");
+            assert!(err.contains("several files hold a series never closed"), "{err}");
+            assert!(err.contains(copy.to_str().unwrap()) && err.contains(file.to_str().unwrap()), "{err}");
+            std::fs::remove_file(&copy).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(rng.next_ms(50, 400)));
+        rx = spawn_dir_receiver(&ep, &out, &rx_args);
+    }
+    let line = ok(&wait(tx, Duration::from_secs(180), "simulate"), "simulate");
+    // --output-dir receives until stopped: the sender returned, so the file is closed; stop the receiver.
+    let st = Command::new("kill").args(["-INT", &rx.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let closing = ok(&wait(rx, Duration::from_secs(60), "receive --output-dir"), "receive --output-dir");
+    eprintln!("{line}{closing}");
+    assert!(closing.contains("missing 0; status complete"), "{closing}");
+    assert_eq!(number_after(&line, &format!("bytes, {} frames sent again after ", number_after(&line, "bytes, "))), 2);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["before.h5", "dirresume.h5"], "the series went on in its file, no second file");
+    let r = check(&file, &expected_file(dir.path(), "dirresume"), false);
     assert_eq!(r["checked_frames"].as_u64(), Some(1000), "{r}");
 }
 

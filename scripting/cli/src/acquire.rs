@@ -238,9 +238,10 @@ pub struct ReceiveArgs {
     /// Publish acknowledgements (which frames are on disk) on this endpoint, for `simulate --ack`.
     #[arg(long, value_name = "ENDPOINT")]
     pub ack: Option<String>,
-    /// With --output: if the file holds a series a killed (or stopped) receiver never closed, reopen it
-    /// and go on receiving that series (its frames on disk are kept and acknowledged).
-    #[arg(long, requires = "output")]
+    /// If the file holds a series a killed (or stopped) receiver never closed, reopen it and go on receiving
+    /// that series (its frames on disk are kept and acknowledged). With --output-dir: the one file of DIR
+    /// whose series was never closed (several: refused, naming them), then every later series as usual.
+    #[arg(long)]
     pub resume: bool,
     /// When the writer's queue (--queue, --queue-mib) is full: `block` waits for it (nothing is lost here,
     /// the sender is slowed; the time blocked is in the closing line, the file and the trace) or `drop`
