@@ -632,10 +632,7 @@ impl Receiver {
         };
         let path = &path;
         let (w, start) = NxtomoWriter::reopen(path)?;
-        let hwm = rcvhwm_for(start.frame_bytes(), self.cfg.queue_bytes, self.cfg.rcvhwm);
-        if let Err(e) = self.socket.set_rcvhwm(hwm) {
-            tracing::warn!("cannot set the receive high-water mark to {hwm}: {e}");
-        }
+        self.bound_zmq_buffer(&start);
         let mut seen = vec![false; start.frames as usize];
         for i in w.held() {
             if let Some(s) = seen.get_mut(i as usize) {
@@ -783,11 +780,7 @@ impl Receiver {
                 }
             }
         }
-        // ZeroMQ buffers whole messages up to the high-water mark: bound it by bytes for this frame size.
-        let hwm = rcvhwm_for(start.frame_bytes(), self.cfg.queue_bytes, self.cfg.rcvhwm);
-        if let Err(e) = self.socket.set_rcvhwm(hwm) {
-            tracing::warn!("cannot set the receive high-water mark to {hwm}: {e}");
-        }
+        let hwm = self.bound_zmq_buffer(&start);
         let path = file_for(&self.cfg.output, &start.series);
         tracing::info!(series = %start.series, frames = start.frames, path = %path.display(), rcvhwm = hwm, "series start");
         self.live.expected.store(start.frames, Ordering::Relaxed);
@@ -805,6 +798,16 @@ impl Receiver {
         let text = String::from_utf8_lossy(json).into_owned();
         let metadata = raw_metadata(json).map(str::to_string);
         Ok(push(tx, ToWriter::Start(Box::new(StartMsg { start, path, json: text, metadata }))))
+    }
+
+    /// ZeroMQ buffers whole messages up to the high-water mark: bound it by bytes for `start`'s frame size.
+    /// Returns the mark set.
+    fn bound_zmq_buffer(&self, start: &SeriesStart) -> i32 {
+        let hwm = rcvhwm_for(start.frame_bytes(), self.cfg.queue_bytes, self.cfg.rcvhwm);
+        if let Err(e) = self.socket.set_rcvhwm(hwm) {
+            tracing::warn!("cannot set the receive high-water mark to {hwm}: {e}");
+        }
+        hwm
     }
 
     fn on_frame(

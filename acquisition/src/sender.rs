@@ -482,13 +482,7 @@ impl SeriesSender {
     /// Sends a frame whose payload is already encoded as the series declares (a blosc1 chunk or raw pixels);
     /// used by replay and benchmarks. The payload is not checked here; the receiver checks it.
     pub fn send_encoded(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), SendError> {
-        if self.series.is_none() {
-            return Err(SendError::State("send_encoded before start_series"));
-        }
-        if self.skips(header.index.0) {
-            return Ok(());
-        }
-        self.send_one(header, payload, None)
+        self.send_encoded_with(header, payload, None)
     }
 
     /// [`send_encoded`](Self::send_encoded) for a payload whose checksum ([`payload_checksum`]) the caller
@@ -500,13 +494,17 @@ impl SeriesSender {
         payload: &[u8],
         checksum: u64,
     ) -> Result<(), SendError> {
+        self.send_encoded_with(header, payload, Some(checksum))
+    }
+
+    fn send_encoded_with(&mut self, header: &FrameHeader, payload: &[u8], known: Option<u64>) -> Result<(), SendError> {
         if self.series.is_none() {
             return Err(SendError::State("send_encoded before start_series"));
         }
         if self.skips(header.index.0) {
             return Ok(());
         }
-        self.send_one(header, payload, Some(checksum))
+        self.send_one(header, payload, known)
     }
 
     fn send_one(&mut self, header: &FrameHeader, payload: &[u8], known: Option<u64>) -> Result<(), SendError> {

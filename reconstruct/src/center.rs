@@ -127,11 +127,17 @@ fn mismatch_over(sino: &[f32], n_cols: usize, preds: &[Prediction], center: f64,
     (count >= min_count.max(1)).then(|| sum / count as f64)
 }
 
-/// Finds the rotation axis from `-log` sinograms of one or more rows (`[row][angle][col]`, averaged first).
-pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<CenterEstimate, CenterError> {
+/// The rows of `sinos` (`[row][angle][col]`) averaged into one sinogram, and the reference projections to
+/// compare; refused when there is no row, fewer than `min_cols` columns, no pair, or no feature.
+fn averaged(
+    sinos: &[f32],
+    n_cols: usize,
+    angles_rad: &[f32],
+    min_cols: usize,
+) -> Result<(Vec<f32>, Vec<Prediction>), CenterError> {
     let per = n_cols * angles_rad.len();
     let n_rows = sinos.len() / per.max(1);
-    if n_rows == 0 || n_cols < 4 {
+    if n_rows == 0 || n_cols < min_cols {
         return Err(CenterError::Featureless);
     }
     let mut avg = vec![0f32; per];
@@ -149,11 +155,19 @@ pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<C
     if var <= 1e-12 {
         return Err(CenterError::Featureless);
     }
-    let n = n_cols as f64;
-    let eval = |c: f64| mismatch(&avg, n_cols, &preds, c).unwrap_or(f64::INFINITY);
-    // Coarse: half-pixel steps over the middle half of the detector (axis within n/4 of the middle).
-    let (lo, hi) = ((n - 1.0) / 2.0 - n / 4.0, (n - 1.0) / 2.0 + n / 4.0);
-    let mut best = (f64::INFINITY, (n - 1.0) / 2.0);
+    Ok((avg, preds))
+}
+
+/// The axis minimising `eval` over `[lo, hi]`: half-pixel steps, then 0.05 px steps within one pixel of the
+/// best, then a parabola through the best three.
+fn search(
+    eval: impl Fn(f64) -> f64,
+    lo: f64,
+    hi: f64,
+    start: f64,
+    references: usize,
+) -> Result<CenterEstimate, CenterError> {
+    let mut best = (f64::INFINITY, start);
     let mut c = lo;
     while c <= hi {
         let e = eval(c);
@@ -165,7 +179,6 @@ pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<C
     if !best.0.is_finite() {
         return Err(CenterError::Featureless);
     }
-    // Fine: 0.05 px steps within one pixel, then a parabola through the best three.
     let mut fine = best;
     let mut c = best.1 - 1.0;
     while c <= best.1 + 1.0 + 1e-9 {
@@ -180,7 +193,17 @@ pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<C
     let denom = em - 2.0 * e0 + ep;
     let center =
         if denom > 0.0 && em.is_finite() && ep.is_finite() { fine.1 + 0.5 * h * (em - ep) / denom } else { fine.1 };
-    Ok(CenterEstimate { center, residual: fine.0, references: preds.len() })
+    Ok(CenterEstimate { center, residual: fine.0, references })
+}
+
+/// Finds the rotation axis from `-log` sinograms of one or more rows (`[row][angle][col]`, averaged first).
+pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<CenterEstimate, CenterError> {
+    let (avg, preds) = averaged(sinos, n_cols, angles_rad, 4)?;
+    let n = n_cols as f64;
+    let eval = |c: f64| mismatch(&avg, n_cols, &preds, c).unwrap_or(f64::INFINITY);
+    // The axis within n/4 of the middle of the detector.
+    let (lo, hi) = ((n - 1.0) / 2.0 - n / 4.0, (n - 1.0) / 2.0 + n / 4.0);
+    search(eval, lo, hi, (n - 1.0) / 2.0, preds.len())
 }
 
 /// The rotation axis of a 360-degree half-acquisition (offset-axis) scan: as [`find_center`], every
@@ -189,55 +212,11 @@ pub fn find_center(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<C
 /// the two share near the axis: at least an eighth of the detector's columns (and 4), instead of a quarter. The
 /// caller checks that the axis found lies near an edge ([`crate::offset_axis`]).
 pub fn find_center_offset(sinos: &[f32], n_cols: usize, angles_rad: &[f32]) -> Result<CenterEstimate, CenterError> {
-    let per = n_cols * angles_rad.len();
-    let n_rows = sinos.len() / per.max(1);
-    if n_rows == 0 || n_cols < 8 {
-        return Err(CenterError::Featureless);
-    }
-    let mut avg = vec![0f32; per];
-    for r in 0..n_rows {
-        for (a, v) in avg.iter_mut().zip(&sinos[r * per..(r + 1) * per]) {
-            *a += *v / n_rows as f32;
-        }
-    }
-    let preds = predictions(angles_rad, 64);
-    if preds.is_empty() {
-        return Err(CenterError::NoPairs);
-    }
-    let mean = avg.iter().map(|&v| v as f64).sum::<f64>() / per as f64;
-    if avg.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / per as f64 <= 1e-12 {
-        return Err(CenterError::Featureless);
-    }
+    let (avg, preds) = averaged(sinos, n_cols, angles_rad, 8)?;
     let min_count = preds.len() * (n_cols / 8).max(4);
     let eval = |c: f64| mismatch_over(&avg, n_cols, &preds, c, min_count).unwrap_or(f64::INFINITY);
     let last = (n_cols - 1) as f64;
-    let mut best = (f64::INFINITY, last / 2.0);
-    let mut c = 0.0;
-    while c <= last {
-        let e = eval(c);
-        if e < best.0 {
-            best = (e, c);
-        }
-        c += 0.5;
-    }
-    if !best.0.is_finite() {
-        return Err(CenterError::Featureless);
-    }
-    let mut fine = best;
-    let mut c = best.1 - 1.0;
-    while c <= best.1 + 1.0 + 1e-9 {
-        let e = eval(c);
-        if e < fine.0 {
-            fine = (e, c);
-        }
-        c += 0.05;
-    }
-    let h = 0.05;
-    let (em, e0, ep) = (eval(fine.1 - h), fine.0, eval(fine.1 + h));
-    let denom = em - 2.0 * e0 + ep;
-    let center =
-        if denom > 0.0 && em.is_finite() && ep.is_finite() { fine.1 + 0.5 * h * (em - ep) / denom } else { fine.1 };
-    Ok(CenterEstimate { center, residual: fine.0, references: preds.len() })
+    search(eval, 0.0, last, last / 2.0, preds.len())
 }
 
 #[cfg(test)]

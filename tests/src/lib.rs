@@ -7,7 +7,8 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Root of the workspace (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -101,4 +102,50 @@ pub fn recon_quiet(args: &[&str]) -> std::process::Output {
 /// A finished process's stdout and stderr, for assertion messages.
 pub fn output_text(o: &std::process::Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Waits for a child up to `limit`, killing it (and failing the test) when it takes longer.
+pub fn wait(mut child: Child, limit: Duration, what: &str) -> Output {
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().expect("wait for a child").is_some() {
+            return child.wait_with_output().expect("child output");
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("child output");
+            panic!("{what} did not finish within {limit:?}\n{}", output_text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `beamline simulate --connect EP -q SIM_ARGS` into `beamline receive --bind EP --output FILE -q` on a free
+/// loopback endpoint; both must succeed within 120 s.
+pub fn simulate_into(file: &Path, sim_args: &[&str]) {
+    let ep = free_endpoint();
+    let rx = beamline()
+        .args(["receive", "--bind", &ep, "--output", file.to_str().expect("utf-8 path"), "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start beamline receive");
+    let sim = beamline()
+        .args(["simulate", "--connect", &ep, "-q"])
+        .args(sim_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start beamline simulate");
+    let limit = Duration::from_secs(120);
+    let s = wait(sim, limit, "simulate");
+    assert!(s.status.success(), "simulate failed\n{}", output_text(&s));
+    let r = wait(rx, limit, "receive");
+    assert!(r.status.success(), "receive failed\n{}", output_text(&r));
+}
+
+/// The `provenance.json` a reconstruction wrote into `out_dir`.
+pub fn provenance(out_dir: &Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(out_dir.join("provenance.json")).expect("provenance.json");
+    serde_json::from_str(&s).expect("provenance JSON")
 }

@@ -2,15 +2,8 @@
 //! Fourier metric instead of failing, `--center vo` asks for it; the centre found is printed and stored in
 //! provenance, and centre-sweep file names carry exactly the centre each trial was reconstructed with.
 
-use std::path::Path;
-
 use serde_json::Value;
-use tests::{make_nxtomo as make, output_text as text, recon_quiet as recon, run_python};
-
-fn provenance(out_dir: &Path) -> Value {
-    let s = std::fs::read_to_string(out_dir.join("provenance.json")).expect("provenance.json");
-    serde_json::from_str(&s).expect("provenance JSON")
-}
+use tests::{make_nxtomo as make, output_text as text, provenance, recon_quiet as recon, run_python};
 
 #[test]
 fn auto_falls_back_to_vo_when_the_last_angle_has_no_partner() {

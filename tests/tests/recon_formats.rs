@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use tests::{beamline, make_nxtomo as make, output_text as text, recon_quiet as recon, run_python};
+use tests::{beamline, make_nxtomo as make, output_text as text, provenance, recon_quiet as recon, run_python};
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "{}", text(&o));
@@ -40,11 +40,6 @@ fn assert_accurate(v: &Value, n: usize) {
     for s in s {
         assert!(s["rmse"].as_f64().expect("rmse") < 0.08 && s["corr"].as_f64().expect("corr") > 0.95, "{s}");
     }
-}
-
-fn provenance(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("provenance.json")).expect("provenance.json"))
-        .expect("provenance JSON")
 }
 
 #[test]

@@ -7,55 +7,30 @@
 //! side, `--center vo`; and `--memory` counting the doubled width.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use acquisition::phantom::{rasterize_3d_slice, shepp_logan_3d};
 use acquisition::protocol::Dtype;
 use acquisition::sim::SimConfig;
 use reconstruct::accuracy::rmse_disc;
 use serde_json::Value;
-use tests::{beamline, free_endpoint, make_nxtomo, output_text as text, recon_quiet as recon};
+use tests::{make_nxtomo, output_text as text, recon_quiet as recon, simulate_into};
 
 const ROWS: usize = 8;
 const COLS: usize = 64;
 const AXIS: f64 = 54.5;
 const ANGLES: usize = 400;
 
-fn wait(mut child: Child, what: &str) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("{what} did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
 /// `beamline simulate ... --cols COLS --angles ANGLES --range RANGE [--offset-axis AXIS]` into `beamline receive`.
 fn simulate_scan(dir: &Path, name: &str, cols: usize, angles: usize, range: &str, axis: Option<f64>) -> PathBuf {
-    let ep = free_endpoint();
     let file = dir.join(name);
-    let rx = beamline()
-        .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "-q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start beamline receive");
-    let sim = beamline()
-        .args(["simulate", "--connect", &ep, "-q", "--rows", &ROWS.to_string(), "--cols", &cols.to_string()])
-        .args(["--angles", &angles.to_string(), "--range", range, "--flats", "6", "--darks", "4"])
-        .args(axis.map(|a| ["--offset-axis".to_string(), a.to_string()]).into_iter().flatten())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start beamline simulate");
-    let s = wait(sim, "simulate");
-    assert!(s.status.success(), "{}", text(&s));
-    let r = wait(rx, "receive");
-    assert!(r.status.success(), "{}", text(&r));
+    let (rows, cols, angles) = (ROWS.to_string(), cols.to_string(), angles.to_string());
+    let mut args = vec!["--rows", &rows, "--cols", &cols, "--angles", &angles, "--range", range];
+    args.extend(["--flats", "6", "--darks", "4"]);
+    let axis = axis.map(|a| a.to_string());
+    if let Some(a) = &axis {
+        args.extend(["--offset-axis", a]);
+    }
+    simulate_into(&file, &args);
     file
 }
 

@@ -4,51 +4,18 @@
 //! values it used in provenance; without them it says which option to give.
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use serde_json::Value;
-use tests::{beamline, free_endpoint, make_nxtomo, output_text as text, python, recon_quiet as recon, run_python};
-
-fn wait(mut child: Child, what: &str) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("{what} did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
-fn provenance(out_dir: &Path) -> Value {
-    let s = std::fs::read_to_string(out_dir.join("provenance.json")).expect("provenance.json");
-    serde_json::from_str(&s).expect("provenance JSON")
-}
+use tests::{make_nxtomo, output_text as text, provenance, python, recon_quiet as recon, run_python, simulate_into};
 
 #[test]
 fn simulate_stores_the_geometry_and_paganin_reads_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ep = free_endpoint();
     let file = dir.path().join("scan.h5");
-    let rx = beamline()
-        .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "-q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start beamline receive");
-    let sim = beamline()
-        .args(["simulate", "--connect", &ep, "-q", "--rows", "24", "--cols", "64", "--angles", "90"])
-        .args(["--flats", "4", "--darks", "3", "--energy", "25", "--distance", "0.2", "--pixel-size", "1.5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start beamline simulate");
-    let s = wait(sim, "simulate");
-    assert!(s.status.success(), "{}", text(&s));
-    let r = wait(rx, "receive");
-    assert!(r.status.success(), "{}", text(&r));
+    let geometry = ["--energy", "25", "--distance", "0.2", "--pixel-size", "1.5"];
+    let scan = ["--rows", "24", "--cols", "64", "--angles", "90", "--flats", "4", "--darks", "3"];
+    simulate_into(&file, &[&scan[..], &geometry[..]].concat());
 
     let v: Value = serde_json::from_str(run_python("phase_fields.py", &[file.to_str().unwrap()]).trim()).expect("JSON");
     assert_eq!(v["/entry/instrument/source/energy"], serde_json::json!([25.0, "keV"]), "{v}");

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::time::{Duration, Instant};
 
 use acquisition::protocol::{Compression, Dtype};
 use acquisition::sim::{FrameGenerator, Schedule, SimConfig};
@@ -98,25 +97,9 @@ pub fn check(file: &Path, expected_json: &Path, flushed_only: bool) -> serde_jso
     serde_json::from_str(out.trim().lines().last().unwrap_or("null")).expect("checker prints JSON")
 }
 
-/// Waits for a child up to `limit`, killing it (and failing the test) when it takes longer.
-pub fn wait(mut child: Child, limit: Duration, what: &str) -> Output {
-    let t0 = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{what} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+// Not every test binary that includes this module waits for a child.
+#[allow(unused_imports)]
+pub use tests::wait;
 
 /// Asserts success and returns stdout.
 pub fn ok(out: &Output, what: &str) -> String {
