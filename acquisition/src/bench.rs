@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::blosc::Codec;
 use crate::budget::ByteBudget;
+pub use crate::direct::direct_io_works;
+use crate::direct::{open_direct, AlignedBuf};
 use crate::protocol::{
     decode_series_start, now_timestamp, BloscParams, Compression, Degrees, Dtype, FrameHeader, FrameIndex, ImageKey,
     Kind, SeriesStart, SeriesStatus, Shape,
@@ -199,6 +201,9 @@ pub enum Sink {
     Nxtomo(PathBuf),
     /// (c) without payload checksums from the sender.
     NxtomoNoChecksum(PathBuf),
+    /// (c) writing through the page cache (`receive --write-io buffered`, HDF5's `sec2` path) instead of past
+    /// it: what [`crate::direct`] changes. Runs only where the writer bypasses the page cache.
+    NxtomoBuffered(PathBuf),
     /// (c) with acknowledgements (`receive --ack`, `simulate --ack`): the receiver publishes what is on disk,
     /// the sender keeps every frame in its replay buffer until it is acknowledged (checksums on).
     NxtomoAck(PathBuf),
@@ -227,6 +232,7 @@ impl Sink {
             Sink::AppendDirect(_) => "zmq_append_direct",
             Sink::Nxtomo(_) => "beamline_receive",
             Sink::NxtomoNoChecksum(_) => "beamline_receive_no_checksum",
+            Sink::NxtomoBuffered(_) => "beamline_receive_buffered",
             Sink::NxtomoCurve(..) => "beamline_receive_curve",
             Sink::NxtomoAck(_) => "beamline_receive_ack",
             Sink::Stream2(_) => "beamline_receive_stream2",
@@ -335,7 +341,15 @@ pub fn measure(
             let frame_bytes = file_frame_bytes(path)?;
             (s.received, s.duration.as_secs_f64(), s.bytes_written, frame_bytes, child)
         }
-        Sink::Nxtomo(path) | Sink::NxtomoNoChecksum(path) | Sink::NxtomoCurve(path, _) | Sink::NxtomoAck(path) => {
+        Sink::Nxtomo(path)
+        | Sink::NxtomoNoChecksum(path)
+        | Sink::NxtomoBuffered(path)
+        | Sink::NxtomoCurve(path, _)
+        | Sink::NxtomoAck(path) => {
+            let io = crate::direct::write_io();
+            if let Sink::NxtomoBuffered(_) = sink {
+                crate::direct::set_write_io(crate::direct::WriteIo::Buffered);
+            }
             let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
             cfg.endpoint = "tcp://127.0.0.1:*".into();
             cfg.queue_frames = queue_frames;
@@ -349,7 +363,9 @@ pub fn measure(
             let rx = Receiver::bind(cfg)?;
             let ack = rx.ack_endpoint();
             let child = run(&rx.endpoint(), ack.as_deref())?;
-            let summary = rx.run()?;
+            let summary = rx.run();
+            crate::direct::set_write_io(io);
+            let summary = summary?;
             let s = summary.series.first().ok_or_else(|| BenchError::Run("no series arrived".into()))?;
             let frame_bytes = file_frame_bytes(path)?;
             (s.received, s.duration.as_secs_f64(), s.bytes_written, frame_bytes, child)
@@ -438,51 +454,6 @@ fn file_frame_bytes(path: &Path) -> Result<usize, BenchError> {
     Ok(sh.get(1).copied().unwrap_or(0) * sh.get(2).copied().unwrap_or(0) * ds.dtype().map(|t| t.size()).unwrap_or(0))
 }
 
-/// `O_DIRECT` transfers: file offsets, lengths and memory in multiples of this.
-const DIRECT_ALIGN: usize = 4096;
-
-/// Opens (creates, truncates) `path` for writes that bypass the page cache.
-fn open_direct(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
-}
-
-/// Whether `dir` takes `O_DIRECT` writes (tmpfs before Linux 6.6 does not).
-pub fn direct_io_works(dir: &Path) -> bool {
-    let probe = dir.join(".direct-probe");
-    let ok = open_direct(&probe).and_then(|f| {
-        let mut b = AlignedBuf::default();
-        std::os::unix::fs::FileExt::write_all_at(&f, b.fill(&[0u8; 8]), 0)
-    });
-    let _ = std::fs::remove_file(&probe);
-    ok.is_ok()
-}
-
-/// A reusable 4 KiB-aligned buffer: a payload copied in, zero-padded to a multiple of 4 KiB.
-#[derive(Default)]
-struct AlignedBuf {
-    blocks: Vec<Block>,
-}
-
-/// One aligned 4 KiB block.
-#[derive(Clone, Copy)]
-#[repr(C, align(4096))]
-struct Block([u8; DIRECT_ALIGN]);
-
-impl AlignedBuf {
-    fn fill(&mut self, data: &[u8]) -> &[u8] {
-        let n = data.len().div_ceil(DIRECT_ALIGN).max(1);
-        if self.blocks.len() < n {
-            self.blocks.resize(n, Block([0; DIRECT_ALIGN]));
-        }
-        // SAFETY: `Block` is plain bytes with no padding, so the blocks are `n * 4096` initialised bytes.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), n * DIRECT_ALIGN) };
-        bytes[..data.len()].copy_from_slice(data);
-        bytes[data.len()..].fill(0);
-        bytes
-    }
-}
-
 /// Receives one series on `socket` into a ceiling sink; returns (frames, seconds, payload bytes, frame bytes).
 fn ceiling(
     socket: &zmq::Socket,
@@ -496,33 +467,21 @@ fn ceiling(
     let (tx, rx) = crossbeam_channel::bounded::<zmq::Message>(queue_frames.max(1));
     let budget = std::sync::Arc::new(ByteBudget::new(queue_bytes));
     let appender = match sink {
-        Sink::AppendDirect(path) => {
+        Sink::Append(path) | Sink::AppendDirect(path) => {
+            let direct = matches!(sink, Sink::AppendDirect(_));
             let path = path.clone();
             let budget = budget.clone();
-            let file = open_direct(&path).map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
+            let file = if direct { open_direct(&path) } else { File::create(&path) }
+                .map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
             Some(std::thread::Builder::new().name("append".into()).spawn(move || {
-                let mut buf = AlignedBuf::default();
+                // Positioned writes, the same I/O pattern as HDF5's sec2 driver (pwrite at the end of file);
+                // O_DIRECT writes go through an aligned, zero-padded copy.
+                let mut aligned = AlignedBuf::default();
                 let mut offset = 0u64;
                 for m in rx {
-                    let block = buf.fill(&m);
+                    let block: &[u8] = if direct { aligned.fill(&m) } else { &m };
                     let r = std::os::unix::fs::FileExt::write_all_at(&file, block, offset);
                     offset += block.len() as u64;
-                    budget.release(m.len() as u64);
-                    r.map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
-                }
-                Ok::<(), BenchError>(())
-            }))
-        }
-        Sink::Append(path) => {
-            let path = path.clone();
-            let budget = budget.clone();
-            let file = File::create(&path).map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
-            Some(std::thread::Builder::new().name("append".into()).spawn(move || {
-                // Positioned writes, the same I/O pattern as HDF5's sec2 driver (pwrite at the end of file).
-                let mut offset = 0u64;
-                for m in rx {
-                    let r = std::os::unix::fs::FileExt::write_all_at(&file, &m, offset);
-                    offset += m.len() as u64;
                     budget.release(m.len() as u64);
                     r.map_err(|source| BenchError::Io { path: path.clone(), cause: source })?;
                 }
@@ -605,6 +564,9 @@ pub struct Plan {
     pub ack: bool,
     /// Also run the `O_DIRECT` plain-file ceiling ([`Sink::AppendDirect`]; see [`direct_io_works`]).
     pub direct: bool,
+    /// Also run the real receiver writing through the page cache ([`Sink::NxtomoBuffered`]; see
+    /// [`crate::direct::bypasses_page_cache`]).
+    pub buffered: bool,
 }
 
 impl Plan {
@@ -615,6 +577,9 @@ impl Plan {
             v.push(Sink::AppendDirect(self.dir.join("ceiling.bin")));
         }
         v.extend([Sink::Nxtomo(self.dir.join("ingest.h5")), Sink::NxtomoNoChecksum(self.dir.join("ingest.h5"))]);
+        if self.buffered {
+            v.push(Sink::NxtomoBuffered(self.dir.join("ingest.h5")));
+        }
         if let Some(c) = &self.curve {
             v.push(Sink::NxtomoCurve(self.dir.join("ingest.h5"), Box::new(c.clone())));
         }
@@ -646,7 +611,7 @@ pub fn run_rounds(
         // cache and the disk's writeback carry over from one run to the next).
         for k in 0..sinks.len() {
             let sink = &sinks[(r + k) % sinks.len()];
-            settle(&plan.dir);
+            settle();
             let m = measure(sink, plan.queue_frames, plan.queue_bytes, &mut spawn_sender)?;
             for f in ["ceiling.bin", "ingest.h5", "peer.h5"] {
                 let _ = std::fs::remove_file(plan.dir.join(f));
@@ -668,10 +633,7 @@ pub fn run_rounds(
 /// Before each run: the previous run's files are gone and what the disk still had to write (dirty pages,
 /// the journal, discards of the deleted files) is written now, so every run starts from the same state
 /// instead of paying for the one before it.
-fn settle(dir: &Path) {
-    if let Ok(f) = File::open(dir) {
-        let _ = f.sync_all();
-    }
+fn settle() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
 }
@@ -722,7 +684,8 @@ pub fn ratios(rounds: &[Vec<Measurement>], a: &str, b: &str) -> Vec<f64> {
 }
 
 /// The ratios the issue sets goals for: (name, sink a, sink b, goal or 0).
-pub const RATIOS: [(&str, &str, &str, f64); 7] = [
+pub const RATIOS: [(&str, &str, &str, f64); 8] = [
+    ("writes past / through the page cache", "beamline_receive", "beamline_receive_buffered", 0.0),
     ("CURVE cost: with / without", "beamline_receive_curve", "beamline_receive", 0.0),
     ("stream v2 bslz4 / our protocol", "beamline_receive_stream2", "beamline_receive", 0.0),
     ("acknowledgements cost: with / without", "beamline_receive_ack", "beamline_receive", 0.0),
@@ -731,36 +694,3 @@ pub const RATIOS: [(&str, &str, &str, f64); 7] = [
     ("beamline / receive-and-discard", "beamline_receive", "zmq_discard", 0.8),
     ("checksum cost: with / without", "beamline_receive", "beamline_receive_no_checksum", 0.0),
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_direct_buffer_is_aligned_padded_with_zeros_and_reused() {
-        let mut b = AlignedBuf::default();
-        let first = b.fill(&[7u8; 5000]);
-        assert_eq!(first.len(), 2 * DIRECT_ALIGN);
-        assert_eq!(first.as_ptr() as usize % DIRECT_ALIGN, 0);
-        assert!(first[..5000].iter().all(|&x| x == 7) && first[5000..].iter().all(|&x| x == 0));
-        // A shorter payload after a longer one: no stale bytes in its padding.
-        let second = b.fill(&[1u8; 10]);
-        assert_eq!(second.len(), DIRECT_ALIGN);
-        assert!(second[..10].iter().all(|&x| x == 1) && second[10..].iter().all(|&x| x == 0));
-    }
-
-    #[test]
-    fn direct_writes_land_where_the_file_system_takes_them() {
-        let dir = tempfile::tempdir().unwrap();
-        if direct_io_works(dir.path()) {
-            let path = dir.path().join("d.bin");
-            let f = open_direct(&path).unwrap();
-            let mut b = AlignedBuf::default();
-            std::os::unix::fs::FileExt::write_all_at(&f, b.fill(b"frame"), 0).unwrap();
-            drop(f);
-            let back = std::fs::read(&path).unwrap();
-            assert_eq!(&back[..5], b"frame");
-            assert_eq!(back.len(), DIRECT_ALIGN);
-        }
-    }
-}

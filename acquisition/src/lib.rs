@@ -10,6 +10,7 @@ pub mod bench;
 pub mod blosc;
 pub mod budget;
 pub mod curve;
+pub mod direct;
 pub mod frame_memory;
 pub mod nexus;
 pub mod phantom;

@@ -164,6 +164,8 @@ pub struct NxtomoWriter {
     /// Flush once this many payload bytes were written since the last flush (half the sender's replay
     /// buffer), whatever the interval.
     flush_bytes: Option<u64>,
+    /// Bytes the file driver may hold that the kernel has not been given ([`crate::direct::window_bytes`]).
+    window_bytes: u64,
 }
 
 /// Half the sender's replay buffer, when it declared one: written since the last flush, it makes a flush.
@@ -328,8 +330,8 @@ pub(crate) fn close_on_exec(file: &File) -> hdf5::Result<()> {
     if rc < 0 || handle.is_null() {
         return Err(hdf5::Error::from("cannot get the file's descriptor (H5Fget_vfd_handle)"));
     }
-    // SAFETY: with the default (sec2) driver the handle points to the `int` file descriptor, valid while the
-    // file is open; fcntl on it only changes its descriptor flags.
+    // SAFETY: with sec2 and with `beamline_direct` (both POSIX-compatible handles) the handle points to the
+    // `int` file descriptor, valid while the file is open; fcntl on it only changes its descriptor flags.
     let fd = unsafe { *(handle as *const libc::c_int) };
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
@@ -357,7 +359,7 @@ impl NxtomoWriter {
             move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), cause: source }
         };
         let _s = tracing::debug_span!("hdf5.create", path = %path.display()).entered();
-        let file = File::create(path).map_err(err("create file"))?;
+        let file = crate::direct::open_for_writing(path, true).map_err(err("create file"))?;
         close_on_exec(&file).map_err(err("create file"))?;
         let n = start.frames as usize;
         let build = || -> hdf5::Result<NxtomoWriter> {
@@ -429,6 +431,7 @@ impl NxtomoWriter {
                 bytes: 0,
                 bytes_at_flush: 0,
                 flush_bytes: flush_bytes_for(start),
+                window_bytes: crate::direct::window_bytes(&file),
             })
         };
         build().map_err(err("lay out the NXtomo tree"))
@@ -517,7 +520,7 @@ impl NxtomoWriter {
         };
         let resume = |why: String| WriteError::Resume { path: path.to_path_buf(), why };
         let _s = tracing::debug_span!("hdf5.reopen", path = %path.display()).entered();
-        let file = File::open_rw(path).map_err(err("reopen file"))?;
+        let file = crate::direct::open_for_writing(path, false).map_err(err("reopen file"))?;
         close_on_exec(&file).map_err(err("reopen file"))?;
         let acq = file.group(nx::ACQUISITION).map_err(err("open /entry/acquisition"))?;
         let read_str = |name: &str| -> Result<String, WriteError> {
@@ -568,6 +571,7 @@ impl NxtomoWriter {
                 bytes: 0,
                 bytes_at_flush: 0,
                 flush_bytes: flush_bytes_for(&start),
+                window_bytes: crate::direct::window_bytes(&file),
                 share: start.share,
             })
         };
@@ -599,10 +603,11 @@ impl NxtomoWriter {
 
     /// Fails with [`WriteError::DiskFull`] when the file system holding the file has less than `bytes`
     /// plus a reserve for closing the file free (checked before each frame: a frame that does not fit is not
-    /// started, so the file stays consistent and can still be closed).
+    /// started, so the file stays consistent and can still be closed). The reserve includes the bytes the
+    /// file driver may hold in memory ([`crate::direct::window_bytes`]).
     pub fn check_space(&self, index: FrameIndex, bytes: u64) -> Result<(), WriteError> {
         let Some(free) = free_bytes(&self.path) else { return Ok(()) };
-        let reserve = CLOSE_RESERVE + (self.keys.len() as u64) * 8;
+        let reserve = CLOSE_RESERVE + (self.keys.len() as u64) * 8 + self.window_bytes;
         if free < bytes.saturating_add(reserve) {
             return Err(WriteError::DiskFull { path: self.path.clone(), free, index, needed: bytes, reserve });
         }

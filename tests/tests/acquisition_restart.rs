@@ -359,19 +359,33 @@ fn a_sender_with_no_receiver_says_so_within_seconds_and_unconfirmed_frames_fail_
     assert!(stdout.contains("are unconfirmed"), "{stdout}");
 }
 
-/// A tmpfs mounted for the test, unmounted however the test ends.
-struct Tmpfs(PathBuf);
+/// A small file system mounted for the test, unmounted however the test ends.
+struct Mount(PathBuf);
 
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
+impl Mount {
+    /// A tmpfs of `size` (`8m`).
+    fn tmpfs(dir: &Path, size: &str) -> Mount {
         std::fs::create_dir_all(dir).unwrap();
         let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
         assert!(st.is_ok_and(|s| s.success()), "mount -t tmpfs failed: this test needs root (CI runs as root)");
-        Tmpfs(dir.to_path_buf())
+        Mount(dir.to_path_buf())
+    }
+
+    /// An ext4 file system of `mib` MiB in an image file beside `dir`, loop-mounted (a disk that takes
+    /// O_DIRECT, so the writer's chunks bypass the page cache).
+    fn ext4(dir: &Path, mib: u64) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let image = dir.with_extension("img");
+        std::fs::File::create(&image).unwrap().set_len(mib << 20).unwrap();
+        let mkfs = Command::new("mkfs.ext4").args(["-q", "-F", "-O", "^has_journal"]).arg(&image).status();
+        assert!(mkfs.is_ok_and(|s| s.success()), "mkfs.ext4 failed (e2fsprogs is part of a Debian base system)");
+        let st = Command::new("mount").args(["-o", "loop"]).arg(&image).arg(dir).status();
+        assert!(st.is_ok_and(|s| s.success()), "mount -o loop failed: this test needs root (CI runs as root)");
+        Mount(dir.to_path_buf())
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Mount {
     fn drop(&mut self) {
         let done = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
         if !done {
@@ -383,14 +397,31 @@ impl Drop for Tmpfs {
 #[test]
 fn disk_full_closes_the_file_as_failed_and_tells_the_sender() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = Tmpfs::mount(&dir.path().join("small"), "8m");
-    let (ep, ack) = (free_endpoint(), free_endpoint());
-    let file = mnt.0.join("full.h5");
-    let rx = spawn_receiver(&ep, &file, &["--ack", &ack, "--flush-ms", "100"]);
+    let mnt = Mount::tmpfs(&dir.path().join("small"), "8m");
     // 100 raw 256 x 256 uint16 frames: 12.5 MiB into 8 MiB.
+    disk_full_case(dir.path(), &mnt.0, 90);
+}
+
+/// The same on a disk whose writes bypass the page cache (`beamline_direct`): the frames its window held are
+/// counted in the disk-full check, so the file still closes as `failed: disk full` with every held frame intact.
+#[test]
+fn disk_full_with_writes_past_the_page_cache_closes_the_file_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = Mount::ext4(&dir.path().join("small"), 20);
+    assert!(acquisition::direct::bypasses_page_cache(&mnt.0), "a loop-mounted ext4 takes O_DIRECT");
+    // 200 raw frames: 25 MiB into about 18.
+    disk_full_case(dir.path(), &mnt.0, 190);
+}
+
+/// A receiver with acknowledgements fed `angles` + 10 raw 256² frames onto `mnt`, which cannot hold them all.
+fn disk_full_case(dir: &Path, mnt: &Path, angles: u64) {
+    let frames = angles as usize + 10;
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let file = mnt.join("full.h5");
+    let rx = spawn_receiver(&ep, &file, &["--ack", &ack, "--flush-ms", "100"]);
     let tx = beamline()
-        .args(["simulate", "--connect", &ep, "--ack", &ack, "--size", "256", "--angles", "90", "--flats", "5"])
-        .args(["--darks", "5", "--compression", "none", "--series", "full", "-q"])
+        .args(["simulate", "--connect", &ep, "--ack", &ack, "--size", "256", "--angles", &angles.to_string()])
+        .args(["--flats", "5", "--darks", "5", "--compression", "none", "--series", "full", "-q"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -411,12 +442,12 @@ fn disk_full_closes_the_file_as_failed_and_tells_the_sender() {
     let missing: Vec<u64> = f.dataset("entry/acquisition/missing_frames").unwrap().read_raw().unwrap();
     drop(f);
     let held = keys.iter().filter(|k| **k != 3).count();
-    assert!((20..100).contains(&held), "{held} frames held");
-    assert_eq!(missing.len(), 100 - held);
+    assert!((20..frames).contains(&held), "{held} frames held of {frames}");
+    assert_eq!(missing.len(), frames - held);
     let mut cfg = SimConfig::new(256, 256, Dtype::Uint16);
     cfg.seed = 1;
-    let sch = Schedule { darks: 5, flats: 5, angles: 90, range: Degrees(180.0) };
-    let exp = simulated("full", &cfg, &sch, Compression::None).write(dir.path(), "expected");
+    let sch = Schedule { darks: 5, flats: 5, angles, range: Degrees(180.0) };
+    let exp = simulated("full", &cfg, &sch, Compression::None).write(dir, "expected");
     let r = check(&file, &exp, true);
     assert_eq!(r["checked_frames"].as_u64(), Some(held as u64), "{r}");
 }

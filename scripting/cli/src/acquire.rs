@@ -248,6 +248,11 @@ pub struct ReceiveArgs {
     /// drops the frame (counted, listed as dropped and missing; receiving goes on).
     #[arg(long, default_value = "block", value_parser = ["block", "drop"])]
     pub on_full: String,
+    /// How frames reach the disk: `direct` writes the frame chunks past the page cache (O_DIRECT, 8 MiB at a
+    /// time; the file is the same) where the file system takes it, else as `buffered`; `buffered` writes
+    /// everything through the page cache, as HDF5's default driver does.
+    #[arg(long, default_value = "direct", value_parser = ["direct", "buffered"])]
+    pub write_io: String,
     /// With --output-dir: a series start arriving while the open series has had no frame for SECS seconds
     /// closes the open one as `abandoned` and starts the new one (0: never; the new one is then rejected).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
@@ -605,6 +610,7 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     cfg.ack_endpoint = a.ack.clone();
     cfg.resume = a.resume;
     cfg.on_full = a.on_full.parse().map_err(anyhow::Error::msg)?;
+    acquisition::direct::set_write_io(a.write_io.parse().map_err(anyhow::Error::msg)?);
     anyhow::ensure!(a.stale_after.is_finite() && a.stale_after >= 0.0, "--stale-after must be 0 or more seconds");
     cfg.stale_after = (a.stale_after > 0.0).then(|| Duration::from_secs_f64(a.stale_after));
     if let Some(secret) = &a.curve_secret {
@@ -803,6 +809,13 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     if !direct {
         println!("O_DIRECT: not taken by {}: the direct-write ceiling is not run", dir.display());
     }
+    let buffered = acquisition::direct::bypasses_page_cache(&dir);
+    println!(
+        "writer: frame chunks {} the page cache in {}{}",
+        if buffered { "bypass" } else { "go through" },
+        dir.display(),
+        if buffered { " (beamline_receive_buffered: the same receiver through it)" } else { "" }
+    );
     let sizes = [(2048usize, a.large_frames), (512usize, a.small_frames)];
     let load_before = profiling::clock::load_average();
     let mut json_runs = Vec::new();
@@ -820,6 +833,7 @@ fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
             stream2,
             ack: a.ack,
             direct,
+            buffered,
         };
         let spawn = |to: bench::SenderTarget<'_>, sink: &bench::Sink| {
             let n = rows.to_string();
