@@ -175,10 +175,12 @@ for i in range(n):
         if time.monotonic() - waited > 5:
             log(f"replay buffer full ({buffered} of {cap} bytes, {len(buffer)} frames)")
             waited = time.monotonic()
+    send([b"frame", header(i, False), payloads[i]])
+    # Buffered once ZeroMQ took it: a restart seen while `send` waits resends the buffer, which must not hold
+    # this frame yet (its first copy would then arrive after the copy marked `resent`, as a duplicate).
     buffer[i] = size
     buffered += size
     peak = max(peak, buffered)
-    send([b"frame", header(i, False), payloads[i]])
     poll_acks(0)
     delay = t0 + (i + 1) / fps - time.monotonic()
     if delay > 0:
