@@ -39,8 +39,14 @@ use hdf5_sys::h5i::hid_t;
 /// `O_DIRECT` transfers: file offsets, lengths and memory in multiples of this.
 pub const DIRECT_ALIGN: usize = 4096;
 
-/// Bytes of one file's window: the most a file holds that the kernel has not been given yet.
+/// Bytes of one window buffer: the size of each `O_DIRECT` write.
 pub const WINDOW_BYTES: usize = 8 << 20;
+
+/// Window buffers per open file: one being filled while the others are written by the file's I/O thread.
+pub const WINDOW_BUFFERS: usize = 3;
+
+/// The most one open file holds in memory that the kernel has not been given.
+pub const HELD_BYTES: usize = WINDOW_BYTES * WINDOW_BUFFERS;
 
 /// How the NXtomo writer's files reach the disk (`receive --write-io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,7 +85,7 @@ pub fn write_io() -> WriteIo {
     }
 }
 
-/// Bytes `file` may hold in memory that the kernel has not been given: [`WINDOW_BYTES`] for a file of this
+/// Bytes `file` may hold in memory that the kernel has not been given: [`HELD_BYTES`] for a file of this
 /// driver that bypasses the page cache, 0 otherwise. The writer keeps them free in its disk-full check.
 pub fn window_bytes(file: &hdf5::File) -> u64 {
     let Some(ours) = driver_id() else { return 0 };
@@ -103,7 +109,7 @@ pub fn window_bytes(file: &hdf5::File) -> u64 {
         }
         let direct = unsafe { *(handle as *const c_int).add(1) };
         if direct >= 0 {
-            WINDOW_BYTES as u64
+            HELD_BYTES as u64
         } else {
             0
         }
@@ -162,44 +168,72 @@ pub fn bypasses_page_cache(dir: &Path) -> bool {
     !memory && driver_id().is_some() && direct_io_works(dir)
 }
 
-/// One aligned 4 KiB block.
-#[derive(Clone, Copy)]
-#[repr(C, align(4096))]
-struct Block([u8; DIRECT_ALIGN]);
-
-/// A reusable 4 KiB-aligned buffer.
-#[derive(Default)]
+/// A 4 KiB-aligned, zero-initialised buffer (memory from the allocator's zeroed pages).
 pub struct AlignedBuf {
-    blocks: Vec<Block>,
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the buffer owns its memory exclusively; moving it to another thread moves that ownership.
+unsafe impl Send for AlignedBuf {}
+
+impl Default for AlignedBuf {
+    fn default() -> Self {
+        AlignedBuf { ptr: std::ptr::null_mut(), len: 0 }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: allocated in `with_len` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr, Self::layout(self.len)) };
+        }
+    }
 }
 
 impl AlignedBuf {
-    /// A buffer of at least `bytes` (rounded up to 4 KiB), zeroed.
+    fn layout(len: usize) -> std::alloc::Layout {
+        // A multiple of 4096, aligned to 4096: always a valid layout below isize::MAX.
+        std::alloc::Layout::from_size_align(len, DIRECT_ALIGN).unwrap_or_else(|_| std::alloc::Layout::new::<u8>())
+    }
+
+    /// A buffer of at least `bytes` (rounded up to 4 KiB, at least one block), zeroed.
     pub fn with_len(bytes: usize) -> AlignedBuf {
-        AlignedBuf { blocks: vec![Block([0; DIRECT_ALIGN]); bytes.div_ceil(DIRECT_ALIGN)] }
+        let len = bytes.div_ceil(DIRECT_ALIGN).max(1) * DIRECT_ALIGN;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(Self::layout(len)) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(Self::layout(len));
+        }
+        AlignedBuf { ptr, len }
     }
 
     /// All its bytes.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `Block` is plain bytes with no padding, so the blocks are `len * 4096` initialised bytes.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), self.blocks.len() * DIRECT_ALIGN)
+        if self.ptr.is_null() {
+            return &mut [];
         }
+        // SAFETY: `ptr` owns `len` initialised (zeroed, then written) bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 
     /// Its bytes.
     pub fn bytes(&self) -> &[u8] {
+        if self.ptr.is_null() {
+            return &[];
+        }
         // SAFETY: as in `bytes_mut`.
-        unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast::<u8>(), self.blocks.len() * DIRECT_ALIGN) }
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
     /// `data` copied in and zero-padded to a multiple of 4 KiB (at least one block): the bytes to write.
     pub fn fill(&mut self, data: &[u8]) -> &[u8] {
-        let n = data.len().div_ceil(DIRECT_ALIGN).max(1);
-        if self.blocks.len() < n {
-            self.blocks.resize(n, Block([0; DIRECT_ALIGN]));
+        let n = data.len().div_ceil(DIRECT_ALIGN).max(1) * DIRECT_ALIGN;
+        if self.len < n {
+            *self = AlignedBuf::with_len(n);
         }
-        let bytes = &mut self.bytes_mut()[..n * DIRECT_ALIGN];
+        let bytes = &mut self.bytes_mut()[..n];
         bytes[..data.len()].copy_from_slice(data);
         bytes[data.len()..].fill(0);
         bytes
@@ -398,8 +432,11 @@ struct State {
     fd: c_int,
     /// The `O_DIRECT` descriptor; -1 where the page cache is not bypassed.
     direct: c_int,
+    /// The buffer of the window being filled.
     buf: AlignedBuf,
     window: Option<Window>,
+    /// The file's `O_DIRECT` writer thread, where the page cache is bypassed.
+    io: Option<Io>,
     dev: u64,
     ino: u64,
     eoa: Haddr,
@@ -442,6 +479,128 @@ fn push_error(what: &str, e: i32) -> Herr {
     -1
 }
 
+/// One window buffer for the I/O thread: write its first `len` bytes at `start`.
+struct Job {
+    buf: AlignedBuf,
+    start: u64,
+    len: usize,
+}
+
+/// A file's `O_DIRECT` writer: a thread that writes window buffers while the writer fills the next one.
+/// [`WINDOW_BUFFERS`] buffers in all; the window holds one, the others are idle here or being written.
+struct Io {
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    done: crossbeam_channel::Receiver<AlignedBuf>,
+    idle: Vec<AlignedBuf>,
+    in_flight: usize,
+    /// The first OS error of a write (0: none).
+    error: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    /// Set when the file system refused an `O_DIRECT` write: the thread then writes through the page cache
+    /// and no new window is opened.
+    refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Io {
+    fn start(fd: c_int, direct: c_int) -> std::io::Result<Io> {
+        let (jobs, jobs_rx) = crossbeam_channel::bounded::<Job>(WINDOW_BUFFERS);
+        let (done_tx, done) = crossbeam_channel::bounded::<AlignedBuf>(WINDOW_BUFFERS);
+        let error = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (e, r) = (error.clone(), refused.clone());
+        let thread = std::thread::Builder::new().name("direct-io".into()).spawn(move || {
+            for job in jobs_rx {
+                if e.load(Ordering::Relaxed) == 0 {
+                    let _s = tracing::trace_span!("hdf5.direct_write", bytes = job.len).entered();
+                    let data = &job.buf.bytes()[..job.len];
+                    let mut result = Err(libc::EINVAL);
+                    if !r.load(Ordering::Relaxed) {
+                        result = pwrite_all(direct, data, job.start);
+                        if result == Err(libc::EINVAL) {
+                            tracing::debug!("O_DIRECT write refused (EINVAL): writing through the page cache");
+                            FALLBACKS.fetch_add(1, Ordering::Relaxed);
+                            r.store(true, Ordering::Relaxed);
+                        } else if result.is_ok() {
+                            DIRECT_BYTES.fetch_add(job.len as u64, Ordering::Relaxed);
+                            DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if r.load(Ordering::Relaxed) && result == Err(libc::EINVAL) {
+                        result = pwrite_all(fd, data, job.start);
+                        if result.is_ok() {
+                            BUFFERED_BYTES.fetch_add(job.len as u64, Ordering::Relaxed);
+                        }
+                    }
+                    if let Err(err) = result {
+                        e.store(err, Ordering::Relaxed);
+                    }
+                }
+                if done_tx.send(job.buf).is_err() {
+                    break;
+                }
+            }
+        })?;
+        let idle = (1..WINDOW_BUFFERS).map(|_| AlignedBuf::with_len(WINDOW_BYTES)).collect();
+        Ok(Io { jobs: Some(jobs), done, idle, in_flight: 0, error, refused, thread: Some(thread) })
+    }
+
+    fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn check(&self) -> Result<(), i32> {
+        match self.error.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    /// Buffers the thread has finished with, without waiting.
+    fn collect(&mut self) {
+        while let Ok(b) = self.done.try_recv() {
+            self.in_flight -= 1;
+            self.idle.push(b);
+        }
+    }
+
+    /// An idle buffer, waiting for the thread to finish one when none is.
+    fn idle(&mut self) -> Result<AlignedBuf, i32> {
+        self.collect();
+        if self.idle.is_empty() {
+            let b = self.done.recv().map_err(|_| libc::EIO)?;
+            self.in_flight -= 1;
+            self.idle.push(b);
+        }
+        self.check()?;
+        self.idle.pop().ok_or(libc::EIO)
+    }
+
+    fn send(&mut self, job: Job) -> Result<(), i32> {
+        let jobs = self.jobs.as_ref().ok_or(libc::EIO)?;
+        jobs.send(job).map_err(|_| libc::EIO)?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<(), i32> {
+        while self.in_flight > 0 {
+            let b = self.done.recv().map_err(|_| libc::EIO)?;
+            self.in_flight -= 1;
+            self.idle.push(b);
+        }
+        self.check()
+    }
+}
+
+impl Drop for Io {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// `pwrite` of all of `data` at `at`.
 fn pwrite_all(fd: c_int, mut data: &[u8], mut at: u64) -> Result<(), i32> {
     while !data.is_empty() {
@@ -476,46 +635,43 @@ impl State {
         self.on_disk = self.on_disk.max(at + len as u64);
     }
 
-    /// Writes the window's first `len` bytes (a multiple of 4 KiB) at its start with `O_DIRECT`; where the
-    /// file system refuses (EINVAL), through the page cache from then on.
-    fn write_window_pages(&mut self, start: u64, len: usize) -> Result<(), i32> {
-        let _s = tracing::trace_span!("hdf5.direct_write", bytes = len).entered();
-        if self.direct >= 0 {
-            let dfd = self.direct;
-            match pwrite_all(dfd, &self.buf.bytes()[..len], start) {
-                Ok(()) => {
-                    DIRECT_BYTES.fetch_add(len as u64, Ordering::Relaxed);
-                    DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
-                    self.on_disk = self.on_disk.max(start + len as u64);
-                    return Ok(());
-                }
-                Err(libc::EINVAL) => {
-                    tracing::debug!("O_DIRECT write refused (EINVAL): writing through the page cache");
-                    FALLBACKS.fetch_add(1, Ordering::Relaxed);
-                    // SAFETY: our own descriptor, closed once.
-                    unsafe { libc::close(dfd) };
-                    self.direct = -1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        pwrite_all(self.fd, &self.buf.bytes()[..len], start)?;
-        self.wrote_buffered(start, len);
+    /// Hands the window buffer's first `len` bytes (a multiple of 4 KiB) to the I/O thread, to be written at
+    /// `start`, and takes an idle buffer for the window (waiting for one when all are being written). Without
+    /// an I/O thread, writes them here through the page cache.
+    fn submit(&mut self, start: u64, len: usize) -> Result<(), i32> {
+        let Some(io) = self.io.as_mut() else {
+            pwrite_all(self.fd, &self.buf.bytes()[..len], start)?;
+            self.wrote_buffered(start, len);
+            return Ok(());
+        };
+        let next = io.idle()?;
+        let buf = std::mem::replace(&mut self.buf, next);
+        io.send(Job { buf, start, len })?;
+        self.on_disk = self.on_disk.max(start + len as u64);
         Ok(())
     }
 
-    /// Hands the whole window to the kernel (its full pages direct, the partial last page buffered) and drops it.
+    /// Waits until every buffer handed to the I/O thread is written; the first error it met, if any.
+    fn drain(&mut self) -> Result<(), i32> {
+        match self.io.as_mut() {
+            Some(io) => io.drain(),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the whole window to the kernel (its full pages direct, the partial last page buffered), waits
+    /// until all of it is written, and drops it. Without a window nothing is being written either.
     fn close_window(&mut self) -> Result<(), i32> {
         let Some(w) = self.window.take() else { return Ok(()) };
         let full = w.len / DIRECT_ALIGN * DIRECT_ALIGN;
-        if full > 0 {
-            self.write_window_pages(w.start, full)?;
-        }
         if w.len > full {
             pwrite_all(self.fd, &self.buf.bytes()[full..w.len], w.start + full as u64)?;
             self.wrote_buffered(w.start + full as u64, w.len - full);
         }
-        Ok(())
+        if full > 0 {
+            self.submit(w.start, full)?;
+        }
+        self.drain()
     }
 
     /// Opens a window at `addr` (at or after the end of the bytes on disk): the bytes of its first page before
@@ -550,7 +706,7 @@ impl State {
                         let len = w.len.max(off + n);
                         if len == WINDOW_BYTES {
                             self.window = None;
-                            self.write_window_pages(w.start, WINDOW_BYTES)?;
+                            self.submit(w.start, WINDOW_BYTES)?;
                             self.window = Some(Window { start: w.start + WINDOW_BYTES as u64, len: 0 });
                         } else {
                             self.window = Some(Window { start: w.start, len });
@@ -561,7 +717,7 @@ impl State {
                     }
                     self.close_window()?;
                 }
-                if self.direct >= 0 && kind == MEM_DRAW && addr >= self.on_disk {
+                if self.io.as_ref().is_some_and(|io| !io.refused()) && kind == MEM_DRAW && addr >= self.on_disk {
                     self.open_window(addr)?;
                     continue;
                 }
@@ -590,8 +746,10 @@ impl State {
     }
 
     fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), i32> {
+        // Bytes in the window, or in buffers being written (all below it), are on disk only after a sync.
         if let Some(w) = self.window {
-            if addr < w.start + w.len as u64 && addr + out.len() as u64 > w.start {
+            let writing = self.io.as_ref().is_some_and(|io| io.in_flight > 0);
+            if writing || (addr < w.start + w.len as u64 && addr + out.len() as u64 > w.start) {
                 self.sync_window()?;
             }
         }
@@ -691,12 +849,27 @@ unsafe extern "C" fn cb_open(name: *const c_char, flags: c_uint, _fapl: hid_t, m
     } else {
         -1
     };
+    let io = if direct >= 0 {
+        match Io::start(fd, direct) {
+            Ok(io) => Some(io),
+            Err(e) => {
+                tracing::debug!(file = %shown, "no I/O thread ({e}): writing through the page cache");
+                FALLBACKS.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: our descriptor, not used by anything else.
+                unsafe { libc::close(direct) };
+                None
+            }
+        }
+    } else {
+        None
+    };
     let size = st.st_size as u64;
     let state = State {
         fd,
-        buf: if direct >= 0 { AlignedBuf::with_len(WINDOW_BYTES) } else { AlignedBuf::default() },
-        direct,
+        buf: if io.is_some() { AlignedBuf::with_len(WINDOW_BYTES) } else { AlignedBuf::default() },
+        direct: if io.is_some() { direct } else { -1 },
         window: None,
+        io,
         dev: st.st_dev,
         ino: st.st_ino,
         eoa: 0,
@@ -714,6 +887,8 @@ unsafe extern "C" fn cb_close(f: *mut PublicFile) -> Herr {
     let mut file = unsafe { Box::from_raw(f as *mut DirectFile) };
     let s = &mut file.state;
     let r = s.sync_window();
+    // Joins the I/O thread before its descriptors close.
+    s.io = None;
     unsafe {
         if s.direct >= 0 {
             libc::close(s.direct);
@@ -954,7 +1129,7 @@ mod tests {
         assert!(on_disk >= total && on_disk < total + (1 << 20), "file {on_disk} bytes for {total} of chunks");
         drop((ds, f));
         if bypasses_page_cache(dir.path()) {
-            assert_eq!(window_bytes(&open_for_writing(&path, false).unwrap()), WINDOW_BYTES as u64);
+            assert_eq!(window_bytes(&open_for_writing(&path, false).unwrap()), HELD_BYTES as u64);
             assert_eq!(window_bytes(&hdf5::File::open(&path).unwrap()), 0, "not our driver: nothing held");
             assert!(after.direct_bytes - before.direct_bytes > total / 2, "{before:?} -> {after:?}");
         }

@@ -407,10 +407,10 @@ fn disk_full_closes_the_file_as_failed_and_tells_the_sender() {
 #[test]
 fn disk_full_with_writes_past_the_page_cache_closes_the_file_as_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = Mount::ext4(&dir.path().join("small"), 20);
+    let mnt = Mount::ext4(&dir.path().join("small"), 64);
     assert!(acquisition::direct::bypasses_page_cache(&mnt.0), "a loop-mounted ext4 takes O_DIRECT");
-    // 200 raw frames: 25 MiB into about 18.
-    disk_full_case(dir.path(), &mnt.0, 190);
+    // 600 raw frames: 75 MiB into about 60, of which the writer keeps 24 MiB free for what its file holds in memory.
+    disk_full_case(dir.path(), &mnt.0, 590);
 }
 
 /// A receiver with acknowledgements fed `angles` + 10 raw 256² frames onto `mnt`, which cannot hold them all.
