@@ -31,16 +31,17 @@ pub mod device;
 pub mod host;
 pub mod nvrtc;
 pub mod select;
+pub mod stages;
 pub mod visible;
 
 /// The kernel sources and their CPU harness (re-exported so tools and tests reach them through this crate).
 pub use kernels;
 
 pub use device::{
-    cufft_present, device_count, driver_present, list_devices, CudaBackend, DeviceInfo, GpuDtype, GpuFilter,
-    GpuOptions, StageTimes,
+    cufft_present, device_count, driver_present, list_devices, CudaBackend, DeviceInfo, GpuDtype, GpuFilter, GpuOptions,
 };
-pub use select::{open_gpus, select_backends};
+pub use select::{open_gpus, open_gpus_with, select_backends, select_backends_with};
+pub use stages::{StageReport, StageSummary, StageTimes};
 pub use visible::{visible_ordinals, Visibility, VisibilityError};
 
 /// Why the GPU side could not be used.
