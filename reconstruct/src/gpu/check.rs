@@ -92,6 +92,8 @@ pub struct KernelCompile {
 pub struct KernelCheck {
     /// One entry per architecture and kernel, architectures outermost.
     pub results: Vec<KernelCompile>,
+    /// NVRTC runs it took: kernels of one source file share one run per architecture.
+    pub nvrtc_runs: usize,
 }
 
 impl KernelCheck {
@@ -108,6 +110,7 @@ impl KernelCheck {
 /// Compiles every kernel of the `kernels` crate for every architecture in `archs`, calling `each` as each
 /// compilation finishes.
 pub fn compile_kernels(archs: &[String], mut each: impl FnMut(&KernelCompile)) -> KernelCheck {
+    let before = nvrtc::compilations();
     let mut results = Vec::with_capacity(archs.len() * kernels::ALL.len());
     for arch in archs {
         for kernel in kernels::ALL {
@@ -123,7 +126,7 @@ pub fn compile_kernels(archs: &[String], mut each: impl FnMut(&KernelCompile)) -
             results.push(c);
         }
     }
-    KernelCheck { results }
+    KernelCheck { results, nvrtc_runs: nvrtc::compilations() - before }
 }
 
 /// Which devices a scaling benchmark runs on.

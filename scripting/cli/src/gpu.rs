@@ -254,7 +254,11 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     });
     let (failures, total) = (report.failures(), report.results.len());
     if failures == 0 {
-        println!("ok: all {total} compilations succeeded without warnings");
+        println!(
+            "ok: all {total} kernel compilations succeeded without warnings ({} NVRTC runs: each source file once \
+             per architecture)",
+            report.nvrtc_runs
+        );
     } else {
         println!("FAILED: {failures} of {total} compilations failed (logs above)");
     }
@@ -269,6 +273,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let v = serde_json::json!({
             "check": "gpu", "ok": failures == 0, "nvrtc": version, "gpu": devices_json, "kernels": results,
+            "nvrtc_runs": report.nvrtc_runs,
         });
         println!("{v}");
     }
