@@ -11,7 +11,9 @@
 //! Compiled and checked without a GPU: the kernels compile with NVRTC for sm_80 and sm_90 without warnings,
 //! and the CPU harness runs them against the CPU backend (tests/tests/gpu_*.rs). [`CudaBackend`] compiles
 //! but has never executed: no machine it was written on has a GPU. No GPU figure has been measured;
-//! `beamline gpu bench` measures them on a GPU node (1..N devices, per-device rates, speed-up).
+//! `beamline gpu bench` measures them on a GPU node (1..N devices, per-device rates, speed-up, and the
+//! per-stage device times of [`stages`]). Each kernel source is compiled by NVRTC once per process
+//! ([`nvrtc::compilations`]) and its PTX loaded once per device context.
 //!
 //! # Design against the targets (arithmetic, not measurements)
 //!
