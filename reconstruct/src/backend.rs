@@ -101,4 +101,10 @@ pub trait Backend: Send {
         let _ = setup;
         16
     }
+    /// Device time per stage over every slab so far, for backends that measure it (the CUDA backend's
+    /// CUDA events); `None` for those that do not (the CPU), so no report shows a stage figure that was
+    /// never measured.
+    fn stage_times(&self) -> Option<crate::gpu::StageTimes> {
+        None
+    }
 }

@@ -119,6 +119,12 @@ pub struct ReconOptions {
     #[serde(skip)]
     pub on_iteration: Option<crate::iterative::IterationHook>,
     // --- end issue 15 options ---
+    // --- issue 16 options ---
+    /// `--gpu-dtype`: storage of the filtered sinogram on the CUDA backend (`None`: not given, f32).
+    pub gpu_dtype: Option<crate::gpu::GpuDtype>,
+    /// `--gpu-filter`: the CUDA backend's filter (`None`: not given, auto).
+    pub gpu_filter: Option<crate::gpu::GpuFilter>,
+    // --- end issue 16 options ---
 }
 
 impl BackendChoice {
@@ -129,6 +135,28 @@ impl BackendChoice {
             BackendChoice::Cpu => "cpu",
             BackendChoice::Cuda => "cuda",
         }
+    }
+}
+
+impl ReconOptions {
+    /// The CUDA backend's options: those given, defaults for the rest.
+    pub fn gpu_options(&self) -> crate::gpu::GpuOptions {
+        crate::gpu::GpuOptions {
+            dtype: self.gpu_dtype.unwrap_or_default(),
+            filter: self.gpu_filter.unwrap_or_default(),
+        }
+    }
+
+    /// The GPU options given, as on the command line (`--gpu-dtype f16 --gpu-filter fft`), or `None`.
+    pub fn gpu_options_given(&self) -> Option<String> {
+        let given: Vec<String> = [
+            self.gpu_dtype.map(|d| format!("--gpu-dtype {}", d.name())),
+            self.gpu_filter.map(|f| format!("--gpu-filter {}", f.name())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!given.is_empty()).then(|| given.join(" "))
     }
 }
 
@@ -165,6 +193,8 @@ impl ReconOptions {
             // --- end issue 14 defaults ---
             method_options: crate::method::MethodOptions::default(),
             on_iteration: None,
+            gpu_dtype: None,
+            gpu_filter: None,
         }
     }
 }
@@ -333,6 +363,17 @@ pub enum ReconError {
         path: PathBuf,
         /// What the system said.
         source: std::io::Error,
+    },
+    /// `--gpu-dtype`/`--gpu-filter` with a run that cannot use a GPU.
+    #[error(
+        "{given} set how the CUDA backend works, but {why} runs on the CPU, where they would change nothing: \
+         leave them out, or use --backend cuda (or auto, which uses them when a GPU is there)"
+    )]
+    GpuOptionsOnCpu {
+        /// The options as given.
+        given: String,
+        /// What makes the run CPU-only (`--backend cpu`, `--method gridrec`).
+        why: String,
     },
     /// A method other than FBP was asked of a CUDA backend.
     #[error("--method {0} runs on the CPU; use --backend cpu or auto, or --method fbp on CUDA")]
@@ -926,6 +967,10 @@ impl Backend for BudgetCap {
     fn preferred_rows(&self, setup: &ReconSetup) -> usize {
         self.inner.preferred_rows(setup).min(self.rows)
     }
+
+    fn stage_times(&self) -> Option<crate::gpu::StageTimes> {
+        self.inner.stage_times()
+    }
 }
 
 /// Where the HDF5 volume goes for `opts`.
@@ -962,8 +1007,16 @@ pub fn reconstruct_file(opts: &ReconOptions, progress: &mut dyn FnMut(Progress))
         (false, _) => BackendChoice::Cpu,
         (true, b) => b,
     };
+    if let (Some(given), BackendChoice::Cpu) = (opts.gpu_options_given(), backend) {
+        let why = match opts.backend {
+            BackendChoice::Cpu => "--backend cpu".to_string(),
+            _ => format!("--method {}", opts.method.name()),
+        };
+        return Err(ReconError::GpuOptionsOnCpu { given, why });
+    }
+    let gpu = opts.gpu_options();
     let mut choose = |cpu: &CpuBackend| {
-        crate::gpu::select_backends(backend, cpu)
+        crate::gpu::select_backends_with(backend, cpu, gpu)
             .map_err(|reason| ReconError::Backend { choice: backend.name(), reason })
     };
     reconstruct_file_on(opts, &mut choose, progress)
@@ -1028,9 +1081,15 @@ pub fn reconstruct_file_on(
     let iteration_log = Arc::new(crate::iterative::IterationLog::with_hook(opts.on_iteration.clone()));
     let cpu =
         CpuBackend { iterations: iteration_log.clone(), ..cpu_backend(opts.threads, MAX_SLAB_ROWS, counts.clone())? };
-    let (devices, backend_line) = choose(&cpu)?;
+    let (devices, mut backend_line) = choose(&cpu)?;
     let on_cpu_only = devices.iter().all(|d| d.name().starts_with("cpu"));
+    // `--backend auto` with GPU options on a node without a usable GPU: the run goes on, and says so.
+    let gpu_given_unused = opts.gpu_options_given().filter(|_| on_cpu_only);
+    if let Some(given) = &gpu_given_unused {
+        backend_line.push_str(&format!("; {given} not applied: no GPU ran"));
+    }
     let backend_worth_telling = !on_cpu_only
+        || gpu_given_unused.is_some()
         || (opts.backend == BackendChoice::Auto
             && backend_line.contains("using the CPU")
             && crate::gpu::driver_present());
@@ -1082,6 +1141,13 @@ pub fn reconstruct_file_on(
             "zinger": opts.zinger,
             "bits": opts.bits,
             "backend": opts.backend.name(),
+            "backend_used": &backend_line,
+            "gpu": {
+                "dtype": opts.gpu_options().dtype.name(),
+                "filter": opts.gpu_options().filter.name(),
+                "given": opts.gpu_options_given(),
+                "applied": !on_cpu_only,
+            },
             "angles": file.angles().len(),
             "flats_before_after_darks": file.reference_counts(),
             "allow_incomplete": opts.allow_incomplete,

@@ -232,6 +232,12 @@ pub struct ReconRequest {
     /// `--iterations`, `--nonnegative`, `--init` (SIRT and CGLS).
     pub method_options: crate::method::MethodOptions,
     // --- end issue 15 request fields ---
+    // --- issue 16 request fields ---
+    /// `--gpu-dtype` (CUDA backend only; refused with `--backend cpu`).
+    pub gpu_dtype: Option<crate::gpu::GpuDtype>,
+    /// `--gpu-filter` (CUDA backend only; refused with `--backend cpu`).
+    pub gpu_filter: Option<crate::gpu::GpuFilter>,
+    // --- end issue 16 request fields ---
 }
 
 impl ReconRequest {
@@ -292,6 +298,8 @@ impl ReconRequest {
         self.method_options.iterative_for(self.method)?;
         o.method_options = self.method_options;
         // --- end issue 15 ---
+        o.gpu_dtype = self.gpu_dtype;
+        o.gpu_filter = self.gpu_filter;
         Ok(o)
     }
 }
@@ -471,6 +479,8 @@ mod tests {
             binning: 1,
             overwrite: false,
             method_options: Default::default(),
+            gpu_dtype: None,
+            gpu_filter: None,
         }
     }
 

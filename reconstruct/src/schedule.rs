@@ -51,6 +51,10 @@ pub struct DeviceStats {
     pub rows: usize,
     /// Seconds spent inside its backend's `reconstruct` (successful slabs only).
     pub busy_seconds: f64,
+    /// Device time per stage over this run's successful slabs, for backends that measure it
+    /// ([`Backend::stage_times`]: the CUDA backend); absent for the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<crate::gpu::StageTimes>,
 }
 
 impl DeviceStats {
@@ -132,7 +136,15 @@ struct Work {
 /// What the reader and the workers tell the caller's thread.
 enum Event<R> {
     /// A device finished a slab.
-    Done { seq: usize, rows: Range<usize>, device: usize, data: Vec<f32>, seconds: f64 },
+    Done {
+        seq: usize,
+        rows: Range<usize>,
+        device: usize,
+        data: Vec<f32>,
+        seconds: f64,
+        /// The device's stage times since the run started (cumulative), when it measures them.
+        stages: Option<crate::gpu::StageTimes>,
+    },
     /// A device failed on a slab and retired; the slab comes back for another device.
     Failed { device: usize, work: Work, error: BackendError },
     /// A device rejected a slab's input.
@@ -297,6 +309,8 @@ fn work<RE>(
     events: &Sender<Event<RE>>,
 ) {
     let name = device.name();
+    // Stage times are cumulative over a backend's life: report what this run added.
+    let stages_before = device.stage_times().unwrap_or_default();
     loop {
         let next = match retry.try_recv() {
             Ok(w) => Some(w),
@@ -318,7 +332,14 @@ fn work<RE>(
             })
         });
         let event = match result {
-            Ok(data) => Event::Done { seq: item.seq, rows, device: index, data, seconds: t0.elapsed().as_secs_f64() },
+            Ok(data) => Event::Done {
+                seq: item.seq,
+                rows,
+                device: index,
+                data,
+                seconds: t0.elapsed().as_secs_f64(),
+                stages: device.stage_times().map(|t| t.since(&stages_before)),
+            },
             Err(BackendError::Input(reason)) => {
                 // The run ends on this; take no further slab.
                 let _ = events.send(Event::Rejected { rows, error: BackendError::Input(reason) });
@@ -374,12 +395,15 @@ where
             });
         };
         match event {
-            Event::Done { seq, rows, device, data, seconds } => {
+            Event::Done { seq, rows, device, data, seconds, stages } => {
                 report.slabs_per_device[device].1 += 1;
                 let stats = &mut report.devices[device];
                 stats.slabs += 1;
                 stats.rows += rows.len();
                 stats.busy_seconds += seconds;
+                if stages.is_some() {
+                    stats.stages = stages;
+                }
                 pending.insert(seq, (rows, data));
                 trace!(counter.reorder_buffer = pending.len() as u64);
                 while let Some((rows, data)) = pending.remove(&next) {

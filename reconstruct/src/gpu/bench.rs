@@ -44,6 +44,8 @@ pub struct ScalingPoint {
     pub per_device: Vec<DeviceStats>,
     /// Rows per slab the scheduler used.
     pub slab_rows: usize,
+    /// Device time per stage (CUDA events), per device and summed; `None` on the CPU, which measures none.
+    pub stages: Option<crate::gpu::StageReport>,
 }
 
 /// Why the benchmark stopped.
@@ -123,6 +125,7 @@ where
             slices_per_second: shape.slices as f64 / seconds,
             gups: (shape.size * shape.size * shape.angles * shape.slices) as f64 / seconds / 1e9,
             speedup: base / seconds,
+            stages: crate::gpu::StageReport::of(&report.devices),
             per_device: report.devices,
             slab_rows: report.slab_rows,
         });

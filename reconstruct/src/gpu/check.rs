@@ -92,6 +92,8 @@ pub struct KernelCompile {
 pub struct KernelCheck {
     /// One entry per architecture and kernel, architectures outermost.
     pub results: Vec<KernelCompile>,
+    /// NVRTC runs it took: kernels of one source file share one run per architecture.
+    pub nvrtc_runs: usize,
 }
 
 impl KernelCheck {
@@ -108,11 +110,12 @@ impl KernelCheck {
 /// Compiles every kernel of the `kernels` crate for every architecture in `archs`, calling `each` as each
 /// compilation finishes.
 pub fn compile_kernels(archs: &[String], mut each: impl FnMut(&KernelCompile)) -> KernelCheck {
+    let before = nvrtc::compilations();
     let mut results = Vec::with_capacity(archs.len() * kernels::ALL.len());
     for arch in archs {
         for kernel in kernels::ALL {
             let t0 = Instant::now();
-            let result = nvrtc::compile(kernel, arch).map(|c| c.ptx.len()).map_err(|e| e.to_string());
+            let result = nvrtc::compile(kernel, arch).map(|c| c.ptx().len()).map_err(|e| e.to_string());
             let c = KernelCompile {
                 arch: arch.clone(),
                 kernel: kernel.name,
@@ -123,7 +126,7 @@ pub fn compile_kernels(archs: &[String], mut each: impl FnMut(&KernelCompile)) -
             results.push(c);
         }
     }
-    KernelCheck { results }
+    KernelCheck { results, nvrtc_runs: nvrtc::compilations() - before }
 }
 
 /// Which devices a scaling benchmark runs on.
@@ -170,6 +173,8 @@ pub struct ScalingPlan {
     pub not_used: Vec<String>,
     /// Options of the CUDA backends (storage, filter); set after [`ScalingPlan::open`].
     pub options: GpuOptions,
+    /// Why GPUs were asked for and the CPU runs instead ([`bench_scaling`]); `None` when what was asked runs.
+    pub fallback: Option<String>,
 }
 
 impl ScalingPlan {
@@ -193,7 +198,15 @@ impl ScalingPlan {
                 (names.join(", "), max_devices.unwrap_or(gpus.len()).min(gpus.len()), failed)
             }
         };
-        Ok(ScalingPlan { devices, shape, label, max_devices: max, not_used, options: GpuOptions::default() })
+        Ok(ScalingPlan {
+            devices,
+            shape,
+            label,
+            max_devices: max,
+            not_used,
+            options: GpuOptions::default(),
+            fallback: None,
+        })
     }
 
     /// Reconstructs the scan on 1, 2, ... `max_devices` devices through the scheduler.
@@ -213,6 +226,80 @@ impl ScalingPlan {
         };
         Ok(run_scaling(self.shape, self.max_devices, open)?)
     }
+}
+
+/// What a scaling benchmark asked for and measured (`beamline gpu bench`, `beamline bench recon --backend
+/// cuda`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScalingBench {
+    /// `cuda` or `cpu`: what was asked.
+    pub backend_asked: &'static str,
+    /// `cuda` or `cpu`: what really ran (the CPU when GPUs were asked and none could be used).
+    pub backend_ran: &'static str,
+    /// What ran: `cpu`, or the GPU names joined by `, `.
+    pub backend: String,
+    /// Why the CPU ran instead of the GPUs asked for.
+    pub fallback: Option<String>,
+    /// GPUs found but not opened, with why.
+    pub not_used: Vec<String>,
+    /// The scan.
+    pub shape: ScanShape,
+    /// Storage of the filtered sinogram on the GPUs (`None` when no GPU ran).
+    pub gpu_dtype: Option<&'static str>,
+    /// Filter option of the GPUs (`None` when no GPU ran).
+    pub gpu_filter: Option<&'static str>,
+    /// One point per device count.
+    pub points: Vec<ScalingPoint>,
+}
+
+impl ScalingBench {
+    /// The stage times of the one-device run, when a GPU ran.
+    pub fn stages(&self) -> Option<&super::StageReport> {
+        self.points.first().and_then(|p| p.stages.as_ref())
+    }
+}
+
+/// Runs a scaling benchmark: finds the devices, calls `started` with the plan (before the minutes of
+/// measuring), runs 1..N devices. When GPUs are asked for and none can be used (no driver, no device, none
+/// opened) the same scheduler path runs on the CPU instead and [`ScalingPlan::fallback`] says why; its
+/// figures are the CPU's and it reports no stage times.
+pub fn bench_scaling(
+    devices: ScalingDevices,
+    shape: ScanShape,
+    max_devices: Option<usize>,
+    options: GpuOptions,
+    started: impl FnOnce(&ScalingPlan),
+) -> Result<ScalingBench, ScalingError> {
+    let mut plan = match ScalingPlan::open(devices, shape, max_devices) {
+        Ok(plan) => plan,
+        Err(ScalingError::NoGpus(e)) => {
+            ScalingPlan { fallback: Some(e.to_string()), ..ScalingPlan::open(ScalingDevices::Cpu, shape, None)? }
+        }
+        Err(ScalingError::NoneOpened(failed)) => ScalingPlan {
+            fallback: Some(format!("no GPU could be opened: {}", failed.join("; "))),
+            ..ScalingPlan::open(ScalingDevices::Cpu, shape, None)?
+        },
+        Err(e) => return Err(e),
+    };
+    plan.options = options;
+    started(&plan);
+    let points = plan.run()?;
+    let name = |d: ScalingDevices| match d {
+        ScalingDevices::Cuda => "cuda",
+        ScalingDevices::Cpu => "cpu",
+    };
+    let on_gpu = plan.devices == ScalingDevices::Cuda;
+    Ok(ScalingBench {
+        backend_asked: name(devices),
+        backend_ran: name(plan.devices),
+        backend: plan.label,
+        fallback: plan.fallback,
+        not_used: plan.not_used,
+        shape,
+        gpu_dtype: on_gpu.then(|| options.dtype.name()),
+        gpu_filter: on_gpu.then(|| options.filter.name()),
+        points,
+    })
 }
 
 #[cfg(test)]
@@ -242,5 +329,28 @@ mod tests {
         let points = plan.run().unwrap();
         assert_eq!(points.len(), 1);
         assert_eq!(points[0].devices, 1);
+        assert!(points[0].stages.is_none(), "the CPU measures no stage times");
+    }
+
+    /// Asked for GPUs on a machine without a driver, the benchmark runs on the CPU, says why and what ran,
+    /// and carries no GPU figure (no stage times, no GPU options).
+    #[test]
+    fn scaling_on_cuda_without_a_driver_runs_on_the_cpu_and_says_so() {
+        if device::driver_present() {
+            return; // a GPU node: the GPU path is what runs (tests/tests/gpu_check.rs covers it).
+        }
+        let shape = ScanShape { size: 16, angles: 8, slices: 2 };
+        let mut seen = None;
+        let options = GpuOptions { dtype: super::super::GpuDtype::F16, filter: super::super::GpuFilter::Convolve };
+        let b = bench_scaling(ScalingDevices::Cuda, shape, None, options, |p| seen = p.fallback.clone()).unwrap();
+        assert_eq!((b.backend_asked, b.backend_ran, b.backend.as_str()), ("cuda", "cpu", "cpu"));
+        let why = b.fallback.as_deref().expect("says why");
+        assert!(why.contains("no CUDA driver"), "{why}");
+        assert_eq!(seen.as_deref(), Some(why), "the caller hears of it before the run");
+        assert_eq!((b.gpu_dtype, b.gpu_filter), (None, None));
+        assert!(b.stages().is_none() && b.points.iter().all(|p| p.stages.is_none()));
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["backend_ran"], "cpu");
+        assert!(json["points"][0]["per_device"][0].get("stages").is_none(), "{json}");
     }
 }

@@ -20,11 +20,11 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use kernels::launch::{self, Launch};
 use kernels::{BackprojectGeometry, Kernel, SlabShape};
-use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, ReconSetup, Slab};
 use crate::gpu::host;
 use crate::gpu::nvrtc;
+pub use crate::gpu::stages::StageTimes;
 use crate::gpu::GpuError;
 use crate::preprocess::{normalize_minus_log, remove_zingers, TRANSMISSION_FLOOR};
 use crate::stripes::remove_stripes_sorting;
@@ -105,7 +105,8 @@ fn info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo, GpuError> {
 }
 
 /// How the filtered sinogram is stored for the backprojection (`--gpu-dtype`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GpuDtype {
     /// 32-bit float: bit for bit the CPU backend's backprojection (harness-checked).
     #[default]
@@ -125,8 +126,9 @@ impl GpuDtype {
     }
 }
 
-/// Which filter implementation the backend uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which filter implementation the backend uses (`--gpu-filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GpuFilter {
     /// cuFFT when libcufft loads, else the direct convolution.
     #[default]
@@ -149,7 +151,7 @@ impl GpuFilter {
 }
 
 /// Options of a [`CudaBackend`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GpuOptions {
     /// Storage of the filtered sinogram.
     pub dtype: GpuDtype,
@@ -157,41 +159,15 @@ pub struct GpuOptions {
     pub filter: GpuFilter,
 }
 
-/// Device time per stage, summed over every chunk a backend ran (CUDA events on each lane's stream), and
-/// the host wall time of its `reconstruct` calls. Both lanes' stages overlap each other and the host, so
-/// the stages can add up to more than the wall time: `overlap_share` says how much.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct StageTimes {
-    /// Chunks timed.
-    pub chunks: u64,
-    /// Host-to-device copies (counts and fields).
-    pub upload_s: f64,
-    /// Normalisation, `-log` and zingers (or the copy of host-preprocessed values).
-    pub preprocess_s: f64,
-    /// Filter (cuFFT path or direct convolution).
-    pub filter_s: f64,
-    /// Backprojection (with the conversion to half for f16 storage).
-    pub backproject_s: f64,
-    /// Device-to-host copy of the slices.
-    pub download_s: f64,
-    /// Host wall time of `reconstruct` (staging, waiting, copying out included).
-    pub wall_s: f64,
-}
-
-impl StageTimes {
-    /// Sum of the device stages.
-    pub fn device_s(&self) -> f64 {
-        self.upload_s + self.preprocess_s + self.filter_s + self.backproject_s + self.download_s
-    }
-
-    /// `1 - wall / sum of stages` (0 when nothing overlapped): the share of device work hidden under other
-    /// work.
-    pub fn overlap_share(&self) -> f64 {
-        let d = self.device_s();
-        if d > 0.0 {
-            (1.0 - self.wall_s / d).max(0.0)
-        } else {
-            0.0
+impl GpuOptions {
+    /// Whether a backend opened now with these options filters with cuFFT: `fft` and `auto` when libcufft
+    /// loads, never `convolve`; `fft` without libcufft is an error.
+    pub fn uses_fft(&self) -> Result<bool, GpuError> {
+        match self.filter {
+            GpuFilter::Convolve => Ok(false),
+            GpuFilter::Auto => Ok(cufft_present()),
+            GpuFilter::Fft if cufft_present() => Ok(true),
+            GpuFilter::Fft => Err(GpuError::NoCufft),
         }
     }
 }
@@ -314,10 +290,58 @@ impl std::fmt::Debug for CudaBackend {
     }
 }
 
-fn load(ctx: &Arc<CudaContext>, kernel: Kernel, arch: &str) -> Result<CudaFunction, GpuError> {
-    let compiled = nvrtc::compile(kernel, arch)?;
-    let module = ctx.load_module(Ptx::from_src(compiled.ptx.clone())).map_err(driver_err("loading PTX"))?;
-    module.load_function(kernel.name).map_err(driver_err("finding a kernel in its module"))
+/// The kernels a [`CudaBackend`] runs, in the order of its function table.
+pub const BACKEND_KERNELS: [Kernel; 10] = [
+    kernels::NORMALIZE_MINUS_LOG,
+    kernels::NORMALIZE_MINUS_LOG_U16,
+    kernels::REMOVE_ZINGERS,
+    kernels::FILTER_CONVOLVE,
+    kernels::PAD_LINES,
+    kernels::MULTIPLY_RESPONSE,
+    kernels::CROP_LINES,
+    kernels::BACKPROJECT_ROWS,
+    kernels::TO_HALF,
+    kernels::BACKPROJECT_ROWS_F16,
+];
+
+/// What opening a device compiles: every kernel of [`BACKEND_KERNELS`] for `arch`, each source file
+/// through NVRTC once per process (a second device, or a second backend on the same device, compiles
+/// nothing; see [`nvrtc::compilations`]).
+pub fn compile_backend_kernels(arch: &str) -> Result<Vec<Arc<nvrtc::CompiledKernel>>, nvrtc::CompileError> {
+    BACKEND_KERNELS.iter().map(|k| nvrtc::compile(*k, arch)).collect()
+}
+
+/// Loads the compiled kernels into `ctx`, each source file's PTX once (the driver's JIT then runs once
+/// per file and context, not once per kernel).
+fn load_functions(ctx: &Arc<CudaContext>, compiled: &[Arc<nvrtc::CompiledKernel>]) -> Result<Functions, GpuError> {
+    let mut modules: Vec<(*const nvrtc::CompiledModule, Arc<cudarc::driver::CudaModule>)> = Vec::new();
+    let mut functions = Vec::with_capacity(compiled.len());
+    for k in compiled {
+        let key = Arc::as_ptr(&k.module);
+        let module = match modules.iter().find(|(m, _)| *m == key) {
+            Some((_, module)) => module.clone(),
+            None => {
+                let module = ctx.load_module(Ptx::from_src(k.ptx().to_string())).map_err(driver_err("loading PTX"))?;
+                modules.push((key, module.clone()));
+                module
+            }
+        };
+        functions.push(module.load_function(k.kernel.name).map_err(driver_err("finding a kernel in its module"))?);
+    }
+    let [normalize, normalize_u16, zingers, filter, pad, multiply, crop, backproject, to_half, backproject_f16]: [CudaFunction; 10] =
+        functions.try_into().map_err(|_| GpuError::Driver("kernel table has the wrong length".into()))?;
+    Ok(Functions {
+        normalize,
+        normalize_u16,
+        zingers,
+        filter,
+        pad,
+        multiply,
+        crop,
+        backproject,
+        to_half,
+        backproject_f16,
+    })
 }
 
 impl CudaBackend {
@@ -332,27 +356,11 @@ impl CudaBackend {
         if !driver_present() {
             return Err(GpuError::NoDriver);
         }
-        let use_fft = match options.filter {
-            GpuFilter::Convolve => false,
-            GpuFilter::Auto => cufft_present(),
-            GpuFilter::Fft if cufft_present() => true,
-            GpuFilter::Fft => return Err(GpuError::NoCufft),
-        };
+        let use_fft = options.uses_fft()?;
         let ctx = CudaContext::new(ordinal).map_err(driver_err("opening the device"))?;
         let info = info(&ctx)?;
         let arch = info.arch();
-        let functions = Functions {
-            normalize: load(&ctx, kernels::NORMALIZE_MINUS_LOG, &arch)?,
-            normalize_u16: load(&ctx, kernels::NORMALIZE_MINUS_LOG_U16, &arch)?,
-            zingers: load(&ctx, kernels::REMOVE_ZINGERS, &arch)?,
-            filter: load(&ctx, kernels::FILTER_CONVOLVE, &arch)?,
-            pad: load(&ctx, kernels::PAD_LINES, &arch)?,
-            multiply: load(&ctx, kernels::MULTIPLY_RESPONSE, &arch)?,
-            crop: load(&ctx, kernels::CROP_LINES, &arch)?,
-            backproject: load(&ctx, kernels::BACKPROJECT_ROWS, &arch)?,
-            to_half: load(&ctx, kernels::TO_HALF, &arch)?,
-            backproject_f16: load(&ctx, kernels::BACKPROJECT_ROWS_F16, &arch)?,
-        };
+        let functions = load_functions(&ctx, &compile_backend_kernels(&arch)?)?;
         Ok(CudaBackend {
             info,
             options,
@@ -831,6 +839,10 @@ impl Backend for CudaBackend {
         }
         times.wall_s += started.elapsed().as_secs_f64();
         Ok(out)
+    }
+
+    fn stage_times(&self) -> Option<StageTimes> {
+        Some(self.times)
     }
 
     fn preferred_rows(&self, setup: &ReconSetup) -> usize {

@@ -11,7 +11,9 @@
 //! Compiled and checked without a GPU: the kernels compile with NVRTC for sm_80 and sm_90 without warnings,
 //! and the CPU harness runs them against the CPU backend (tests/tests/gpu_*.rs). [`CudaBackend`] compiles
 //! but has never executed: no machine it was written on has a GPU. No GPU figure has been measured;
-//! `beamline gpu bench` measures them on a GPU node (1..N devices, per-device rates, speed-up).
+//! `beamline gpu bench` measures them on a GPU node (1..N devices, per-device rates, speed-up, and the
+//! per-stage device times of [`stages`]). Each kernel source is compiled by NVRTC once per process
+//! ([`nvrtc::compilations`]) and its PTX loaded once per device context.
 //!
 //! # Design against the targets (arithmetic, not measurements)
 //!
@@ -31,16 +33,17 @@ pub mod device;
 pub mod host;
 pub mod nvrtc;
 pub mod select;
+pub mod stages;
 pub mod visible;
 
 /// The kernel sources and their CPU harness (re-exported so tools and tests reach them through this crate).
 pub use kernels;
 
 pub use device::{
-    cufft_present, device_count, driver_present, list_devices, CudaBackend, DeviceInfo, GpuDtype, GpuFilter,
-    GpuOptions, StageTimes,
+    cufft_present, device_count, driver_present, list_devices, CudaBackend, DeviceInfo, GpuDtype, GpuFilter, GpuOptions,
 };
-pub use select::{open_gpus, select_backends};
+pub use select::{open_gpus, open_gpus_with, select_backends, select_backends_with};
+pub use stages::{StageReport, StageSummary, StageTimes};
 pub use visible::{visible_ordinals, Visibility, VisibilityError};
 
 /// Why the GPU side could not be used.

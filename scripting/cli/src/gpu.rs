@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use reconstruct::gpu::bench::{ScalingPoint, ScanShape};
-use reconstruct::gpu::check::{self, DeviceProbe, ScalingDevices, ScalingError, ScalingPlan};
+use reconstruct::gpu::check::{self, DeviceProbe, ScalingDevices, ScalingError};
 use reconstruct::gpu::kernels;
 use reconstruct::gpu::{CudaBackend, GpuDtype, GpuFilter, GpuOptions};
 
@@ -26,8 +26,9 @@ pub enum GpuAction {
     /// List CUDA drivers and devices (or say there are none), compile every kernel with NVRTC and print
     /// each kernel's PTX size. Exits 0 when every kernel compiles for every architecture.
     Check(CheckArgs),
-    /// Multi-device scaling benchmark: reconstruction on 1..N GPUs through the scheduler, with speed-up
-    /// and per-device rates (`--backend cpu` runs the same path on the CPU).
+    /// Multi-device scaling benchmark: reconstruction on 1..N GPUs through the scheduler, with speed-up,
+    /// per-device rates and per-stage device times (upload, normalise, filter, backprojection, download,
+    /// overlap share). `--backend cpu`, or no usable GPU (said in one line), runs the same path on the CPU.
     Bench(BenchArgs),
     /// CUDA against the CPU backend on the same slab (first GPU): maximum absolute and relative
     /// difference against a stated bound, for each filter path and storage asked. Exits 1 when a
@@ -45,7 +46,7 @@ pub enum DtypeArg {
 }
 
 impl DtypeArg {
-    fn dtype(self) -> GpuDtype {
+    pub(crate) fn dtype(self) -> GpuDtype {
         match self {
             DtypeArg::F32 => GpuDtype::F32,
             DtypeArg::F16 => GpuDtype::F16,
@@ -65,7 +66,7 @@ pub enum FilterArg {
 }
 
 impl FilterArg {
-    fn filter(self) -> GpuFilter {
+    pub(crate) fn filter(self) -> GpuFilter {
         match self {
             FilterArg::Auto => GpuFilter::Auto,
             FilterArg::Fft => GpuFilter::Fft,
@@ -111,8 +112,9 @@ pub struct CheckArgs {
 /// Benchmarks of this area.
 #[derive(Debug, Subcommand)]
 pub enum Bench {
-    /// Reconstruction on 1..N devices through the multi-device scheduler: wall time, slices/s, speed-up
-    /// and per-device rates. Needs GPUs for `--backend cuda` (the default).
+    /// Reconstruction on 1..N devices through the multi-device scheduler: wall time, slices/s, speed-up,
+    /// per-device rates and per-stage device times. With `--backend cuda` (the default) and no usable GPU it
+    /// says so in one line and runs on the CPU (its JSON: `"backend_ran": "cpu"`, no stage figures).
     Gpu(BenchArgs),
 }
 
@@ -166,16 +168,17 @@ impl Command {
 }
 
 /// `beamline bench recon --backend cuda`: the CPU benchmark's 512x512 x 720-angle case on every GPU of the
-/// node through the multi-device scheduler, 1..N devices, with per-device rates.
-pub(crate) fn bench_recon_on_gpus(json: bool) -> anyhow::Result<ExitCode> {
+/// node through the multi-device scheduler, 1..N devices, with per-device rates and per-stage device
+/// times (on the CPU, with one line saying so, when no GPU can be used).
+pub(crate) fn bench_recon_on_gpus(json: bool, gpu_dtype: DtypeArg, gpu_filter: FilterArg) -> anyhow::Result<ExitCode> {
     bench(BenchArgs {
         backend: BenchBackend::Cuda,
         size: 512,
         angles: 720,
         slices: 64,
         max_devices: None,
-        gpu_dtype: DtypeArg::F32,
-        gpu_filter: FilterArg::Auto,
+        gpu_dtype,
+        gpu_filter,
         json,
     })
 }
@@ -251,7 +254,11 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     });
     let (failures, total) = (report.failures(), report.results.len());
     if failures == 0 {
-        println!("ok: all {total} compilations succeeded without warnings");
+        println!(
+            "ok: all {total} kernel compilations succeeded without warnings ({} NVRTC runs: each source file once \
+             per architecture)",
+            report.nvrtc_runs
+        );
     } else {
         println!("FAILED: {failures} of {total} compilations failed (logs above)");
     }
@@ -266,6 +273,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let v = serde_json::json!({
             "check": "gpu", "ok": failures == 0, "nvrtc": version, "gpu": devices_json, "kernels": results,
+            "nvrtc_runs": report.nvrtc_runs,
         });
         println!("{v}");
     }
@@ -278,8 +286,24 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchBackend::Cpu => ScalingDevices::Cpu,
         BenchBackend::Cuda => ScalingDevices::Cuda,
     };
-    let mut plan = match ScalingPlan::open(devices, shape, args.max_devices) {
-        Ok(plan) => plan,
+    let options = GpuOptions { dtype: args.gpu_dtype.dtype(), filter: args.gpu_filter.filter() };
+    let started = |plan: &check::ScalingPlan| {
+        for f in &plan.not_used {
+            eprintln!("not used: {f}");
+        }
+        if let Some(why) = &plan.fallback {
+            eprintln!(
+                "no GPU: {why}; running the same scheduler path on the CPU instead (the figures below are the \
+                 CPU's: no GPU figure is measured)"
+            );
+        }
+        println!(
+            "reconstruction through the multi-device scheduler: {0}x{0} slices from {1} angles, {2} slices per run, on {3}",
+            args.size, args.angles, args.slices, plan.label
+        );
+    };
+    let b = match check::bench_scaling(devices, shape, args.max_devices, options, started) {
+        Ok(b) => b,
         Err(e) => {
             if let ScalingError::NoneOpened(failed) = &e {
                 for f in failed {
@@ -289,26 +313,15 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     };
-    for f in &plan.not_used {
-        eprintln!("not used: {f}");
-    }
-    plan.options = GpuOptions { dtype: args.gpu_dtype.dtype(), filter: args.gpu_filter.filter() };
-    let label = &plan.label;
-    println!(
-        "reconstruction through the multi-device scheduler: {0}x{0} slices from {1} angles, {2} slices per run, on {label}",
-        args.size, args.angles, args.slices
-    );
-    let points = plan.run()?;
-    for p in &points {
+    for p in &b.points {
         print_point(p);
     }
     if args.json {
-        let v = serde_json::json!({
-            "bench": "gpu", "backend": label, "shape": shape, "points": points,
-            "gpu_dtype": plan.options.dtype.name(), "gpu_filter": plan.options.filter.name(),
-            "slices_per_second_1": points.first().map(|p| p.slices_per_second),
-            "speedup_max": points.last().map(|p| p.speedup),
-        });
+        let mut v = serde_json::to_value(&b)?;
+        v["bench"] = "gpu".into();
+        v["stages"] = serde_json::to_value(b.stages())?;
+        v["slices_per_second_1"] = serde_json::to_value(b.points.first().map(|p| p.slices_per_second))?;
+        v["speedup_max"] = serde_json::to_value(b.points.last().map(|p| p.speedup))?;
         println!("{v}");
     }
     Ok(ExitCode::SUCCESS)
@@ -328,6 +341,12 @@ fn print_point(p: &ScalingPoint) {
             d.busy_seconds,
             d.slices_per_second()
         );
+        if let Some(t) = &d.stages {
+            println!("        {}", t.line());
+        }
+    }
+    if let Some(stages) = p.stages.as_ref().filter(|s| s.per_device.len() > 1) {
+        println!("      all devices: {}", stages.total.times.line());
     }
 }
 
@@ -378,18 +397,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 c.device_seconds
             );
             let t = gpu.stage_times();
-            println!(
-                "      device stages over {} chunks: upload {:.4} s, normalise {:.4} s, filter {:.4} s, \
-                 backprojection {:.4} s, download {:.4} s; wall {:.4} s, overlap share {:.0}%",
-                t.chunks,
-                t.upload_s,
-                t.preprocess_s,
-                t.filter_s,
-                t.backproject_s,
-                t.download_s,
-                t.wall_s,
-                100.0 * t.overlap_share()
-            );
+            println!("      {}", t.line());
             all_within &= c.within;
             results.push(serde_json::json!({
                 "filter": gpu.filter_path(), "dtype": options.dtype.name(), "comparison": c,

@@ -234,6 +234,18 @@ struct RunArgs {
     /// Hardware.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
+    /// CUDA backend: storage of the filtered sinogram for the backprojection. `f32` (the default) is bit
+    /// for bit the CPU's backprojection; `f16` halves the bytes the backprojection reads, at most 2^-11 of
+    /// the backprojected magnitude per pixel (reconstruct/src/gpu/ARITHMETIC.md). Recorded in provenance.
+    /// Refused with --backend cpu (and with CPU-only methods); with --backend auto on a node without a
+    /// usable GPU the run goes on on the CPU and says the option was not applied.
+    #[arg(long, value_enum, value_name = "f32|f16")]
+    gpu_dtype: Option<super::gpu::DtypeArg>,
+    /// CUDA backend: the filter. `auto` (the default) is cuFFT when libcufft loads, else the direct
+    /// convolution; `fft` requires cuFFT; `convolve` is the direct real-space convolution. Same rules as
+    /// --gpu-dtype on the CPU.
+    #[arg(long, value_enum, value_name = "auto|fft|convolve")]
+    gpu_filter: Option<super::gpu::FilterArg>,
     /// Memory budget for slabs in flight, e.g. 512M, 8G.
     #[arg(long, default_value = "4G", value_name = "SIZE")]
     memory: String,
@@ -294,9 +306,16 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// `cpu` (all cores) or `cuda` (the same 512x512 x 720 case on every GPU, 1..N devices, with per-device
-    /// rates; refuses on a machine without GPUs rather than print a figure that was not measured on one).
+    /// rates and per-stage device times; on a machine without a usable GPU it says so in one line and runs
+    /// the scheduler path on the CPU, its JSON saying `"backend_ran": "cpu"` with no stage figures).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     backend: String,
+    /// With --backend cuda: storage of the filtered sinogram on the GPUs.
+    #[arg(long, value_enum, default_value = "f32")]
+    gpu_dtype: super::gpu::DtypeArg,
+    /// With --backend cuda: the GPUs' filter.
+    #[arg(long, value_enum, default_value = "auto")]
+    gpu_filter: super::gpu::FilterArg,
 }
 
 impl RunArgs {
@@ -357,6 +376,8 @@ impl RunArgs {
                     OffsetArg::Right => reconstruct::offset_axis::OffsetAxis::Right,
                 }),
             },
+            gpu_dtype: self.gpu_dtype.map(|d| d.dtype()),
+            gpu_filter: self.gpu_filter.map(|f| f.filter()),
         }
     }
 }
@@ -497,7 +518,7 @@ impl Bench {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let Bench::Recon(args) = self;
         if args.backend == "cuda" {
-            return super::gpu::bench_recon_on_gpus(args.json);
+            return super::gpu::bench_recon_on_gpus(args.json, args.gpu_dtype, args.gpu_filter);
         }
         use reconstruct::bench::run_case;
         println!("CPU backprojection (filter + backprojection), exact Shepp-Logan sinogram, best of 3");

@@ -3,10 +3,12 @@
 #
 # Runs, writing every result as files under OUTDIR: `beamline gpu check`; a simulated NXtomo series written
 # to local disk and reconstructed on the CPU (and on CUDA when a GPU is there) with a timeline HTML of the
-# run; CUDA against the CPU on the same slabs (512^2 x 720 and 2048^2 x 1500, 4 slices) with the maximum
-# absolute and relative difference against a stated bound, for cuFFT/convolution and f32/f16; `beamline gpu
-# bench` at both sizes (1..N devices, G updates/s per device); and one summary.json. Without a CUDA driver
-# it says "no CUDA driver" and still runs the CPU half. Needs no network, no pip, no Rust, no HDF5 library.
+# run (and on CUDA again with `recon --gpu-dtype f16`); CUDA against the CPU on the same slabs (512^2 x 720
+# and 2048^2 x 1500, 4 slices) with the maximum absolute and relative difference against a stated bound, for
+# cuFFT/convolution and f32/f16; `beamline gpu bench` at both sizes and `beamline bench recon --backend cuda`
+# (1..N devices, G updates/s per device, per-stage device times: upload, normalise, filter, backprojection,
+# download, overlap share); and one summary.json. Without a CUDA driver it says "no CUDA driver" and still
+# runs the CPU half. Needs no network, no pip, no Rust, no HDF5 library.
 #
 # Environment: BEAMLINE_NVRTC_LIB (a folder holding libnvrtc.so.*) overrides the NVRTC search;
 # BEAMLINE_BUNDLE_QUICK=1 shrinks every shape (for the bundle's own test on machines without a GPU).
@@ -98,6 +100,8 @@ TIMELINE_LOG="$OUT/runs/recon_cpu.jsonl"
 if [ "$GPU" = 1 ]; then
     step recon_cuda "$BL" --log "$OUT/runs/recon_cuda.jsonl" recon "$OUT/data/scan.h5" -o "$OUT/recon_cuda.h5" --format h5 --backend cuda -q
     TIMELINE_LOG="$OUT/runs/recon_cuda.jsonl"
+    # Half-precision storage through `recon` itself (recorded in the volume's provenance).
+    step recon_cuda_f16 "$BL" recon "$OUT/data/scan.h5" -o "$OUT/recon_cuda_f16.h5" --format h5 --backend cuda --gpu-dtype f16 -q
 fi
 step timeline "$BL" timeline "$TIMELINE_LOG" -o "$OUT/timeline.html"
 step timeline_summary "$BL" timeline "$TIMELINE_LOG" --summary --json
@@ -112,6 +116,7 @@ if [ "$GPU" = 1 ]; then
     step bench_512_convolve "$BL" gpu bench "${SMALL[@]}" --slices $S_SL --gpu-filter convolve --json
     step bench_2048_f32 "$BL" gpu bench "${LARGE[@]}" --slices $L_SL --gpu-dtype f32 --json
     step bench_2048_f16 "$BL" gpu bench "${LARGE[@]}" --slices $L_SL --gpu-dtype f16 --json
+    step bench_recon_cuda "$BL" bench recon --backend cuda --json
 else
     # The same scheduler path on the CPU, as the reference the GPU figures are read against.
     step bench_cpu "$BL" gpu bench --backend cpu "${SMALL[@]}" --slices 2 --json
@@ -128,7 +133,7 @@ json_or_null() { [ -s "$OUT/$1.json" ] && cat "$OUT/$1.json" || echo null; }
     echo "\"steps\": [$(IFS=,; echo "${STEPS[*]}")],"
     echo "\"gpu_check\": $(json_or_null gpu_check),"
     echo "\"timeline\": $(json_or_null timeline_summary),"
-    for k in compare_512 compare_2048 bench_512_f32 bench_512_f16 bench_512_convolve bench_2048_f32 bench_2048_f16 bench_cpu; do
+    for k in compare_512 compare_2048 bench_512_f32 bench_512_f16 bench_512_convolve bench_2048_f32 bench_2048_f16 bench_recon_cuda bench_cpu; do
         echo "\"$k\": $(json_or_null $k),"
     done
     echo "\"files\": \"$OUT\""
