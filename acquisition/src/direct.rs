@@ -895,10 +895,7 @@ unsafe extern "C" fn cb_close(f: *mut PublicFile) -> Herr {
         }
         libc::close(s.fd);
     }
-    match r {
-        Ok(()) => 0,
-        Err(e) => push_error("closing the file: its last frames could not be written", e),
-    }
+    herr("closing the file: its last frames could not be written", r)
 }
 
 unsafe extern "C" fn cb_cmp(a: *const PublicFile, b: *const PublicFile) -> c_int {
@@ -947,6 +944,23 @@ unsafe extern "C" fn cb_get_handle(f: *mut PublicFile, _fapl: hid_t, handle: *mu
     0
 }
 
+/// The return of a read or write callback that needs no I/O: an error for a region outside the address space,
+/// success for an empty one; `None` when there is I/O to do.
+fn check_region(op: &str, addr: Haddr, size: usize) -> Option<Herr> {
+    if addr == HADDR_UNDEF || addr.checked_add(size as u64).is_none_or(|e| e > MAXADDR) {
+        return Some(push_error(&format!("{op}: address out of range"), libc::EINVAL));
+    }
+    (size == 0).then_some(0)
+}
+
+/// 0, or the OS error pushed on HDF5's stack with `what`.
+fn herr(what: &str, r: Result<(), i32>) -> Herr {
+    match r {
+        Ok(()) => 0,
+        Err(e) => push_error(what, e),
+    }
+}
+
 unsafe extern "C" fn cb_read(
     f: *mut PublicFile,
     _t: MemType,
@@ -955,18 +969,12 @@ unsafe extern "C" fn cb_read(
     size: usize,
     buf: *mut c_void,
 ) -> Herr {
-    if addr == HADDR_UNDEF || addr.checked_add(size as u64).is_none_or(|e| e > MAXADDR) {
-        return push_error("read: address out of range", libc::EINVAL);
-    }
-    if size == 0 {
-        return 0;
+    if let Some(rc) = check_region("read", addr, size) {
+        return rc;
     }
     // SAFETY: HDF5 passes a buffer of `size` writable bytes.
     let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), size) };
-    match unsafe { state(f) }.read(addr, out) {
-        Ok(()) => 0,
-        Err(e) => push_error("read failed", e),
-    }
+    herr("read failed", unsafe { state(f) }.read(addr, out))
 }
 
 unsafe extern "C" fn cb_write(
@@ -977,25 +985,16 @@ unsafe extern "C" fn cb_write(
     size: usize,
     buf: *const c_void,
 ) -> Herr {
-    if addr == HADDR_UNDEF || addr.checked_add(size as u64).is_none_or(|e| e > MAXADDR) {
-        return push_error("write: address out of range", libc::EINVAL);
-    }
-    if size == 0 {
-        return 0;
+    if let Some(rc) = check_region("write", addr, size) {
+        return rc;
     }
     // SAFETY: HDF5 passes `size` readable bytes.
     let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), size) };
-    match unsafe { state(f) }.write(t, addr, data) {
-        Ok(()) => 0,
-        Err(e) => push_error("write failed", e),
-    }
+    herr("write failed", unsafe { state(f) }.write(t, addr, data))
 }
 
 unsafe extern "C" fn cb_flush(f: *mut PublicFile, _dxpl: hid_t, _closing: bool) -> Herr {
-    match unsafe { state(f) }.sync_window() {
-        Ok(()) => 0,
-        Err(e) => push_error("flush failed", e),
-    }
+    herr("flush failed", unsafe { state(f) }.sync_window())
 }
 
 unsafe extern "C" fn cb_truncate(f: *mut PublicFile, _dxpl: hid_t, _closing: bool) -> Herr {
