@@ -515,7 +515,7 @@ impl Io {
                     let data = &job.buf.bytes()[..job.len];
                     let mut result = Err(libc::EINVAL);
                     if !r.load(Ordering::Relaxed) {
-                        result = pwrite_all(direct, data, job.start);
+                        result = if injected_failure() { Err(libc::EIO) } else { pwrite_all(direct, data, job.start) };
                         if result == Err(libc::EINVAL) {
                             tracing::debug!("O_DIRECT write refused (EINVAL): writing through the page cache");
                             FALLBACKS.fetch_add(1, Ordering::Relaxed);
@@ -599,6 +599,17 @@ impl Drop for Io {
             let _ = t.join();
         }
     }
+}
+
+/// Test-only hook: `BEAMLINE_TEST_DIRECT_EIO_AFTER=N` makes every `O_DIRECT` write of this process after its
+/// first N fail with EIO (a disk that fails mid-series, for the latch's end-to-end test). Read once.
+fn injected_failure() -> bool {
+    static AFTER: OnceLock<Option<u64>> = OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let Some(after) = *AFTER.get_or_init(|| std::env::var("BEAMLINE_TEST_DIRECT_EIO_AFTER").ok()?.parse().ok()) else {
+        return false;
+    };
+    WRITES.fetch_add(1, Ordering::Relaxed) >= after
 }
 
 /// `pwrite` of all of `data` at `at`.

@@ -413,6 +413,54 @@ fn disk_full_with_writes_past_the_page_cache_closes_the_file_as_failed() {
     disk_full_case(dir.path(), &mnt.0, 590);
 }
 
+/// A disk that fails mid-series under writes past the page cache (the driver's test hook makes every O_DIRECT
+/// write after the third fail with EIO): the failure latches, the receiver exits non-zero naming the file and
+/// the OS error, and the file is what it was at its last flush: it opens, and every frame it lists as held is
+/// intact (none of the frames whose bytes were lost is listed).
+#[test]
+fn a_disk_failing_mid_series_leaves_the_file_as_of_its_last_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(acquisition::direct::bypasses_page_cache(dir.path()), "this test needs a disk that takes O_DIRECT");
+    let ep = free_endpoint();
+    let file = dir.path().join("eio.h5");
+    let rx = tests::beamline()
+        .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "-q", "--flush-ms", "50"])
+        .env("BEAMLINE_TEST_DIRECT_EIO_AFTER", "3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 400 raw 256² frames (50 MiB); the fourth O_DIRECT write fails (every 50 ms flush writes its window out).
+    let mut tx = beamline()
+        .args(["simulate", "--connect", &ep, "--size", "256", "--angles", "390", "--flats", "5", "--darks", "5"])
+        .args(["--compression", "none", "--series", "eio", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx_out = wait(rx, Duration::from_secs(120), "receive onto a failing disk");
+    // Without acknowledgements the sender only learns that nobody takes its frames: stopped here.
+    let _ = tx.kill();
+    let _ = tx.wait();
+    let rx_err = String::from_utf8_lossy(&rx_out.stderr);
+    assert!(!rx_out.status.success(), "the receiver must exit non-zero: {rx_err}");
+    assert!(rx_err.contains(file.to_str().unwrap()), "the error names the file: {rx_err}");
+    assert!(rx_err.contains("Input/output error"), "the error names the OS error: {rx_err}");
+    let f = hdf5::File::open(&file).expect("the file opens after the failure");
+    let keys: Vec<i32> = f.dataset("entry/instrument/detector/image_key").unwrap().read_raw().unwrap();
+    drop(f);
+    let held = keys.iter().filter(|k| **k != 3).count();
+    eprintln!("{held} frames held; the receiver said: {rx_err}");
+    // The three O_DIRECT writes before the failure were flushes of frames: those frames are held.
+    assert!((1..400).contains(&held), "{held} frames listed as held");
+    let mut cfg = SimConfig::new(256, 256, Dtype::Uint16);
+    cfg.seed = 1;
+    let sch = Schedule { darks: 5, flats: 5, angles: 390, range: Degrees(180.0) };
+    let exp = simulated("eio", &cfg, &sch, Compression::None).write(dir.path(), "expected");
+    let r = check(&file, &exp, true);
+    assert_eq!(r["checked_frames"].as_u64(), Some(held as u64), "{r}");
+}
+
 /// A receiver with acknowledgements fed `angles` + 10 raw 256² frames onto `mnt`, which cannot hold them all.
 fn disk_full_case(dir: &Path, mnt: &Path, angles: u64) {
     let frames = angles as usize + 10;
