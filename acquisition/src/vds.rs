@@ -612,6 +612,9 @@ mod tests {
     /// A receiver-like file: frames, image keys, angles and (with `times`) timestamps, per row.
     fn write_source(path: &Path, rows: usize, frames: &[(u64, u64)], shape: [usize; 2], times: bool) {
         let f = File::create(path).unwrap();
+        // Other tests of this process start children; one started while this file is open must not inherit
+        // its descriptor and with it HDF5's lock (seen once in CI: "unable to lock file" on reading it back).
+        crate::writer::close_on_exec(&f).unwrap();
         let det = f.create_group("entry").unwrap().create_group("instrument").unwrap();
         let det = det.create_group("detector").unwrap();
         let ds = det
