@@ -757,7 +757,8 @@ fn closing_line(s: &SeriesSummary) -> String {
     if !s.dropped.is_empty() {
         queue += &format!(", dropped {} (queue full)", s.dropped.len());
     }
-    if !s.blocked.is_zero() {
+    // Under 10 ms it would print as 0.00 or 0.01 s: noise, not a finding (the exact time is in the file and trace).
+    if s.blocked >= Duration::from_millis(10) {
         queue += &format!(", queue full for {:.2} s", s.blocked.as_secs_f64());
     }
     format!(
