@@ -1098,18 +1098,7 @@ mod tests {
             let ds = f.new_dataset::<u8>().shape([sizes.len(), 10 << 20]).chunk([1, 10 << 20]).create("d").unwrap();
             for i in 0..sizes.len() {
                 let data = payload(i);
-                let off = [i as u64, 0];
-                let rc = hdf5::sync::sync(|| unsafe {
-                    hdf5_sys::h5d::H5Dwrite_chunk(
-                        ds.id(),
-                        hdf5_sys::h5p::H5P_DEFAULT,
-                        0,
-                        off.as_ptr(),
-                        data.len(),
-                        data.as_ptr().cast(),
-                    )
-                });
-                assert!(rc >= 0, "chunk {i}");
+                assert!(write_chunk(&ds, i as u64, &data) >= 0, "chunk {i}");
                 if i % 7 == 3 {
                     f.flush().unwrap();
                 }
@@ -1147,6 +1136,22 @@ mod tests {
 
     /// A file written through the driver is reopened through it and written on (the receiver's resume), and
     /// every chunk of both sessions reads back.
+    /// `data` as the raw chunk of row `row` of the 2-D dataset `ds` (`H5Dwrite_chunk`, as the writer does).
+    fn write_chunk(ds: &hdf5::Dataset, row: u64, data: &[u8]) -> i32 {
+        let off = [row, 0];
+        // SAFETY: `off` has the dataset's rank; `data` is valid for its length.
+        hdf5::sync::sync(|| unsafe {
+            hdf5_sys::h5d::H5Dwrite_chunk(
+                ds.id(),
+                hdf5_sys::h5p::H5P_DEFAULT,
+                0,
+                off.as_ptr(),
+                data.len(),
+                data.as_ptr().cast(),
+            )
+        })
+    }
+
     #[test]
     fn reopened_files_keep_their_chunks() {
         let dir = tempfile::tempdir().unwrap();
@@ -1156,18 +1161,7 @@ mod tests {
             let ds = f.dataset("d").unwrap();
             for i in range {
                 let data = chunk(i);
-                let off = [i as u64, 0];
-                let rc = hdf5::sync::sync(|| unsafe {
-                    hdf5_sys::h5d::H5Dwrite_chunk(
-                        ds.id(),
-                        hdf5_sys::h5p::H5P_DEFAULT,
-                        0,
-                        off.as_ptr(),
-                        data.len(),
-                        data.as_ptr().cast(),
-                    )
-                });
-                assert!(rc >= 0);
+                assert!(write_chunk(&ds, i as u64, &data) >= 0, "chunk {i}");
             }
         };
         {
