@@ -346,11 +346,10 @@ pub fn measure(
         | Sink::NxtomoBuffered(path)
         | Sink::NxtomoCurve(path, _)
         | Sink::NxtomoAck(path) => {
-            let io = crate::direct::write_io();
-            if let Sink::NxtomoBuffered(_) = sink {
-                crate::direct::set_write_io(crate::direct::WriteIo::Buffered);
-            }
             let mut cfg = ReceiverConfig::new(Output::File(path.clone()));
+            if let Sink::NxtomoBuffered(_) = sink {
+                cfg.write_io = crate::direct::WriteIo::Buffered;
+            }
             cfg.endpoint = "tcp://127.0.0.1:*".into();
             cfg.queue_frames = queue_frames;
             cfg.queue_bytes = queue_bytes;
@@ -363,9 +362,7 @@ pub fn measure(
             let rx = Receiver::bind(cfg)?;
             let ack = rx.ack_endpoint();
             let child = run(&rx.endpoint(), ack.as_deref())?;
-            let summary = rx.run();
-            crate::direct::set_write_io(io);
-            let summary = summary?;
+            let summary = rx.run()?;
             let s = summary.series.first().ok_or_else(|| BenchError::Run("no series arrived".into()))?;
             let frame_bytes = file_frame_bytes(path)?;
             (s.received, s.duration.as_secs_f64(), s.bytes_written, frame_bytes, child)

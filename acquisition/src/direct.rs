@@ -31,7 +31,7 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr, CString};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use hdf5_sys::h5i::hid_t;
@@ -66,22 +66,6 @@ impl std::str::FromStr for WriteIo {
             "buffered" => Ok(WriteIo::Buffered),
             _ => Err(format!("unknown write I/O `{s}`: use direct or buffered")),
         }
-    }
-}
-
-static WRITE_IO: AtomicU8 = AtomicU8::new(0);
-
-/// Sets how files created or reopened by the writer from now on are written (process-wide).
-pub fn set_write_io(io: WriteIo) {
-    WRITE_IO.store(matches!(io, WriteIo::Buffered) as u8, Ordering::Relaxed);
-}
-
-/// How the writer's files are written.
-pub fn write_io() -> WriteIo {
-    if WRITE_IO.load(Ordering::Relaxed) == 1 {
-        WriteIo::Buffered
-    } else {
-        WriteIo::Direct
     }
 }
 
@@ -376,9 +360,9 @@ fn driver_id() -> Option<hid_t> {
 }
 
 /// Opens `path` for the writer: created (truncated) with `create`, else opened read-write; through the
-/// driver when [`write_io`] is [`WriteIo::Direct`] and it is available, else with HDF5's default driver.
-pub fn open_for_writing(path: &Path, create: bool) -> hdf5::Result<hdf5::File> {
-    let id = match (write_io(), driver_id()) {
+/// driver when `io` is [`WriteIo::Direct`] and the driver is available, else with HDF5's default driver.
+pub fn open_for_writing(path: &Path, create: bool, io: WriteIo) -> hdf5::Result<hdf5::File> {
+    let id = match (io, driver_id()) {
         (WriteIo::Direct, Some(id)) => id,
         _ => return if create { hdf5::File::create(path) } else { hdf5::File::open_rw(path) },
     };
@@ -1094,7 +1078,7 @@ mod tests {
         let payload = |i: usize| -> Vec<u8> { (0..sizes[i]).map(|k| (k * 31 + i * 7) as u8).collect() };
         let before = stats();
         {
-            let f = open_for_writing(&path, true).unwrap();
+            let f = open_for_writing(&path, true, WriteIo::Direct).unwrap();
             let ds = f.new_dataset::<u8>().shape([sizes.len(), 10 << 20]).chunk([1, 10 << 20]).create("d").unwrap();
             for i in 0..sizes.len() {
                 let data = payload(i);
@@ -1128,7 +1112,7 @@ mod tests {
         assert!(on_disk >= total && on_disk < total + (1 << 20), "file {on_disk} bytes for {total} of chunks");
         drop((ds, f));
         if bypasses_page_cache(dir.path()) {
-            assert_eq!(window_bytes(&open_for_writing(&path, false).unwrap()), HELD_BYTES as u64);
+            assert_eq!(window_bytes(&open_for_writing(&path, false, WriteIo::Direct).unwrap()), HELD_BYTES as u64);
             assert_eq!(window_bytes(&hdf5::File::open(&path).unwrap()), 0, "not our driver: nothing held");
             assert!(after.direct_bytes - before.direct_bytes > total / 2, "{before:?} -> {after:?}");
         }
@@ -1165,12 +1149,12 @@ mod tests {
             }
         };
         {
-            let f = open_for_writing(&path, true).unwrap();
+            let f = open_for_writing(&path, true, WriteIo::Direct).unwrap();
             f.new_dataset::<u8>().shape([20, 100_003]).chunk([1, 100_003]).create("d").unwrap();
             write(&f, 0..10);
         }
         {
-            let f = open_for_writing(&path, false).unwrap();
+            let f = open_for_writing(&path, false, WriteIo::Direct).unwrap();
             write(&f, 10..20);
         }
         let d: ndarray::Array2<u8> = hdf5::File::open(&path).unwrap().dataset("d").unwrap().read_2d().unwrap();

@@ -22,6 +22,7 @@ use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx, 
 use crate::ack::{AckPublisher, IndexRanges};
 use crate::blosc::{decompress_validated, validate_chunk, BloscError};
 use crate::budget::ByteBudget;
+use crate::direct::WriteIo;
 use crate::protocol::{
     decode_frame_header, decode_series_end, decode_series_start, payload_checksum, raw_metadata, Compression,
     FrameHeader, FrameIndex, Kind, ProtocolError, SeriesEnd, SeriesStart, Shuffle,
@@ -118,6 +119,9 @@ pub struct ReceiverConfig {
     pub stale_after: Option<Duration>,
     /// Accept only CURVE senders whose public keys are listed (default none: plain ZMTP 3).
     pub curve: Option<crate::curve::CurveServer>,
+    /// How the frame chunks reach the disk (default [`WriteIo::Direct`]: past the page cache where the file
+    /// system allows it; the file's bytes are the same either way).
+    pub write_io: WriteIo,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -166,6 +170,7 @@ impl ReceiverConfig {
             on_full: OnFull::Block,
             stale_after: Some(Duration::from_secs(60)),
             curve: None,
+            write_io: WriteIo::Direct,
         }
     }
 }
@@ -593,7 +598,7 @@ impl Receiver {
                 }),
             );
         }
-        let extras = WriterExtras { ack, current: resumed };
+        let extras = WriterExtras { ack, current: resumed, io: self.cfg.write_io };
         let writer = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer_loop(rx, flush, prov, stop, live, budget, observer, extras))
@@ -631,7 +636,7 @@ impl Receiver {
             },
         };
         let path = &path;
-        let (w, start) = NxtomoWriter::reopen(path)?;
+        let (w, start) = NxtomoWriter::reopen(path, self.cfg.write_io)?;
         self.bound_zmq_buffer(&start);
         let mut seen = vec![false; start.frames as usize];
         for i in w.held() {
@@ -982,6 +987,7 @@ fn same_series(a: &SeriesStart, b: &SeriesStart) -> bool {
 struct WriterExtras {
     ack: Option<AckPublisher>,
     current: Option<NxtomoWriter>,
+    io: WriteIo,
 }
 
 type Verdict = Result<Flow, (Reason, String)>;
@@ -1050,7 +1056,7 @@ fn writer_loop(
     mut observer: Watcher,
     extras: WriterExtras,
 ) -> Result<Vec<SeriesSummary>, ReceiveError> {
-    let WriterExtras { mut ack, mut current } = extras;
+    let WriterExtras { mut ack, mut current, io } = extras;
     let mut done = Vec::new();
     let mut total = 0u64;
     let mut dropped = 0u64;
@@ -1099,7 +1105,7 @@ fn writer_loop(
                         done.push(w.finish(None, Rejections::default())?);
                         observer.notify("series_end", |o| o.series_end(None));
                     }
-                    let mut w = NxtomoWriter::create(&path, &start, &prov)?;
+                    let mut w = NxtomoWriter::create_with(&path, &start, &prov, None, io)?;
                     w.store_start_verbatim(&json, metadata.as_deref())?;
                     current = Some(w);
                     if let Some(a) = ack.as_mut() {

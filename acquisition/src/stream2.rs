@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver as ChanRx, RecvTimeoutError, Sender as ChanTx};
 use serde_json::{json, Map, Value as Json};
 
 use crate::budget::ByteBudget;
+use crate::direct::WriteIo;
 use crate::nexus::{attr_str, nx_group, path as nx, Degrees, FrameIndex, ImageKey};
 use crate::protocol::{
     now_timestamp, Compression, Dtype, FrameHeader, SeriesEnd, SeriesStart, SeriesStatus, Shape, Share,
@@ -628,11 +629,11 @@ impl Stream2Receiver {
     pub fn run(self) -> Result<ReceiveSummary, ReceiveError> {
         crate::frame_memory::keep_frame_buffers(self.cfg.queue_bytes);
         let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(self.cfg.queue_frames.max(1));
-        let (flush, prov) = (self.cfg.flush_interval, self.cfg.provenance.clone());
+        let (flush, prov, io) = (self.cfg.flush_interval, self.cfg.provenance.clone(), self.cfg.write_io);
         let (stop, budget) = (self.stop.clone(), self.budget.clone());
         let writer = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || writer_loop(rx, flush, prov, stop, budget))
+            .spawn(move || writer_loop(rx, flush, NewFiles { prov, io }, stop, budget))
             .map_err(|e| ReceiveError::Thread(e.to_string()))?;
         let mut outside = Rejections::default();
         let received = self.receive_loop(&tx, &mut outside);
@@ -984,7 +985,7 @@ struct WriterSeries {
 fn writer_loop(
     rx: ChanRx<ToWriter>,
     flush: Duration,
-    prov: Provenance,
+    files: NewFiles,
     stop: StopHandle,
     budget: Arc<ByteBudget>,
 ) -> Result<Vec<SeriesSummary>, ReceiveError> {
@@ -1005,14 +1006,14 @@ fn writer_loop(
                 Ok(ToWriter::Open(b)) => {
                     let (start, path, shared) = *b;
                     if let Some(s) = current.take() {
-                        done.push(close(s, None, Rejections::default(), &prov)?);
+                        done.push(close(s, None, Rejections::default(), &files)?);
                     }
                     current = Some(WriterSeries { start, path, writer: None, shared });
                 }
                 Ok(ToWriter::Create(filter, encoding, dtype)) => {
                     if let Some(s) = current.as_mut() {
                         s.start.dtype = Some(dtype);
-                        s.writer = Some(create(&s.start, &s.path, filter.as_ref(), encoding, s.shared, &prov)?);
+                        s.writer = Some(create(&s.start, &s.path, filter.as_ref(), encoding, s.shared, &files)?);
                     }
                 }
                 Ok(ToWriter::Frame(h, bytes)) => {
@@ -1029,7 +1030,7 @@ fn writer_loop(
                 }
                 Ok(ToWriter::Close(end, rejected)) => {
                     if let Some(s) = current.take() {
-                        done.push(close(s, end.as_deref(), rejected, &prov)?);
+                        done.push(close(s, end.as_deref(), rejected, &files)?);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -1039,7 +1040,7 @@ fn writer_loop(
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     if let Some(s) = current.take() {
-                        done.push(close(s, None, Rejections::default(), &prov)?);
+                        done.push(close(s, None, Rejections::default(), &files)?);
                     }
                     return Ok(());
                 }
@@ -1056,13 +1057,19 @@ fn writer_loop(
     })
 }
 
+/// What every file the writer creates is made with: the provenance it records and how its chunks are written.
+struct NewFiles {
+    prov: Provenance,
+    io: WriteIo,
+}
+
 fn create(
     start: &Start,
     path: &Path,
     filter: Option<&ChunkFilter>,
     encoding: Encoding,
     shared: bool,
-    prov: &Provenance,
+    files: &NewFiles,
 ) -> Result<NxtomoWriter, WriteError> {
     let mut s = SeriesStart::new(
         series_name(start),
@@ -1077,7 +1084,7 @@ fn create(
         // as not sent here (not missing) when every image dealt here arrived and nothing was rejected.
         s.share = Some(Share { index: 0, of: 1 });
     }
-    let w = NxtomoWriter::create_with_filter(path, &s, prov, filter)?;
+    let w = NxtomoWriter::create_with(path, &s, &files.prov, filter, files.io)?;
     write_metadata(&w, start, encoding).map_err(|cause| WriteError::Hdf5 {
         what: "write stream v2 metadata".into(),
         path: path.to_path_buf(),
@@ -1090,11 +1097,11 @@ fn close(
     mut s: WriterSeries,
     end: Option<&SeriesEnd>,
     rejected: Rejections,
-    prov: &Provenance,
+    files: &NewFiles,
 ) -> Result<SeriesSummary, WriteError> {
     let w = match s.writer.take() {
         Some(w) => w,
-        None => create(&s.start, &s.path, None, Encoding::Raw, s.shared, prov)?,
+        None => create(&s.start, &s.path, None, Encoding::Raw, s.shared, files)?,
     };
     w.finish(end, rejected)
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hdf5::{Dataset, File, Group, H5Type};
 
+use crate::direct::WriteIo;
 use crate::nexus::{acq, attr_str, class, nx_group, path as nx, string_dataset as dataset_str, varlen, ImageKey};
 use crate::protocol::{
     Compression, Compressor, Dtype, FrameHeader, FrameIndex, SeriesEnd, SeriesStart, SeriesStatus, Share, Shuffle,
@@ -341,25 +342,27 @@ pub(crate) fn close_on_exec(file: &File) -> hdf5::Result<()> {
 }
 
 impl NxtomoWriter {
-    /// Creates (or truncates) `path` and lays out the NXtomo tree for `start`.
+    /// Creates (or truncates) `path` and lays out the NXtomo tree for `start`; frame chunks are written past
+    /// the page cache where the file system allows it ([`WriteIo::Direct`]).
     pub fn create(path: &Path, start: &SeriesStart, prov: &Provenance) -> Result<NxtomoWriter, WriteError> {
-        NxtomoWriter::create_with_filter(path, start, prov, None)
+        NxtomoWriter::create_with(path, start, prov, None, WriteIo::Direct)
     }
 
     /// As [`NxtomoWriter::create`], but the frame chunks arrive already encoded with `filter` (when given),
-    /// which the data set declares instead of the series start's compression.
-    pub fn create_with_filter(
+    /// which the data set declares instead of the series start's compression, and reach the disk as `io` says.
+    pub fn create_with(
         path: &Path,
         start: &SeriesStart,
         prov: &Provenance,
         filter: Option<&ChunkFilter>,
+        io: WriteIo,
     ) -> Result<NxtomoWriter, WriteError> {
         let err = |what: &str| {
             let what = what.to_string();
             move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), cause: source }
         };
         let _s = tracing::debug_span!("hdf5.create", path = %path.display()).entered();
-        let file = crate::direct::open_for_writing(path, true).map_err(err("create file"))?;
+        let file = crate::direct::open_for_writing(path, true, io).map_err(err("create file"))?;
         close_on_exec(&file).map_err(err("create file"))?;
         let n = start.frames as usize;
         let build = || -> hdf5::Result<NxtomoWriter> {
@@ -512,15 +515,16 @@ impl NxtomoWriter {
 
     /// Reopens `path`, a file this writer created for a series that was never closed (its status is still
     /// `receiving`: the receiver was killed), to go on writing it. Returns the writer and the series start
-    /// stored in the file; every frame whose `image_key` in the file is not 3 counts as held.
-    pub fn reopen(path: &Path) -> Result<(NxtomoWriter, SeriesStart), WriteError> {
+    /// stored in the file; every frame whose `image_key` in the file is not 3 counts as held. Its chunks from
+    /// now on reach the disk as `io` says.
+    pub fn reopen(path: &Path, io: WriteIo) -> Result<(NxtomoWriter, SeriesStart), WriteError> {
         let err = |what: &str| {
             let what = what.to_string();
             move |source| WriteError::Hdf5 { what, path: path.to_path_buf(), cause: source }
         };
         let resume = |why: String| WriteError::Resume { path: path.to_path_buf(), why };
         let _s = tracing::debug_span!("hdf5.reopen", path = %path.display()).entered();
-        let file = crate::direct::open_for_writing(path, false).map_err(err("reopen file"))?;
+        let file = crate::direct::open_for_writing(path, false, io).map_err(err("reopen file"))?;
         close_on_exec(&file).map_err(err("reopen file"))?;
         let acq = file.group(nx::ACQUISITION).map_err(err("open /entry/acquisition"))?;
         let read_str = |name: &str| -> Result<String, WriteError> {
@@ -984,7 +988,7 @@ mod tests {
         }
         w.flush().unwrap();
         drop(w); // as a killed receiver leaves it: status `receiving`
-        let (mut w, stored) = NxtomoWriter::reopen(&path).unwrap();
+        let (mut w, stored) = NxtomoWriter::reopen(&path, WriteIo::Direct).unwrap();
         assert_eq!(stored.series, "r");
         assert_eq!(stored.frames, 4);
         assert_eq!(w.held().collect::<Vec<_>>(), vec![0, 2]);
@@ -997,8 +1001,29 @@ mod tests {
         assert_eq!((s.received, s.missing.len()), (4, 0));
         let data: Vec<u8> = File::open(&path).unwrap().dataset(nx::DATA).unwrap().read_raw().unwrap();
         assert_eq!(data, [[0u8; 6], [1; 6], [2; 6], [3; 6]].concat());
-        let again = NxtomoWriter::reopen(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        let again = NxtomoWriter::reopen(&path, WriteIo::Direct).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(again.contains("already closed (status `complete`)"), "{again}");
+    }
+
+    /// Each writer's `io` picks its file's driver (one receiver's `--write-io` is not another's): `Buffered`
+    /// opens it with HDF5's default driver, which holds nothing past the kernel; `Direct` through
+    /// `beamline_direct`, whose window the disk-full check keeps free, where the file system takes O_DIRECT;
+    /// a reopened file likewise.
+    #[test]
+    fn write_io_picks_each_files_driver_on_create_and_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let direct_holds =
+            if crate::direct::bypasses_page_cache(dir.path()) { crate::direct::HELD_BYTES as u64 } else { 0 };
+        let start = SeriesStart::new("w", Shape([2, 3]), Dtype::Uint8, Compression::None, 2);
+        let prov = Provenance::default();
+        let (bp, dp) = (dir.path().join("b.h5"), dir.path().join("d.h5"));
+        let b = NxtomoWriter::create_with(&bp, &start, &prov, None, WriteIo::Buffered).unwrap();
+        let d = NxtomoWriter::create_with(&dp, &start, &prov, None, WriteIo::Direct).unwrap();
+        assert_eq!((b.window_bytes, d.window_bytes), (0, direct_holds));
+        drop((b, d)); // status `receiving`: both can be reopened
+        let (b, _) = NxtomoWriter::reopen(&bp, WriteIo::Direct).unwrap();
+        let (d, _) = NxtomoWriter::reopen(&dp, WriteIo::Buffered).unwrap();
+        assert_eq!((b.window_bytes, d.window_bytes), (direct_holds, 0));
     }
 
     #[test]

@@ -112,9 +112,16 @@ pub fn wait(mut child: Child, limit: Duration, what: &str) -> Output {
             return child.wait_with_output().expect("child output");
         }
         if t0.elapsed() > limit {
+            // SIGINT first: a receiver then prints its closing line (what it received, rejected, misses),
+            // which says why it hung; SIGKILL only if it does not exit within 5 s.
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let t1 = Instant::now();
+            while child.try_wait().ok().flatten().is_none() && t1.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let out = child.wait_with_output().expect("child output");
-            panic!("{what} did not finish within {limit:?}\n{}", output_text(&out));
+            panic!("{what} did not finish within {limit:?} (stopped with SIGINT, then SIGKILL)\n{}", output_text(&out));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -82,21 +82,35 @@ fn simulate(args: &[&str]) {
     assert!(out.status.success(), "simulate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[test]
-fn simulate_as_stream2_lands_the_same_frames_as_our_protocol() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ours, theirs) = (dir.path().join("ours.h5"), dir.path().join("stream2.h5"));
+/// The simulator's series (with `sim_args`) sent over our own protocol into `file`, the reference the stream
+/// v2 files are compared with.
+fn simulate_ours(file: &std::path::Path, sim_args: &[&str]) {
     let ep = free_endpoint();
     let rx = beamline()
         .args(["receive", "--quiet", "--bind", &ep, "--output"])
-        .arg(&ours)
+        .arg(file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    simulate(&["--connect", &ep, "--compression", "none"]);
+    let mut args = vec!["--connect", ep.as_str()];
+    args.extend_from_slice(sim_args);
+    simulate(&args);
     let out = wait(rx, Duration::from_secs(60), "beamline receive");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// `stream2_sender.py compare OURS THEIRS`: h5py's view of how the two files' frames, keys and angles agree.
+fn compare(ours: &std::path::Path, theirs: &std::path::Path) -> serde_json::Value {
+    let out = run_python("stream2_sender.py", &["compare", ours.to_str().unwrap(), theirs.to_str().unwrap()]);
+    serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn simulate_as_stream2_lands_the_same_frames_as_our_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("ours.h5"), dir.path().join("stream2.h5"));
+    simulate_ours(&ours, &["--compression", "none"]);
     for encoding in ["bslz4", "lz4", "none"] {
         let ep = free_endpoint();
         let _ = std::fs::remove_file(&theirs);
@@ -106,14 +120,7 @@ fn simulate_as_stream2_lands_the_same_frames_as_our_protocol() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{encoding}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("expected 16, received 16, rejected 0"), "{encoding}: {stdout}");
-        let r: serde_json::Value = serde_json::from_str(
-            run_python("stream2_sender.py", &["compare", ours.to_str().unwrap(), theirs.to_str().unwrap()])
-                .trim()
-                .lines()
-                .last()
-                .unwrap(),
-        )
-        .unwrap();
+        let r = compare(&ours, &theirs);
         let filters = match encoding {
             "bslz4" => serde_json::json!([32008]),
             "lz4" => serde_json::json!([32004]),
@@ -181,17 +188,7 @@ fn two_receivers_on_one_stream_share_start_and_end_and_stitch_into_one_master() 
 fn a_file_replayed_as_stream2_lands_with_the_same_frames_keys_and_angles() {
     let dir = tempfile::tempdir().unwrap();
     let (ours, theirs) = (dir.path().join("ours.h5"), dir.path().join("replayed.h5"));
-    let ep = free_endpoint();
-    let rx = beamline()
-        .args(["receive", "--quiet", "--bind", &ep, "--output"])
-        .arg(&ours)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    simulate(&["--connect", &ep]);
-    let out = wait(rx, Duration::from_secs(60), "beamline receive");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    simulate_ours(&ours, &[]);
     let ep = free_endpoint();
     let rx = receiver(&ep, &theirs);
     let sent = beamline()
@@ -209,14 +206,7 @@ fn a_file_replayed_as_stream2_lands_with_the_same_frames_keys_and_angles() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("expected 16, received 16, rejected 0"), "{stdout}");
-    let r: serde_json::Value = serde_json::from_str(
-        run_python("stream2_sender.py", &["compare", ours.to_str().unwrap(), theirs.to_str().unwrap()])
-            .trim()
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap();
+    let r = compare(&ours, &theirs);
     assert_eq!(r["filters"], serde_json::json!([32008]), "{r}");
     assert_eq!(
         (&r["frames_equal"], &r["keys_equal"], &r["angles_equal"]),

@@ -610,7 +610,7 @@ fn receive(a: ReceiveArgs) -> anyhow::Result<ExitCode> {
     cfg.ack_endpoint = a.ack.clone();
     cfg.resume = a.resume;
     cfg.on_full = a.on_full.parse().map_err(anyhow::Error::msg)?;
-    acquisition::direct::set_write_io(a.write_io.parse().map_err(anyhow::Error::msg)?);
+    cfg.write_io = a.write_io.parse().map_err(anyhow::Error::msg)?;
     anyhow::ensure!(a.stale_after.is_finite() && a.stale_after >= 0.0, "--stale-after must be 0 or more seconds");
     cfg.stale_after = (a.stale_after > 0.0).then(|| Duration::from_secs_f64(a.stale_after));
     if let Some(secret) = &a.curve_secret {
