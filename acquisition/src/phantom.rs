@@ -289,18 +289,73 @@ pub fn project_3d(ellipsoids: &[Ellipsoid], det: &Detector, theta: f64) -> Vec<f
     let ppu = det.pixels_per_unit;
     let (sn, cs) = theta.sin_cos();
     let d = [-sn, cs, 0.0];
+    // The ray of column s on a row at height z starts at s u + (0, 0, z): relative to an ellipsoid's centre
+    // c it is q = s u + w with w = (0, 0, z) - c, so `chord`'s terms are polynomials in s, set up once per
+    // ellipsoid and row (the per-pixel work drops from three 3x3 quadratic forms to a few products).
+    let u = [cs, sn, 0.0];
     let forms: Vec<_> = ellipsoids.iter().map(|e| (e.form(), e.center, e.intensity)).collect();
     let mut out = vec![0f32; det.rows * det.cols];
+    let mut terms: Vec<RowTerms> = Vec::with_capacity(forms.len());
     for (row, line) in out.chunks_mut(det.cols.max(1)).enumerate() {
         let z = det.z_of_row(row) / ppu;
+        terms.clear();
+        terms.extend(forms.iter().filter_map(|(m, c, mu)| RowTerms::new(m, *c, *mu, d, u, z)));
         for (col, v) in line.iter_mut().enumerate() {
             let s = (col as f64 - det.center) / ppu;
-            let p = [s * cs, s * sn, z];
-            let sum: f64 = forms.iter().map(|(m, c, mu)| mu * chord(m, *c, p, d)).sum();
+            let sum: f64 = terms.iter().map(|t| t.at(s)).sum();
             *v = (sum * ppu) as f32;
         }
     }
     out
+}
+
+/// One ellipsoid's [`chord`] along a detector row, as polynomials in the column's offset `s`:
+/// `b(s) = b1 s + b0`, `cc(s) = (c2 s + c1) s + c0`, chord `2 sqrt(b^2 - a cc) / a`, times the intensity.
+struct RowTerms {
+    a: f64,
+    b1: f64,
+    b0: f64,
+    c2: f64,
+    c1: f64,
+    c0: f64,
+    /// `2 intensity / a`.
+    scale: f64,
+}
+
+impl RowTerms {
+    /// `None` when the ellipsoid meets no ray of the row (or is degenerate), so it costs nothing there.
+    fn new(m: &[[f64; 3]; 3], c: [f64; 3], mu: f64, d: [f64; 3], u: [f64; 3], z: f64) -> Option<RowTerms> {
+        let w = [-c[0], -c[1], z - c[2]];
+        let a = quad(m, d, d);
+        if a <= 0.0 {
+            return None;
+        }
+        let t = RowTerms {
+            a,
+            b1: quad(m, d, u),
+            b0: quad(m, d, w),
+            c2: quad(m, u, u),
+            c1: 2.0 * quad(m, u, w),
+            c0: quad(m, w, w) - 1.0,
+            scale: 2.0 * mu / a,
+        };
+        // The discriminant is k2 s^2 + k1 s + k0; with k2 < 0 its largest value is k0 - k1^2 / (4 k2).
+        let k2 = t.b1 * t.b1 - a * t.c2;
+        let k1 = 2.0 * t.b1 * t.b0 - a * t.c1;
+        let k0 = t.b0 * t.b0 - a * t.c0;
+        (k2 >= 0.0 || k0 - k1 * k1 / (4.0 * k2) > 0.0).then_some(t)
+    }
+
+    fn at(&self, s: f64) -> f64 {
+        let b = self.b1 * s + self.b0;
+        let cc = (self.c2 * s + self.c1) * s + self.c0;
+        let disc = b * b - self.a * cc;
+        if disc > 0.0 {
+            self.scale * disc.sqrt()
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Point-samples the 3-D phantom on slice `row` of `det` (height `det.z_of_row(row)`) as an `n x n` image,
@@ -365,6 +420,32 @@ mod tests {
         let p2 = sinogram_2d(&[e2], &[theta], 64, det.center, det.pixels_per_unit);
         for (a, b) in p3.iter().zip(&p2) {
             assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        }
+    }
+
+    /// The row-wise set-up gives every pixel what the per-ray chord gives (the 3-D head, tilted ellipsoids
+    /// included, at angles of every quadrant, with the axis off centre and rows above and below the head).
+    #[test]
+    fn projection_matches_the_per_ray_line_integral() {
+        let head = shepp_logan_3d();
+        let det = Detector { rows: 40, cols: 56, center: 30.5, pixels_per_unit: 24.0 };
+        for theta in [0.0, 0.4, 1.9, 3.3, 5.8f64] {
+            let p = project_3d(&head, &det, theta);
+            let (sn, cs) = theta.sin_cos();
+            let mut hit = 0;
+            for row in 0..det.rows {
+                let z = det.z_of_row(row) / det.pixels_per_unit;
+                for col in 0..det.cols {
+                    let s = (col as f64 - det.center) / det.pixels_per_unit;
+                    let want: f64 =
+                        head.iter().map(|e| e.line_integral([s * cs, s * sn, z], [-sn, cs, 0.0])).sum::<f64>()
+                            * det.pixels_per_unit;
+                    let got = p[row * det.cols + col] as f64;
+                    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{theta} ({row},{col}): {got} vs {want}");
+                    hit += (want != 0.0) as usize;
+                }
+            }
+            assert!(hit > det.rows * det.cols / 4, "the head covers the detector: {hit} rays");
         }
     }
 

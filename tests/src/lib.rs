@@ -105,23 +105,29 @@ pub fn output_text(o: &std::process::Output) -> String {
 }
 
 /// Waits for a child up to `limit`, killing it (and failing the test) when it takes longer.
-pub fn wait(mut child: Child, limit: Duration, what: &str) -> Output {
+pub fn wait(child: Child, limit: Duration, what: &str) -> Output {
+    wait_or_stop(child, limit).unwrap_or_else(|out| {
+        panic!("{what} did not finish within {limit:?} (stopped with SIGINT, then SIGKILL)\n{}", output_text(&out))
+    })
+}
+
+/// Waits for a child up to `limit`: `Ok` with its output when it exited, else `Err` with its output once
+/// stopped. SIGINT first: a receiver then prints its closing line (what it received, rejected, misses), which
+/// says why it hung; SIGKILL only if it does not exit within 5 s.
+pub fn wait_or_stop(mut child: Child, limit: Duration) -> Result<Output, Output> {
     let t0 = Instant::now();
     loop {
         if child.try_wait().expect("wait for a child").is_some() {
-            return child.wait_with_output().expect("child output");
+            return Ok(child.wait_with_output().expect("child output"));
         }
-        if t0.elapsed() > limit {
-            // SIGINT first: a receiver then prints its closing line (what it received, rejected, misses),
-            // which says why it hung; SIGKILL only if it does not exit within 5 s.
+        if t0.elapsed() >= limit {
             let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
             let t1 = Instant::now();
             while child.try_wait().ok().flatten().is_none() && t1.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();
-            let out = child.wait_with_output().expect("child output");
-            panic!("{what} did not finish within {limit:?} (stopped with SIGINT, then SIGKILL)\n{}", output_text(&out));
+            return Err(child.wait_with_output().expect("child output"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

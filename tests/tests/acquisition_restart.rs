@@ -474,7 +474,18 @@ fn disk_full_case(dir: &Path, mnt: &Path, angles: u64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let tx_out = wait(tx, Duration::from_secs(120), "simulate into a full disk");
+    let tx_out = match tests::wait_or_stop(tx, Duration::from_secs(120)) {
+        Ok(out) => out,
+        Err(tx_out) => {
+            // Which side hung: the receiver's closing line and errors say what it had seen.
+            let rx_out = tests::wait_or_stop(rx, Duration::ZERO).unwrap_or_else(|o| o);
+            panic!(
+                "simulate into a full disk did not finish within 120 s\nsender: {}\nreceiver: {}",
+                tests::output_text(&tx_out),
+                tests::output_text(&rx_out)
+            )
+        }
+    };
     let rx_out = wait(rx, Duration::from_secs(60), "receive onto a full disk");
     let (tx_err, rx_err) = (String::from_utf8_lossy(&tx_out.stderr), String::from_utf8_lossy(&rx_out.stderr));
     assert!(!rx_out.status.success(), "the receiver must exit non-zero: {rx_err}");
