@@ -262,6 +262,20 @@ fn vector<T: H5Type + Copy>(g: &Group, name: &str, n: usize, fill: T) -> hdf5::R
 }
 
 /// Writes the chunks of `data` named in `chunks` to `ds` (a vector made by [`vector`]).
+/// Test-only hook: `BEAMLINE_TEST_ABORT_AFTER_KEYS=N` aborts the process in its Nth [`NxtomoWriter::flush`],
+/// right after the image keys reached the file and before the rest of that flush (a receiver killed inside a
+/// flush, for the resume test). Read once.
+fn abort_if_asked_after_keys() {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static FLUSHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some(at) = *AT.get_or_init(|| std::env::var("BEAMLINE_TEST_ABORT_AFTER_KEYS").ok()?.parse().ok()) else {
+        return;
+    };
+    if FLUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == at {
+        std::process::abort();
+    }
+}
+
 fn write_chunks<T: H5Type + Copy>(
     ds: &Dataset,
     data: &[T],
@@ -630,12 +644,21 @@ impl NxtomoWriter {
 
     /// Writes the per-frame vectors and flushes the file: every frame whose `image_key` is not 3 in the file
     /// is then on disk, even if the process is killed afterwards.
+    ///
+    /// In two steps, because the image keys are what a resumed receiver trusts ([`NxtomoWriter::reopen`]):
+    /// first the angles, the timestamps and the whole file (the frame chunks were written as they came; this
+    /// puts the data set's chunk index, which HDF5 keeps in memory until a flush, in the file), then the keys.
+    /// A process killed anywhere in between leaves the keys of the previous flush, so a frame is never marked
+    /// held while the file cannot read it back.
     pub fn flush(&mut self) -> Result<(), WriteError> {
         let _s = tracing::debug_span!("hdf5.flush", frames = self.received).entered();
         let r = (|| -> hdf5::Result<()> {
             write_chunks(&self.angle, &self.angles, &self.dirty_chunks)?;
             write_chunks(&self.timestamp, &self.times, &self.dirty_chunks)?;
+            self.file.flush()?;
             write_chunks(&self.image_key, &self.keys, &self.dirty_chunks)?;
+            self.image_key.flush()?;
+            abort_if_asked_after_keys();
             set_u64(&self.acquisition, acq::FRAMES_RECEIVED, self.received)?;
             self.file.flush()
         })();

@@ -118,6 +118,41 @@ fn a_receiver_killed_three_times_mid_series_loses_nothing() {
     assert_eq!(r["checked_frames"].as_u64(), Some(1000), "{r}");
 }
 
+/// A receiver killed inside a flush, right after the image keys reached the file (a test hook aborts it
+/// there): the file opens and every frame it marks as held reads back bit-exact, and a resumed receiver ends the
+/// series with every frame. With the keys written in the same step as the rest, before HDF5 had put the frames'
+/// chunk index in the file, the keys marked frames the file could not read back (seen: this test failed).
+#[test]
+fn a_receiver_killed_inside_a_flush_marks_only_frames_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ep, ack) = (free_endpoint(), free_endpoint());
+    let file = dir.path().join("midflush.h5");
+    let rx_args = ["--ack", ack.as_str(), "--resume", "--flush-ms", "100"];
+    let rx = tests::beamline()
+        .args(["receive", "--bind", &ep, "--output", file.to_str().unwrap(), "-q"])
+        .args(rx_args)
+        .env("BEAMLINE_TEST_ABORT_AFTER_KEYS", "3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tx = sender(&ep, &ack, "midflush", &["--fps", "300"]).spawn().unwrap();
+    let out = wait(rx, Duration::from_secs(60), "receive (aborted in its third flush)");
+    assert!(!out.status.success(), "the hook aborts the receiver: {}", tests::output_text(&out));
+    let exp = expected_file(dir.path(), "midflush");
+    let r = check(&file, &exp, true);
+    let held = r["checked_frames"].as_u64().unwrap_or(0);
+    assert!(held > 0, "the first two flushes marked frames: {r}");
+    let rx = spawn_receiver(&ep, &file, &rx_args);
+    let tx_out = wait(tx, Duration::from_secs(180), "simulate");
+    let rx_out = wait(rx, Duration::from_secs(60), "receive (resumed)");
+    ok(&tx_out, "simulate");
+    let closing = ok(&rx_out, "receive (resumed)");
+    assert!(closing.contains("missing 0; status complete"), "{closing}");
+    let r = check(&file, &exp, false);
+    assert_eq!(r["checked_frames"].as_u64(), Some(1000), "{r}");
+}
+
 /// A number in `line` right after `before`, as written by `simulate` (digits only).
 fn peak_rss(line: &str) -> u64 {
     number_after(line, "peak RSS ")
