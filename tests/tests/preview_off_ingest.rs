@@ -46,10 +46,15 @@ for path in sys.argv[1:]:
 print(json.dumps(out))
 "#;
 
+/// Frames per second the simulator sends: a detector's pace, which a preview of 3 rows of 48² keeps up with on
+/// a loaded CI machine. (Unpaced, the simulator sends these 300 frames in ~20 ms, faster than any preview
+/// that reconstructs as they arrive; "keeps up" is said of a rate.)
+const FPS: &str = "200";
+
 fn simulate(ep: &str) {
     let sim = beamline()
         .args(["simulate", "--connect", ep, "-q", "--size", "48", "--seed", "7", "--angles", &ANGLES.to_string()])
-        .args(["--darks", "5", "--flats", "5"])
+        .args(["--darks", "5", "--flats", "5", "--fps", FPS])
         .output()
         .expect("start beamline simulate");
     ok(&sim, "simulate");
@@ -104,7 +109,7 @@ fn ingest_writes_the_same_file_with_no_preview_a_preview_and_a_slow_preview() {
     let (k, n, dropped) = preview_counts(&out);
     assert_eq!((k, n, dropped), (ANGLES, ANGLES, 0), "a preview that keeps up sees every projection: {out}");
 
-    // 30 ms per frame: the 300 frames arrive far faster than the preview takes them.
+    // 30 ms per frame: the 300 frames (5 ms apart) arrive far faster than the preview takes them.
     let out = receive(&slow, &["--preview", "3"], Some(30));
     let (k, n, dropped) = preview_counts(&out);
     assert!(dropped > 0, "the slow preview dropped nothing: {out}");
