@@ -86,11 +86,13 @@ fi
 
 # A simulated NXtomo series, over ZeroMQ (ipc) into an HDF5 file on local disk.
 if [ "$QUICK" = 1 ]; then SIM=(--rows 8 --cols 64 --angles 60 --flats 4 --darks 4); else SIM=(--rows 16 --cols 512 --angles 720 --flats 10 --darks 10); fi
-EP="ipc://$OUT/.sim.ipc"
-"$BL" receive --bind "$EP" --output "$OUT/data/scan.h5" -q > "$OUT/receive.txt" 2> "$OUT/receive.err" &
+# With acknowledgements: over ipc://, libzmq drops what a lagging receiver has not read yet when the sender
+# hangs up (tcp:// keeps it), so the sender waits until the receiver confirms every frame on disk.
+EP="ipc://$OUT/.sim.ipc"; ACK="ipc://$OUT/.ack.ipc"
+"$BL" receive --bind "$EP" --ack "$ACK" --output "$OUT/data/scan.h5" -q > "$OUT/receive.txt" 2> "$OUT/receive.err" &
 RX=$!
 sleep 1
-step simulate "$BL" simulate --connect "$EP" -q "${SIM[@]}" --series gpu-bundle --seed 1
+step simulate "$BL" simulate --connect "$EP" --ack "$ACK" -q "${SIM[@]}" --series gpu-bundle --seed 1
 wait $RX; RXRC=$?
 STEPS+=("{\"step\":\"receive\",\"rc\":$RXRC}")
 say "receive: exit $RXRC -> receive.txt"
