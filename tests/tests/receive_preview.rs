@@ -36,6 +36,9 @@ fn receive_preview_writes_slices_that_match_the_reconstruction() {
     std::thread::sleep(Duration::from_millis(300));
     let sim = beamline()
         .args(["simulate", "--connect", &ep, "-q", "--size", "48", "--angles", "90", "--darks", "5", "--flats", "5"])
+        // A detector's pace: unpaced, the 100 frames arrive in ~5 ms, faster than a preview that reconstructs
+        // as they come (it then drops frames, counted; here it must see every projection).
+        .args(["--fps", "200"])
         .output()
         .expect("start beamline simulate");
     ok(&sim, "simulate");
