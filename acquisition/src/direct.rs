@@ -1118,8 +1118,6 @@ mod tests {
         }
     }
 
-    /// A file written through the driver is reopened through it and written on (the receiver's resume), and
-    /// every chunk of both sessions reads back.
     /// `data` as the raw chunk of row `row` of the 2-D dataset `ds` (`H5Dwrite_chunk`, as the writer does).
     fn write_chunk(ds: &hdf5::Dataset, row: u64, data: &[u8]) -> i32 {
         let off = [row, 0];
@@ -1136,6 +1134,8 @@ mod tests {
         })
     }
 
+    /// A file written through the driver is reopened through it and written on (the receiver's resume), and
+    /// every chunk of both sessions reads back.
     #[test]
     fn reopened_files_keep_their_chunks() {
         let dir = tempfile::tempdir().unwrap();

@@ -261,7 +261,6 @@ fn vector<T: H5Type + Copy>(g: &Group, name: &str, n: usize, fill: T) -> hdf5::R
     g.new_dataset::<T>().shape([n]).chunk([VECTOR_CHUNK.min(n).max(1)]).fill_value(fill).create(name)
 }
 
-/// Writes the chunks of `data` named in `chunks` to `ds` (a vector made by [`vector`]).
 /// Test-only hook: `BEAMLINE_TEST_ABORT_AFTER_KEYS=N` aborts the process in its Nth [`NxtomoWriter::flush`],
 /// right after the image keys reached the file and before the rest of that flush (a receiver killed inside a
 /// flush, for the resume test). Read once.
@@ -276,6 +275,7 @@ fn abort_if_asked_after_keys() {
     }
 }
 
+/// Writes the chunks of `data` named in `chunks` to `ds` (a vector made by [`vector`]).
 fn write_chunks<T: H5Type + Copy>(
     ds: &Dataset,
     data: &[T],
